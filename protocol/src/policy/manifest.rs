@@ -1,0 +1,119 @@
+//! Capability manifests: what a device is, how to reach it, which actions it offers and how hard it may be
+//! driven. The field names are those of the TOML files operators write.
+
+use core::fmt;
+
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::signed::Document;
+use crate::envelope::{ActionName, CapabilityId, Hazards, Scope};
+
+/// A `major.minor.patch` version, `"1.2.0"` in text formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Semver {
+    /// Incompatible changes.
+    pub major: u32,
+    /// Compatible additions.
+    pub minor: u32,
+    /// Fixes.
+    pub patch: u32,
+}
+
+impl Semver {
+    /// Parses `1.2.3` (no pre-release or build suffix).
+    pub fn parse(text: &str) -> Option<Semver> {
+        let mut parts = text.split('.').map(|p| if p.len() > 1 && p.starts_with('0') { None } else { p.parse().ok() });
+        let v = Semver { major: parts.next()??, minor: parts.next()??, patch: parts.next()?? };
+        parts.next().is_none().then_some(v)
+    }
+}
+
+impl fmt::Display for Semver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+impl Serialize for Semver {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() { s.collect_str(self) } else { (self.major, self.minor, self.patch).serialize(s) }
+    }
+}
+
+impl<'de> Deserialize<'de> for Semver {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let text = <&str>::deserialize(d)?;
+            Semver::parse(text).ok_or_else(|| de::Error::custom("version must be MAJOR.MINOR.PATCH"))
+        } else {
+            let (major, minor, patch) = <(u32, u32, u32)>::deserialize(d)?;
+            Ok(Semver { major, minor, patch })
+        }
+    }
+}
+
+/// How hard a device may be driven.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Sustained commands per second (token bucket rate).
+    pub rps: f32,
+    /// Commands allowed at once (token bucket size).
+    pub burst: u32,
+    /// Reconnect and retry waits in seconds, e.g. `[1, 2, 5, 10, 30]`; the last repeats.
+    pub backoff: heapless::Vec<u32, 8>,
+    /// Consecutive failures or timeouts that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// Commands that may wait in the device's queue.
+    pub queue_depth: u32,
+    /// How long to wait for the device's answer, in milliseconds.
+    pub timeout_ms: u32,
+}
+
+/// One action a capability offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionSpec {
+    /// The action name used in envelopes.
+    pub name: ActionName,
+    /// Hazards the envelope must declare and the grant must allow.
+    pub hazards: Hazards,
+    /// Budget units one call costs.
+    pub cost: u32,
+    /// Emergency actions (camera STOP, safe state) take the priority lane.
+    #[serde(default)]
+    pub emergency: bool,
+}
+
+/// A capability manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// `if://capability/<name>`.
+    pub id: CapabilityId,
+    /// Never goes down for the same id.
+    pub version: Semver,
+    /// A compiled-in driver: `vmix-tcp`, `videohub-tcp`, `visca-serial`, `rack-node-serial`, `builtin`.
+    pub driver: heapless::String<32>,
+    /// Where the device is: `tcp://host:port` or `serial:///dev/ttyUSB0?baud=9600`.
+    pub endpoint: heapless::String<128>,
+    /// Names of the vault secrets the driver may read.
+    pub requires_secrets: heapless::Vec<heapless::String<64>, 8>,
+    /// Scopes in which the capability may be used.
+    pub scopes: heapless::Vec<Scope, 8>,
+    /// Rate limits, breaker and queue.
+    pub limits: Limits,
+    /// The allow-list of actions.
+    pub actions: heapless::Vec<ActionSpec, 32>,
+    /// Unix seconds after which the manifest is refused.
+    pub expires: u64,
+}
+
+impl Manifest {
+    /// The action with this name.
+    pub fn action(&self, name: &str) -> Option<&ActionSpec> {
+        self.actions.iter().find(|a| a.name == name)
+    }
+}
+
+impl Document for Manifest {
+    const DOMAIN: &'static [u8] = b"IF.manifest/v1\0";
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what is missing, then formatting, lints, every
+# test of the workspace, and the microcontroller build. Exits non-zero on the first failure.
+# CI runs exactly this (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; "$@"; }
+
+install_missing() {
+    local need=()
+    command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+    command -v qemu-system-arm >/dev/null 2>&1 || need+=(qemu-system-arm)
+    if [ ${#need[@]} -gt 0 ]; then
+        if [ "$(id -u)" -ne 0 ]; then
+            echo "missing Debian packages: ${need[*]} (install them, or run this as root)" >&2
+            exit 1
+        fi
+        step apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive step apt-get install -y -qq --no-install-recommends "${need[@]}"
+    fi
+    if ! rustup target list --installed | grep -qx thumbv7em-none-eabihf; then
+        step rustup target add thumbv7em-none-eabihf
+    fi
+    if ! cargo nextest --version >/dev/null 2>&1; then
+        echo "cargo-nextest is missing: cargo install cargo-nextest --locked" >&2
+        exit 1
+    fi
+}
+
+if [ ! -d ../shared/vectors/rfc6962 ]; then
+    echo "../shared/vectors/rfc6962 is missing: the project expects shared/ beside its root" >&2
+    exit 1
+fi
+
+install_missing
+step cargo fmt --all -- --check
+step cargo clippy --workspace --all-targets -- -D warnings
+# The end-to-end suites run the real binaries: build them first.
+step cargo build --workspace --bins
+step cargo nextest run --workspace --no-fail-fast
+step cargo test --workspace --doc
+step cargo build -p if-protocol --no-default-features --target thumbv7em-none-eabihf
+printf '\nIF edge: every check passed\n'
