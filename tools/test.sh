@@ -38,7 +38,7 @@ step cargo fmt --all -- --check
 step cargo clippy --workspace --all-targets -- -D warnings
 # The end-to-end suites run the real binaries: build them first.
 step cargo build --workspace --bins
-step cargo nextest run --workspace --no-fail-fast
 step cargo test --workspace --doc
+step cargo nextest run --workspace --no-fail-fast
 step cargo build -p if-protocol --no-default-features --target thumbv7em-none-eabihf
 printf '\nIF edge: every check passed\n'

@@ -136,7 +136,8 @@ fn unsorted_args_are_non_canonical() {
 #[test]
 fn invalid_bodies_are_refused_by_signer_and_verifier() {
     let key = common::key(1);
-    let cases: Vec<(&str, Box<dyn Fn(&mut EnvelopeBody)>)> = vec![
+    type Edit = Box<dyn Fn(&mut EnvelopeBody)>;
+    let cases: Vec<(&str, Edit)> = vec![
         ("empty why", Box::new(|b| b.why.clear())),
         ("crlf in why", Box::new(|b| b.why = "cut\r\nFUNCTION Fade".try_into().expect("short"))),
         ("bad capability prefix", Box::new(|b| b.capability = "vmix.switcher".try_into().expect("short"))),
