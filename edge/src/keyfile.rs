@@ -24,7 +24,7 @@ pub struct KeyPaths {
 }
 
 fn config_err(path: &Path, what: &str) -> IfError {
-    IfError::fmt(ErrorCode::ConfigInvalid, format_args!("{}: {what}", path.display()))
+    IfError::format(ErrorCode::ConfigInvalid, format_args!("{}: {what}", path.display()))
 }
 
 /// Generates a key pair into `dir/NAME.key` and `dir/NAME.pub`; never overwrites an existing key.

@@ -169,8 +169,8 @@ impl IfError {
         e
     }
 
-    /// An error with a formatted detail line, e.g. `IfError::fmt(code, format_args!("{n} bytes"))`.
-    pub fn fmt(code: ErrorCode, args: fmt::Arguments<'_>) -> Self {
+    /// An error with a formatted detail line, e.g. `IfError::format(code, format_args!("{n} bytes"))`.
+    pub fn format(code: ErrorCode, args: fmt::Arguments<'_>) -> Self {
         let mut e = IfError::new(code);
         let mut w = Truncating(&mut e.detail);
         let _ = w.write_fmt(args);
@@ -272,7 +272,7 @@ pub type Result<T, E = IfError> = core::result::Result<T, E>;
 #[macro_export]
 macro_rules! if_bail {
     ($code:expr, $($arg:tt)+) => {
-        return Err($crate::error::IfError::fmt($code, format_args!($($arg)+)))
+        return Err($crate::error::IfError::format($code, format_args!($($arg)+)))
     };
 }
 
@@ -350,7 +350,7 @@ mod tests {
         let e = IfError::with(ErrorCode::SystemError, &long);
         assert!(e.detail().len() <= DETAIL_CAP);
         assert!(e.detail().chars().all(|c| c == 'é'));
-        let e = IfError::fmt(ErrorCode::SystemError, format_args!("{long}{long}"));
+        let e = IfError::format(ErrorCode::SystemError, format_args!("{long}{long}"));
         assert!(e.detail().len() <= DETAIL_CAP && !e.detail().is_empty());
     }
 

@@ -55,7 +55,7 @@ pub fn digest(bytes: &[u8]) -> [u8; 32] {
 pub fn encode_body(body: &EnvelopeBody) -> Result<BodyBytes> {
     let mut buf = [0u8; MAX_BODY_LEN];
     let used = postcard::to_slice(body, &mut buf).map_err(|_| {
-        IfError::fmt(ErrorCode::FrameTooLarge, format_args!("body does not fit in {MAX_BODY_LEN} bytes"))
+        IfError::format(ErrorCode::FrameTooLarge, format_args!("body does not fit in {MAX_BODY_LEN} bytes"))
     })?;
     // `used` is at most MAX_BODY_LEN bytes, which is the capacity.
     BodyBytes::from_slice(used).map_err(|_| IfError::new(ErrorCode::FrameTooLarge))
@@ -72,7 +72,7 @@ pub fn sign_envelope(key: &SigningKey, body: &EnvelopeBody) -> Result<FrameBytes
 /// Lays out a frame from its parts (used by signing and by the JSON view).
 pub fn assemble(key_id: &KeyId, body: &[u8], sig: &Signature) -> Result<FrameBytes> {
     let body_len = u16::try_from(body.len()).ok().filter(|n| usize::from(*n) <= MAX_BODY_LEN).ok_or_else(|| {
-        IfError::fmt(ErrorCode::FrameTooLarge, format_args!("body of {} bytes exceeds {MAX_BODY_LEN}", body.len()))
+        IfError::format(ErrorCode::FrameTooLarge, format_args!("body of {} bytes exceeds {MAX_BODY_LEN}", body.len()))
     })?;
     let mut out = FrameBytes::new();
     let parts: [&[u8]; 6] = [&MAGIC, &[FRAME_VERSION], key_id, &body_len.to_be_bytes(), body, &sig.to_bytes()];
@@ -191,7 +191,7 @@ impl<'a> VerifiedFrame<'a> {
 
 fn decode_canonical(bytes: &[u8]) -> Result<EnvelopeBody> {
     let (body, rest): (EnvelopeBody, _) = postcard::take_from_bytes(bytes)
-        .map_err(|e| IfError::fmt(ErrorCode::InvalidEnvelope, format_args!("body does not decode: {e}")))?;
+        .map_err(|e| IfError::format(ErrorCode::InvalidEnvelope, format_args!("body does not decode: {e}")))?;
     if !rest.is_empty() {
         if_bail!(ErrorCode::NonCanonical, "{} bytes after the end of the body", rest.len());
     }

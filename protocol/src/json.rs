@@ -67,7 +67,8 @@ pub fn json_to_frame(view: &EnvelopeJson) -> Result<FrameBytes> {
 
 /// Parses a JSON view from text.
 pub fn parse(text: &str) -> Result<EnvelopeJson> {
-    serde_json::from_str(text).map_err(|e| IfError::fmt(ErrorCode::InvalidEnvelope, format_args!("envelope JSON: {e}")))
+    serde_json::from_str(text)
+        .map_err(|e| IfError::format(ErrorCode::InvalidEnvelope, format_args!("envelope JSON: {e}")))
 }
 
 fn hex_string(bytes: &[u8]) -> String {

@@ -35,7 +35,7 @@ pub fn key_id(key: &VerifyingKey) -> KeyId {
 /// Parses a 32-byte public key; rejects points that do not decode and weak (small-order) keys.
 pub fn verifying_key(bytes: &[u8]) -> Result<VerifyingKey> {
     let arr: [u8; PUBLIC_KEY_LENGTH] = bytes.try_into().map_err(|_| {
-        IfError::fmt(ErrorCode::UnknownKey, format_args!("public key must be 32 bytes, got {}", bytes.len()))
+        IfError::format(ErrorCode::UnknownKey, format_args!("public key must be 32 bytes, got {}", bytes.len()))
     })?;
     let key = VerifyingKey::from_bytes(&arr)
         .map_err(|_| IfError::with(ErrorCode::UnknownKey, "public key is not a valid Ed25519 point"))?;

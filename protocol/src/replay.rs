@@ -52,7 +52,7 @@ impl ReplayWindow {
     /// An empty window; `width` must be `1..=MAX_WIDTH`.
     pub fn new(width: u16) -> Result<Self> {
         if width == 0 || width > MAX_WIDTH {
-            return Err(IfError::fmt(
+            return Err(IfError::format(
                 ErrorCode::ConfigInvalid,
                 format_args!("replay window width must be 1..={MAX_WIDTH}, got {width}"),
             ));

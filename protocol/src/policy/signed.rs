@@ -23,7 +23,7 @@ pub trait Document: Serialize + DeserializeOwned {
 pub fn canonical_bytes<D: Document>(doc: &D) -> Result<heapless::Vec<u8, MAX_DOC_LEN>> {
     let mut buf = [0u8; MAX_DOC_LEN];
     let used = postcard::to_slice(doc, &mut buf).map_err(|_| {
-        IfError::fmt(ErrorCode::FrameTooLarge, format_args!("document does not fit in {MAX_DOC_LEN} bytes"))
+        IfError::format(ErrorCode::FrameTooLarge, format_args!("document does not fit in {MAX_DOC_LEN} bytes"))
     })?;
     heapless::Vec::from_slice(used).map_err(|_| IfError::new(ErrorCode::FrameTooLarge))
 }
@@ -61,7 +61,7 @@ impl<D: Document> Signed<D> {
         self.signatures.retain(|s| s.key_id.0 != id);
         let entry = DocSignature { key_id: FixedBytes(id), sig: FixedBytes(sig.to_bytes()) };
         self.signatures.push(entry).map_err(|_| {
-            IfError::fmt(
+            IfError::format(
                 ErrorCode::InvalidEnvelope,
                 format_args!("a document carries at most {MAX_SIGNATURES} signatures"),
             )
@@ -94,7 +94,7 @@ impl<D: Document> Signed<D> {
     pub fn verify_threshold(&self, trusted: &[VerifyingKey], threshold: usize) -> Result<()> {
         let valid = self.count_valid(trusted)?;
         if threshold == 0 || valid < threshold {
-            return Err(IfError::fmt(
+            return Err(IfError::format(
                 ErrorCode::InvalidSignature,
                 format_args!("{valid} valid signature(s) by trusted keys, {threshold} required"),
             ));

@@ -239,7 +239,7 @@ pub fn sign_note(text: &str, name: &str, key: &SigningKey) -> Result<NoteText> {
     let sig = core::str::from_utf8(&sig[..n]).map_err(|_| bad("signature does not encode"))?;
     let mut out = NoteText::new();
     write!(out, "{text}\n{DASH}{name} {sig}\n").map_err(|_| {
-        IfError::fmt(ErrorCode::FrameTooLarge, format_args!("signed note exceeds {MAX_NOTE_LEN} bytes"))
+        IfError::format(ErrorCode::FrameTooLarge, format_args!("signed note exceeds {MAX_NOTE_LEN} bytes"))
     })?;
     Ok(out)
 }

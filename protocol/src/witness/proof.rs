@@ -12,7 +12,7 @@ use crate::error::{ErrorCode, IfError, Result};
 use crate::if_bail;
 
 fn mismatch(what: &str) -> IfError {
-    IfError::fmt(ErrorCode::InvalidProof, format_args!("{what} does not match the proof"))
+    IfError::format(ErrorCode::InvalidProof, format_args!("{what} does not match the proof"))
 }
 
 /// Lengths of the inner and border parts of an inclusion proof.
