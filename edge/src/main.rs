@@ -1,24 +1,138 @@
 //! `if-edge`: the agent binary.
+//!
+//! `init` writes a working agent directory, `check-config` checks a config file, `run` runs the agent.
+//! Errors print as `IF_ERR_xxx NAME: detail` and exit with the code's status (10 + class); usage errors
+//! exit 2.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: if-edge --version";
+use clap::{Parser, Subcommand};
+use if_edge::config::Config;
+use if_edge::if_protocol::IfError;
+use if_edge::if_protocol::envelope::{PROTOCOL_MAJOR, PROTOCOL_MINOR};
+use if_edge::init::{InitRequest, init, parse_talent};
+
+#[derive(Debug, Parser)]
+#[command(name = "if-edge", about = "The IF edge agent", disable_version_flag = true)]
+struct Cli {
+    /// Print the version.
+    #[arg(long)]
+    version: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write DIR/edge.toml, the agent key DIR/agent.key (0600) and DIR/agent.pub.
+    Init {
+        /// Directory to write (created if missing).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The control broker, mqtt://HOST:PORT.
+        #[arg(long)]
+        broker: String,
+        /// Site name.
+        #[arg(long)]
+        site: String,
+        /// Agent name.
+        #[arg(long)]
+        agent: String,
+        /// A talent allowed to send commands, NAME=PUBKEY_FILE (repeatable).
+        #[arg(long = "talent")]
+        talents: Vec<String>,
+    },
+    /// Check a config file and exit.
+    CheckConfig {
+        /// The config file.
+        file: PathBuf,
+    },
+    /// Run the agent.
+    Run {
+        /// The config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Print the version.
+    Version,
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        ["--version"] | ["version"] => {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        _ if cli.version => version(),
+        Some(Command::Version) => version(),
+        None => {
+            eprintln!("usage: if-edge <init|check-config|run|version>; see if-edge --help");
+            return ExitCode::from(2);
+        }
+        Some(Command::Init { dir, broker, site, agent, talents }) => run_init(dir, broker, site, agent, &talents),
+        Some(Command::CheckConfig { file }) => Config::load(&file).map(|loaded| {
+            let c = &loaded.config;
             println!(
-                "if-edge {} (IF.connect {}.{})",
-                env!("CARGO_PKG_VERSION"),
-                if_edge::if_protocol::envelope::PROTOCOL_MAJOR,
-                if_edge::if_protocol::envelope::PROTOCOL_MINOR
+                "{}: ok (agent {}/{}, broker {}, {} talent(s), witness {})",
+                file.display(),
+                c.agent.site,
+                c.agent.name,
+                c.mqtt.broker,
+                c.talents.len(),
+                c.witness.path.display()
             );
-            ExitCode::SUCCESS
+        }),
+        Some(Command::Run { config }) => run(config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(e.code().exit_status())
         }
-        _ => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
-        }
+    }
+}
+
+fn version() -> Result<(), IfError> {
+    println!("if-edge {} (IF.connect {PROTOCOL_MAJOR}.{PROTOCOL_MINOR})", env!("CARGO_PKG_VERSION"));
+    Ok(())
+}
+
+fn run_init(dir: PathBuf, broker: String, site: String, agent: String, talents: &[String]) -> Result<(), IfError> {
+    let talents = talents.iter().map(|t| parse_talent(t)).collect::<Result<Vec<_>, _>>()?;
+    let written = init(&InitRequest { dir, broker, site, agent, talents })?;
+    println!("wrote {} (agent config)", written.config.display());
+    println!("wrote {} (agent identity key, mode 0600)", written.key.display());
+    println!("wrote {} (agent public key: checkpoints verify against it)", written.public.display());
+    for t in &written.talents {
+        println!("wrote {} (talent public key)", t.display());
+    }
+    println!("run it with: if-edge run --config {}", written.config.display());
+    Ok(())
+}
+
+fn run(config: PathBuf) -> Result<(), IfError> {
+    let loaded = Config::load(&config)?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| IfError::format(if_edge::if_protocol::ErrorCode::SystemError, format_args!("runtime: {e}")))?;
+    runtime.block_on(if_edge::agent::run(loaded, shutdown()))
+}
+
+async fn shutdown() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
 }

@@ -1,0 +1,477 @@
+//! The running agent: wires the config, the witness, ingress, capabilities and MQTT together.
+//!
+//! Two loops share one lock-protected [`State`]: the *ingress* loop takes bursts of publishes, decides
+//! them, writes the RECEIVED records (one group commit for the burst), acknowledges, and starts each
+//! accepted command once; the *completion* loop writes each outcome (EXECUTED or FAILED, with the reply
+//! cached for redeliveries), then publishes the reply. Refusals are answered at once, counted, and
+//! witnessed as sampled REJECTED records. When the witness cannot be written, accepted commands are
+//! answered IF_ERR_501 WITNESS_UNAVAILABLE, their admission is undone, and nothing runs.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use if_protocol::envelope::EnvelopeBody;
+use if_protocol::{ErrorCode, IfError};
+use rumqttc::v5::AsyncClient;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{Publish, PublishProperties};
+use tokio::sync::{mpsc, watch};
+
+use crate::admit::{Admission, Limits};
+use crate::capability::{Capability, Health, Ping, Registry};
+use crate::clock::Clock;
+use crate::config::Loaded;
+use crate::ingress::{Accepted, Decision, Ingress, Refused};
+use crate::mqtt::{self, Topics};
+use crate::rejections::Rejections;
+use crate::reply::{DeadLetter, Reply};
+use crate::talents::Talents;
+use crate::witness::record::{Entry, Kind};
+use crate::witness::store::{Append, CachedReply, CheckpointSigner, Pending, ReplyUpdate, Store};
+use crate::witness::verify::{self, BOOT_KEY_PREFIX};
+use crate::witness::writer::Witness;
+
+/// Most publishes decided as one burst.
+const MAX_BURST: usize = 256;
+
+/// Where a reply goes: the MQTT 5 response topic with its correlation data, or the sender's topic.
+#[derive(Debug, Clone)]
+struct Route {
+    topic: String,
+    correlation: Option<Bytes>,
+}
+
+/// State shared by the two loops.
+#[derive(Debug)]
+struct State {
+    ingress: Ingress,
+    /// Copies of running envelopes, answered with the original's reply.
+    waiting: HashMap<(String, u64), Vec<Route>>,
+}
+
+/// A command that ran, on its way to the witness and the sender.
+#[derive(Debug)]
+struct Done {
+    body: EnvelopeBody,
+    digest: [u8; 32],
+    received: u64,
+    route: Route,
+    outcome: Result<serde_json::Value, IfError>,
+    now_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Ctx {
+    client: AsyncClient,
+    topics: Topics,
+    witness: Witness,
+    health: Arc<Health>,
+    state: Arc<Mutex<State>>,
+    clock: Arc<Mutex<Clock>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Ctx {
+    fn now_ms(&self) -> u64 {
+        lock(&self.clock).now_ms()
+    }
+
+    async fn publish(&self, route: &Route, payload: Vec<u8>) {
+        let props = PublishProperties {
+            correlation_data: route.correlation.clone(),
+            content_type: Some("application/json".into()),
+            ..PublishProperties::default()
+        };
+        let r = self.client.publish_with_properties(route.topic.clone(), QoS::AtLeastOnce, false, payload, props).await;
+        if r.is_err() {
+            tracing::warn!(topic = %route.topic, "reply could not be queued");
+        }
+    }
+
+    async fn dead_letter(&self, letter: DeadLetter) {
+        let r = self.client.publish(self.topics.dlq.clone(), QoS::AtLeastOnce, false, letter.to_bytes()).await;
+        if r.is_err() {
+            tracing::warn!("dead letter could not be queued");
+        }
+    }
+
+    async fn ack(&self, p: &Publish) {
+        if self.client.ack(p).await.is_err() {
+            tracing::warn!("acknowledgement could not be queued");
+        }
+    }
+
+    /// The reply route of a publish: its response topic, else the sender's reply topic.
+    fn route(&self, p: &Publish, sender: Option<&str>) -> Option<Route> {
+        let props = p.properties.as_ref();
+        let correlation = props.and_then(|pp| pp.correlation_data.clone());
+        match props.and_then(|pp| pp.response_topic.clone()) {
+            Some(topic) if valid_topic(&topic) => Some(Route { topic, correlation }),
+            _ => sender.map(|s| Route { topic: self.topics.reply_for(s), correlation }),
+        }
+    }
+}
+
+/// A response topic must be a plain topic name: no wildcards, not empty.
+fn valid_topic(t: &str) -> bool {
+    !t.is_empty() && t.len() <= 256 && !t.contains(['+', '#', '\0'])
+}
+
+/// Runs the agent until `shutdown` completes.
+pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>) -> Result<(), IfError> {
+    let config = &loaded.config;
+    let key = crate::keyfile::read_secret(&config.agent.key)?;
+    let talents = Talents::load(&config.talents)?;
+    let origin = config.origin();
+    let mut store = open_store(&config.witness.path, config.witness.cache_mb)?;
+    verify::verify(&mut store, Some(&key.verifying_key()), Some(&origin)).map_err(|f| {
+        IfError::format(
+            ErrorCode::InvalidProof,
+            format_args!("witness log fails its start-up check at record {}: {}", f.index, f.error.detail()),
+        )
+    })?;
+    let mut clock = Clock::new(store.last_wall_ms());
+    let boot_detail = format!(
+        "if-edge {} {BOOT_KEY_PREFIX}{} origin {origin}",
+        env!("CARGO_PKG_VERSION"),
+        B64.encode(key.verifying_key().as_bytes())
+    );
+    let interrupted = store.boot(clock.now_ms(), &boot_detail)?;
+    let limits = Limits {
+        width: config.admission.replay_window,
+        skew_ms: config.admission.clock_skew_ms,
+        nonce_cap: config.admission.nonce_cache,
+    };
+    let admission = Admission::new(limits, store.replay_windows()?, store.replies()?);
+    let agent_name = format!("{}/{}", config.agent.site, config.agent.name);
+    let health = Arc::new(Health::new(agent_name.clone(), store.boot_counter(), store.size()));
+    tracing::info!(agent = %agent_name, log_size = store.size(), interrupted, "witness log ready");
+    let signer = CheckpointSigner { key, origin, every: config.witness.checkpoint_every };
+    let witness = Witness::spawn(store, Some(signer), 4096)?;
+
+    let mut registry = Registry::default();
+    registry.add(Arc::new(Ping::new(health.clone())) as Arc<dyn Capability>);
+    let state = State { ingress: Ingress { talents, admission, registry }, waiting: HashMap::new() };
+
+    let topics = Topics::new(&config.agent.site, &config.agent.name);
+    let (client, eventloop) = AsyncClient::new(mqtt::options(config, &topics), 1024);
+    let ctx = Ctx {
+        client: client.clone(),
+        topics: topics.clone(),
+        witness: witness.clone(),
+        health: health.clone(),
+        state: Arc::new(Mutex::new(state)),
+        clock: Arc::new(Mutex::new(clock)),
+    };
+    let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
+    let (connected_tx, _connected) = watch::channel(false);
+    let birth_health = health.clone();
+    let birth = move || mqtt::status_payload("online", birth_health.snapshot());
+    let driver =
+        tokio::spawn(mqtt::drive(eventloop, client, topics, inbound_tx, birth, config.backoff(), connected_tx));
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let completion = tokio::spawn(complete(ctx.clone(), done_rx));
+    let ticker = tokio::spawn(checkpoints(
+        witness.clone(),
+        Duration::from_secs(u64::from(config.witness.checkpoint_interval_s)),
+    ));
+    let sampler = Rejections::new(config.witness.rejected_per_s);
+
+    tokio::select! {
+        () = ingress_loop(ctx.clone(), inbound_rx, done_tx, sampler) => {}
+        () = shutdown => tracing::info!("shutting down"),
+    }
+    ticker.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(3), completion).await;
+    let offline = mqtt::status_payload("offline", serde_json::json!({}));
+    let _ = ctx.client.publish(ctx.topics.status.clone(), QoS::AtLeastOnce, true, offline).await;
+    let _ = ctx.client.disconnect().await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), driver).await;
+    Ok(())
+}
+
+fn open_store(path: &Path, cache_mb: u32) -> Result<Store, IfError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            IfError::format(ErrorCode::WitnessUnavailable, format_args!("{}: cannot create: {e}", dir.display()))
+        })?;
+    }
+    Store::open(path, usize::try_from(cache_mb).unwrap_or(16) << 20)
+}
+
+async fn checkpoints(witness: Witness, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        witness.checkpoint().await;
+    }
+}
+
+async fn ingress_loop(
+    ctx: Ctx,
+    mut inbound: mpsc::UnboundedReceiver<Publish>,
+    done: mpsc::UnboundedSender<Done>,
+    mut sampler: Rejections,
+) {
+    let mut summary = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let first = tokio::select! {
+            p = inbound.recv() => match p { Some(p) => p, None => return },
+            _ = summary.tick() => {
+                if let Some(entry) = sampler.summary(ctx.now_ms()) {
+                    witness_rejections(&ctx, vec![Append::record(Kind::Rejected, entry)]);
+                }
+                continue;
+            }
+        };
+        let mut burst = vec![first];
+        while burst.len() < MAX_BURST {
+            match inbound.try_recv() {
+                Ok(p) => burst.push(p),
+                Err(_) => break,
+            }
+        }
+        handle_burst(&ctx, burst, &done, &mut sampler).await;
+    }
+}
+
+async fn handle_burst(ctx: &Ctx, burst: Vec<Publish>, done: &mpsc::UnboundedSender<Done>, sampler: &mut Rejections) {
+    let now_ms = ctx.now_ms();
+    let decisions = {
+        let payloads: Vec<&[u8]> = burst.iter().map(|p| p.payload.as_ref()).collect();
+        let mut state = lock(&ctx.state);
+        let decisions = state.ingress.decide(&payloads, now_ms);
+        // Register copies of running envelopes under the same lock the completion loop settles under.
+        for (p, d) in burst.iter().zip(&decisions) {
+            if let Decision::InProgress { sender, seq } = d
+                && let Some(route) = ctx.route(p, Some(sender))
+            {
+                state.waiting.entry((sender.clone(), *seq)).or_default().push(route);
+            }
+        }
+        decisions
+    };
+    let mut accepted = Vec::new();
+    let mut rejected = Vec::new();
+    for (p, d) in burst.into_iter().zip(decisions) {
+        match d {
+            Decision::Accept(a) => accepted.push((p, a)),
+            Decision::Reject(r) => {
+                refuse(ctx, &p, &r).await;
+                ctx.ack(&p).await;
+                let always = r.error.code() == ErrorCode::ReplayDetected && r.body.is_some();
+                if sampler.admit(r.error.code().number(), always, now_ms) {
+                    rejected.push(Append::record(Kind::Rejected, refused_entry(&r, now_ms)));
+                }
+            }
+            Decision::Duplicate { reply, sender, id } => {
+                if let Some(route) = ctx.route(&p, Some(&sender)) {
+                    ctx.publish(&route, reply).await;
+                }
+                let e = IfError::with(ErrorCode::Duplicate, "redelivery answered with the original reply; nothing ran");
+                ctx.dead_letter(DeadLetter::new(&e, Some(id), Some(&sender), &p.payload)).await;
+                ctx.ack(&p).await;
+            }
+            Decision::InProgress { .. } => ctx.ack(&p).await,
+        }
+    }
+    ctx.health.rejected.fetch_add(rejected.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    if !rejected.is_empty() {
+        witness_rejections(ctx, rejected);
+    }
+    if !accepted.is_empty() {
+        receive(ctx, accepted, done, now_ms).await;
+    }
+}
+
+/// Witnesses REJECTED records in the background: a refusal is already answered and runs nothing.
+fn witness_rejections(ctx: &Ctx, batch: Vec<Append>) {
+    let witness = ctx.witness.clone();
+    tokio::spawn(async move {
+        if let Err(e) = witness.append(batch).await {
+            tracing::warn!(error = %e, "REJECTED records could not be written");
+        }
+    });
+}
+
+fn refused_entry(r: &Refused, now_ms: u64) -> Entry {
+    let mut entry = r.body.as_ref().map(|b| body_entry(b, now_ms)).unwrap_or_default();
+    entry.wall_ms = now_ms;
+    entry.code = Some(r.error.code().number());
+    entry.detail = r.error.detail().to_string();
+    entry.count = 1;
+    entry.digest = r.digest;
+    entry
+}
+
+fn body_entry(b: &EnvelopeBody, now_ms: u64) -> Entry {
+    Entry {
+        wall_ms: now_ms,
+        envelope: Some(b.id),
+        sender: b.sender.to_string(),
+        seq: Some(b.seq),
+        capability: b.capability.to_string(),
+        action: b.action.to_string(),
+        why: b.why.to_string(),
+        trace: Some(b.trace),
+        count: 1,
+        ..Entry::default()
+    }
+}
+
+async fn refuse(ctx: &Ctx, p: &Publish, r: &Refused) {
+    let (id, sender, seq) = match &r.body {
+        Some(b) => (Some(b.id), Some(b.sender.as_str()), Some(b.seq)),
+        None => (None, None, None),
+    };
+    if let Some(route) = ctx.route(p, sender) {
+        ctx.publish(&route, Reply::error(&r.error, id, sender, seq).to_bytes()).await;
+    }
+    ctx.dead_letter(DeadLetter::new(&r.error, id, sender, &p.payload)).await;
+    tracing::debug!(error = %r.error, "refused");
+}
+
+/// Writes RECEIVED for every accepted envelope in one commit, acknowledges, and starts them.
+async fn receive(ctx: &Ctx, accepted: Vec<(Publish, Box<Accepted>)>, done: &mpsc::UnboundedSender<Done>, now_ms: u64) {
+    let batch: Vec<Append> = accepted
+        .iter()
+        .map(|(_, a)| {
+            let mut entry = body_entry(&a.body, now_ms);
+            entry.digest = Some(a.digest);
+            let mut item = Append::record(Kind::Received, entry.clone());
+            item.replay = Some((a.ticket.sender.clone(), a.ticket.window.clone()));
+            item.pending =
+                Some(Pending { sender: a.ticket.sender.clone(), seq: a.ticket.seq, digest: a.digest, entry });
+            item
+        })
+        .collect();
+    match ctx.witness.append(batch).await {
+        Ok(indices) => {
+            for ((p, a), received) in accepted.into_iter().zip(indices) {
+                ctx.ack(&p).await;
+                let route = ctx.route(&p, Some(&a.body.sender));
+                start(ctx, *a, received, route, done.clone());
+            }
+        }
+        Err(e) => {
+            {
+                let mut state = lock(&ctx.state);
+                for (_, a) in accepted.iter().rev() {
+                    state.ingress.admission.rollback(&a.ticket);
+                }
+            }
+            let e =
+                IfError::format(ErrorCode::WitnessUnavailable, format_args!("nothing was executed: {}", e.detail()));
+            for (p, a) in accepted {
+                let refused = Refused { error: e.clone(), body: Some(a.body), digest: Some(a.digest) };
+                refuse(ctx, &p, &refused).await;
+                ctx.ack(&p).await;
+            }
+        }
+    }
+}
+
+/// Runs one accepted command on its own task.
+fn start(ctx: &Ctx, a: Accepted, received: u64, route: Option<Route>, done: mpsc::UnboundedSender<Done>) {
+    let clock = ctx.clock.clone();
+    let fallback = Route { topic: ctx.topics.reply_for(&a.body.sender), correlation: None };
+    tokio::spawn(async move {
+        let outcome = a.capability.execute(&a.body).await;
+        let now_ms = lock(&clock).now_ms();
+        let route = route.unwrap_or(fallback);
+        let _ = done.send(Done { body: a.body, digest: a.digest, received, route, outcome, now_ms });
+    });
+}
+
+/// The completion loop: witness outcomes in groups, settle, then reply.
+async fn complete(ctx: Ctx, mut done: mpsc::UnboundedReceiver<Done>) {
+    while let Some(first) = done.recv().await {
+        let mut group = vec![first];
+        while let Ok(d) = done.try_recv() {
+            group.push(d);
+        }
+        let replies: Vec<Reply> = group.iter().map(reply_for).collect();
+        let keep: Vec<u64> = {
+            let state = lock(&ctx.state);
+            group.iter().map(|d| state.ingress.admission.keep_from(&d.body.sender)).collect()
+        };
+        let batch: Vec<Append> =
+            group.iter().zip(&replies).zip(&keep).map(|((d, r), keep_from)| outcome_append(d, r, *keep_from)).collect();
+        if let Err(e) = ctx.witness.append(batch).await {
+            tracing::error!(error = %e, "outcome records could not be written; the RECEIVED records stay open");
+        }
+        let executed = group.iter().filter(|d| d.outcome.is_ok()).count();
+        ctx.health.executed.fetch_add(executed as u64, std::sync::atomic::Ordering::Relaxed);
+        ctx.health.log_size.store(
+            ctx.witness.stats().size.load(std::sync::atomic::Ordering::Relaxed),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        for (d, reply) in group.into_iter().zip(replies) {
+            let bytes = reply.to_bytes();
+            let waiting = {
+                let mut state = lock(&ctx.state);
+                let cached = CachedReply { digest: d.digest, reply: bytes.clone() };
+                state.ingress.admission.settle(&d.body.sender, d.body.seq, cached);
+                state.waiting.remove(&(d.body.sender.to_string(), d.body.seq)).unwrap_or_default()
+            };
+            ctx.publish(&d.route, bytes.clone()).await;
+            for route in waiting {
+                ctx.publish(&route, bytes.clone()).await;
+            }
+            if let Some(err) = &d.outcome.as_ref().err() {
+                ctx.dead_letter(DeadLetter::new(err, Some(d.body.id), Some(&d.body.sender), &[])).await;
+            }
+        }
+    }
+}
+
+fn reply_for(d: &Done) -> Reply {
+    let mut r = match &d.outcome {
+        Ok(v) => Reply::ok(d.body.id, &d.body.sender, d.body.seq, v.clone()),
+        Err(e) => Reply::error(e, Some(d.body.id), Some(&d.body.sender), Some(d.body.seq)),
+    };
+    r.witness = Some(d.received);
+    r
+}
+
+fn outcome_append(d: &Done, reply: &Reply, keep_from: u64) -> Append {
+    let mut entry = body_entry(&d.body, d.now_ms);
+    entry.digest = Some(d.digest);
+    let kind = match &d.outcome {
+        Ok(v) => {
+            entry.detail = truncate(&v.to_string(), 512);
+            Kind::Executed
+        }
+        Err(e) => {
+            entry.code = Some(e.code().number());
+            entry.detail = e.detail().to_string();
+            Kind::Failed
+        }
+    };
+    let mut item = Append::record(kind, entry);
+    item.settles = Some(d.received);
+    item.reply = Some(ReplyUpdate {
+        sender: d.body.sender.to_string(),
+        seq: d.body.seq,
+        cached: CachedReply { digest: d.digest, reply: reply.to_bytes() },
+        keep_from,
+    });
+    item
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}

@@ -1,0 +1,135 @@
+//! Capabilities: what a command can ask the agent to do, behind one trait.
+//!
+//! The pipeline knows capabilities only through [`Capability`]: an id, its actions, and `execute`.
+//! Device drivers plug in behind the same trait; the built-in `if://capability/edge.ping` answers with
+//! the agent's health, so the whole path (verify, admit, witness, execute, reply) can be tried with no
+//! hardware attached.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use if_protocol::envelope::EnvelopeBody;
+use if_protocol::{ErrorCode, IfError};
+
+/// What `execute` returns.
+pub type Outcome = Result<serde_json::Value, IfError>;
+
+/// A boxed future of an [`Outcome`].
+pub type OutcomeFuture<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
+
+/// Something a command can run.
+pub trait Capability: Send + Sync + std::fmt::Debug {
+    /// `if://capability/<name>`.
+    fn id(&self) -> &str;
+    /// The actions it accepts.
+    fn actions(&self) -> &[&'static str];
+    /// Runs an admitted, authorized, witnessed command. Called at most once per envelope.
+    fn execute<'a>(&'a self, body: &'a EnvelopeBody) -> OutcomeFuture<'a>;
+}
+
+/// The capabilities an agent offers, by id.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    by_id: HashMap<String, Arc<dyn Capability>>,
+}
+
+impl Registry {
+    /// Adds a capability.
+    pub fn add(&mut self, c: Arc<dyn Capability>) {
+        self.by_id.insert(c.id().to_string(), c);
+    }
+
+    /// The capability for an envelope, if it exists and has the action.
+    pub fn resolve(&self, body: &EnvelopeBody) -> Result<Arc<dyn Capability>, IfError> {
+        let Some(c) = self.by_id.get(body.capability.as_str()) else {
+            return Err(IfError::format(
+                ErrorCode::CapabilityNotAllowed,
+                format_args!("{} is not offered by this agent", body.capability),
+            ));
+        };
+        if !c.actions().contains(&body.action.as_str()) {
+            return Err(IfError::format(
+                ErrorCode::ActionNotAllowed,
+                format_args!("{} has no action {:?}", body.capability, body.action.as_str()),
+            ));
+        }
+        Ok(c.clone())
+    }
+}
+
+/// Live figures the agent shares with `edge.ping` and its status message.
+#[derive(Debug)]
+pub struct Health {
+    /// `<site>/<agent>`.
+    pub agent: String,
+    /// The boot counter.
+    pub boot: u32,
+    started: Instant,
+    /// Records in the witness log.
+    pub log_size: AtomicU64,
+    /// Commands executed this run.
+    pub executed: AtomicU64,
+    /// Inputs refused this run.
+    pub rejected: AtomicU64,
+}
+
+impl Health {
+    /// Figures for a run that starts now.
+    pub fn new(agent: String, boot: u32, log_size: u64) -> Self {
+        Health {
+            agent,
+            boot,
+            started: Instant::now(),
+            log_size: AtomicU64::new(log_size),
+            executed: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+        }
+    }
+
+    /// A JSON snapshot.
+    pub fn snapshot(&self) -> serde_json::Value {
+        serde_json::json!({
+            "agent": self.agent,
+            "version": env!("CARGO_PKG_VERSION"),
+            "boot": self.boot,
+            "uptime_s": self.started.elapsed().as_secs(),
+            "log_size": self.log_size.load(Ordering::Relaxed),
+            "executed": self.executed.load(Ordering::Relaxed),
+            "rejected": self.rejected.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// `if://capability/edge.ping`, action `ping`: answers with the agent's health.
+#[derive(Debug)]
+pub struct Ping {
+    health: Arc<Health>,
+}
+
+impl Ping {
+    /// The capability id.
+    pub const ID: &'static str = "if://capability/edge.ping";
+
+    /// A ping that reports `health`.
+    pub fn new(health: Arc<Health>) -> Self {
+        Ping { health }
+    }
+}
+
+impl Capability for Ping {
+    fn id(&self) -> &str {
+        Ping::ID
+    }
+
+    fn actions(&self) -> &[&'static str] {
+        &["ping"]
+    }
+
+    fn execute<'a>(&'a self, _body: &'a EnvelopeBody) -> OutcomeFuture<'a> {
+        Box::pin(async move { Ok(serde_json::json!({ "pong": true, "health": self.health.snapshot() })) })
+    }
+}

@@ -1,0 +1,370 @@
+//! The agent's configuration file (`edge.toml`): typed, with unknown keys refused.
+//!
+//! Every error names the file and the key (`edge.toml: mqtt.keep_alive_s (line 8): invalid type ...`) and
+//! carries IF_ERR_503 CONFIG_INVALID. Relative paths in the file are relative to the file's directory, so
+//! a config directory can be moved as a whole. The file holds no secrets, only paths to key files.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use if_protocol::{ErrorCode, IfError};
+use serde::{Deserialize, Serialize};
+
+/// The whole file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Who this agent is.
+    pub agent: AgentSection,
+    /// The control broker.
+    pub mqtt: MqttSection,
+    /// Admission of envelopes.
+    #[serde(default)]
+    pub admission: AdmissionSection,
+    /// The witness log.
+    #[serde(default)]
+    pub witness: WitnessSection,
+    /// Talents allowed to send commands (until signed policy replaces this list).
+    #[serde(default, rename = "talent")]
+    pub talents: Vec<TalentEntry>,
+}
+
+/// `[agent]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSection {
+    /// Site name, part of every topic.
+    pub site: String,
+    /// Agent name, part of every topic.
+    pub name: String,
+    /// The agent's identity key file (mode 0600).
+    pub key: PathBuf,
+    /// Organisation prefix of the checkpoint origin `<org>/if-edge/<site>.<name>`.
+    #[serde(default = "default_org")]
+    pub org: String,
+}
+
+/// `[mqtt]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSection {
+    /// `mqtt://HOST:PORT`.
+    pub broker: String,
+    /// Client id; defaults to `if-edge-<site>-<name>`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Keep-alive in seconds.
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_s: u16,
+    /// How long the broker keeps the session (and queued commands) while the agent is away.
+    #[serde(default = "default_session_expiry")]
+    pub session_expiry_s: u32,
+    /// Most unacknowledged commands the broker may send at once (MQTT 5 receive maximum).
+    #[serde(default = "default_receive_maximum")]
+    pub receive_maximum: u16,
+    /// Reconnect delays in seconds, each jittered; the last repeats.
+    #[serde(default = "default_backoff")]
+    pub backoff_s: Vec<u32>,
+}
+
+/// `[admission]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionSection {
+    /// Allowed clock difference to senders, ms.
+    pub clock_skew_ms: u64,
+    /// Replay window width per sender, 1..=1024 (1 = strict order).
+    pub replay_window: u16,
+    /// Most nonces remembered.
+    pub nonce_cache: usize,
+}
+
+impl Default for AdmissionSection {
+    fn default() -> Self {
+        AdmissionSection { clock_skew_ms: 30_000, replay_window: 64, nonce_cache: 100_000 }
+    }
+}
+
+/// `[witness]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessSection {
+    /// The redb file.
+    pub path: PathBuf,
+    /// redb page cache, MiB.
+    pub cache_mb: u32,
+    /// Sign a checkpoint after this many records...
+    pub checkpoint_every: u64,
+    /// ...or after this many seconds with new records.
+    pub checkpoint_interval_s: u32,
+    /// REJECTED records written one by one per second; more are counted into one record per second.
+    pub rejected_per_s: u32,
+}
+
+impl Default for WitnessSection {
+    fn default() -> Self {
+        WitnessSection {
+            path: PathBuf::from("data/witness.redb"),
+            cache_mb: 16,
+            checkpoint_every: 1000,
+            checkpoint_interval_s: 60,
+            rejected_per_s: 20,
+        }
+    }
+}
+
+/// `[[talent]]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TalentEntry {
+    /// The talent's name, as in the envelope's `sender`.
+    pub name: String,
+    /// Its public key file.
+    pub public_key: PathBuf,
+}
+
+fn default_org() -> String {
+    "local".into()
+}
+fn default_keep_alive() -> u16 {
+    10
+}
+fn default_session_expiry() -> u32 {
+    86_400
+}
+fn default_receive_maximum() -> u16 {
+    256
+}
+fn default_backoff() -> Vec<u32> {
+    vec![1, 2, 5, 10, 30]
+}
+
+/// A loaded config with paths resolved against its file's directory.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// The content, paths made absolute.
+    pub config: Config,
+}
+
+/// Where the broker is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddr {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl BrokerAddr {
+    /// Parses `mqtt://HOST[:PORT]` (1883 by default).
+    pub fn parse(url: &str) -> Result<BrokerAddr, String> {
+        let rest = url.strip_prefix("mqtt://").ok_or("must start with mqtt://")?;
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("port {p:?} is not a number 1..65535"))?),
+            None => (rest, 1883),
+        };
+        if host.is_empty() || port == 0 {
+            return Err("needs a host and a port 1..65535".into());
+        }
+        Ok(BrokerAddr { host: host.trim_start_matches('[').trim_end_matches(']').to_string(), port })
+    }
+}
+
+fn invalid(file: &Path, what: impl std::fmt::Display) -> IfError {
+    IfError::format(ErrorCode::ConfigInvalid, format_args!("{}: {what}", file.display()))
+}
+
+impl Config {
+    /// Reads, parses, checks and resolves `file`.
+    pub fn load(file: &Path) -> Result<Loaded, IfError> {
+        let text = std::fs::read_to_string(file).map_err(|e| invalid(file, format_args!("cannot read: {e}")))?;
+        let mut config = Config::parse(file, &text)?;
+        let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        config.resolve(&base);
+        Ok(Loaded { file: file.to_path_buf(), config })
+    }
+
+    /// Parses and checks `text` (named `file` in errors), without touching paths.
+    pub fn parse(file: &Path, text: &str) -> Result<Config, IfError> {
+        let config: Config = toml::from_str(text).map_err(|e| invalid(file, describe(text, &e)))?;
+        config.check().map_err(|(key, what)| invalid(file, format_args!("{key}: {what}")))?;
+        Ok(config)
+    }
+
+    /// The checks types cannot express, as (key, problem).
+    fn check(&self) -> Result<(), (String, String)> {
+        let token = |key: &str, v: &str| {
+            if_protocol::envelope::check_token(key, v, 64).map_err(|e| (key.to_string(), e.detail().to_string()))
+        };
+        token("agent.site", &self.agent.site)?;
+        token("agent.name", &self.agent.name)?;
+        token("agent.org", &self.agent.org)?;
+        BrokerAddr::parse(&self.mqtt.broker).map_err(|e| ("mqtt.broker".to_string(), e))?;
+        let bad = |key: &str, what: &str| Err((key.to_string(), what.to_string()));
+        if self.mqtt.keep_alive_s < 5 {
+            return bad("mqtt.keep_alive_s", "must be at least 5");
+        }
+        if self.mqtt.receive_maximum == 0 {
+            return bad("mqtt.receive_maximum", "must be at least 1");
+        }
+        if self.mqtt.backoff_s.is_empty() || self.mqtt.backoff_s.contains(&0) {
+            return bad("mqtt.backoff_s", "must list at least one delay, each at least 1 s");
+        }
+        let width = self.admission.replay_window;
+        if width == 0 || width > if_protocol::replay::MAX_WIDTH {
+            return bad("admission.replay_window", "must be 1..=1024");
+        }
+        if self.admission.nonce_cache == 0 {
+            return bad("admission.nonce_cache", "must be at least 1");
+        }
+        if self.witness.cache_mb == 0 || self.witness.checkpoint_every == 0 || self.witness.checkpoint_interval_s == 0 {
+            return bad("witness", "cache_mb, checkpoint_every and checkpoint_interval_s must be at least 1");
+        }
+        let mut names = std::collections::HashSet::new();
+        for t in &self.talents {
+            token("talent.name", &t.name)?;
+            if !names.insert(t.name.as_str()) {
+                return bad("talent.name", &format!("{:?} is listed twice", t.name));
+            }
+        }
+        Ok(())
+    }
+
+    fn resolve(&mut self, base: &Path) {
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        abs(&mut self.agent.key);
+        abs(&mut self.witness.path);
+        for t in &mut self.talents {
+            abs(&mut t.public_key);
+        }
+    }
+
+    /// The broker address (checked by [`Config::parse`]).
+    pub fn broker(&self) -> BrokerAddr {
+        BrokerAddr::parse(&self.mqtt.broker).unwrap_or(BrokerAddr { host: String::new(), port: 0 })
+    }
+
+    /// The MQTT client id.
+    pub fn client_id(&self) -> String {
+        self.mqtt.client_id.clone().unwrap_or_else(|| format!("if-edge-{}-{}", self.agent.site, self.agent.name))
+    }
+
+    /// The checkpoint origin and note key name.
+    pub fn origin(&self) -> String {
+        format!("{}/if-edge/{}.{}", self.agent.org, self.agent.site, self.agent.name)
+    }
+
+    /// The reconnect schedule.
+    pub fn backoff(&self) -> Vec<Duration> {
+        self.mqtt.backoff_s.iter().map(|s| Duration::from_secs(u64::from(*s))).collect()
+    }
+}
+
+/// One line: `key (line N): problem`, with the dotted key found from the error's position.
+fn describe(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', " ");
+    let Some(span) = e.span() else { return message };
+    let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
+    match key_at(text, line_no) {
+        Some(key) => format!("{key} (line {line_no}): {message}"),
+        None => format!("line {line_no}: {message}"),
+    }
+}
+
+/// The dotted key defined on `line_no`, prefixed with the table it is in.
+fn key_at(text: &str, line_no: usize) -> Option<String> {
+    let mut table = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            table = t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        }
+        if i + 1 == line_no {
+            if t.starts_with('[') {
+                return Some(table);
+            }
+            let key = t.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_string())?;
+            return Some(if table.is_empty() { key } else { format!("{table}.{key}") });
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[agent]
+site = "studio-a"
+name = "edge-1"
+key = "agent.key"
+
+[mqtt]
+broker = "mqtt://127.0.0.1:1883"
+
+[[talent]]
+name = "desk"
+public_key = "desk.pub"
+"#;
+
+    fn err(text: &str) -> String {
+        Config::parse(Path::new("edge.toml"), text).expect_err("must fail").to_string()
+    }
+
+    #[test]
+    fn a_minimal_file_gets_defaults() {
+        let c = Config::parse(Path::new("edge.toml"), GOOD).expect("parses");
+        assert_eq!(c.admission.replay_window, 64);
+        assert_eq!(c.mqtt.backoff_s, vec![1, 2, 5, 10, 30]);
+        assert_eq!(c.client_id(), "if-edge-studio-a-edge-1");
+        assert_eq!(c.broker(), BrokerAddr { host: "127.0.0.1".into(), port: 1883 });
+        assert_eq!(c.origin(), "local/if-edge/studio-a.edge-1");
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_table_and_line() {
+        let e = err(&GOOD.replace("broker =", "brokr = \"x\"\nbroker ="));
+        assert!(e.starts_with("IF_ERR_503 CONFIG_INVALID: edge.toml: mqtt.brokr (line 8)"), "{e}");
+        assert!(e.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn a_wrong_type_is_named() {
+        let e = err(&GOOD.replace("[mqtt]\n", "[mqtt]\nkeep_alive_s = \"ten\"\n"));
+        assert!(e.contains("mqtt.keep_alive_s (line 8)"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_key() {
+        assert!(err(&GOOD.replace("mqtt://127.0.0.1:1883", "tcp://x")).contains("edge.toml: mqtt.broker: must start"));
+        let e = err(&GOOD.replace("[mqtt]\n", "[mqtt]\nbackoff_s = []\n"));
+        assert!(e.contains("mqtt.backoff_s"), "{e}");
+        let e = err(&format!("{GOOD}\n[admission]\nclock_skew_ms = 1\nreplay_window = 0\nnonce_cache = 5\n"));
+        assert!(e.contains("admission.replay_window"), "{e}");
+        let e = err(&format!("{GOOD}\n[[talent]]\nname = \"desk\"\npublic_key = \"x.pub\"\n"));
+        assert!(e.contains("listed twice"), "{e}");
+        assert!(err(&GOOD.replace("edge-1", "edge 1")).contains("agent.name"));
+    }
+
+    #[test]
+    fn a_missing_section_is_reported() {
+        let e = err("[agent]\nsite = \"a\"\nname = \"b\"\nkey = \"k\"\n");
+        assert!(e.contains("mqtt"), "{e}");
+    }
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(BrokerAddr::parse("mqtt://host").expect("ok").port, 1883);
+        assert!(BrokerAddr::parse("mqtt://host:0").is_err());
+        assert!(BrokerAddr::parse("mqtt://:99").is_err());
+        assert!(BrokerAddr::parse("mqtt://h:99999").is_err());
+    }
+}

@@ -1,0 +1,208 @@
+//! Ingress: from raw MQTT payloads to a decision per payload, with no I/O.
+//!
+//! A burst of payloads goes through the first half of the life of a command: size cap and layout,
+//! signature (one batch equation for the burst, one-by-one only when it fails), canonical decoding, the
+//! binding of key to sender, admission, and authorization. The result is a [`Decision`] per payload, in
+//! order. Writing the RECEIVED records, acknowledging and executing happen in the agent, which undoes the
+//! admission of the accepted ones if the witness cannot be written.
+//!
+//! A payload is the binary frame, or (starting with `{`) its JSON view; both name the same signed bytes.
+
+use std::sync::Arc;
+
+use ed25519_dalek::VerifyingKey;
+use if_protocol::envelope::EnvelopeBody;
+use if_protocol::frame::{self, FrameBytes, MAX_FRAME_LEN, SignedFrame};
+use if_protocol::{ErrorCode, IfError, batch, json};
+use uuid::Uuid;
+
+use crate::admit::{Admission, Admitted, Ticket};
+use crate::capability::{Capability, Registry};
+use crate::talents::Talents;
+
+/// Largest JSON view accepted (a JSON view is larger than its frame).
+pub const MAX_JSON_LEN: usize = 4 * MAX_FRAME_LEN;
+
+/// What to do with one payload.
+#[derive(Debug)]
+pub enum Decision {
+    /// Refuse with this error; nothing runs.
+    Reject(Box<Refused>),
+    /// A redelivery of an answered envelope: publish this reply again; nothing runs.
+    Duplicate {
+        /// The cached reply.
+        reply: Vec<u8>,
+        /// Who sent it.
+        sender: String,
+        /// The envelope id.
+        id: Uuid,
+    },
+    /// A copy of an envelope that was taken and is still running: answer it with the reply when it comes.
+    InProgress {
+        /// Who sent it.
+        sender: String,
+        /// Its sequence number.
+        seq: u64,
+    },
+    /// Verified, admitted and authorized: witness, then run once.
+    Accept(Box<Accepted>),
+}
+
+/// A refusal, with what is known of the envelope (only from verified bytes).
+#[derive(Debug)]
+pub struct Refused {
+    /// Why.
+    pub error: IfError,
+    /// The envelope, if its signature verified.
+    pub body: Option<EnvelopeBody>,
+    /// SHA-256 of the frame, when there was a frame.
+    pub digest: Option<[u8; 32]>,
+}
+
+/// An envelope ready for the witness.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The verified body.
+    pub body: EnvelopeBody,
+    /// SHA-256 of the frame.
+    pub digest: [u8; 32],
+    /// The admission to commit or undo.
+    pub ticket: Box<Ticket>,
+    /// What will run it.
+    pub capability: Arc<dyn Capability>,
+}
+
+/// The state ingress decides with.
+#[derive(Debug)]
+pub struct Ingress {
+    /// Known talents.
+    pub talents: Talents,
+    /// Replay and duplicate state.
+    pub admission: Admission,
+    /// Offered capabilities.
+    pub registry: Registry,
+}
+
+enum Stage {
+    Done(Decision),
+    Signed { frame: Vec<u8>, key: VerifyingKey, talent: String },
+}
+
+impl Ingress {
+    /// Decides every payload of a burst, in order.
+    pub fn decide(&mut self, payloads: &[&[u8]], now_ms: u64) -> Vec<Decision> {
+        let stages: Vec<Stage> = payloads.iter().map(|p| self.prepare(p)).collect();
+        let signed: Vec<(usize, SignedFrame<'_>, VerifyingKey)> = stages
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s {
+                Stage::Signed { frame, key, .. } => SignedFrame::parse(frame).ok().map(|f| (i, f, *key)),
+                Stage::Done(_) => None,
+            })
+            .collect();
+        let items: Vec<(SignedFrame<'_>, VerifyingKey)> = signed.iter().map(|(_, f, k)| (*f, *k)).collect();
+        let mut verified: Vec<Option<Result<EnvelopeBody, IfError>>> = (0..stages.len()).map(|_| None).collect();
+        for ((i, _, _), result) in signed.iter().zip(batch::verify_frames(&items)) {
+            verified[*i] = Some(result.and_then(|v| v.decode()));
+        }
+        let mut out = Vec::with_capacity(stages.len());
+        for (stage, body) in stages.into_iter().zip(verified) {
+            out.push(match (stage, body) {
+                (Stage::Done(d), _) => d,
+                (Stage::Signed { frame, talent, .. }, Some(body)) => self.admit(&frame, &talent, body, now_ms),
+                (Stage::Signed { frame, .. }, None) => {
+                    reject(IfError::with(ErrorCode::SystemError, "frame lost"), Some(&frame))
+                }
+            });
+        }
+        out
+    }
+
+    /// Size cap, JSON view, frame layout and key lookup.
+    fn prepare(&self, payload: &[u8]) -> Stage {
+        let frame = match to_frame(payload) {
+            Ok(f) => f,
+            Err(e) => return Stage::Done(reject(e, None)),
+        };
+        let parsed = SignedFrame::parse(&frame).map(|f| *f.key_id());
+        let key_id = match parsed {
+            Ok(id) => id,
+            Err(e) => return Stage::Done(reject(e, Some(&frame))),
+        };
+        let Some((talent, key)) = self.talents.by_key(&key_id) else {
+            let e =
+                IfError::format(ErrorCode::UnknownKey, format_args!("no talent has key id {}", hex::encode(key_id)));
+            return Stage::Done(reject(e, Some(&frame)));
+        };
+        Stage::Signed { key: *key, talent: talent.to_string(), frame: frame.to_vec() }
+    }
+
+    /// Key-to-sender binding, admission, authorization.
+    fn admit(&mut self, frame: &[u8], talent: &str, body: Result<EnvelopeBody, IfError>, now_ms: u64) -> Decision {
+        let body = match body {
+            Ok(b) => b,
+            Err(e) => return reject(e, Some(frame)),
+        };
+        let digest = frame::digest(frame);
+        if body.sender.as_str() != talent {
+            let e = if self.talents.knows(&body.sender) {
+                IfError::format(
+                    ErrorCode::PermissionDenied,
+                    format_args!("signed with the key of {talent}, not of sender {}", body.sender),
+                )
+            } else {
+                IfError::format(
+                    ErrorCode::TalentNotFound,
+                    format_args!("sender {:?} is not a known talent", body.sender.as_str()),
+                )
+            };
+            return Decision::Reject(Box::new(Refused { error: e, body: Some(body), digest: Some(digest) }));
+        }
+        let ticket = match self.admission.admit(&body, digest, now_ms) {
+            Ok(Admitted::New(t)) => t,
+            Ok(Admitted::Duplicate(reply)) => {
+                return Decision::Duplicate { reply, sender: body.sender.to_string(), id: body.id };
+            }
+            Ok(Admitted::InProgress) => {
+                return Decision::InProgress { sender: body.sender.to_string(), seq: body.seq };
+            }
+            Err(e) => return Decision::Reject(Box::new(Refused { error: e, body: Some(body), digest: Some(digest) })),
+        };
+        match self.registry.resolve(&body) {
+            Ok(capability) => Decision::Accept(Box::new(Accepted { body, digest, ticket, capability })),
+            Err(e) => {
+                self.admission.rollback(&ticket);
+                Decision::Reject(Box::new(Refused { error: e, body: Some(body), digest: Some(digest) }))
+            }
+        }
+    }
+}
+
+fn reject(error: IfError, frame: Option<&[u8]>) -> Decision {
+    Decision::Reject(Box::new(Refused { error, body: None, digest: frame.map(frame::digest) }))
+}
+
+/// The frame a payload carries: the bytes themselves, or the frame its JSON view describes.
+pub fn to_frame(payload: &[u8]) -> Result<FrameBytes, IfError> {
+    if payload.is_empty() {
+        return Err(IfError::with(ErrorCode::InvalidEnvelope, "empty payload"));
+    }
+    if payload.first() == Some(&b'{') {
+        if payload.len() > MAX_JSON_LEN {
+            return Err(IfError::format(
+                ErrorCode::FrameTooLarge,
+                format_args!("JSON view of {} bytes exceeds {MAX_JSON_LEN}", payload.len()),
+            ));
+        }
+        let text = std::str::from_utf8(payload)
+            .map_err(|_| IfError::with(ErrorCode::InvalidEnvelope, "JSON view is not UTF-8"))?;
+        return json::json_to_frame(&json::parse(text)?);
+    }
+    if payload.len() > MAX_FRAME_LEN {
+        return Err(IfError::format(
+            ErrorCode::FrameTooLarge,
+            format_args!("frame of {} bytes exceeds {MAX_FRAME_LEN}", payload.len()),
+        ));
+    }
+    FrameBytes::from_slice(payload).map_err(|_| IfError::with(ErrorCode::FrameTooLarge, "frame exceeds the cap"))
+}

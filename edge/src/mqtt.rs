@@ -1,0 +1,151 @@
+//! The MQTT side of the agent: topics, connection options and the event loop driver.
+//!
+//! The driver only moves packets: it polls rumqttc's event loop, forwards command publishes to the
+//! pipeline, resubscribes and publishes the retained birth status after every (re)connect (rumqttc does
+//! not resubscribe), and waits out connection errors on the jittered backoff schedule. It never blocks
+//! on the pipeline: the broker may send at most `receive_maximum` unacknowledged commands, and the agent
+//! acknowledges only after the RECEIVED record is durable, so the queue in between is bounded by the
+//! protocol itself and the rest waits in the broker.
+
+use std::time::Duration;
+
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{LastWill, Packet, Publish};
+use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+
+/// Largest MQTT packet the agent accepts; the broker drops bigger ones instead of sending them.
+pub const MAX_PACKET: u32 = 64 * 1024;
+
+/// The agent's topics, `if/v1/{site}/{agent}/...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    /// Signed envelopes in.
+    pub cmd: String,
+    /// Rejected and failed commands.
+    pub dlq: String,
+    /// Retained status, birth and Will.
+    pub status: String,
+    base: String,
+}
+
+impl Topics {
+    /// Topics of agent `agent` at `site`.
+    pub fn new(site: &str, agent: &str) -> Self {
+        let base = format!("if/v1/{site}/{agent}");
+        Topics { cmd: format!("{base}/cmd"), dlq: format!("{base}/dlq"), status: format!("{base}/status"), base }
+    }
+
+    /// The default reply topic of a sender.
+    pub fn reply_for(&self, sender: &str) -> String {
+        format!("{}/reply/{sender}", self.base)
+    }
+}
+
+/// The retained status payload for `state` (`online` or `offline`).
+pub fn status_payload(state: &str, extra: serde_json::Value) -> Vec<u8> {
+    let mut v = serde_json::json!({ "state": state });
+    if let (Some(obj), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
+        obj.extend(more);
+    }
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
+/// Connection options: persistent session, manual acks, receive maximum, Will `offline`.
+pub fn options(config: &Config, topics: &Topics) -> MqttOptions {
+    let broker = config.broker();
+    let mut o = MqttOptions::new(config.client_id(), broker.host, broker.port);
+    o.set_keep_alive(Duration::from_secs(u64::from(config.mqtt.keep_alive_s)))
+        .set_clean_start(false)
+        .set_session_expiry_interval(Some(config.mqtt.session_expiry_s))
+        .set_manual_acks(true)
+        .set_receive_maximum(Some(config.mqtt.receive_maximum))
+        .set_max_packet_size(Some(MAX_PACKET))
+        .set_connection_timeout(5)
+        .set_last_will(LastWill::new(
+            topics.status.clone(),
+            status_payload("offline", serde_json::json!({})),
+            QoS::AtLeastOnce,
+            true,
+            None,
+        ));
+    o
+}
+
+/// The delay before reconnect attempt `attempt` (from 0): the schedule's entry, jittered by +-20%.
+pub fn backoff_delay(schedule: &[Duration], attempt: usize) -> Duration {
+    let base = schedule.get(attempt).or(schedule.last()).copied().unwrap_or(Duration::from_secs(1));
+    base.mul_f64(rand::random_range(0.8..1.2))
+}
+
+/// Drives the event loop until `inbound` is closed. Sends `true` on `connected` after each session
+/// is set up and `false` when the connection drops.
+pub async fn drive(
+    mut eventloop: EventLoop,
+    client: AsyncClient,
+    topics: Topics,
+    inbound: mpsc::UnboundedSender<Publish>,
+    birth: impl Fn() -> Vec<u8>,
+    schedule: Vec<Duration>,
+    connected: watch::Sender<bool>,
+) {
+    let mut attempt = 0usize;
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                attempt = 0;
+                tracing::info!(session_present = ack.session_present, "connected to the broker");
+                let (client, topics, birth) = (client.clone(), topics.clone(), birth());
+                tokio::spawn(async move {
+                    // rumqttc does not restore subscriptions: subscribe again on every connect.
+                    let sub = client.subscribe(topics.cmd.clone(), QoS::AtLeastOnce).await;
+                    let pub_ = client.publish(topics.status.clone(), QoS::AtLeastOnce, true, birth).await;
+                    if sub.is_err() || pub_.is_err() {
+                        tracing::warn!("could not queue the subscription or the birth message");
+                    }
+                });
+                let _ = connected.send(true);
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if p.topic.as_ref() == topics.cmd.as_bytes() && inbound.send(p).is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let _ = connected.send(false);
+                if inbound.is_closed() {
+                    return;
+                }
+                let delay = backoff_delay(&schedule, attempt);
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "broker connection lost");
+                attempt += 1;
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_follow_the_scheme() {
+        let t = Topics::new("studio-a", "edge-1");
+        assert_eq!(t.cmd, "if/v1/studio-a/edge-1/cmd");
+        assert_eq!(t.reply_for("desk"), "if/v1/studio-a/edge-1/reply/desk");
+        assert_eq!(t.dlq, "if/v1/studio-a/edge-1/dlq");
+    }
+
+    #[test]
+    fn backoff_follows_the_schedule_with_jitter() {
+        let s: Vec<Duration> = [1, 2, 5, 10, 30].into_iter().map(Duration::from_secs).collect();
+        for (attempt, base) in [(0, 1.0), (2, 5.0), (4, 30.0), (40, 30.0)] {
+            let d = backoff_delay(&s, attempt).as_secs_f64();
+            assert!(d >= base * 0.8 && d <= base * 1.2, "attempt {attempt}: {d}");
+        }
+    }
+}

@@ -1,0 +1,443 @@
+//! The witness log on disk: one redb file, its tables and its durability contract.
+//!
+//! Contract: [`Store::append`] writes a whole batch of records, and the state changes that belong to them
+//! (replay windows, open RECEIVED entries, cached replies, a checkpoint), in **one** redb write transaction
+//! committed with `Durability::Immediate`. When it returns `Ok`, every record in the batch survives a crash
+//! or power loss; when it returns `Err`, none of them exists and the in-memory head is unchanged. After an
+//! I/O error redb refuses further writes on the same handle, so the store reopens the file (which repairs
+//! it) before the next batch.
+//!
+//! Tables: `records` (index -> leaf bytes), `head` (tree size, peaks, last leaf hash, last wall time, boot
+//! counter), `replay` (sender -> window), `pending` (RECEIVED index -> what it was), `replies` ((sender,
+//! seq) -> digest and reply), `checkpoints` (tree size -> signed note).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::SigningKey;
+use if_protocol::replay::ReplayWindow;
+use if_protocol::witness::Hash;
+use if_protocol::witness::checkpoint::{Checkpoint, sign_checkpoint};
+use if_protocol::witness::merkle::CompactTree;
+use if_protocol::{ErrorCode, IfError};
+use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::record::{Entry, Kind, Record};
+
+const RECORDS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("records");
+const HEAD: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("head");
+const REPLAY: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("replay");
+const PENDING: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("pending");
+const REPLIES: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("replies");
+const CHECKPOINTS: TableDefinition<'_, u64, &str> = TableDefinition::new("checkpoints");
+
+/// The persisted head of the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct HeadState {
+    size: u64,
+    peaks: Vec<Hash>,
+    last_leaf: Hash,
+    last_wall_ms: u64,
+    boot: u32,
+    last_checkpoint: u64,
+}
+
+/// A RECEIVED record that has no outcome yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// The sender.
+    pub sender: String,
+    /// The sender's sequence number.
+    pub seq: u64,
+    /// SHA-256 of the frame.
+    pub digest: [u8; 32],
+    /// The RECEIVED record's content, for the INTERRUPTED record.
+    pub entry: Entry,
+}
+
+/// A reply kept so that a redelivered envelope gets the original answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedReply {
+    /// SHA-256 of the frame that was answered.
+    pub digest: [u8; 32],
+    /// The reply payload exactly as published.
+    pub reply: Vec<u8>,
+}
+
+/// One record to append, with the state changes committed with it.
+#[derive(Debug, Clone)]
+pub struct Append {
+    /// The record's kind.
+    pub kind: Kind,
+    /// The record's content (`wall_ms` is raised to the log's last time if the clock went back).
+    pub entry: Entry,
+    /// New replay window state for a sender.
+    pub replay: Option<(String, ReplayWindow)>,
+    /// Marks this record as an open RECEIVED.
+    pub pending: Option<Pending>,
+    /// Closes the open RECEIVED with this index.
+    pub settles: Option<u64>,
+    /// Caches the reply for (sender, seq); older entries of the sender below `keep_from` are dropped.
+    pub reply: Option<ReplyUpdate>,
+}
+
+/// A reply to cache, and how far back the sender's cache reaches.
+#[derive(Debug, Clone)]
+pub struct ReplyUpdate {
+    /// The sender.
+    pub sender: String,
+    /// The sequence number answered.
+    pub seq: u64,
+    /// The reply.
+    pub cached: CachedReply,
+    /// Cached replies of this sender with a lower seq are dropped (they are below the replay window).
+    pub keep_from: u64,
+}
+
+impl Append {
+    /// A record with no side effects.
+    pub fn record(kind: Kind, entry: Entry) -> Self {
+        Append { kind, entry, replay: None, pending: None, settles: None, reply: None }
+    }
+}
+
+/// Signs checkpoints with the agent's identity key.
+#[derive(Debug, Clone)]
+pub struct CheckpointSigner {
+    /// The signing key.
+    pub key: SigningKey,
+    /// The note key name and checkpoint origin, `<org>/if-edge/<agent>`.
+    pub origin: String,
+    /// Sign a checkpoint once this many records were added since the last one.
+    pub every: u64,
+}
+
+/// The open witness log.
+#[derive(Debug)]
+pub struct Store {
+    path: PathBuf,
+    cache_bytes: usize,
+    db: Option<Database>,
+    head: HeadState,
+    tree: CompactTree,
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> IfError {
+    IfError::format(ErrorCode::WitnessUnavailable, format_args!("witness log {what}: {e}"))
+}
+
+fn corrupt(what: impl std::fmt::Display) -> IfError {
+    IfError::format(ErrorCode::InvalidProof, format_args!("witness log: {what}"))
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, IfError> {
+    postcard::to_allocvec(v).map_err(|e| unavailable("encoding", e))
+}
+
+fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T, IfError> {
+    postcard::from_bytes(bytes).map_err(|e| corrupt(format_args!("{what} does not decode: {e}")))
+}
+
+impl Store {
+    /// Opens (or creates) the log at `path` with redb's page cache capped at `cache_bytes`.
+    pub fn open(path: &Path, cache_bytes: usize) -> Result<Store, IfError> {
+        let mut store = Store {
+            path: path.to_path_buf(),
+            cache_bytes,
+            db: None,
+            head: HeadState::default(),
+            tree: CompactTree::new(),
+        };
+        store.reopen()?;
+        Ok(store)
+    }
+
+    /// Opens an existing log without creating anything (for inspection and verification). A log left by a
+    /// crash is repaired by redb on open.
+    pub fn open_existing(path: &Path) -> Result<Store, IfError> {
+        if !path.is_file() {
+            return Err(IfError::format(
+                ErrorCode::ConfigInvalid,
+                format_args!("{}: no such witness log", path.display()),
+            ));
+        }
+        let db = Database::builder()
+            .set_cache_size(16 << 20)
+            .open(path)
+            .map_err(|e| unavailable(&format!("{} cannot be opened", path.display()), e))?;
+        let head = {
+            let txn = db.begin_read().map_err(|e| unavailable("read", e))?;
+            let table = txn.open_table(HEAD).map_err(|e| corrupt(format_args!("not a witness log: {e}")))?;
+            let value = table.get("head").map_err(|e| unavailable("read", e))?;
+            match value {
+                Some(v) => decode(v.value(), "head")?,
+                None => HeadState::default(),
+            }
+        };
+        let tree = CompactTree::from_peaks(head.size, &head.peaks)
+            .ok_or_else(|| corrupt("head peaks do not fit the tree size"))?;
+        Ok(Store { path: path.to_path_buf(), cache_bytes: 16 << 20, db: Some(db), head, tree })
+    }
+
+    fn reopen(&mut self) -> Result<(), IfError> {
+        self.db = None;
+        let db = Database::builder()
+            .set_cache_size(self.cache_bytes)
+            .create(&self.path)
+            .map_err(|e| unavailable(&format!("{} cannot be opened", self.path.display()), e))?;
+        let txn = db.begin_write().map_err(|e| unavailable("transaction", e))?;
+        {
+            txn.open_table(RECORDS).map_err(|e| unavailable("table", e))?;
+            txn.open_table(PENDING).map_err(|e| unavailable("table", e))?;
+            txn.open_table(REPLAY).map_err(|e| unavailable("table", e))?;
+            txn.open_table(REPLIES).map_err(|e| unavailable("table", e))?;
+            txn.open_table(CHECKPOINTS).map_err(|e| unavailable("table", e))?;
+            let head = txn.open_table(HEAD).map_err(|e| unavailable("table", e))?;
+            self.head = match head.get("head").map_err(|e| unavailable("read", e))? {
+                Some(v) => decode(v.value(), "head")?,
+                None => HeadState::default(),
+            };
+        }
+        txn.commit().map_err(|e| unavailable("commit", e))?;
+        self.tree = CompactTree::from_peaks(self.head.size, &self.head.peaks)
+            .ok_or_else(|| corrupt("head peaks do not fit the tree size"))?;
+        self.db = Some(db);
+        Ok(())
+    }
+
+    fn db(&mut self) -> Result<&Database, IfError> {
+        if self.db.is_none() {
+            self.reopen()?;
+        }
+        self.db.as_ref().ok_or_else(|| unavailable("", "not open"))
+    }
+
+    /// Number of records.
+    pub fn size(&self) -> u64 {
+        self.head.size
+    }
+
+    /// The current tree head.
+    pub fn root(&self) -> Hash {
+        self.tree.root()
+    }
+
+    /// The stored tree state (size and peaks), as the head says.
+    pub fn tree(&self) -> &CompactTree {
+        &self.tree
+    }
+
+    /// The leaf hash of the last record (all zeros when empty).
+    pub fn last_leaf(&self) -> Hash {
+        self.head.last_leaf
+    }
+
+    /// The latest wall time written, unix ms.
+    pub fn last_wall_ms(&self) -> u64 {
+        self.head.last_wall_ms
+    }
+
+    /// The boot counter of the current run (0 before [`Store::boot`]).
+    pub fn boot_counter(&self) -> u32 {
+        self.head.boot
+    }
+
+    /// Size of the tree at the last checkpoint.
+    pub fn last_checkpoint_size(&self) -> u64 {
+        self.head.last_checkpoint
+    }
+
+    /// Appends `batch` in one durable transaction, signing a checkpoint in it when one is due, and
+    /// returns the index of each record. On error nothing was written and the store reopens on next use.
+    pub fn append(&mut self, batch: &[Append], signer: Option<&CheckpointSigner>) -> Result<Vec<u64>, IfError> {
+        let result = self.try_append(batch, signer, false);
+        if result.is_err() {
+            self.db = None;
+        }
+        result
+    }
+
+    /// Signs a checkpoint now if records were added since the last one.
+    pub fn checkpoint_now(&mut self, signer: &CheckpointSigner) -> Result<bool, IfError> {
+        if self.head.size == self.head.last_checkpoint {
+            return Ok(false);
+        }
+        let result = self.try_append(&[], Some(signer), true);
+        if result.is_err() {
+            self.db = None;
+        }
+        result.map(|_| true)
+    }
+
+    fn try_append(
+        &mut self,
+        batch: &[Append],
+        signer: Option<&CheckpointSigner>,
+        force_checkpoint: bool,
+    ) -> Result<Vec<u64>, IfError> {
+        let mut head = self.head.clone();
+        let mut tree = self.tree.clone();
+        let db = self.db()?;
+        let mut txn = db.begin_write().map_err(|e| unavailable("transaction", e))?;
+        txn.set_durability(redb::Durability::Immediate).map_err(|e| unavailable("durability", e))?;
+        let mut indices = Vec::with_capacity(batch.len());
+        {
+            let mut records = txn.open_table(RECORDS).map_err(|e| unavailable("table", e))?;
+            let mut replay = txn.open_table(REPLAY).map_err(|e| unavailable("table", e))?;
+            let mut pending = txn.open_table(PENDING).map_err(|e| unavailable("table", e))?;
+            let mut replies = txn.open_table(REPLIES).map_err(|e| unavailable("table", e))?;
+            for item in batch {
+                let mut entry = item.entry.clone();
+                entry.wall_ms = entry.wall_ms.max(head.last_wall_ms);
+                entry.boot = head.boot;
+                let record = Record { index: head.size, kind: item.kind, entry, prev: head.last_leaf };
+                let leaf = record.to_leaf()?;
+                records.insert(record.index, leaf.as_slice()).map_err(|e| unavailable("write", e))?;
+                head.last_leaf = Record::leaf_hash(&leaf);
+                tree.push(head.last_leaf);
+                head.last_wall_ms = record.entry.wall_ms;
+                indices.push(record.index);
+                head.size += 1;
+                if let Some((sender, window)) = &item.replay {
+                    replay.insert(sender.as_str(), encode(window)?.as_slice()).map_err(|e| unavailable("write", e))?;
+                }
+                if let Some(p) = &item.pending {
+                    pending.insert(record.index, encode(p)?.as_slice()).map_err(|e| unavailable("write", e))?;
+                }
+                if let Some(index) = item.settles {
+                    pending.remove(index).map_err(|e| unavailable("write", e))?;
+                }
+                if let Some(r) = &item.reply {
+                    replies
+                        .insert((r.sender.as_str(), r.seq), encode(&r.cached)?.as_slice())
+                        .map_err(|e| unavailable("write", e))?;
+                    replies
+                        .retain_in((r.sender.as_str(), 0)..(r.sender.as_str(), r.keep_from), |_, _| false)
+                        .map_err(|e| unavailable("write", e))?;
+                }
+            }
+            let due = signer.is_some_and(|s| head.size - head.last_checkpoint >= s.every.max(1));
+            if let Some(signer) = signer.filter(|_| (due || force_checkpoint) && head.size > head.last_checkpoint) {
+                let note = sign(signer, head.size, tree.root())?;
+                let mut cps = txn.open_table(CHECKPOINTS).map_err(|e| unavailable("table", e))?;
+                cps.insert(head.size, note.as_str()).map_err(|e| unavailable("write", e))?;
+                head.last_checkpoint = head.size;
+            }
+            head.peaks = tree.peaks().to_vec();
+            let mut head_table = txn.open_table(HEAD).map_err(|e| unavailable("table", e))?;
+            head_table.insert("head", encode(&head)?.as_slice()).map_err(|e| unavailable("write", e))?;
+        }
+        txn.commit().map_err(|e| unavailable("commit", e))?;
+        self.head = head;
+        self.tree = tree;
+        Ok(indices)
+    }
+
+    /// Starts a run: bumps the boot counter, writes BOOT, and an INTERRUPTED record (with a cached
+    /// failure reply) for every RECEIVED that has no outcome. Returns how many were interrupted.
+    pub fn boot(&mut self, wall_ms: u64, detail: &str) -> Result<usize, IfError> {
+        let pending = self.pending()?;
+        self.head.boot = self.head.boot.wrapping_add(1);
+        let mut batch = vec![Append::record(
+            Kind::Boot,
+            Entry { wall_ms, detail: detail.to_string(), count: 1, ..Entry::default() },
+        )];
+        for (index, p) in &pending {
+            let reply = crate::reply::Reply::interrupted(&p.entry, *index);
+            let mut entry = p.entry.clone();
+            entry.wall_ms = wall_ms;
+            entry.code = Some(reply.error_code().map_or(0, ErrorCode::number));
+            entry.detail = format!("RECEIVED #{index} has no outcome; it is not run again");
+            let mut item = Append::record(Kind::Interrupted, entry);
+            item.settles = Some(*index);
+            item.reply = Some(ReplyUpdate {
+                sender: p.sender.clone(),
+                seq: p.seq,
+                cached: CachedReply { digest: p.digest, reply: reply.to_bytes() },
+                keep_from: 0,
+            });
+            batch.push(item);
+        }
+        let result = self.append(&batch, None);
+        if result.is_err() {
+            self.head.boot = self.head.boot.wrapping_sub(1);
+        }
+        result.map(|_| pending.len())
+    }
+
+    /// The open RECEIVED records.
+    pub fn pending(&mut self) -> Result<Vec<(u64, Pending)>, IfError> {
+        let txn = self.db()?.begin_read().map_err(|e| unavailable("read", e))?;
+        let table = txn.open_table(PENDING).map_err(|e| unavailable("table", e))?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(|e| unavailable("read", e))? {
+            let (k, v) = row.map_err(|e| unavailable("read", e))?;
+            out.push((k.value(), decode(v.value(), "pending entry")?));
+        }
+        Ok(out)
+    }
+
+    /// Every sender's replay window.
+    pub fn replay_windows(&mut self) -> Result<HashMap<String, ReplayWindow>, IfError> {
+        let txn = self.db()?.begin_read().map_err(|e| unavailable("read", e))?;
+        let table = txn.open_table(REPLAY).map_err(|e| unavailable("table", e))?;
+        let mut out = HashMap::new();
+        for row in table.iter().map_err(|e| unavailable("read", e))? {
+            let (k, v) = row.map_err(|e| unavailable("read", e))?;
+            let window: ReplayWindow = decode(v.value(), "replay window")?;
+            if !window.is_well_formed() {
+                return Err(corrupt(format_args!("replay window of {} is malformed", k.value())));
+            }
+            out.insert(k.value().to_string(), window);
+        }
+        Ok(out)
+    }
+
+    /// Every cached reply, by (sender, seq).
+    pub fn replies(&mut self) -> Result<HashMap<(String, u64), CachedReply>, IfError> {
+        let txn = self.db()?.begin_read().map_err(|e| unavailable("read", e))?;
+        let table = txn.open_table(REPLIES).map_err(|e| unavailable("table", e))?;
+        let mut out = HashMap::new();
+        for row in table.iter().map_err(|e| unavailable("read", e))? {
+            let (k, v) = row.map_err(|e| unavailable("read", e))?;
+            let (sender, seq) = k.value();
+            out.insert((sender.to_string(), seq), decode(v.value(), "cached reply")?);
+        }
+        Ok(out)
+    }
+
+    /// Calls `f` with each record's leaf bytes in order, from `start`.
+    pub fn for_each_leaf(
+        &mut self,
+        start: u64,
+        mut f: impl FnMut(u64, &[u8]) -> Result<(), IfError>,
+    ) -> Result<(), IfError> {
+        let txn = self.db()?.begin_read().map_err(|e| unavailable("read", e))?;
+        let table = txn.open_table(RECORDS).map_err(|e| unavailable("table", e))?;
+        for row in table.range(start..).map_err(|e| unavailable("read", e))? {
+            let (k, v) = row.map_err(|e| unavailable("read", e))?;
+            f(k.value(), v.value())?;
+        }
+        Ok(())
+    }
+
+    /// Every stored checkpoint note, by tree size.
+    pub fn checkpoints(&mut self) -> Result<Vec<(u64, String)>, IfError> {
+        let txn = self.db()?.begin_read().map_err(|e| unavailable("read", e))?;
+        let table = txn.open_table(CHECKPOINTS).map_err(|e| unavailable("table", e))?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(|e| unavailable("read", e))? {
+            let (k, v) = row.map_err(|e| unavailable("read", e))?;
+            out.push((k.value(), v.value().to_string()));
+        }
+        Ok(out)
+    }
+}
+
+fn sign(signer: &CheckpointSigner, size: u64, root: Hash) -> Result<String, IfError> {
+    let origin = heapless::String::try_from(signer.origin.as_str())
+        .map_err(|_| IfError::with(ErrorCode::ConfigInvalid, "checkpoint origin is too long"))?;
+    let note = sign_checkpoint(&Checkpoint { origin, size, root }, &signer.origin, &signer.key)?;
+    Ok(note.as_str().to_string())
+}

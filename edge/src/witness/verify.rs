@@ -1,0 +1,132 @@
+//! Checking a witness log from its first record: chain, tree, head and checkpoints.
+//!
+//! Used by `ifctl witness verify` and by the agent before it accepts work (cold start). Every record must
+//! decode, sit at its own index and link to the leaf hash of the one before; the tree rebuilt from the
+//! leaves must match each signed checkpoint at its size and the stored head at the end. The first fault
+//! stops the check and names the record index.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use ed25519_dalek::VerifyingKey;
+use if_protocol::witness::Hash;
+use if_protocol::witness::checkpoint::NoteVerifier;
+use if_protocol::witness::merkle::CompactTree;
+use if_protocol::{ErrorCode, IfError};
+
+use super::record::{Kind, Record};
+use super::store::Store;
+
+/// What a successful check saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Number of records.
+    pub size: u64,
+    /// The tree head.
+    pub root: Hash,
+    /// Checkpoints whose signature and root matched.
+    pub checkpoints: usize,
+    /// Records per kind.
+    pub kinds: BTreeMap<&'static str, u64>,
+}
+
+/// A failed check: the first bad record (or the log size, for head and checkpoint faults) and why.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    /// The record index where the check failed.
+    pub index: u64,
+    /// What was wrong.
+    pub error: IfError,
+}
+
+/// The prefix put in front of the agent's public key in BOOT records.
+pub const BOOT_KEY_PREFIX: &str = "key ";
+
+/// Checks the whole log. Checkpoint signatures are checked with `key`, or else with the key the latest
+/// BOOT record names.
+pub fn verify(store: &mut Store, key: Option<&VerifyingKey>, origin: Option<&str>) -> Result<Report, Fault> {
+    let checkpoints = store.checkpoints().map_err(|error| Fault { index: 0, error })?;
+    let mut tree = CompactTree::new();
+    let mut prev = [0u8; 32];
+    let mut kinds = BTreeMap::new();
+    let mut roots: BTreeMap<u64, Hash> = BTreeMap::new();
+    let wanted: std::collections::BTreeSet<u64> = checkpoints.iter().map(|(s, _)| *s).collect();
+    let mut boot_key = None;
+    store
+        .for_each_leaf(0, |index, leaf| {
+            let fault = |what: &str| IfError::format(ErrorCode::InvalidProof, format_args!("record {index}: {what}"));
+            let record = Record::from_leaf(leaf).map_err(|e| fault(e.detail()))?;
+            if record.index != index || index != tree.size() {
+                return Err(fault("index does not match its position"));
+            }
+            if record.prev != prev {
+                return Err(fault("does not link to the previous record's hash"));
+            }
+            prev = Record::leaf_hash(leaf);
+            tree.push(prev);
+            *kinds.entry(record.kind.name()).or_insert(0) += 1;
+            if record.kind == Kind::Boot {
+                boot_key = key_in(&record.entry.detail).or(boot_key);
+            }
+            if wanted.contains(&tree.size()) {
+                roots.insert(tree.size(), tree.root());
+            }
+            Ok(())
+        })
+        .map_err(|error| Fault { index: first_index(&error).unwrap_or(tree.size()), error })?;
+    let size = tree.size();
+    let head_fault = |what: &str| Fault {
+        index: size,
+        error: IfError::format(ErrorCode::InvalidProof, format_args!("after {size} records: {what}")),
+    };
+    if store.size() != size || store.tree() != &tree || store.last_leaf() != prev {
+        return Err(head_fault("the stored head does not match the records"));
+    }
+    let key = key.copied().or(boot_key);
+    for (cp_size, note) in &checkpoints {
+        let Some(root) = roots.get(cp_size) else {
+            return Err(head_fault(&format!("checkpoint at size {cp_size} is beyond the log")));
+        };
+        let cp = match key {
+            Some(k) => open_note(note, k, origin),
+            None => if_protocol::witness::checkpoint::Checkpoint::parse_text(note_body(note)),
+        }
+        .map_err(|e| Fault { index: *cp_size, error: e })?;
+        if cp.size != *cp_size || &cp.root != root {
+            return Err(Fault {
+                index: *cp_size,
+                error: IfError::format(
+                    ErrorCode::InvalidProof,
+                    format_args!("checkpoint at size {cp_size} has another root"),
+                ),
+            });
+        }
+    }
+    Ok(Report { size, root: tree.root(), checkpoints: checkpoints.len(), kinds })
+}
+
+fn open_note(
+    note: &str,
+    key: VerifyingKey,
+    origin: Option<&str>,
+) -> Result<if_protocol::witness::checkpoint::Checkpoint, IfError> {
+    let body = if_protocol::witness::checkpoint::Checkpoint::parse_text(note_body(note))?;
+    let origin = origin.unwrap_or(&body.origin);
+    NoteVerifier::new(origin, key)?.open_checkpoint(note, origin)
+}
+
+/// The text part of a signed note (up to the blank line).
+fn note_body(note: &str) -> &str {
+    note.split_once("\n\n").map_or(note, |(body, _)| &note[..body.len() + 1])
+}
+
+fn key_in(detail: &str) -> Option<VerifyingKey> {
+    let b64 = detail.split_whitespace().skip_while(|w| *w != BOOT_KEY_PREFIX.trim()).nth(1)?;
+    let bytes = B64.decode(b64).ok()?;
+    if_protocol::keys::verifying_key(&bytes).ok()
+}
+
+fn first_index(e: &IfError) -> Option<u64> {
+    e.detail().strip_prefix("record ")?.split(':').next()?.parse().ok()
+}

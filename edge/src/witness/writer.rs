@@ -1,0 +1,157 @@
+//! Group commit: one writer thread owns the log; every append waits for a durable commit.
+//!
+//! Callers send batches of [`Append`]s and await the result. The writer takes the first request, drains
+//! every request queued behind it, and commits all of them in one transaction and one fsync, then wakes
+//! every waiter with its own indices. A failed commit fails every request in it; nothing of it is kept,
+//! and the next request reopens the file. A request is answered only after its commit returned, so an
+//! acknowledgement built on it never runs ahead of the disk.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use if_protocol::{ErrorCode, IfError};
+use tokio::sync::{mpsc, oneshot};
+
+use super::store::{Append, CheckpointSigner, Store};
+
+/// Where a request's indices (or the commit error) go.
+type Done = oneshot::Sender<Result<Vec<u64>, IfError>>;
+
+enum Request {
+    Append(Vec<Append>, Done),
+    Checkpoint,
+}
+
+/// Counters of the writer, for status and benchmarks.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Records in the log.
+    pub size: AtomicU64,
+    /// Transactions committed.
+    pub commits: AtomicU64,
+    /// Transactions that failed.
+    pub failures: AtomicU64,
+}
+
+/// The handle used to append; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Witness {
+    tx: mpsc::Sender<Request>,
+    stats: Arc<Stats>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Request::Append(b, _) => write!(f, "Append({})", b.len()),
+            Request::Checkpoint => write!(f, "Checkpoint"),
+        }
+    }
+}
+
+fn gone() -> IfError {
+    IfError::with(ErrorCode::WitnessUnavailable, "witness writer has stopped")
+}
+
+/// Most appends merged into one transaction.
+const MAX_GROUP: usize = 4096;
+
+impl Witness {
+    /// Starts the writer thread; it ends when every handle is dropped.
+    pub fn spawn(store: Store, signer: Option<CheckpointSigner>, queue: usize) -> Result<Witness, IfError> {
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        let stats = Arc::new(Stats::default());
+        stats.size.store(store.size(), Ordering::Relaxed);
+        let thread_stats = stats.clone();
+        std::thread::Builder::new()
+            .name("witness-writer".into())
+            .spawn(move || run(store, signer, rx, &thread_stats))
+            .map_err(|e| {
+                IfError::format(ErrorCode::SystemError, format_args!("cannot start the witness writer: {e}"))
+            })?;
+        Ok(Witness { tx, stats })
+    }
+
+    /// Appends `batch` durably and returns each record's index.
+    pub async fn append(&self, batch: Vec<Append>) -> Result<Vec<u64>, IfError> {
+        let (done, wait) = oneshot::channel();
+        self.tx.send(Request::Append(batch, done)).await.map_err(|_| gone())?;
+        wait.await.map_err(|_| gone())?
+    }
+
+    /// Asks for a checkpoint if records were added since the last one.
+    pub async fn checkpoint(&self) {
+        let _ = self.tx.send(Request::Checkpoint).await;
+    }
+
+    /// The writer's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+}
+
+fn run(mut store: Store, signer: Option<CheckpointSigner>, mut rx: mpsc::Receiver<Request>, stats: &Stats) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(r) => group.push(r),
+                Err(_) => break,
+            }
+        }
+        let mut batch = Vec::new();
+        let mut waiters = Vec::new();
+        let mut checkpoint = false;
+        for r in group {
+            match r {
+                Request::Append(items, done) => {
+                    waiters.push((items.len(), done));
+                    batch.extend(items);
+                }
+                Request::Checkpoint => checkpoint = true,
+            }
+        }
+        if !batch.is_empty() {
+            let result = store.append(&batch, signer.as_ref());
+            count(stats, &result, store.size());
+            answer(waiters, result);
+        }
+        if let (true, Some(s)) = (checkpoint, signer.as_ref()) {
+            let result = store.checkpoint_now(s);
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "checkpoint could not be written");
+            }
+        }
+    }
+}
+
+fn count(stats: &Stats, result: &Result<Vec<u64>, IfError>, size: u64) {
+    match result {
+        Ok(_) => {
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+            stats.size.store(size, Ordering::Relaxed);
+        }
+        Err(e) => {
+            stats.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "witness commit failed; the batch is refused");
+        }
+    }
+}
+
+fn answer(waiters: Vec<(usize, Done)>, result: Result<Vec<u64>, IfError>) {
+    match result {
+        Ok(indices) => {
+            let mut rest = indices.as_slice();
+            for (n, done) in waiters {
+                let (mine, tail) = rest.split_at(n.min(rest.len()));
+                rest = tail;
+                let _ = done.send(Ok(mine.to_vec()));
+            }
+        }
+        Err(e) => {
+            for (_, done) in waiters {
+                let _ = done.send(Err(e.clone()));
+            }
+        }
+    }
+}
