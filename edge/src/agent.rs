@@ -191,6 +191,7 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     }
     ticker.abort();
     let _ = tokio::time::timeout(Duration::from_secs(3), completion).await;
+    let _ = tokio::time::timeout(Duration::from_secs(3), witness.checkpoint()).await;
     let offline = mqtt::status_payload("offline", serde_json::json!({}));
     let _ = ctx.client.publish(ctx.topics.status.clone(), QoS::AtLeastOnce, true, offline).await;
     let _ = ctx.client.disconnect().await;
@@ -212,7 +213,7 @@ async fn checkpoints(witness: Witness, every: Duration) {
     tick.tick().await;
     loop {
         tick.tick().await;
-        witness.checkpoint().await;
+        let _ = witness.checkpoint().await;
     }
 }
 

@@ -1,10 +1,17 @@
-//! Shared machinery for the end-to-end suites: finding the workspace's real binaries (and, as the suites
-//! grow, starting brokers, agents and simulators on free loopback ports).
+//! Shared machinery for the end-to-end suites: the workspace's real binaries, a real Mosquitto on a free
+//! loopback port, agents started from `if-edge init` directories, an MQTT probe that publishes payloads
+//! and collects replies and dead letters, and talents that sign envelopes.
 //!
 //! The suites run the binaries that `cargo build --workspace --bins` produced, the same ones an operator
 //! runs; `tools/test.sh` builds them before the tests start.
 
+pub mod agent;
+pub mod broker;
+pub mod probe;
+pub mod talent;
+
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// Path of a workspace binary in the target directory the tests were built into.
 ///
@@ -21,4 +28,24 @@ pub fn bin(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A loopback TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Polls `f` every 20 ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

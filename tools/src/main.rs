@@ -3,10 +3,14 @@
 //! Every failure prints as `IF_ERR_xxx NAME: message` on stderr (or as JSON with `--json`) and exits with
 //! the code's stable exit status (10 + class); usage errors exit 2.
 
+mod message;
+mod witness;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args as ClapArgs, Parser, Subcommand};
 use if_protocol::error::ErrorReport;
 use if_protocol::{ErrorCode, IfError, keys};
 
@@ -14,7 +18,7 @@ use if_protocol::{ErrorCode, IfError, keys};
 #[command(name = "ifctl", version, about = "Operate IF edge agents")]
 struct Cli {
     /// Print results and errors as JSON.
-    #[arg(long, global = true)]
+    #[arg(long)]
     json: bool,
     #[command(subcommand)]
     command: Command,
@@ -33,6 +37,103 @@ enum Command {
     },
     /// List every IF error code with its name, exit status and whether it is retryable.
     Errors,
+    /// Signed command envelopes.
+    Message {
+        #[command(subcommand)]
+        command: MessageCommand,
+    },
+    /// Inspect a witness log file.
+    Witness {
+        #[command(subcommand)]
+        command: WitnessCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MessageCommand {
+    /// Sign an envelope, publish it, wait for the reply and print it; exit 0 on success, else the
+    /// error's exit status.
+    Send(Box<SendArgs>),
+}
+
+#[derive(Debug, ClapArgs)]
+struct SendArgs {
+    /// The broker, mqtt://HOST:PORT.
+    #[arg(long)]
+    broker: String,
+    /// The agent's site.
+    #[arg(long)]
+    site: String,
+    /// The agent's name.
+    #[arg(long)]
+    agent: String,
+    /// Send the frame described by this JSON view (@FILE or inline) instead of signing a new one.
+    #[arg(long = "json", value_name = "@FILE", conflicts_with_all = ["key", "sender", "capability", "action", "why"])]
+    frame_json: Option<String>,
+    /// The talent's secret key file.
+    #[arg(long, required_unless_present = "frame_json")]
+    key: Option<PathBuf>,
+    /// The talent name.
+    #[arg(long, required_unless_present = "frame_json")]
+    sender: Option<String>,
+    /// The capability, if://capability/NAME.
+    #[arg(long, required_unless_present = "frame_json")]
+    capability: Option<String>,
+    /// The action.
+    #[arg(long, required_unless_present = "frame_json")]
+    action: Option<String>,
+    /// An argument KEY=VALUE (repeatable; true/false and integers are typed).
+    #[arg(long = "arg")]
+    args: Vec<String>,
+    /// Why the command is sent (recorded in the witness log).
+    #[arg(long, required_unless_present = "frame_json")]
+    why: Option<String>,
+    /// Trace token (a UUID) tying related commands together.
+    #[arg(long)]
+    trace: Option<uuid::Uuid>,
+    /// Declared hazard (repeatable): on_air, irreversible, motion, power, loud.
+    #[arg(long = "hazard")]
+    hazards: Vec<String>,
+    /// Scope the command acts in.
+    #[arg(long, default_value = "studio:control")]
+    scope: String,
+    /// Sequence number; defaults to the current unix time in microseconds.
+    #[arg(long)]
+    seq: Option<u64>,
+    /// Seconds the envelope stays valid.
+    #[arg(long, default_value_t = 30)]
+    ttl: u32,
+    /// Seconds to wait for the reply.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+    /// Write the exact signed frame bytes that were sent to this file.
+    #[arg(long)]
+    save: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum WitnessCommand {
+    /// Check chain, tree and checkpoints; exits non-zero naming the first bad index.
+    Verify {
+        /// The witness log file.
+        #[arg(long)]
+        db: PathBuf,
+        /// The agent's public key; defaults to the one its latest BOOT record names.
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// Print every record as a JSON line (`leaf` is the exact RFC 6962 leaf, base64).
+    Export {
+        /// The witness log file.
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Print the latest signed checkpoint note verbatim.
+    Checkpoint {
+        /// The witness log file.
+        #[arg(long)]
+        db: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -43,6 +144,8 @@ fn main() -> ExitCode {
             errors(cli.json);
             Ok(())
         }
+        Command::Message { command: MessageCommand::Send(args) } => send(args),
+        Command::Witness { command } => witness_cmd(command, cli.json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -93,5 +196,58 @@ fn errors(json: bool) {
     for c in ErrorCode::ALL {
         let retry = if c.retryable() { "yes" } else { "no" };
         println!("IF_ERR_{:03} {:<24} {:>4} {:<9} {}", c.number(), c.name(), c.exit_status(), retry, c.message());
+    }
+}
+
+fn send(a: &SendArgs) -> Result<(), IfError> {
+    let frame = match &a.frame_json {
+        Some(j) => message::frame_from_json(j)?,
+        None => message::sign(&message::Command {
+            key: a.key.clone().unwrap_or_default(),
+            sender: a.sender.clone().unwrap_or_default(),
+            capability: a.capability.clone().unwrap_or_default(),
+            action: a.action.clone().unwrap_or_default(),
+            args: a.args.clone(),
+            why: a.why.clone().unwrap_or_default(),
+            trace: a.trace,
+            seq: a.seq,
+            ttl_s: a.ttl,
+            scope: a.scope.clone(),
+            hazards: a.hazards.clone(),
+        })?,
+    };
+    if let Some(path) = &a.save {
+        message::save(path, &frame)?;
+    }
+    let target = message::Target {
+        broker: a.broker.clone(),
+        site: a.site.clone(),
+        agent: a.agent.clone(),
+        timeout: Duration::from_secs(a.timeout),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| IfError::format(ErrorCode::SystemError, format_args!("runtime: {e}")))?;
+    let reply = runtime.block_on(message::send(&target, frame))?;
+    println!("{}", serde_json::to_string(&reply).unwrap_or_default());
+    match &reply.error {
+        None => Ok(()),
+        Some(report) => Err(IfError::from(report)),
+    }
+}
+
+fn witness_cmd(command: &WitnessCommand, json: bool) -> Result<(), IfError> {
+    match command {
+        WitnessCommand::Verify { db, key } => {
+            let report = witness::verify_db(db, key.as_deref())?;
+            witness::print_report(&report, json);
+            Ok(())
+        }
+        WitnessCommand::Export { db } => witness::export(db),
+        WitnessCommand::Checkpoint { db } => {
+            print!("{}", witness::checkpoint(db)?);
+            Ok(())
+        }
     }
 }

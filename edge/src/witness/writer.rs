@@ -19,7 +19,7 @@ type Done = oneshot::Sender<Result<Vec<u64>, IfError>>;
 
 enum Request {
     Append(Vec<Append>, Done),
-    Checkpoint,
+    Checkpoint(oneshot::Sender<bool>),
 }
 
 /// Counters of the writer, for status and benchmarks.
@@ -44,7 +44,7 @@ impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Request::Append(b, _) => write!(f, "Append({})", b.len()),
-            Request::Checkpoint => write!(f, "Checkpoint"),
+            Request::Checkpoint(_) => write!(f, "Checkpoint"),
         }
     }
 }
@@ -79,9 +79,14 @@ impl Witness {
         wait.await.map_err(|_| gone())?
     }
 
-    /// Asks for a checkpoint if records were added since the last one.
-    pub async fn checkpoint(&self) {
-        let _ = self.tx.send(Request::Checkpoint).await;
+    /// Signs a checkpoint if records were added since the last one, after every append queued before
+    /// this call; returns whether one was written.
+    pub async fn checkpoint(&self) -> bool {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Request::Checkpoint(done)).await.is_err() {
+            return false;
+        }
+        wait.await.unwrap_or(false)
     }
 
     /// The writer's counters.
@@ -101,14 +106,14 @@ fn run(mut store: Store, signer: Option<CheckpointSigner>, mut rx: mpsc::Receive
         }
         let mut batch = Vec::new();
         let mut waiters = Vec::new();
-        let mut checkpoint = false;
+        let mut checkpoints = Vec::new();
         for r in group {
             match r {
                 Request::Append(items, done) => {
                     waiters.push((items.len(), done));
                     batch.extend(items);
                 }
-                Request::Checkpoint => checkpoint = true,
+                Request::Checkpoint(done) => checkpoints.push(done),
             }
         }
         if !batch.is_empty() {
@@ -116,10 +121,13 @@ fn run(mut store: Store, signer: Option<CheckpointSigner>, mut rx: mpsc::Receive
             count(stats, &result, store.size());
             answer(waiters, result);
         }
-        if let (true, Some(s)) = (checkpoint, signer.as_ref()) {
-            let result = store.checkpoint_now(s);
-            if let Err(e) = &result {
+        if let (false, Some(s)) = (checkpoints.is_empty(), signer.as_ref()) {
+            let written = store.checkpoint_now(s).unwrap_or_else(|e| {
                 tracing::error!(error = %e, "checkpoint could not be written");
+                false
+            });
+            for done in checkpoints {
+                let _ = done.send(written);
             }
         }
     }

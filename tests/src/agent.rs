@@ -1,0 +1,158 @@
+//! The real `if-edge` binary, set up with `if-edge init` and run, stopped and killed like on a rack box.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::broker::Broker;
+use crate::talent::Talent;
+
+/// Sends `SIGNAL` (e.g. `TERM`, `KILL`) to a child with `kill(1)`.
+pub fn signal(child: &Child, name: &str) {
+    let _ = Command::new("kill").arg(format!("-{name}")).arg(child.id().to_string()).status();
+}
+
+/// An agent directory and, while running, its process.
+#[derive(Debug)]
+pub struct Agent {
+    /// The directory `if-edge init` wrote.
+    pub dir: tempfile::TempDir,
+    /// Site name.
+    pub site: String,
+    /// Agent name.
+    pub name: String,
+    child: Option<Child>,
+}
+
+impl Agent {
+    /// `if-edge init` against `broker` with `talents`.
+    pub fn init(broker: &Broker, talents: &[&Talent]) -> Agent {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let agent = Agent { dir, site: "studio-a".into(), name: "edge-1".into(), child: None };
+        let mut cmd = Command::new(crate::bin("if-edge"));
+        cmd.arg("init").arg("--dir").arg(agent.home()).args([
+            "--broker",
+            &broker.url(),
+            "--site",
+            &agent.site,
+            "--agent",
+            &agent.name,
+        ]);
+        for t in talents {
+            cmd.arg("--talent").arg(format!("{}={}", t.name, t.public.display()));
+        }
+        let out = cmd.output().expect("run if-edge init");
+        assert!(out.status.success(), "if-edge init failed: {}", String::from_utf8_lossy(&out.stderr));
+        agent
+    }
+
+    /// The agent directory.
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("agent")
+    }
+
+    /// `edge.toml`.
+    pub fn config(&self) -> PathBuf {
+        self.home().join("edge.toml")
+    }
+
+    /// The witness log file.
+    pub fn db(&self) -> PathBuf {
+        self.home().join("data/witness.redb")
+    }
+
+    /// The agent's public key file.
+    pub fn public_key(&self) -> PathBuf {
+        self.home().join("agent.pub")
+    }
+
+    /// The log of every run so far.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("agent.log")
+    }
+
+    /// Everything the agent has logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Rewrites the config file.
+    pub fn edit_config(&self, f: impl FnOnce(String) -> String) {
+        let text = std::fs::read_to_string(self.config()).expect("read edge.toml");
+        std::fs::write(self.config(), f(text)).expect("write edge.toml");
+    }
+
+    /// Starts `if-edge run` and waits until it is connected to the broker.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let connects_before = self.log().matches("connected to the broker").count();
+        let log = OpenOptions::new().create(true).append(true).open(self.log_path()).expect("open agent.log");
+        let child = Command::new(crate::bin("if-edge"))
+            .arg("run")
+            .arg("--config")
+            .arg(self.config())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start if-edge");
+        self.child = Some(child);
+        let up = crate::wait_for(Duration::from_secs(20), || {
+            (self.log().matches("connected to the broker").count() > connects_before).then_some(())
+        });
+        assert!(up.is_some(), "agent did not connect; its log:\n{}", self.log());
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, and waits for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            signal(&c, "TERM");
+            let status = c.wait().expect("wait for if-edge");
+            assert!(status.success(), "if-edge exited with {status}; its log:\n{}", self.log());
+        }
+    }
+
+    /// Runs `ifctl` with `args`.
+    pub fn ifctl(args: &[&str]) -> Output {
+        Command::new(crate::bin("ifctl")).args(args).output().expect("run ifctl")
+    }
+
+    /// `ifctl witness verify` on the log, with the agent's public key.
+    pub fn verify_witness(&self) -> Output {
+        Agent::ifctl(&["witness", "verify", "--db", path(&self.db()), "--key", path(&self.public_key())])
+    }
+
+    /// `ifctl witness export`, parsed.
+    pub fn export(&self) -> Vec<serde_json::Value> {
+        let out = Agent::ifctl(&["witness", "export", "--db", path(&self.db())]);
+        assert!(out.status.success(), "export failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("export line is JSON"))
+            .collect()
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

@@ -1,0 +1,83 @@
+//! A real Mosquitto, started per test on a free loopback port, that a test can stop and start again.
+//!
+//! Mosquitto's defaults drop QoS 1 messages under a flood (`max_queued_messages 1000`,
+//! `max_inflight_messages 20`); the suites raise both on purpose. Persistence is on, so a restarted
+//! broker keeps the agent's session and its queued commands.
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Where Debian installs the broker.
+pub const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+
+/// A running (or stopped) broker.
+#[derive(Debug)]
+pub struct Broker {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Broker {
+    /// Starts a broker on a free port.
+    pub fn start() -> Broker {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut b = Broker { port: crate::free_port(), dir, child: None };
+        b.restart();
+        b
+    }
+
+    /// `mqtt://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    fn config(&self) -> PathBuf {
+        let path = self.dir.path().join("mosquitto.conf");
+        let text = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\n\
+             autosave_interval 1\nmax_queued_messages 100000\nmax_inflight_messages 1000\nmax_packet_size 131072\n\
+             log_dest file {dir}/mosquitto.log\n",
+            port = self.port,
+            dir = self.dir.path().display()
+        );
+        std::fs::write(&path, text).expect("write mosquitto.conf");
+        path
+    }
+
+    /// Starts it (again) on the same port and waits until it accepts connections.
+    pub fn restart(&mut self) {
+        assert!(std::path::Path::new(MOSQUITTO).is_file(), "{MOSQUITTO} is missing: tools/test.sh installs it");
+        let config = self.config();
+        let child = Command::new(MOSQUITTO)
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto");
+        self.child = Some(child);
+        let up = crate::wait_for(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", self.port)).ok());
+        assert!(up.is_some(), "mosquitto did not start on port {}", self.port);
+    }
+
+    /// Stops it with SIGTERM (it saves its sessions) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            crate::agent::signal(&c, "TERM");
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

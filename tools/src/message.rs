@@ -1,0 +1,192 @@
+//! `ifctl message send`: sign an envelope, publish it, wait for the agent's reply.
+//!
+//! The reply comes back on a response topic unique to this call (MQTT 5 response topic plus correlation
+//! data), so concurrent senders never see each other's answers. `--save` writes the exact frame bytes
+//! that were published; `--json @frame.json` publishes a frame described by its JSON view instead of
+//! signing a new one.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use if_edge::config::BrokerAddr;
+use if_edge::mqtt::Topics;
+use if_edge::reply::Reply;
+use if_protocol::envelope::{ArgValue, Args, EnvelopeBody, Hazards, Nonce, ProtocolVersion};
+use if_protocol::{ErrorCode, IfError, frame, json};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use uuid::Uuid;
+
+/// Where to send and how long to wait.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `mqtt://HOST:PORT`.
+    pub broker: String,
+    /// Site.
+    pub site: String,
+    /// Agent.
+    pub agent: String,
+    /// How long to wait for the reply.
+    pub timeout: Duration,
+}
+
+/// What to sign.
+#[derive(Debug, Clone)]
+pub struct Command {
+    /// The talent's secret key file.
+    pub key: PathBuf,
+    /// The talent name.
+    pub sender: String,
+    /// `if://capability/...`.
+    pub capability: String,
+    /// The action.
+    pub action: String,
+    /// `k=v` arguments.
+    pub args: Vec<String>,
+    /// Reason.
+    pub why: String,
+    /// Trace token.
+    pub trace: Option<Uuid>,
+    /// Sequence number (default: unix microseconds, which only grows).
+    pub seq: Option<u64>,
+    /// Validity, seconds.
+    pub ttl_s: u32,
+    /// Scope.
+    pub scope: String,
+    /// Declared hazards by name.
+    pub hazards: Vec<String>,
+}
+
+fn invalid(what: impl std::fmt::Display) -> IfError {
+    IfError::format(ErrorCode::InvalidEnvelope, format_args!("{what}"))
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// Parses `k=v`: `true`/`false` are booleans, integers are integers, anything else is text.
+pub fn parse_arg(kv: &str) -> Result<(String, ArgValue), IfError> {
+    let (k, v) = kv.split_once('=').ok_or_else(|| invalid(format_args!("--arg {kv:?}: want KEY=VALUE")))?;
+    let value = match v {
+        "true" => ArgValue::Bool(true),
+        "false" => ArgValue::Bool(false),
+        _ => match v.parse::<i64>() {
+            Ok(i) => ArgValue::Int(i),
+            Err(_) => {
+                ArgValue::Text(v.try_into().map_err(|_| invalid(format_args!("--arg {k}: text over 256 bytes")))?)
+            }
+        },
+    };
+    Ok((k.to_string(), value))
+}
+
+fn text<const N: usize>(what: &str, v: &str) -> Result<heapless::String<N>, IfError> {
+    v.try_into().map_err(|_| invalid(format_args!("{what} is longer than {N} bytes")))
+}
+
+/// Signs `cmd` into a frame.
+pub fn sign(cmd: &Command) -> Result<Vec<u8>, IfError> {
+    let key = if_edge::keyfile::read_secret(&cmd.key)?;
+    let mut args = Args::new();
+    for kv in &cmd.args {
+        let (k, v) = parse_arg(kv)?;
+        args.insert(&k, v)?;
+    }
+    let mut hazards = Hazards::NONE;
+    for h in &cmd.hazards {
+        hazards = hazards.union(Hazards::by_name(h).ok_or_else(|| invalid(format_args!("unknown hazard {h:?}")))?);
+    }
+    let mut nonce = [0u8; 16];
+    rand::fill(&mut nonce[..]);
+    let body = EnvelopeBody {
+        version: ProtocolVersion::CURRENT,
+        id: Uuid::new_v4(),
+        sender: text("sender", &cmd.sender)?,
+        seq: cmd.seq.unwrap_or_else(now_micros),
+        nonce: Nonce(nonce),
+        issued_at_ms: now_micros() / 1000,
+        ttl_s: cmd.ttl_s,
+        scope: text("scope", &cmd.scope)?,
+        hazards,
+        capability: text("capability", &cmd.capability)?,
+        action: text("action", &cmd.action)?,
+        args,
+        why: text("why", &cmd.why)?,
+        trace: cmd.trace.unwrap_or_else(Uuid::new_v4),
+    };
+    body.validate()?;
+    Ok(frame::sign_envelope(&key, &body)?.to_vec())
+}
+
+/// Reads `@FILE` (or inline JSON) and returns the frame it describes.
+pub fn frame_from_json(arg: &str) -> Result<Vec<u8>, IfError> {
+    let text = match arg.strip_prefix('@') {
+        Some(file) => std::fs::read_to_string(file)
+            .map_err(|e| IfError::format(ErrorCode::ConfigInvalid, format_args!("{file}: cannot read: {e}")))?,
+        None => arg.to_string(),
+    };
+    Ok(json::json_to_frame(&json::parse(&text)?)?.to_vec())
+}
+
+/// Writes the frame to `path`.
+pub fn save(path: &Path, frame: &[u8]) -> Result<(), IfError> {
+    std::fs::write(path, frame)
+        .map_err(|e| IfError::format(ErrorCode::ConfigInvalid, format_args!("{}: cannot write: {e}", path.display())))
+}
+
+/// Publishes `frame` and waits for the reply.
+pub async fn send(target: &Target, frame: Vec<u8>) -> Result<Reply, IfError> {
+    let sender = json::frame_to_json(&frame).map(|v| v.body.sender.to_string()).unwrap_or_else(|_| "unknown".into());
+    let broker = BrokerAddr::parse(&target.broker)
+        .map_err(|e| IfError::format(ErrorCode::ConfigInvalid, format_args!("--broker: {e}")))?;
+    let call = Uuid::new_v4();
+    let topics = Topics::new(&target.site, &target.agent);
+    let reply_topic = format!("{}/{call}", topics.reply_for(&sender));
+    let mut opts = MqttOptions::new(format!("ifctl-{call}"), broker.host, broker.port);
+    opts.set_keep_alive(Duration::from_secs(10)).set_max_packet_size(Some(if_edge::mqtt::MAX_PACKET));
+    let (client, mut events) = AsyncClient::new(opts, 16);
+    let unreachable = |e: &dyn std::fmt::Display| {
+        IfError::format(ErrorCode::SystemError, format_args!("broker {}: {e}", target.broker))
+    };
+    let correlation = Bytes::copy_from_slice(call.as_bytes());
+    let deadline = tokio::time::Instant::now() + target.timeout;
+    let mut frame = Some(frame);
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.poll())
+            .await
+            .map_err(|_| {
+                IfError::format(ErrorCode::SystemError, format_args!("no reply within {} s", target.timeout.as_secs()))
+            })?
+            .map_err(|e| unreachable(&e))?;
+        match event {
+            Event::Incoming(Packet::ConnAck(_)) => {
+                client.subscribe(reply_topic.clone(), QoS::AtLeastOnce).await.map_err(|e| unreachable(&e))?;
+            }
+            Event::Incoming(Packet::SubAck(_)) => {
+                if let Some(f) = frame.take() {
+                    let props = PublishProperties {
+                        response_topic: Some(reply_topic.clone()),
+                        correlation_data: Some(correlation.clone()),
+                        ..PublishProperties::default()
+                    };
+                    client
+                        .publish_with_properties(topics.cmd.clone(), QoS::AtLeastOnce, false, f, props)
+                        .await
+                        .map_err(|e| unreachable(&e))?;
+                }
+            }
+            Event::Incoming(Packet::Publish(p)) if p.topic.as_ref() == reply_topic.as_bytes() => {
+                let matches = p.properties.as_ref().and_then(|pp| pp.correlation_data.as_ref()) == Some(&correlation);
+                if matches {
+                    let _ = client.disconnect().await;
+                    return serde_json::from_slice(&p.payload)
+                        .map_err(|e| IfError::format(ErrorCode::SystemError, format_args!("reply is not JSON: {e}")));
+                }
+            }
+            _ => {}
+        }
+    }
+}

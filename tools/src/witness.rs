@@ -1,0 +1,79 @@
+//! `ifctl witness verify|export|checkpoint`: read an agent's witness log file.
+//!
+//! The file is opened without creating anything; redb repairs a log left by a crash on open. While the
+//! agent runs it holds the file, so these commands are for a stopped agent or a copy of its file.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use if_edge::witness::record::Record;
+use if_edge::witness::store::Store;
+use if_edge::witness::verify::{Report, verify};
+use if_protocol::{ErrorCode, IfError};
+
+/// Checks chain, tree, head and checkpoints; the error names the first bad index.
+pub fn verify_db(db: &Path, key: Option<&Path>) -> Result<Report, IfError> {
+    let key = key.map(if_edge::keyfile::read_public).transpose()?;
+    let mut store = Store::open_existing(db)?;
+    verify(&mut store, key.as_ref(), None)
+        .map_err(|f| IfError::format(f.error.code(), format_args!("first bad index {}: {}", f.index, f.error.detail())))
+}
+
+/// Prints the verification report.
+pub fn print_report(r: &Report, json: bool) {
+    let root = B64.encode(r.root);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "ok": true, "size": r.size, "root": root, "checkpoints": r.checkpoints, "kinds": r.kinds })
+        );
+    } else {
+        let kinds: Vec<String> = r.kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        println!("ok: {} records, root {root}, {} checkpoint(s) verified", r.size, r.checkpoints);
+        println!("records: {}", kinds.join(", "));
+    }
+}
+
+/// Prints one JSON line per record, with `leaf` the exact bytes hashed as the RFC 6962 leaf.
+pub fn export(db: &Path) -> Result<(), IfError> {
+    let mut store = Store::open_existing(db)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    store.for_each_leaf(0, |index, leaf| {
+        let r = Record::from_leaf(leaf)?;
+        let e = &r.entry;
+        let line = serde_json::json!({
+            "index": index,
+            "kind": r.kind.name(),
+            "wall_ms": e.wall_ms,
+            "boot": e.boot,
+            "envelope": e.envelope,
+            "sender": e.sender,
+            "seq": e.seq,
+            "capability": e.capability,
+            "action": e.action,
+            "why": e.why,
+            "trace": e.trace,
+            "code": e.code.map(|c| format!("IF_ERR_{c:03}")),
+            "detail": e.detail,
+            "count": e.count,
+            "digest": e.digest.map(hex::encode),
+            "prev": hex::encode(r.prev),
+            "leaf": B64.encode(leaf),
+        });
+        writeln!(out, "{line}").map_err(|e| IfError::format(ErrorCode::SystemError, format_args!("stdout: {e}")))
+    })?;
+    out.flush().map_err(|e| IfError::format(ErrorCode::SystemError, format_args!("stdout: {e}")))
+}
+
+/// The latest signed checkpoint note, verbatim.
+pub fn checkpoint(db: &Path) -> Result<String, IfError> {
+    let mut store = Store::open_existing(db)?;
+    store
+        .checkpoints()?
+        .pop()
+        .map(|(_, note)| note)
+        .ok_or_else(|| IfError::with(ErrorCode::InvalidProof, "the log has no checkpoint yet"))
+}
