@@ -32,7 +32,7 @@ use crate::rejections::Rejections;
 use crate::reply::{DeadLetter, Reply};
 use crate::talents::Talents;
 use crate::witness::record::{Entry, Kind};
-use crate::witness::store::{Append, CachedReply, CheckpointSigner, Pending, ReplyUpdate, Store};
+use crate::witness::store::{Append, CachedReply, CheckpointSigner, Interrupted, Pending, ReplyUpdate, Store};
 use crate::witness::verify::{self, BOOT_KEY_PREFIX};
 use crate::witness::writer::Witness;
 
@@ -153,7 +153,7 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     let admission = Admission::new(limits, store.replay_windows()?, store.replies()?);
     let agent_name = format!("{}/{}", config.agent.site, config.agent.name);
     let health = Arc::new(Health::new(agent_name.clone(), store.boot_counter(), store.size()));
-    tracing::info!(agent = %agent_name, log_size = store.size(), interrupted, "witness log ready");
+    tracing::info!(agent = %agent_name, log_size = store.size(), interrupted = interrupted.len(), "witness log ready");
     let signer = CheckpointSigner { key, origin, every: config.witness.checkpoint_every };
     let witness = Witness::spawn(store, Some(signer), 4096)?;
 
@@ -177,6 +177,7 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     let birth = move || mqtt::status_payload("online", birth_health.snapshot());
     let driver =
         tokio::spawn(mqtt::drive(eventloop, client, topics, inbound_tx, birth, config.backoff(), connected_tx));
+    tell_interrupted(&ctx, interrupted);
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let completion = tokio::spawn(complete(ctx.clone(), done_rx));
     let ticker = tokio::spawn(checkpoints(
@@ -197,6 +198,21 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     let _ = ctx.client.disconnect().await;
     let _ = tokio::time::timeout(Duration::from_secs(2), driver).await;
     Ok(())
+}
+
+/// Tells each sender whose command a restart interrupted; the same reply answers any redelivery.
+fn tell_interrupted(ctx: &Ctx, interrupted: Vec<Interrupted>) {
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        for i in interrupted {
+            let p = &i.pending;
+            let route = match &p.reply_topic {
+                Some(topic) => Route { topic: topic.clone(), correlation: p.correlation.clone().map(Bytes::from) },
+                None => Route { topic: ctx.topics.reply_for(&p.sender), correlation: None },
+            };
+            ctx.publish(&route, i.reply.clone()).await;
+        }
+    });
 }
 
 fn open_store(path: &Path, cache_mb: u32) -> Result<Store, IfError> {
@@ -345,13 +361,20 @@ async fn refuse(ctx: &Ctx, p: &Publish, r: &Refused) {
 async fn receive(ctx: &Ctx, accepted: Vec<(Publish, Box<Accepted>)>, done: &mpsc::UnboundedSender<Done>, now_ms: u64) {
     let batch: Vec<Append> = accepted
         .iter()
-        .map(|(_, a)| {
+        .map(|(p, a)| {
             let mut entry = body_entry(&a.body, now_ms);
             entry.digest = Some(a.digest);
+            let route = ctx.route(p, Some(&a.body.sender));
             let mut item = Append::record(Kind::Received, entry.clone());
             item.replay = Some((a.ticket.sender.clone(), a.ticket.window.clone()));
-            item.pending =
-                Some(Pending { sender: a.ticket.sender.clone(), seq: a.ticket.seq, digest: a.digest, entry });
+            item.pending = Some(Pending {
+                sender: a.ticket.sender.clone(),
+                seq: a.ticket.seq,
+                digest: a.digest,
+                entry,
+                reply_topic: route.as_ref().map(|r| r.topic.clone()),
+                correlation: route.and_then(|r| r.correlation).map(|c| c.to_vec()),
+            });
             item
         })
         .collect();

@@ -28,7 +28,14 @@ fn received(sender: &str, seq: u64) -> Append {
     let mut w = ReplayWindow::new(64).expect("width");
     w.accept(seq).expect("new");
     a.replay = Some((sender.into(), w));
-    a.pending = Some(Pending { sender: sender.into(), seq, digest: [seq as u8; 32], entry: entry(sender, seq) });
+    a.pending = Some(Pending {
+        sender: sender.into(),
+        seq,
+        digest: [seq as u8; 32],
+        entry: entry(sender, seq),
+        reply_topic: Some("r/t".into()),
+        correlation: Some(vec![seq as u8]),
+    });
     a
 }
 
@@ -67,13 +74,17 @@ fn boot_interrupts_open_received_records_once() {
     store.append(&[settle], None).expect("settle");
     drop(store);
     let mut store = Store::open(&path, 1 << 20).expect("reopen");
-    assert_eq!(store.boot(2, "second").expect("boot"), 1, "only seq 2 had no outcome");
+    let interrupted = store.boot(2, "second").expect("boot");
+    assert_eq!(interrupted.len(), 1, "only seq 2 had no outcome");
+    assert_eq!(interrupted[0].pending.seq, 2);
+    assert_eq!(interrupted[0].pending.reply_topic.as_deref(), Some("r/t"), "the sender can still be told");
     assert!(store.pending().expect("pending").is_empty());
     let replies = store.replies().expect("replies");
     let cached = &replies[&("desk".to_string(), 2)];
     let reply: serde_json::Value = serde_json::from_slice(&cached.reply).expect("json");
     assert_eq!(reply["error"]["code"], "IF_ERR_500");
-    assert_eq!(store.boot(3, "third").expect("boot"), 0, "never interrupted twice");
+    assert_eq!(cached.reply, interrupted[0].reply);
+    assert!(store.boot(3, "third").expect("boot").is_empty(), "never interrupted twice");
     let mut kinds = Vec::new();
     store
         .for_each_leaf(0, |_, leaf| {

@@ -13,12 +13,15 @@ fn signed_pings_are_answered_witnessed_and_verified() {
     let broker = Broker::start();
     let desk = Talent::new("desk");
     let mut agent = Agent::init(&broker, &[&desk]);
+    // The reply cache reaches as far back as the replay window: make it cover every frame.
+    agent.edit_config(|t| t.replace("replay_window = 64", "replay_window = 256"));
     agent.start();
     let probe = Probe::connect(&broker, &agent.site, &agent.name);
 
     const N: usize = 200;
-    for _ in 0..N {
-        probe.publish(desk.sign(&desk.next_ping()));
+    let frames: Vec<Vec<u8>> = (0..N).map(|_| desk.sign(&desk.next_ping())).collect();
+    for f in &frames {
+        probe.publish(f.clone());
     }
     let msgs = probe.until_replies(N, Duration::from_secs(30));
     let (replies, dlq) = probe.split(msgs);
@@ -30,6 +33,22 @@ fn signed_pings_are_answered_witnessed_and_verified() {
         assert_eq!(v["result"]["pong"], true);
         assert_eq!(r.topic, probe.topics.reply_for("desk"), "no response topic: the sender's reply topic");
     }
+
+    // Every frame again: the same replies, nothing runs again.
+    for f in &frames {
+        probe.publish(f.clone());
+    }
+    let (again, dlq) = probe.split(probe.until_replies(N, Duration::from_secs(30)));
+    assert_eq!(again.len(), N, "every redelivery is answered");
+    let mut first: Vec<&[u8]> = replies.iter().map(|m| m.payload.as_slice()).collect();
+    let codes = if_tests::probe::codes(&again);
+    assert_eq!(codes.get("OK"), Some(&N), "{codes:?}");
+    let mut second: Vec<&[u8]> = again.iter().map(|m| m.payload.as_slice()).collect();
+    first.sort();
+    second.sort();
+    assert_eq!(first, second, "redeliveries get the original replies");
+    let dups = probe.drain(Duration::from_millis(300)).len() + dlq.len();
+    assert_eq!(dups, N, "each redelivery is dead-lettered as IF_ERR_106");
 
     // One through the operator CLI, with --save.
     let frame_file = agent.dir.path().join("sent.frame");

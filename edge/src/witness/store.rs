@@ -54,6 +54,19 @@ pub struct Pending {
     pub digest: [u8; 32],
     /// The RECEIVED record's content, for the INTERRUPTED record.
     pub entry: Entry,
+    /// Where the reply was to go: the response topic, if the publish named one.
+    pub reply_topic: Option<String>,
+    /// The publish's correlation data.
+    pub correlation: Option<Vec<u8>>,
+}
+
+/// A command a restart left without an outcome, with the reply its sender is owed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interrupted {
+    /// The open RECEIVED record it was.
+    pub pending: Pending,
+    /// The reply (also cached for redeliveries).
+    pub reply: Vec<u8>,
 }
 
 /// A reply kept so that a redelivered envelope gets the original answer.
@@ -335,14 +348,15 @@ impl Store {
     }
 
     /// Starts a run: bumps the boot counter, writes BOOT, and an INTERRUPTED record (with a cached
-    /// failure reply) for every RECEIVED that has no outcome. Returns how many were interrupted.
-    pub fn boot(&mut self, wall_ms: u64, detail: &str) -> Result<usize, IfError> {
+    /// failure reply) for every RECEIVED that has no outcome. Returns the interrupted commands.
+    pub fn boot(&mut self, wall_ms: u64, detail: &str) -> Result<Vec<Interrupted>, IfError> {
         let pending = self.pending()?;
         self.head.boot = self.head.boot.wrapping_add(1);
         let mut batch = vec![Append::record(
             Kind::Boot,
             Entry { wall_ms, detail: detail.to_string(), count: 1, ..Entry::default() },
         )];
+        let mut interrupted = Vec::with_capacity(pending.len());
         for (index, p) in &pending {
             let reply = crate::reply::Reply::interrupted(&p.entry, *index);
             let mut entry = p.entry.clone();
@@ -358,12 +372,13 @@ impl Store {
                 keep_from: 0,
             });
             batch.push(item);
+            interrupted.push(Interrupted { pending: p.clone(), reply: reply.to_bytes() });
         }
         let result = self.append(&batch, None);
         if result.is_err() {
             self.head.boot = self.head.boot.wrapping_sub(1);
         }
-        result.map(|_| pending.len())
+        result.map(|_| interrupted)
     }
 
     /// The open RECEIVED records.
