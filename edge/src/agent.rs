@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -301,7 +302,7 @@ async fn handle_burst(ctx: &Ctx, burst: Vec<Publish>, done: &mpsc::UnboundedSend
             Decision::InProgress { .. } => ctx.ack(&p).await,
         }
     }
-    ctx.health.rejected.fetch_add(rejected.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    ctx.health.rejected.fetch_add(rejected.len() as u64, Ordering::Relaxed);
     if !rejected.is_empty() {
         witness_rejections(ctx, rejected);
     }
@@ -417,8 +418,22 @@ fn start(ctx: &Ctx, a: Accepted, received: u64, route: Option<Route>, done: mpsc
 }
 
 /// The completion loop: witness outcomes in groups, settle, then reply.
+///
+/// An outcome is a fact: the command ran. If its record cannot be written, the sender is still told
+/// what happened, and the record is kept and written with the next group (or on the retry tick) once the
+/// log can be written again; until then its RECEIVED stays open.
 async fn complete(ctx: Ctx, mut done: mpsc::UnboundedReceiver<Done>) {
-    while let Some(first) = done.recv().await {
+    let mut unwritten: Vec<Append> = Vec::new();
+    let mut retry = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        let first = tokio::select! {
+            d = done.recv() => d,
+            _ = retry.tick(), if !unwritten.is_empty() => {
+                write_outcomes(&ctx, &mut unwritten, Vec::new()).await;
+                continue;
+            }
+        };
+        let Some(first) = first else { break };
         let mut group = vec![first];
         while let Ok(d) = done.try_recv() {
             group.push(d);
@@ -430,31 +445,44 @@ async fn complete(ctx: Ctx, mut done: mpsc::UnboundedReceiver<Done>) {
         };
         let batch: Vec<Append> =
             group.iter().zip(&replies).zip(&keep).map(|((d, r), keep_from)| outcome_append(d, r, *keep_from)).collect();
-        if let Err(e) = ctx.witness.append(batch).await {
-            tracing::error!(error = %e, "outcome records could not be written; the RECEIVED records stay open");
-        }
+        write_outcomes(&ctx, &mut unwritten, batch).await;
         let executed = group.iter().filter(|d| d.outcome.is_ok()).count();
-        ctx.health.executed.fetch_add(executed as u64, std::sync::atomic::Ordering::Relaxed);
-        ctx.health.log_size.store(
-            ctx.witness.stats().size.load(std::sync::atomic::Ordering::Relaxed),
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        ctx.health.executed.fetch_add(executed as u64, Ordering::Relaxed);
+        ctx.health.log_size.store(ctx.witness.stats().size.load(Ordering::Relaxed), Ordering::Relaxed);
         for (d, reply) in group.into_iter().zip(replies) {
-            let bytes = reply.to_bytes();
-            let waiting = {
-                let mut state = lock(&ctx.state);
-                let cached = CachedReply { digest: d.digest, reply: bytes.clone() };
-                state.ingress.admission.settle(&d.body.sender, d.body.seq, cached);
-                state.waiting.remove(&(d.body.sender.to_string(), d.body.seq)).unwrap_or_default()
-            };
-            ctx.publish(&d.route, bytes.clone()).await;
-            for route in waiting {
-                ctx.publish(&route, bytes.clone()).await;
-            }
-            if let Some(err) = &d.outcome.as_ref().err() {
-                ctx.dead_letter(DeadLetter::new(err, Some(d.body.id), Some(&d.body.sender), &[])).await;
-            }
+            answer(&ctx, d, reply).await;
         }
+    }
+    if !unwritten.is_empty() {
+        write_outcomes(&ctx, &mut unwritten, Vec::new()).await;
+    }
+}
+
+/// Writes the outcomes still owed plus `batch`; on failure keeps all of them for the next try.
+async fn write_outcomes(ctx: &Ctx, unwritten: &mut Vec<Append>, batch: Vec<Append>) {
+    let mut all = std::mem::take(unwritten);
+    all.extend(batch);
+    if let Err(e) = ctx.witness.append(all.clone()).await {
+        tracing::error!(error = %e, owed = all.len(), "outcome records could not be written; retrying");
+        *unwritten = all;
+    }
+}
+
+/// Settles the admission state and publishes the reply (to the sender and any waiting copies).
+async fn answer(ctx: &Ctx, d: Done, reply: Reply) {
+    let bytes = reply.to_bytes();
+    let waiting = {
+        let mut state = lock(&ctx.state);
+        let cached = CachedReply { digest: d.digest, reply: bytes.clone() };
+        state.ingress.admission.settle(&d.body.sender, d.body.seq, cached);
+        state.waiting.remove(&(d.body.sender.to_string(), d.body.seq)).unwrap_or_default()
+    };
+    ctx.publish(&d.route, bytes.clone()).await;
+    for route in waiting {
+        ctx.publish(&route, bytes.clone()).await;
+    }
+    if let Some(err) = d.outcome.as_ref().err() {
+        ctx.dead_letter(DeadLetter::new(err, Some(d.body.id), Some(&d.body.sender), &[])).await;
     }
 }
 

@@ -124,7 +124,26 @@ fn run(config: PathBuf) -> Result<(), IfError> {
         .enable_all()
         .build()
         .map_err(|e| IfError::format(if_edge::if_protocol::ErrorCode::SystemError, format_args!("runtime: {e}")))?;
-    runtime.block_on(if_edge::agent::run(loaded, shutdown()))
+    runtime.block_on(async {
+        watch_file_size_limit();
+        if_edge::agent::run(loaded, shutdown()).await
+    })
+}
+
+/// A process over its file size limit gets SIGXFSZ, which would kill it. The agent handles it instead:
+/// the write fails with an error, the witness reports WITNESS_UNAVAILABLE, and nothing executes.
+fn watch_file_size_limit() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::from_raw(libc::SIGXFSZ)) {
+        Ok(mut s) => {
+            tokio::spawn(async move {
+                while s.recv().await.is_some() {
+                    tracing::error!("file size limit reached: the witness log cannot grow");
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot watch for SIGXFSZ"),
+    }
 }
 
 async fn shutdown() {
