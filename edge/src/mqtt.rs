@@ -57,6 +57,10 @@ pub fn status_payload(state: &str, extra: serde_json::Value) -> Vec<u8> {
 pub fn options(config: &Config, topics: &Topics) -> MqttOptions {
     let broker = config.broker();
     let mut o = MqttOptions::new(config.client_id(), broker.host, broker.port);
+    // Replies are small and latency matters more than packet count: no Nagle delay.
+    let mut net = rumqttc::NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    o.set_network_options(net);
     o.set_keep_alive(Duration::from_secs(u64::from(config.mqtt.keep_alive_s)))
         .set_clean_start(false)
         .set_session_expiry_interval(Some(config.mqtt.session_expiry_s))

@@ -39,7 +39,7 @@ impl Broker {
         let path = self.dir.path().join("mosquitto.conf");
         let text = format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\n\
-             autosave_interval 1\nmax_queued_messages 100000\nmax_inflight_messages 1000\nmax_packet_size 131072\n\
+             autosave_interval 1\nmax_queued_messages 100000\nmax_inflight_messages 1000\nmax_packet_size 131072\nset_tcp_nodelay true\n\
              log_dest file {dir}/mosquitto.log\n",
             port = self.port,
             dir = self.dir.path().display()

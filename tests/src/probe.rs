@@ -65,6 +65,9 @@ impl Probe {
             .set_session_expiry_interval(Some(3600))
             .set_max_packet_size(Some(256 * 1024))
             .set_outgoing_inflight_upper_limit(1000);
+        let mut net = rumqttc::NetworkOptions::new();
+        net.set_tcp_nodelay(true);
+        o.set_network_options(net);
         let (client, mut events) = AsyncClient::new(o, 100_000);
         let (tx, rx) = mpsc::channel();
         let (sub_tx, sub_rx) = mpsc::channel();

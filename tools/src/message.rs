@@ -147,6 +147,9 @@ pub async fn send(target: &Target, frame: Vec<u8>) -> Result<Reply, IfError> {
     let reply_topic = format!("{}/{call}", topics.reply_for(&sender));
     let mut opts = MqttOptions::new(format!("ifctl-{call}"), broker.host, broker.port);
     opts.set_keep_alive(Duration::from_secs(10)).set_max_packet_size(Some(if_edge::mqtt::MAX_PACKET));
+    let mut net = rumqttc::NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    opts.set_network_options(net);
     let (client, mut events) = AsyncClient::new(opts, 16);
     let unreachable = |e: &dyn std::fmt::Display| {
         IfError::format(ErrorCode::SystemError, format_args!("broker {}: {e}", target.broker))
