@@ -91,7 +91,7 @@ impl Default for AdmissionSection {
 pub struct WitnessSection {
     /// The redb file.
     pub path: PathBuf,
-    /// redb page cache, MiB.
+    /// redb page cache, MiB (redb's own default is 1 GiB; the log is append-mostly and needs little).
     pub cache_mb: u32,
     /// Sign a checkpoint after this many records...
     pub checkpoint_every: u64,
@@ -105,7 +105,7 @@ impl Default for WitnessSection {
     fn default() -> Self {
         WitnessSection {
             path: PathBuf::from("data/witness.redb"),
-            cache_mb: 16,
+            cache_mb: 4,
             checkpoint_every: 1000,
             checkpoint_interval_s: 60,
             rejected_per_s: 20,

@@ -1,0 +1,189 @@
+//! The agent's path measured end to end on one machine, in one run on the same broker:
+//! raw Mosquitto QoS 1 throughput against throughput through the agent (verify + durable witness),
+//! publish -> reply latency at a paced 1k msgs/s, group commit against one commit per record, and the
+//! agent's resident memory idle and loaded.
+//!
+//! `cargo build --release --workspace --bins && cargo bench -p if-tests --bench agent_path`
+
+use std::time::{Duration, Instant};
+
+use if_edge::witness::record::{Entry, Kind};
+use if_edge::witness::store::{Append, Store};
+use if_edge::witness::writer::Witness;
+use if_tests::agent::Agent;
+use if_tests::broker::Broker;
+use if_tests::probe::Probe;
+use if_tests::talent::Talent;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+
+const N: usize = 5000;
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Publisher -> Mosquitto -> subscriber, QoS 1, `n` messages of `size` bytes; messages per second.
+fn raw_mosquitto(port: u16, n: usize, size: usize) -> f64 {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    rt.block_on(async move {
+        let opts = |id: &str| {
+            let mut o = MqttOptions::new(id, "127.0.0.1", port);
+            o.set_max_packet_size(Some(256 * 1024)).set_outgoing_inflight_upper_limit(1000);
+            let mut net = rumqttc::NetworkOptions::new();
+            net.set_tcp_nodelay(true);
+            o.set_network_options(net);
+            o
+        };
+        let (sub, mut sub_events) = AsyncClient::new(opts("raw-sub"), 10);
+        sub.subscribe("bench/raw", QoS::AtLeastOnce).await.expect("subscribe");
+        loop {
+            if let Ok(Event::Incoming(Packet::SubAck(_))) = sub_events.poll().await {
+                break;
+            }
+        }
+        let (publ, mut pub_events) = AsyncClient::new(opts("raw-pub"), n + 10);
+        tokio::spawn(async move { while pub_events.poll().await.is_ok() {} });
+        let payload = vec![7u8; size];
+        let start = Instant::now();
+        for _ in 0..n {
+            publ.publish("bench/raw", QoS::AtLeastOnce, false, payload.clone()).await.expect("publish");
+        }
+        let mut got = 0;
+        while got < n {
+            if let Ok(Event::Incoming(Packet::Publish(_))) = sub_events.poll().await {
+                got += 1;
+            }
+        }
+        n as f64 / start.elapsed().as_secs_f64()
+    })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn group_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let entry = |i: u64| Entry { wall_ms: i, sender: "desk".into(), seq: Some(i), count: 1, ..Entry::default() };
+    let mut store = Store::open(&dir.path().join("single.redb"), 16 << 20).expect("open");
+    let n = 500u64;
+    let start = Instant::now();
+    for i in 0..n {
+        store.append(&[Append::record(Kind::Received, entry(i))], None).expect("append");
+    }
+    let single = n as f64 / start.elapsed().as_secs_f64();
+    drop(store);
+
+    let store = Store::open(&dir.path().join("group.redb"), 16 << 20).expect("open");
+    let witness = Witness::spawn(store, None, 8192).expect("writer");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let total = 20_000u64;
+    let producers = 256u64;
+    let start = Instant::now();
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for p in 0..producers {
+            let w = witness.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..total / producers {
+                    w.append(vec![Append::record(Kind::Received, entry(p * 1_000_000 + i))]).await.expect("append");
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+    });
+    let grouped = total as f64 / start.elapsed().as_secs_f64();
+    let commits = witness.stats().commits.load(std::sync::atomic::Ordering::Relaxed);
+    println!("witness appends, one commit per record:   {single:>9.0} appends/s");
+    println!(
+        "witness appends, group commit ({producers} waiters): {grouped:>9.0} appends/s ({commits} commits, {:.1} records/commit)",
+        total as f64 / commits as f64
+    );
+    println!("group commit / single:                     {:>9.1}x", grouped / single);
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("agent_path: bench");
+        return;
+    }
+    let broker = Broker::start();
+    let desk = Talent::new("desk");
+    let mut agent = Agent::init(&broker, &[&desk]);
+    agent.edit_config(|t| t.replace("replay_window = 64", "replay_window = 1024"));
+    agent.start();
+    let pid = agent.pid().expect("pid");
+    std::thread::sleep(Duration::from_secs(1));
+    let idle = rss_kib(pid);
+
+    let frame_len = desk.sign(&desk.next_ping()).len();
+    let raw = raw_mosquitto(broker.port, N, frame_len);
+
+    let probe = Probe::connect(&broker, &agent.site, &agent.name);
+    let frames: Vec<Vec<u8>> = (0..N).map(|_| desk.sign(&desk.next_ping())).collect();
+    let start = Instant::now();
+    for f in frames {
+        probe.publish(f);
+    }
+    let got = probe.until_replies(N, Duration::from_secs(120)).len();
+    let through_agent = got as f64 / start.elapsed().as_secs_f64();
+    assert_eq!(got, N, "every ping answered");
+    let loaded = rss_kib(pid);
+
+    // Paced 1k msgs/s, publish -> reply latency; replies are read while pacing.
+    let paced = 2000usize;
+    let mut sent = Vec::with_capacity(paced);
+    let mut lat = Vec::with_capacity(paced);
+    let mut record = |m: if_tests::probe::Msg, sent: &[Instant], lat: &mut Vec<Duration>| {
+        if let Some(i) = m.correlation.as_deref().and_then(|c| c.try_into().ok()).map(u64::from_be_bytes) {
+            lat.push(m_time(sent, i as usize));
+        }
+    };
+    let start = Instant::now();
+    for i in 0..paced {
+        let due = start + Duration::from_micros(1000 * i as u64);
+        while Instant::now() < due {
+            while let Some(m) = probe.next(Duration::ZERO) {
+                record(m, &sent, &mut lat);
+            }
+        }
+        sent.push(Instant::now());
+        probe.request(desk.sign(&desk.next_ping()), &(i as u64).to_be_bytes());
+    }
+    while lat.len() < paced {
+        let Some(m) = probe.next(Duration::from_secs(10)) else { break };
+        record(m, &sent, &mut lat);
+    }
+    lat.sort();
+
+    println!("machine: {} cpus", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!("raw Mosquitto QoS 1 ({N} x {frame_len} B):   {raw:>9.0} msgs/s");
+    println!("through the agent (verify + witness):      {through_agent:>9.0} msgs/s");
+    println!("ratio agent / raw:                         {:>9.2}", through_agent / raw);
+    if !lat.is_empty() {
+        println!(
+            "latency at 1k msgs/s ({} msgs): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            lat.len(),
+            percentile(&lat, 0.5).as_secs_f64() * 1e3,
+            percentile(&lat, 0.99).as_secs_f64() * 1e3,
+            lat[lat.len() - 1].as_secs_f64() * 1e3
+        );
+    }
+    println!("if-edge RSS: idle {:.1} MiB, after the load {:.1} MiB", idle as f64 / 1024.0, loaded as f64 / 1024.0);
+    agent.stop();
+    group_commit();
+}
+
+/// Time from the send of message `i` to now.
+fn m_time(sent: &[Instant], i: usize) -> Duration {
+    sent.get(i).map_or(Duration::ZERO, Instant::elapsed)
+}
