@@ -143,7 +143,7 @@ fn main() {
     let paced = 2000usize;
     let mut sent = Vec::with_capacity(paced);
     let mut lat = Vec::with_capacity(paced);
-    let mut record = |m: if_tests::probe::Msg, sent: &[Instant], lat: &mut Vec<Duration>| {
+    let record = |m: if_tests::probe::Msg, sent: &[Instant], lat: &mut Vec<Duration>| {
         if let Some(i) = m.correlation.as_deref().and_then(|c| c.try_into().ok()).map(u64::from_be_bytes) {
             lat.push(m_time(sent, i as usize));
         }
