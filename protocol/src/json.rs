@@ -67,8 +67,19 @@ pub fn json_to_frame(view: &EnvelopeJson) -> Result<FrameBytes> {
 
 /// Parses a JSON view from text.
 pub fn parse(text: &str) -> Result<EnvelopeJson> {
-    serde_json::from_str(text)
-        .map_err(|e| IfError::format(ErrorCode::InvalidEnvelope, format_args!("envelope JSON: {e}")))
+    // serde_json's message can quote the offending value; only its category and position are reported,
+    // so nothing a sender wrote is echoed into replies, dead letters or logs.
+    serde_json::from_str(text).map_err(|e| {
+        IfError::format(
+            ErrorCode::InvalidEnvelope,
+            format_args!(
+                "envelope JSON does not parse ({:?} error at line {}, column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            ),
+        )
+    })
 }
 
 fn hex_string(bytes: &[u8]) -> String {

@@ -145,6 +145,13 @@ fn hostile_input_is_refused_with_its_code_and_nothing_runs() {
     rig.refused("non-canonical", non_canonical(&rig.desk, &rig.desk.ping(1009)), "IF_ERR_108");
     rig.refused("empty", Vec::new(), "IF_ERR_101");
     rig.refused("JSON with wrong types", br#"{"key_id": 5, "body": [], "signature": true}"#.to_vec(), "IF_ERR_101");
+    // A value in a malformed JSON view is never quoted back, not in the reply and not in the DLQ.
+    let secret = "hunter2-studio-password";
+    let (reply, dlq) = rig.ask(format!(r#"{{"key_id": "{secret}", "body": 7}}"#).into_bytes());
+    assert_eq!(reply.code().as_deref(), Some("IF_ERR_101"));
+    for m in std::iter::once(&reply).chain(dlq.as_ref()) {
+        assert!(!String::from_utf8_lossy(&m.payload).contains(secret), "echoed: {}", m.json());
+    }
     for i in 0..20u8 {
         let mut noise = vec![0u8; 50 + usize::from(i) * 13];
         rand::fill(&mut noise[..]);
@@ -180,4 +187,7 @@ fn hostile_input_is_refused_with_its_code_and_nothing_runs() {
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
     let log = rig.agent.log();
     assert!(!log.contains("panicked"), "no panic: {log}");
+    assert!(!log.contains("hunter2"), "no sender text in the agent's log");
+    let export = rig.agent.export();
+    assert!(!serde_json::to_string(&export).expect("json").contains("hunter2"), "nor in the witness");
 }
