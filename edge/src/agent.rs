@@ -438,7 +438,7 @@ async fn complete(ctx: Ctx, mut done: mpsc::UnboundedReceiver<Done>) {
         while let Ok(d) = done.try_recv() {
             group.push(d);
         }
-        let replies: Vec<Reply> = group.iter().map(reply_for).collect();
+        let replies: Vec<Vec<u8>> = group.iter().map(|d| reply_for(d).to_bytes()).collect();
         let keep: Vec<u64> = {
             let state = lock(&ctx.state);
             group.iter().map(|d| state.ingress.admission.keep_from(&d.body.sender)).collect()
@@ -469,8 +469,7 @@ async fn write_outcomes(ctx: &Ctx, unwritten: &mut Vec<Append>, batch: Vec<Appen
 }
 
 /// Settles the admission state and publishes the reply (to the sender and any waiting copies).
-async fn answer(ctx: &Ctx, d: Done, reply: Reply) {
-    let bytes = reply.to_bytes();
+async fn answer(ctx: &Ctx, d: Done, bytes: Vec<u8>) {
     let waiting = {
         let mut state = lock(&ctx.state);
         let cached = CachedReply { digest: d.digest, reply: bytes.clone() };
@@ -495,7 +494,7 @@ fn reply_for(d: &Done) -> Reply {
     r
 }
 
-fn outcome_append(d: &Done, reply: &Reply, keep_from: u64) -> Append {
+fn outcome_append(d: &Done, reply: &[u8], keep_from: u64) -> Append {
     let mut entry = body_entry(&d.body, d.now_ms);
     entry.digest = Some(d.digest);
     let kind = match &d.outcome {
@@ -514,7 +513,7 @@ fn outcome_append(d: &Done, reply: &Reply, keep_from: u64) -> Append {
     item.reply = Some(ReplyUpdate {
         sender: d.body.sender.to_string(),
         seq: d.body.seq,
-        cached: CachedReply { digest: d.digest, reply: reply.to_bytes() },
+        cached: CachedReply { digest: d.digest, reply: reply.to_vec() },
         keep_from,
     });
     item

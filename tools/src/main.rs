@@ -163,7 +163,7 @@ fn main() -> ExitCode {
 
 fn keygen(name: &str, out: &std::path::Path, json: bool) -> Result<(), IfError> {
     let (paths, public) = if_edge::keyfile::generate(out, name)?;
-    let id: String = keys::key_id(&public).iter().map(|b| format!("{b:02x}")).collect();
+    let id = hex::encode(keys::key_id(&public));
     if json {
         let v = serde_json::json!({ "secret": paths.secret, "public": paths.public, "key_id": id });
         println!("{v}");

@@ -20,7 +20,7 @@ use if_protocol::witness::Hash;
 use if_protocol::witness::checkpoint::{Checkpoint, sign_checkpoint};
 use if_protocol::witness::merkle::CompactTree;
 use if_protocol::{ErrorCode, IfError};
-use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
+use redb::{Database, ReadableDatabase as _, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::record::{Entry, Kind, Record};
@@ -179,17 +179,11 @@ impl Store {
             .set_cache_size(16 << 20)
             .open(path)
             .map_err(|e| unavailable(&format!("{} cannot be opened", path.display()), e))?;
-        let head = {
+        let (head, tree) = {
             let txn = db.begin_read().map_err(|e| unavailable("read", e))?;
             let table = txn.open_table(HEAD).map_err(|e| corrupt(format_args!("not a witness log: {e}")))?;
-            let value = table.get("head").map_err(|e| unavailable("read", e))?;
-            match value {
-                Some(v) => decode(v.value(), "head")?,
-                None => HeadState::default(),
-            }
+            read_head(&table)?
         };
-        let tree = CompactTree::from_peaks(head.size, &head.peaks)
-            .ok_or_else(|| corrupt("head peaks do not fit the tree size"))?;
         Ok(Store { path: path.to_path_buf(), cache_bytes: 16 << 20, db: Some(db), head, tree })
     }
 
@@ -206,15 +200,10 @@ impl Store {
             txn.open_table(REPLAY).map_err(|e| unavailable("table", e))?;
             txn.open_table(REPLIES).map_err(|e| unavailable("table", e))?;
             txn.open_table(CHECKPOINTS).map_err(|e| unavailable("table", e))?;
-            let head = txn.open_table(HEAD).map_err(|e| unavailable("table", e))?;
-            self.head = match head.get("head").map_err(|e| unavailable("read", e))? {
-                Some(v) => decode(v.value(), "head")?,
-                None => HeadState::default(),
-            };
+            let table = txn.open_table(HEAD).map_err(|e| unavailable("table", e))?;
+            (self.head, self.tree) = read_head(&table)?;
         }
         txn.commit().map_err(|e| unavailable("commit", e))?;
-        self.tree = CompactTree::from_peaks(self.head.size, &self.head.peaks)
-            .ok_or_else(|| corrupt("head peaks do not fit the tree size"))?;
         self.db = Some(db);
         Ok(())
     }
@@ -448,6 +437,17 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// The stored head and the tree it describes (an empty log when there is none yet).
+fn read_head(table: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<(HeadState, CompactTree), IfError> {
+    let head: HeadState = match table.get("head").map_err(|e| unavailable("read", e))? {
+        Some(v) => decode(v.value(), "head")?,
+        None => HeadState::default(),
+    };
+    let tree = CompactTree::from_peaks(head.size, &head.peaks)
+        .ok_or_else(|| corrupt("head peaks do not fit the tree size"))?;
+    Ok((head, tree))
 }
 
 fn sign(signer: &CheckpointSigner, size: u64, root: Hash) -> Result<String, IfError> {

@@ -53,8 +53,10 @@ pub fn verify(store: &mut Store, key: Option<&VerifyingKey>, origin: Option<&str
     let mut roots: BTreeMap<u64, Hash> = BTreeMap::new();
     let wanted: std::collections::BTreeSet<u64> = checkpoints.iter().map(|(s, _)| *s).collect();
     let mut boot_key = None;
+    let mut at = 0;
     store
         .for_each_leaf(0, |index, leaf| {
+            at = index;
             let fault = |what: &str| IfError::format(ErrorCode::InvalidProof, format_args!("record {index}: {what}"));
             let record = Record::from_leaf(leaf).map_err(|e| fault(e.detail()))?;
             if record.index != index || index != tree.size() {
@@ -74,7 +76,7 @@ pub fn verify(store: &mut Store, key: Option<&VerifyingKey>, origin: Option<&str
             }
             Ok(())
         })
-        .map_err(|error| Fault { index: first_index(&error).unwrap_or(tree.size()), error })?;
+        .map_err(|error| Fault { index: at, error })?;
     let size = tree.size();
     let head_fault = |what: &str| Fault {
         index: size,
@@ -125,8 +127,4 @@ fn key_in(detail: &str) -> Option<VerifyingKey> {
     let b64 = detail.split_whitespace().skip_while(|w| *w != BOOT_KEY_PREFIX.trim()).nth(1)?;
     let bytes = B64.decode(b64).ok()?;
     if_protocol::keys::verifying_key(&bytes).ok()
-}
-
-fn first_index(e: &IfError) -> Option<u64> {
-    e.detail().strip_prefix("record ")?.split(':').next()?.parse().ok()
 }
