@@ -62,6 +62,9 @@ pub struct MqttSection {
     /// Most unacknowledged commands the broker may send at once (MQTT 5 receive maximum).
     #[serde(default = "default_receive_maximum")]
     pub receive_maximum: u16,
+    /// Most unacknowledged replies, DLQ entries and status messages the agent keeps in flight.
+    #[serde(default = "default_outgoing_inflight")]
+    pub outgoing_inflight: u16,
     /// Reconnect delays in seconds, each jittered; the last repeats.
     #[serde(default = "default_backoff")]
     pub backoff_s: Vec<u32>,
@@ -134,6 +137,10 @@ fn default_session_expiry() -> u32 {
 }
 fn default_receive_maximum() -> u16 {
     256
+}
+
+fn default_outgoing_inflight() -> u16 {
+    512
 }
 fn default_backoff() -> Vec<u32> {
     vec![1, 2, 5, 10, 30]
@@ -209,6 +216,9 @@ impl Config {
         }
         if self.mqtt.receive_maximum == 0 {
             return bad("mqtt.receive_maximum", "must be at least 1");
+        }
+        if self.mqtt.outgoing_inflight == 0 {
+            return bad("mqtt.outgoing_inflight", "must be at least 1");
         }
         if self.mqtt.backoff_s.is_empty() || self.mqtt.backoff_s.contains(&0) {
             return bad("mqtt.backoff_s", "must list at least one delay, each at least 1 s");

@@ -68,6 +68,7 @@ pub fn init(req: &InitRequest) -> Result<Written, IfError> {
             keep_alive_s: 10,
             session_expiry_s: 86_400,
             receive_maximum: 256,
+            outgoing_inflight: 512,
             backoff_s: vec![1, 2, 5, 10, 30],
         },
         admission: AdmissionSection::default(),

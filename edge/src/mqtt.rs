@@ -66,6 +66,8 @@ pub fn options(config: &Config, topics: &Topics) -> MqttOptions {
         .set_session_expiry_interval(Some(config.mqtt.session_expiry_s))
         .set_manual_acks(true)
         .set_receive_maximum(Some(config.mqtt.receive_maximum))
+        // rumqttc sizes its in-flight table by this bound up front; unset, it would be 65,535 slots.
+        .set_outgoing_inflight_upper_limit(config.mqtt.outgoing_inflight)
         .set_max_packet_size(Some(MAX_PACKET))
         .set_connection_timeout(5)
         .set_last_will(LastWill::new(

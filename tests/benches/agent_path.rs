@@ -15,7 +15,7 @@ use if_tests::broker::Broker;
 use if_tests::probe::Probe;
 use if_tests::talent::Talent;
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 
 const N: usize = 5000;
@@ -69,6 +69,24 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// The disk's flush latency: a 4 KiB write and `fdatasync`, 500 times; the floor under each durable commit.
+fn flush_latency() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut f = std::fs::File::create(dir.path().join("flush")).expect("file");
+    let page = [0u8; 4096];
+    let mut lat: Vec<Duration> = (0..500)
+        .map(|_| {
+            let t = Instant::now();
+            f.write_all(&page).expect("write");
+            f.sync_data().expect("fdatasync");
+            t.elapsed()
+        })
+        .collect();
+    lat.sort();
+    print_latency("4 KiB write + fdatasync, same disk", &lat);
+}
+
 fn group_commit() {
     let dir = tempfile::tempdir().expect("tempdir");
     let entry = |i: u64| Entry { wall_ms: i, sender: "desk".into(), seq: Some(i), count: 1, ..Entry::default() };
@@ -103,12 +121,133 @@ fn group_commit() {
     });
     let grouped = total as f64 / start.elapsed().as_secs_f64();
     let commits = witness.stats().commits.load(std::sync::atomic::Ordering::Relaxed);
+
+    // One append every 500 µs (a RECEIVED and an outcome per command at 1k commands/s), each timed.
+    let lat = rt.block_on(async {
+        let mut tasks = Vec::new();
+        let begin = tokio::time::Instant::now();
+        for i in 0..2000u64 {
+            tokio::time::sleep_until(begin + Duration::from_micros(500 * i)).await;
+            let w = witness.clone();
+            tasks.push(tokio::spawn(async move {
+                let t = Instant::now();
+                w.append(vec![Append::record(Kind::Received, entry(10_000_000 + i))]).await.expect("append");
+                t.elapsed()
+            }));
+        }
+        let mut lat = Vec::new();
+        for t in tasks {
+            lat.push(t.await.expect("task"));
+        }
+        lat
+    });
+    let mut lat = lat;
+    lat.sort();
     println!("witness appends, one commit per record:   {single:>9.0} appends/s");
     println!(
         "witness appends, group commit ({producers} waiters): {grouped:>9.0} appends/s ({commits} commits, {:.1} records/commit)",
         total as f64 / commits as f64
     );
     println!("group commit / single:                     {:>9.1}x", grouped / single);
+    print_latency("witness append at 2k appends/s, each awaited", &lat);
+}
+
+/// An MQTT echo in place of the agent: answers every command on its response topic, QoS 1, with no
+/// verification and no witness. It is the floor the agent's own figures are read against.
+fn spawn_echo(port: u16, topics: &if_edge::mqtt::Topics) -> tokio::runtime::Runtime {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
+    let mut o = MqttOptions::new("echo", "127.0.0.1", port);
+    o.set_max_packet_size(Some(256 * 1024)).set_outgoing_inflight_upper_limit(1000);
+    let mut net = rumqttc::NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    o.set_network_options(net);
+    let cmd = topics.cmd.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    rt.spawn(async move {
+        let (client, mut events) = AsyncClient::new(o, 10_000);
+        client.subscribe(cmd, QoS::AtLeastOnce).await.expect("subscribe");
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    let _ = ready_tx.send(());
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let props = p.properties.unwrap_or_default();
+                    let Some(topic) = props.response_topic else { continue };
+                    let reply =
+                        PublishProperties { correlation_data: props.correlation_data, ..PublishProperties::default() };
+                    let _ =
+                        client.try_publish_with_properties(topic, QoS::AtLeastOnce, false, p.payload.clone(), reply);
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    ready_rx.recv_timeout(Duration::from_secs(10)).expect("echo subscribed");
+    rt
+}
+
+/// Sends every frame at once (with the probe's response topic) and waits for every answer; msgs/s.
+fn throughput(probe: &Probe, frames: Vec<Vec<u8>>) -> f64 {
+    let n = frames.len();
+    let start = Instant::now();
+    for (i, f) in frames.into_iter().enumerate() {
+        probe.request(f, &(i as u64).to_be_bytes());
+    }
+    let got = probe.until_replies(n, Duration::from_secs(120)).len();
+    assert_eq!(got, n, "every frame answered");
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Sends the frames paced at 1k msgs/s and returns the sorted publish -> answer times.
+fn paced_latency(probe: &Probe, frames: Vec<Vec<u8>>) -> Vec<Duration> {
+    let n = frames.len();
+    let mut sent = Vec::with_capacity(n);
+    let mut lat = Vec::with_capacity(n);
+    let record = |m: if_tests::probe::Msg, sent: &[Instant], lat: &mut Vec<Duration>| {
+        if let Some(i) = m.correlation.as_deref().and_then(|c| c.try_into().ok()).map(u64::from_be_bytes) {
+            lat.push(m_time(sent, i as usize));
+        }
+    };
+    let start = Instant::now();
+    for (i, f) in frames.into_iter().enumerate() {
+        let due = start + Duration::from_micros(1000 * i as u64);
+        // Wait for the due time by blocking on the reply channel, not by spinning: a spinning
+        // load generator would take one of the machine's cores from the broker and the agent.
+        loop {
+            let left = due.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            if let Some(m) = probe.next(left) {
+                record(m, &sent, &mut lat);
+            }
+        }
+        sent.push(Instant::now());
+        probe.request(f, &(i as u64).to_be_bytes());
+    }
+    while lat.len() < n {
+        let Some(m) = probe.next(Duration::from_secs(10)) else { break };
+        record(m, &sent, &mut lat);
+    }
+    lat.sort();
+    lat
+}
+
+fn print_latency(label: &str, lat: &[Duration]) {
+    if lat.is_empty() {
+        println!("{label}: no answers");
+        return;
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "{label} ({} msgs): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        lat.len(),
+        ms(percentile(lat, 0.5)),
+        ms(percentile(lat, 0.99)),
+        ms(lat[lat.len() - 1])
+    );
 }
 
 fn main() {
@@ -124,62 +263,34 @@ fn main() {
     let pid = agent.pid().expect("pid");
     std::thread::sleep(Duration::from_secs(1));
     let idle = rss_kib(pid);
+    let paced = 2000usize;
+    let sign = |n: usize| -> Vec<Vec<u8>> { (0..n).map(|_| desk.sign(&desk.next_ping())).collect() };
 
-    let frame_len = desk.sign(&desk.next_ping()).len();
+    let frame_len = sign(1)[0].len();
     let raw = raw_mosquitto(broker.port, N, frame_len);
 
-    let probe = Probe::connect(&broker, &agent.site, &agent.name);
-    let frames: Vec<Vec<u8>> = (0..N).map(|_| desk.sign(&desk.next_ping())).collect();
-    let start = Instant::now();
-    for f in frames {
-        probe.publish(f);
-    }
-    let got = probe.until_replies(N, Duration::from_secs(120)).len();
-    let through_agent = got as f64 / start.elapsed().as_secs_f64();
-    assert_eq!(got, N, "every ping answered");
-    let loaded = rss_kib(pid);
+    let echo_probe = Probe::connect(&broker, &agent.site, "echo");
+    let echo = spawn_echo(broker.port, &echo_probe.topics);
+    let through_echo = throughput(&echo_probe, sign(N));
+    let echo_lat = paced_latency(&echo_probe, sign(paced));
+    drop(echo);
 
-    // Paced 1k msgs/s, publish -> reply latency; replies are read while pacing.
-    let paced = 2000usize;
-    let mut sent = Vec::with_capacity(paced);
-    let mut lat = Vec::with_capacity(paced);
-    let record = |m: if_tests::probe::Msg, sent: &[Instant], lat: &mut Vec<Duration>| {
-        if let Some(i) = m.correlation.as_deref().and_then(|c| c.try_into().ok()).map(u64::from_be_bytes) {
-            lat.push(m_time(sent, i as usize));
-        }
-    };
-    let start = Instant::now();
-    for i in 0..paced {
-        let due = start + Duration::from_micros(1000 * i as u64);
-        while Instant::now() < due {
-            while let Some(m) = probe.next(Duration::ZERO) {
-                record(m, &sent, &mut lat);
-            }
-        }
-        sent.push(Instant::now());
-        probe.request(desk.sign(&desk.next_ping()), &(i as u64).to_be_bytes());
-    }
-    while lat.len() < paced {
-        let Some(m) = probe.next(Duration::from_secs(10)) else { break };
-        record(m, &sent, &mut lat);
-    }
-    lat.sort();
+    let probe = Probe::connect(&broker, &agent.site, &agent.name);
+    let through_agent = throughput(&probe, sign(N));
+    let loaded = rss_kib(pid);
+    let lat = paced_latency(&probe, sign(paced));
 
     println!("machine: {} cpus", std::thread::available_parallelism().map_or(0, |n| n.get()));
     println!("raw Mosquitto QoS 1 ({N} x {frame_len} B):   {raw:>9.0} msgs/s");
+    println!("MQTT echo, no verification or witness:     {through_echo:>9.0} msgs/s");
     println!("through the agent (verify + witness):      {through_agent:>9.0} msgs/s");
     println!("ratio agent / raw:                         {:>9.2}", through_agent / raw);
-    if !lat.is_empty() {
-        println!(
-            "latency at 1k msgs/s ({} msgs): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-            lat.len(),
-            percentile(&lat, 0.5).as_secs_f64() * 1e3,
-            percentile(&lat, 0.99).as_secs_f64() * 1e3,
-            lat[lat.len() - 1].as_secs_f64() * 1e3
-        );
-    }
+    println!("ratio agent / echo:                        {:>9.2}", through_agent / through_echo);
+    print_latency("echo latency at 1k msgs/s", &echo_lat);
+    print_latency("agent latency at 1k msgs/s", &lat);
     println!("if-edge RSS: idle {:.1} MiB, after the load {:.1} MiB", idle as f64 / 1024.0, loaded as f64 / 1024.0);
     agent.stop();
+    flush_latency();
     group_commit();
 }
 

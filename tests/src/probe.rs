@@ -46,6 +46,7 @@ pub struct Probe {
     rt: tokio::runtime::Runtime,
     client: AsyncClient,
     rx: mpsc::Receiver<Msg>,
+    subacks: mpsc::Receiver<()>,
     /// The agent's topics.
     pub topics: Topics,
     /// Where replies to [`Probe::request`] go.
@@ -102,7 +103,25 @@ impl Probe {
         for _ in 0..2 {
             sub_rx.recv_timeout(Duration::from_secs(10)).expect("probe subscribed");
         }
-        Probe { rt, client, rx, topics, response_topic }
+        Probe { rt, client, rx, subacks: sub_rx, topics, response_topic }
+    }
+
+    /// Subscribes to one more topic filter (QoS 1) and waits for the broker's SUBACK.
+    pub fn subscribe(&self, filter: &str) {
+        let (c, f) = (self.client.clone(), filter.to_string());
+        self.rt.block_on(async move { c.subscribe(f, QoS::AtLeastOnce).await }).expect("queue subscribe");
+        self.subacks.recv_timeout(Duration::from_secs(10)).expect("subscribed");
+    }
+
+    /// The next message on `topic` within `timeout`; messages on other topics are dropped.
+    pub fn next_on(&self, topic: &str, timeout: Duration) -> Option<Msg> {
+        let end = Instant::now() + timeout;
+        loop {
+            let m = self.next(end.saturating_duration_since(Instant::now()))?;
+            if m.topic == topic {
+                return Some(m);
+            }
+        }
     }
 
     /// Publishes a raw payload to the agent's command topic (QoS 1), with no response topic.
