@@ -146,6 +146,7 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
         B64.encode(key.verifying_key().as_bytes())
     );
     let interrupted = store.boot(clock.now_ms(), &boot_detail)?;
+    let policy = crate::policy::load::at_start(&mut store, &config.trust, clock.now_ms())?;
     let limits = Limits {
         width: config.admission.replay_window,
         skew_ms: config.admission.clock_skew_ms,
@@ -160,7 +161,10 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
 
     let mut registry = Registry::default();
     registry.add(Arc::new(Ping::new(health.clone())) as Arc<dyn Capability>);
-    let state = State { ingress: Ingress { talents, admission, registry }, waiting: HashMap::new() };
+    let state = Arc::new(Mutex::new(State {
+        ingress: Ingress { talents, admission, registry, policy },
+        waiting: HashMap::new(),
+    }));
 
     let topics = Topics::new(&config.agent.site, &config.agent.name);
     let (client, eventloop) = AsyncClient::new(mqtt::options(config, &topics), 1024);
@@ -169,13 +173,17 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
         topics: topics.clone(),
         witness: witness.clone(),
         health: health.clone(),
-        state: Arc::new(Mutex::new(state)),
+        state: state.clone(),
         clock: Arc::new(Mutex::new(clock)),
     };
     let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
     let (connected_tx, _connected) = watch::channel(false);
     let birth_health = health.clone();
-    let birth = move || mqtt::status_payload("online", birth_health.snapshot());
+    let birth = move || {
+        let mut extra = birth_health.snapshot();
+        extra["policy"] = lock(&state).ingress.policy.status();
+        mqtt::status_payload("online", extra)
+    };
     let driver =
         tokio::spawn(mqtt::drive(eventloop, client, topics, inbound_tx, birth, config.backoff(), connected_tx));
     tell_interrupted(&ctx, interrupted);

@@ -24,6 +24,9 @@ pub struct Config {
     /// The witness log.
     #[serde(default)]
     pub witness: WitnessSection,
+    /// The trust root, signed manifests and the allow-list.
+    #[serde(default)]
+    pub trust: TrustSection,
     /// Talents allowed to send commands (until signed policy replaces this list).
     #[serde(default, rename = "talent")]
     pub talents: Vec<TalentEntry>,
@@ -113,6 +116,30 @@ impl Default for WitnessSection {
             checkpoint_interval_s: 60,
             rejected_per_s: 20,
         }
+    }
+}
+
+/// `[trust]`
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustSection {
+    /// The signed trust root provisioned at install. Read at every start: a newer version in the file
+    /// replaces the one in the log only by the rotation rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
+    /// A directory of signed manifests (`*.toml`) offered at every start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifests: Option<PathBuf>,
+    /// Manifests that may be loaded: `if://capability/NAME@MAJOR.MINOR.PATCH`, optionally pinned with
+    /// `#sha256:HEX` (the SHA-256 of the manifest's canonical bytes, as `ifctl manifest sign` prints it).
+    #[serde(default)]
+    pub allow: Vec<String>,
+}
+
+impl TrustSection {
+    /// The parsed allow-list (checked by [`Config::parse`]).
+    pub fn allowed(&self) -> Vec<crate::policy::manifests::Allowed> {
+        self.allow.iter().filter_map(|a| crate::policy::manifests::Allowed::parse(a).ok()).collect()
     }
 }
 
@@ -233,6 +260,11 @@ impl Config {
         if self.witness.cache_mb == 0 || self.witness.checkpoint_every == 0 || self.witness.checkpoint_interval_s == 0 {
             return bad("witness", "cache_mb, checkpoint_every and checkpoint_interval_s must be at least 1");
         }
+        for (i, a) in self.trust.allow.iter().enumerate() {
+            if let Err(why) = crate::policy::manifests::Allowed::parse(a) {
+                return bad(&format!("trust.allow[{i}]"), &why);
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for t in &self.talents {
             token("talent.name", &t.name)?;
@@ -251,6 +283,12 @@ impl Config {
         };
         abs(&mut self.agent.key);
         abs(&mut self.witness.path);
+        if let Some(p) = &mut self.trust.root {
+            abs(p);
+        }
+        if let Some(p) = &mut self.trust.manifests {
+            abs(p);
+        }
         for t in &mut self.talents {
             abs(&mut t.public_key);
         }

@@ -81,6 +81,8 @@ pub struct Ingress {
     pub admission: Admission,
     /// Offered capabilities.
     pub registry: Registry,
+    /// The trust root and the manifests it vouches for.
+    pub policy: crate::policy::Policy,
 }
 
 enum Stage {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use if_protocol::{ErrorCode, IfError};
 
-use crate::config::{AdmissionSection, AgentSection, Config, MqttSection, TalentEntry, WitnessSection};
+use crate::config::{AdmissionSection, AgentSection, Config, MqttSection, TalentEntry, TrustSection, WitnessSection};
 
 /// What `init` was asked for.
 #[derive(Debug, Clone)]
@@ -73,6 +73,7 @@ pub fn init(req: &InitRequest) -> Result<Written, IfError> {
         },
         admission: AdmissionSection::default(),
         witness: WitnessSection::default(),
+        trust: TrustSection::default(),
         talents: req
             .talents
             .iter()

@@ -7,7 +7,7 @@
 //!
 //! Modules follow the life of a command: [`ingress`] (verify, [`admit`], authorize), [`witness`] (the
 //! durable log), [`capability`] (what runs), [`reply`] (answers and dead letters); [`mqtt`] is the
-//! connection and [`agent`] wires them together. [`config`] and [`init`] set an agent up.
+//! connection and [`agent`] wires them together. [`policy`] decides what the agent trusts. [`config`] and [`init`] set an agent up.
 
 pub mod admit;
 pub mod agent;
@@ -18,6 +18,7 @@ pub mod ingress;
 pub mod init;
 pub mod keyfile;
 pub mod mqtt;
+pub mod policy;
 pub mod rejections;
 pub mod reply;
 pub mod talents;

@@ -212,8 +212,9 @@ impl<'de> Deserialize<'de> for Hazards {
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> core::result::Result<Hazards, A::Error> {
                 let mut set = Hazards::NONE;
-                while let Some(name) = seq.next_element::<&str>()? {
-                    let h = Hazards::by_name(name).ok_or_else(|| de::Error::custom("unknown hazard name"))?;
+                // Owned or borrowed: text formats such as TOML hand over owned strings.
+                while let Some(name) = seq.next_element::<heapless::String<32>>()? {
+                    let h = Hazards::by_name(&name).ok_or_else(|| de::Error::custom("unknown hazard name"))?;
                     set = set.union(h);
                 }
                 Ok(set)

@@ -4,6 +4,7 @@
 //! the code's stable exit status (10 + class); usage errors exit 2.
 
 mod message;
+mod policy;
 mod witness;
 
 use std::path::PathBuf;
@@ -41,6 +42,16 @@ enum Command {
     Message {
         #[command(subcommand)]
         command: MessageCommand,
+    },
+    /// The trust root: the keys that sign manifests and policy.
+    Trust {
+        #[command(subcommand)]
+        command: TrustCommand,
+    },
+    /// Capability manifests.
+    Manifest {
+        #[command(subcommand)]
+        command: ManifestCommand,
     },
     /// Inspect a witness log file.
     Witness {
@@ -111,6 +122,69 @@ struct SendArgs {
     save: Option<PathBuf>,
 }
 
+#[derive(Debug, ClapArgs)]
+struct RootArgs {
+    /// A secret key that signs roots and manifests (repeatable); each signs the new root too. The
+    /// key's name in the root is the file stem.
+    #[arg(long = "key", required = true)]
+    keys: Vec<PathBuf>,
+    /// A public key that signs policy commands (repeatable).
+    #[arg(long = "policy-key")]
+    policy_keys: Vec<PathBuf>,
+    /// Signatures required on roots and manifests (k of n).
+    #[arg(long, default_value_t = 1)]
+    threshold: u8,
+    /// Days until the root expires.
+    #[arg(long, default_value_t = 365)]
+    expires_days: u64,
+    /// Where to write the signed root.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+impl RootArgs {
+    fn spec(&self) -> policy::RootSpec {
+        policy::RootSpec {
+            keys: self.keys.clone(),
+            policy_keys: self.policy_keys.clone(),
+            threshold: self.threshold,
+            expires_days: self.expires_days,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum TrustCommand {
+    /// Write trust root version 1, signed by its own keys.
+    Init(RootArgs),
+    /// Write the next version of a root, signed by the new keys and by the current ones.
+    Rotate {
+        /// The current root file.
+        #[arg(long)]
+        current: PathBuf,
+        /// A secret key of the current root that signs the new one (repeatable).
+        #[arg(long = "sign", required = true)]
+        current_keys: Vec<PathBuf>,
+        #[command(flatten)]
+        root: RootArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ManifestCommand {
+    /// Sign a manifest (or add signatures to a signed one) and print its allow-list entry.
+    Sign {
+        /// The manifest TOML.
+        file: PathBuf,
+        /// A secret key of the trust root (repeatable).
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+        /// Where to write the signed manifest.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 enum WitnessCommand {
     /// Check chain, tree and checkpoints; exits non-zero naming the first bad index.
@@ -146,6 +220,13 @@ fn main() -> ExitCode {
         }
         Command::Message { command: MessageCommand::Send(args) } => send(args),
         Command::Witness { command } => witness_cmd(command, cli.json),
+        Command::Trust { command: TrustCommand::Init(root) } => policy::init_root(&root.spec(), &root.out).map(say),
+        Command::Trust { command: TrustCommand::Rotate { current, current_keys, root } } => {
+            policy::rotate_root(current, current_keys, &root.spec(), &root.out).map(say)
+        }
+        Command::Manifest { command: ManifestCommand::Sign { file, keys, out } } => {
+            policy::sign_manifest(file, keys, out).map(say)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -159,6 +240,10 @@ fn main() -> ExitCode {
             ExitCode::from(e.code().exit_status())
         }
     }
+}
+
+fn say(text: String) {
+    println!("{text}");
 }
 
 fn keygen(name: &str, out: &std::path::Path, json: bool) -> Result<(), IfError> {

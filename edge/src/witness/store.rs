@@ -9,7 +9,8 @@
 //!
 //! Tables: `records` (index -> leaf bytes), `head` (tree size, peaks, last leaf hash, last wall time, boot
 //! counter), `replay` (sender -> window), `pending` (RECEIVED index -> what it was), `replies` ((sender,
-//! seq) -> digest and reply), `checkpoints` (tree size -> signed note).
+//! seq) -> digest and reply), `checkpoints` (tree size -> signed note), `policy` (key -> signed trust
+//! root, manifest, talent or grant, written only with its POLICY record).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,7 @@ const REPLAY: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("replay");
 const PENDING: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("pending");
 const REPLIES: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("replies");
 const CHECKPOINTS: TableDefinition<'_, u64, &str> = TableDefinition::new("checkpoints");
+const POLICY: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("policy");
 
 /// The persisted head of the log.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +95,8 @@ pub struct Append {
     pub settles: Option<u64>,
     /// Caches the reply for (sender, seq); older entries of the sender below `keep_from` are dropped.
     pub reply: Option<ReplyUpdate>,
+    /// Stores a policy document under a key (see `crate::policy`).
+    pub policy: Option<(String, Vec<u8>)>,
 }
 
 /// A reply to cache, and how far back the sender's cache reaches.
@@ -111,7 +115,7 @@ pub struct ReplyUpdate {
 impl Append {
     /// A record with no side effects.
     pub fn record(kind: Kind, entry: Entry) -> Self {
-        Append { kind, entry, replay: None, pending: None, settles: None, reply: None }
+        Append { kind, entry, replay: None, pending: None, settles: None, reply: None, policy: None }
     }
 }
 
@@ -200,6 +204,7 @@ impl Store {
             txn.open_table(REPLAY).map_err(|e| unavailable("table", e))?;
             txn.open_table(REPLIES).map_err(|e| unavailable("table", e))?;
             txn.open_table(CHECKPOINTS).map_err(|e| unavailable("table", e))?;
+            txn.open_table(POLICY).map_err(|e| unavailable("table", e))?;
             let table = txn.open_table(HEAD).map_err(|e| unavailable("table", e))?;
             (self.head, self.tree) = read_head(&table)?;
         }
@@ -318,6 +323,10 @@ impl Store {
                         .retain_in((r.sender.as_str(), 0)..(r.sender.as_str(), r.keep_from), |_, _| false)
                         .map_err(|e| unavailable("write", e))?;
                 }
+                if let Some((key, value)) = &item.policy {
+                    let mut policy = txn.open_table(POLICY).map_err(|e| unavailable("table", e))?;
+                    policy.insert(key.as_str(), value.as_slice()).map_err(|e| unavailable("write", e))?;
+                }
             }
             let due = signer.is_some_and(|s| head.size - head.last_checkpoint >= s.every.max(1));
             if let Some(signer) = signer.filter(|_| (due || force_checkpoint) && head.size > head.last_checkpoint) {
@@ -424,6 +433,22 @@ impl Store {
             f(k.value(), v.value())?;
         }
         Ok(())
+    }
+
+    /// Every stored policy document, by key. A log written before policy existed has none.
+    pub fn policy(&mut self) -> Result<Vec<(String, Vec<u8>)>, IfError> {
+        let txn = self.db()?.begin_read().map_err(|e| unavailable("read", e))?;
+        let table = match txn.open_table(POLICY) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(unavailable("table", e)),
+        };
+        let mut out = Vec::new();
+        for row in table.iter().map_err(|e| unavailable("read", e))? {
+            let (k, v) = row.map_err(|e| unavailable("read", e))?;
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
     }
 
     /// Every stored checkpoint note, by tree size.

@@ -44,8 +44,8 @@ impl Serialize for Semver {
 impl<'de> Deserialize<'de> for Semver {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         if d.is_human_readable() {
-            let text = <&str>::deserialize(d)?;
-            Semver::parse(text).ok_or_else(|| de::Error::custom("version must be MAJOR.MINOR.PATCH"))
+            let text = heapless::String::<32>::deserialize(d)?;
+            Semver::parse(&text).ok_or_else(|| de::Error::custom("version must be MAJOR.MINOR.PATCH"))
         } else {
             let (major, minor, patch) = <(u32, u32, u32)>::deserialize(d)?;
             Ok(Semver { major, minor, patch })
@@ -55,6 +55,7 @@ impl<'de> Deserialize<'de> for Semver {
 
 /// How hard a device may be driven.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Sustained commands per second (token bucket rate).
     pub rps: f32,
@@ -72,6 +73,7 @@ pub struct Limits {
 
 /// One action a capability offers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ActionSpec {
     /// The action name used in envelopes.
     pub name: ActionName,
@@ -86,6 +88,7 @@ pub struct ActionSpec {
 
 /// A capability manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// `if://capability/<name>`.
     pub id: CapabilityId,

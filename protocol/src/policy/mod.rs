@@ -15,7 +15,7 @@ mod trust;
 pub use manifest::{ActionSpec, Limits, Manifest, Semver};
 pub use signed::{DocSignature, Document, MAX_DOC_LEN, Signed, canonical_bytes};
 pub use talent::{Grant, Talent, TalentStatus};
-pub use trust::{KeyRoles, TrustKey, TrustRoot};
+pub use trust::{KeyRoles, MAX_ROOT_KEYS, TrustKey, TrustRoot};
 
 /// An Ed25519 public key, base64 in text formats.
 pub type PublicKey = crate::bytes::FixedBytes<32>;

@@ -18,6 +18,7 @@ pub enum TalentStatus {
 
 /// A principal: an operator's desk, an automation, a show controller.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Talent {
     /// Name used as `sender` in envelopes.
     pub name: Name,
@@ -35,6 +36,7 @@ impl Document for Talent {
 
 /// What one talent may do with one capability.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Grant {
     /// The talent.
     pub talent: Name,

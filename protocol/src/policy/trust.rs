@@ -11,6 +11,7 @@ pub const MAX_ROOT_KEYS: usize = 8;
 
 /// What a trust-root key may sign.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KeyRoles {
     /// Trust roots (rotation) and capability manifests.
     pub manifests: bool,
@@ -20,6 +21,7 @@ pub struct KeyRoles {
 
 /// One key of the trust root.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TrustKey {
     /// Who holds it.
     pub name: Name,
@@ -31,6 +33,7 @@ pub struct TrustKey {
 
 /// The signed root of trust, provisioned at install and rotated only by a threshold of old and new keys.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TrustRoot {
     /// Goes up by exactly one at each rotation.
     pub version: u32,
