@@ -24,11 +24,12 @@ use rumqttc::v5::mqttbytes::v5::{Publish, PublishProperties};
 use tokio::sync::{mpsc, watch};
 
 use crate::admit::{Admission, Limits};
-use crate::capability::{Capability, Health, Ping, Registry};
+use crate::capability::{Capability, Health, Loopback, Ping, Registry};
 use crate::clock::Clock;
 use crate::config::Loaded;
 use crate::ingress::{Accepted, Decision, Ingress, Refused};
 use crate::mqtt::{self, Topics};
+use crate::policy::apply::PolicyCommands;
 use crate::rejections::Rejections;
 use crate::reply::{DeadLetter, Reply};
 use crate::talents::Talents;
@@ -158,9 +159,15 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     tracing::info!(agent = %agent_name, log_size = store.size(), interrupted = interrupted.len(), "witness log ready");
     let signer = CheckpointSigner { key, origin, every: config.witness.checkpoint_every };
     let witness = Witness::spawn(store, Some(signer), 4096)?;
+    let clock = Arc::new(Mutex::new(clock));
 
     let mut registry = Registry::default();
     registry.add(Arc::new(Ping::new(health.clone())) as Arc<dyn Capability>);
+    for m in policy.manifests().filter(|m| m.driver.as_str() == Loopback::DRIVER) {
+        registry.add(Arc::new(Loopback::new(m)) as Arc<dyn Capability>);
+    }
+    let policy = Arc::new(Mutex::new(policy));
+    registry.add(Arc::new(PolicyCommands::new(policy.clone(), witness.clone(), clock.clone())) as Arc<dyn Capability>);
     let state = Arc::new(Mutex::new(State {
         ingress: Ingress { talents, admission, registry, policy },
         waiting: HashMap::new(),
@@ -174,14 +181,14 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
         witness: witness.clone(),
         health: health.clone(),
         state: state.clone(),
-        clock: Arc::new(Mutex::new(clock)),
+        clock,
     };
     let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
     let (connected_tx, _connected) = watch::channel(false);
     let birth_health = health.clone();
     let birth = move || {
         let mut extra = birth_health.snapshot();
-        extra["policy"] = lock(&state).ingress.policy.status();
+        extra["policy"] = lock(&lock(&state).ingress.policy).status();
         mqtt::status_payload("online", extra)
     };
     let driver =

@@ -25,8 +25,8 @@ pub type OutcomeFuture<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
 pub trait Capability: Send + Sync + std::fmt::Debug {
     /// `if://capability/<name>`.
     fn id(&self) -> &str;
-    /// The actions it accepts.
-    fn actions(&self) -> &[&'static str];
+    /// Whether it accepts `action`.
+    fn offers(&self, action: &str) -> bool;
     /// Runs an admitted, authorized, witnessed command. Called at most once per envelope.
     fn execute<'a>(&'a self, body: &'a EnvelopeBody) -> OutcomeFuture<'a>;
 }
@@ -51,7 +51,7 @@ impl Registry {
                 format_args!("{} is not offered by this agent", body.capability),
             ));
         };
-        if !c.actions().contains(&body.action.as_str()) {
+        if !c.offers(body.action.as_str()) {
             return Err(IfError::format(
                 ErrorCode::ActionNotAllowed,
                 format_args!("{} has no action {:?}", body.capability, body.action.as_str()),
@@ -125,11 +125,58 @@ impl Capability for Ping {
         Ping::ID
     }
 
-    fn actions(&self) -> &[&'static str] {
-        &["ping"]
+    fn offers(&self, action: &str) -> bool {
+        action == "ping"
     }
 
     fn execute<'a>(&'a self, _body: &'a EnvelopeBody) -> OutcomeFuture<'a> {
         Box::pin(async move { Ok(serde_json::json!({ "pong": true, "health": self.health.snapshot() })) })
+    }
+}
+
+/// The `loopback` driver: answers every action of its manifest with what it was asked and touches no
+/// hardware. It lets a site try its policy (manifests, grants, hazards) end to end before a device is
+/// wired, and it is what the policy tests drive.
+#[derive(Debug)]
+pub struct Loopback {
+    id: String,
+    actions: Vec<String>,
+}
+
+impl Loopback {
+    /// The driver name manifests use.
+    pub const DRIVER: &'static str = "loopback";
+
+    /// A loopback for `manifest`.
+    pub fn new(manifest: &if_protocol::policy::Manifest) -> Self {
+        Loopback { id: manifest.id.to_string(), actions: manifest.actions.iter().map(|a| a.name.to_string()).collect() }
+    }
+}
+
+impl Capability for Loopback {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn offers(&self, action: &str) -> bool {
+        self.actions.iter().any(|a| a == action)
+    }
+
+    fn execute<'a>(&'a self, body: &'a EnvelopeBody) -> OutcomeFuture<'a> {
+        Box::pin(async move {
+            let args: serde_json::Map<String, serde_json::Value> = body
+                .args
+                .iter()
+                .map(|a| {
+                    let v = match &a.value {
+                        if_protocol::envelope::ArgValue::Bool(b) => serde_json::json!(b),
+                        if_protocol::envelope::ArgValue::Int(i) => serde_json::json!(i),
+                        if_protocol::envelope::ArgValue::Text(t) => serde_json::json!(t.as_str()),
+                    };
+                    (a.key.to_string(), v)
+                })
+                .collect();
+            Ok(serde_json::json!({ "loopback": body.action.as_str(), "args": args }))
+        })
     }
 }

@@ -8,16 +8,19 @@
 //!
 //! A payload is the binary frame, or (starting with `{`) its JSON view; both name the same signed bytes.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use ed25519_dalek::VerifyingKey;
 use if_protocol::envelope::EnvelopeBody;
 use if_protocol::frame::{self, FrameBytes, MAX_FRAME_LEN, SignedFrame};
+use if_protocol::policy::TalentStatus;
 use if_protocol::{ErrorCode, IfError, batch, json};
 use uuid::Uuid;
 
 use crate::admit::{Admission, Admitted, Ticket};
 use crate::capability::{Capability, Registry};
+use crate::policy::Policy;
+use crate::policy::authorize::{self, Principal};
 use crate::talents::Talents;
 
 /// Largest JSON view accepted (a JSON view is larger than its frame).
@@ -81,13 +84,14 @@ pub struct Ingress {
     pub admission: Admission,
     /// Offered capabilities.
     pub registry: Registry,
-    /// The trust root and the manifests it vouches for.
-    pub policy: crate::policy::Policy,
+    /// The trust root, manifests, talents and grants; shared with the policy capability. Lock order:
+    /// the agent's state, then this.
+    pub policy: Arc<Mutex<Policy>>,
 }
 
 enum Stage {
     Done(Decision),
-    Signed { frame: Vec<u8>, key: VerifyingKey, talent: String },
+    Signed { frame: Vec<u8>, key: VerifyingKey, talent: String, who: Principal },
 }
 
 impl Ingress {
@@ -111,7 +115,9 @@ impl Ingress {
         for (stage, body) in stages.into_iter().zip(verified) {
             out.push(match (stage, body) {
                 (Stage::Done(d), _) => d,
-                (Stage::Signed { frame, talent, .. }, Some(body)) => self.admit(&frame, &talent, body, now_ms),
+                (Stage::Signed { frame, talent, who, .. }, Some(body)) => {
+                    self.admit(&frame, &talent, who, body, now_ms)
+                }
                 (Stage::Signed { frame, .. }, None) => {
                     reject(IfError::with(ErrorCode::SystemError, "frame lost"), Some(&frame))
                 }
@@ -131,23 +137,37 @@ impl Ingress {
             Ok(id) => id,
             Err(e) => return Stage::Done(reject(e, Some(&frame))),
         };
-        let Some((talent, key)) = self.talents.by_key(&key_id) else {
+        let found = self.policy().principal(&key_id).or_else(|| {
+            self.talents.by_key(&key_id).map(|(n, k)| (n.to_string(), *k, Principal::Talent(TalentStatus::Active)))
+        });
+        let Some((talent, key, who)) = found else {
             let e =
                 IfError::format(ErrorCode::UnknownKey, format_args!("no talent has key id {}", hex::encode(key_id)));
             return Stage::Done(reject(e, Some(&frame)));
         };
-        Stage::Signed { key: *key, talent: talent.to_string(), frame: frame.to_vec() }
+        Stage::Signed { key, talent, who, frame: frame.to_vec() }
+    }
+
+    fn policy(&self) -> std::sync::MutexGuard<'_, Policy> {
+        self.policy.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Key-to-sender binding, admission, authorization.
-    fn admit(&mut self, frame: &[u8], talent: &str, body: Result<EnvelopeBody, IfError>, now_ms: u64) -> Decision {
+    fn admit(
+        &mut self,
+        frame: &[u8],
+        talent: &str,
+        who: Principal,
+        body: Result<EnvelopeBody, IfError>,
+        now_ms: u64,
+    ) -> Decision {
         let body = match body {
             Ok(b) => b,
             Err(e) => return reject(e, Some(frame)),
         };
         let digest = frame::digest(frame);
         if body.sender.as_str() != talent {
-            let e = if self.talents.knows(&body.sender) {
+            let e = if self.talents.knows(&body.sender) || self.policy().knows(&body.sender) {
                 IfError::format(
                     ErrorCode::PermissionDenied,
                     format_args!("signed with the key of {talent}, not of sender {}", body.sender),
@@ -170,6 +190,11 @@ impl Ingress {
             }
             Err(e) => return Decision::Reject(Box::new(Refused { error: e, body: Some(body), digest: Some(digest) })),
         };
+        let authorized = authorize::authorize(&self.policy(), who, &body, now_ms / 1000);
+        if let Err(e) = authorized {
+            self.admission.rollback(&ticket);
+            return Decision::Reject(Box::new(Refused { error: e, body: Some(body), digest: Some(digest) }));
+        }
         match self.registry.resolve(&body) {
             Ok(capability) => Decision::Accept(Box::new(Accepted { body, digest, ticket, capability })),
             Err(e) => {

@@ -5,6 +5,7 @@
 
 mod message;
 mod policy;
+mod talent;
 mod witness;
 
 use std::path::PathBuf;
@@ -47,6 +48,11 @@ enum Command {
     Trust {
         #[command(subcommand)]
         command: TrustCommand,
+    },
+    /// Talents and their grants, changed by signed policy commands.
+    Talent {
+        #[command(subcommand)]
+        command: TalentCommand,
     },
     /// Capability manifests.
     Manifest {
@@ -170,6 +176,77 @@ enum TrustCommand {
     },
 }
 
+/// Where a policy command goes and who signs it.
+#[derive(Debug, ClapArgs)]
+struct PolicyConn {
+    /// The broker, mqtt://HOST:PORT.
+    #[arg(long)]
+    broker: String,
+    /// The agent's site.
+    #[arg(long)]
+    site: String,
+    /// The agent's name.
+    #[arg(long)]
+    agent: String,
+    /// A policy key of the trust root (secret key file).
+    #[arg(long)]
+    key: PathBuf,
+    /// The signer's name in the trust root (default: the key file's stem).
+    #[arg(long)]
+    sender: Option<String>,
+    /// Why (witnessed with the change).
+    #[arg(long)]
+    why: String,
+    /// Seconds to wait for the reply.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+}
+
+#[derive(Debug, Subcommand)]
+enum TalentCommand {
+    /// Add a talent: a name, a role and the public key that signs its envelopes.
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        role: String,
+        /// The talent's public key file.
+        #[arg(long)]
+        pubkey: PathBuf,
+        #[command(flatten)]
+        conn: PolicyConn,
+    },
+    /// Grant a talent a capability in a scope, with actions and hazards (replaces its earlier grant).
+    Grant {
+        #[arg(long)]
+        name: String,
+        /// if://capability/NAME
+        #[arg(long)]
+        capability: String,
+        /// A scope (repeatable).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// An allowed action (repeatable).
+        #[arg(long = "action", required = true)]
+        actions: Vec<String>,
+        /// An allowed hazard (repeatable).
+        #[arg(long = "hazard")]
+        hazards: Vec<String>,
+        /// Unix seconds after which the grant no longer applies.
+        #[arg(long)]
+        expires: Option<u64>,
+        #[command(flatten)]
+        conn: PolicyConn,
+    },
+    /// Revoke a talent: its envelopes are refused with KEY_REVOKED.
+    Revoke {
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        conn: PolicyConn,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 enum ManifestCommand {
     /// Sign a manifest (or add signatures to a signed one) and print its allow-list entry.
@@ -224,6 +301,7 @@ fn main() -> ExitCode {
         Command::Trust { command: TrustCommand::Rotate { current, current_keys, root } } => {
             policy::rotate_root(current, current_keys, &root.spec(), &root.out).map(say)
         }
+        Command::Talent { command } => talent_cmd(command),
         Command::Manifest { command: ManifestCommand::Sign { file, keys, out } } => {
             policy::sign_manifest(file, keys, out).map(say)
         }
@@ -310,11 +388,50 @@ fn send(a: &SendArgs) -> Result<(), IfError> {
         agent: a.agent.clone(),
         timeout: Duration::from_secs(a.timeout),
     };
+    deliver(&target, frame)
+}
+
+fn talent_cmd(command: &TalentCommand) -> Result<(), IfError> {
+    let (conn, action, args) = match command {
+        TalentCommand::Add { name, role, pubkey, conn } => (conn, "talent.add", talent::add(name, role, pubkey)?),
+        TalentCommand::Grant { name, capability, scopes, actions, hazards, expires, conn } => {
+            (conn, "talent.grant", talent::grant(name, capability, scopes, actions, hazards, *expires))
+        }
+        TalentCommand::Revoke { name, conn } => (conn, "talent.revoke", talent::revoke(name)),
+    };
+    let sender = match &conn.sender {
+        Some(s) => s.clone(),
+        None => conn.key.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+    };
+    let frame = message::sign(&message::Command {
+        key: conn.key.clone(),
+        sender,
+        capability: if_edge::policy::commands::POLICY_CAPABILITY.into(),
+        action: action.into(),
+        args,
+        why: conn.why.clone(),
+        trace: None,
+        seq: None,
+        ttl_s: 30,
+        scope: "policy".into(),
+        hazards: Vec::new(),
+    })?;
+    let target = message::Target {
+        broker: conn.broker.clone(),
+        site: conn.site.clone(),
+        agent: conn.agent.clone(),
+        timeout: Duration::from_secs(conn.timeout),
+    };
+    deliver(&target, frame)
+}
+
+/// Publishes `frame`, prints the reply, and turns an error reply into the error.
+fn deliver(target: &message::Target, frame: Vec<u8>) -> Result<(), IfError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| IfError::format(ErrorCode::SystemError, format_args!("runtime: {e}")))?;
-    let reply = runtime.block_on(message::send(&target, frame))?;
+    let reply = runtime.block_on(message::send(target, frame))?;
     println!("{}", serde_json::to_string(&reply).unwrap_or_default());
     match &reply.error {
         None => Ok(()),

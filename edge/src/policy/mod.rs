@@ -6,24 +6,36 @@
 //! new state are committed to the witness log in one transaction, and it is read back from the log at
 //! the next start. A refusal changes nothing: the agent keeps what it trusted before.
 
+pub mod apply;
+pub mod authorize;
+pub mod commands;
 pub mod file;
 pub mod load;
 pub mod manifests;
 pub mod trust;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use if_protocol::policy::{Manifest, Signed, TrustRoot};
+use ed25519_dalek::VerifyingKey;
+use if_protocol::envelope::EnvelopeBody;
+use if_protocol::keys::{self, KeyId};
+use if_protocol::policy::{Grant, Manifest, Signed, Talent, TalentStatus, TrustRoot};
 use if_protocol::{ErrorCode, IfError};
 
 use crate::witness::record::{Entry, Kind};
 use crate::witness::store::Append;
+use authorize::Principal;
+use commands::Set;
 use manifests::{Allowed, Verdict};
 
 /// The log key of the trust root.
 const ROOT_KEY: &str = "root";
 /// The log key prefix of manifests, followed by the capability id.
 const MANIFEST_PREFIX: &str = "manifest/";
+/// The log key prefix of talents, followed by the name.
+const TALENT_PREFIX: &str = "talent/";
+/// The log key prefix of grants, followed by `<talent>/<capability id>`.
+const GRANT_PREFIX: &str = "grant/";
 /// Refusals kept for the status topic.
 const REFUSALS_KEPT: usize = 16;
 
@@ -41,6 +53,8 @@ pub struct Change {
 enum Doc {
     Root(Box<Signed<TrustRoot>>),
     Manifest(Box<Signed<Manifest>>),
+    Talent(Box<Talent>),
+    Grant(Box<Grant>),
 }
 
 /// A refused offer, as the status topic shows it.
@@ -57,6 +71,11 @@ pub struct Refusal {
 pub struct Policy {
     root: Option<Signed<TrustRoot>>,
     manifests: BTreeMap<String, Signed<Manifest>>,
+    talents: BTreeMap<String, Talent>,
+    /// By (talent, capability id).
+    grants: BTreeMap<(String, String), Grant>,
+    /// Talent names by key id.
+    talent_keys: HashMap<KeyId, String>,
     allow: Vec<Allowed>,
     refused: VecDeque<Refusal>,
 }
@@ -70,11 +89,18 @@ impl Policy {
     pub fn restore(entries: Vec<(String, Vec<u8>)>, allow: Vec<Allowed>) -> Result<Policy, IfError> {
         let mut p = Policy { allow, ..Policy::default() };
         for (key, value) in entries {
-            if key == ROOT_KEY {
-                p.root = Some(postcard::from_bytes(&value).map_err(|e| stored(&key, e))?);
-            } else if let Some(id) = key.strip_prefix(MANIFEST_PREFIX) {
-                p.manifests.insert(id.to_string(), postcard::from_bytes(&value).map_err(|e| stored(&key, e))?);
-            }
+            let doc = if key == ROOT_KEY {
+                Doc::Root(Box::new(postcard::from_bytes(&value).map_err(|e| stored(&key, e))?))
+            } else if key.starts_with(MANIFEST_PREFIX) {
+                Doc::Manifest(Box::new(postcard::from_bytes(&value).map_err(|e| stored(&key, e))?))
+            } else if key.starts_with(TALENT_PREFIX) {
+                Doc::Talent(Box::new(postcard::from_bytes(&value).map_err(|e| stored(&key, e))?))
+            } else if key.starts_with(GRANT_PREFIX) {
+                Doc::Grant(Box::new(postcard::from_bytes(&value).map_err(|e| stored(&key, e))?))
+            } else {
+                return Err(stored(&key, "unknown kind of entry"));
+            };
+            p.apply_doc(doc);
         }
         Ok(p)
     }
@@ -87,6 +113,62 @@ impl Policy {
     /// The installed manifest of capability `id`.
     pub fn manifest(&self, id: &str) -> Option<&Manifest> {
         self.manifests.get(id).map(|m| &m.doc)
+    }
+
+    /// The grant of `talent` on capability `id`.
+    pub fn grant(&self, talent: &str, id: &str) -> Option<&Grant> {
+        self.grants.get(&(talent.to_string(), id.to_string()))
+    }
+
+    /// The principal whose key has id `id`: its name, key and kind. Policy signers come first.
+    pub fn principal(&self, id: &KeyId) -> Option<(String, VerifyingKey, Principal)> {
+        if let Some((name, key)) = self.root().and_then(|r| trust::policy_signer(r, id)) {
+            return Some((name, key, Principal::PolicySigner));
+        }
+        let name = self.talent_keys.get(id)?;
+        let t = self.talents.get(name)?;
+        let key = keys::verifying_key(&t.public_key.0).ok()?;
+        Some((name.clone(), key, Principal::Talent(t.status)))
+    }
+
+    /// Whether a principal of this name exists.
+    pub fn knows(&self, name: &str) -> bool {
+        self.talents.contains_key(name) || self.root().is_some_and(|r| r.keys.iter().any(|k| k.name == name))
+    }
+
+    /// Decides a policy command signed by policy signer `signer`.
+    pub fn offer_command(&self, body: &EnvelopeBody, signer: &str) -> Result<Change, IfError> {
+        let name = match body.args.get("name") {
+            Some(if_protocol::envelope::ArgValue::Text(t)) => t.as_str(),
+            _ => "",
+        };
+        let set = commands::decide(body, self.talents.get(name))?;
+        let (key, value, summary, doc) = match set {
+            Set::Talent(t) => {
+                let id = keys::key_id(&keys::verifying_key(&t.public_key.0)?);
+                let holder = self.talent_keys.get(&id).filter(|n| n.as_str() != t.name.as_str());
+                let signer_key = self.root().and_then(|r| trust::policy_signer(r, &id));
+                if holder.is_some() || signer_key.is_some() {
+                    return Err(IfError::with(
+                        ErrorCode::PermissionDenied,
+                        "that public key already belongs to another principal",
+                    ));
+                }
+                let verb = if t.status == TalentStatus::Revoked { "revoked" } else { "added" };
+                let summary = format!("talent {} ({}) {verb} by {signer}", t.name, t.role);
+                (format!("{TALENT_PREFIX}{}", t.name), encode(&t)?, summary, Doc::Talent(Box::new(t)))
+            }
+            Set::Grant(g) => {
+                let summary = format!(
+                    "talent {} granted {} on {} by {signer}",
+                    g.talent,
+                    g.actions.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(","),
+                    g.capability
+                );
+                (format!("{GRANT_PREFIX}{}/{}", g.talent, g.capability), encode(&g)?, summary, Doc::Grant(g))
+            }
+        };
+        Ok(Change { key, value, doc, summary })
     }
 
     /// Every installed manifest.
@@ -135,10 +217,24 @@ impl Policy {
 
     /// Makes a committed change take effect.
     pub fn apply(&mut self, change: Change) {
-        match change.doc {
+        self.apply_doc(change.doc);
+    }
+
+    fn apply_doc(&mut self, doc: Doc) {
+        match doc {
             Doc::Root(r) => self.root = Some(*r),
             Doc::Manifest(m) => {
                 self.manifests.insert(m.doc.id.to_string(), *m);
+            }
+            Doc::Talent(t) => {
+                if let Ok(key) = keys::verifying_key(&t.public_key.0) {
+                    self.talent_keys.retain(|_, n| n.as_str() != t.name.as_str());
+                    self.talent_keys.insert(keys::key_id(&key), t.name.to_string());
+                }
+                self.talents.insert(t.name.to_string(), *t);
+            }
+            Doc::Grant(g) => {
+                self.grants.insert((g.talent.to_string(), g.capability.to_string()), *g);
             }
         }
     }
@@ -170,9 +266,12 @@ impl Policy {
                 })
             })
             .collect();
+        let active = self.talents.values().filter(|t| t.status == TalentStatus::Active).count();
         serde_json::json!({
             "trust_root": self.root().map(|r| r.version),
             "manifests": manifests,
+            "talents": active,
+            "grants": self.grants.len(),
             "refused": refused,
         })
     }
@@ -188,8 +287,10 @@ pub fn record(change: Result<&Change, &IfError>, source: &str, now_ms: u64) -> A
     match change {
         Ok(c) => {
             entry.detail = format!("{source}: {}", c.summary);
-            if let Doc::Manifest(m) = &c.doc {
-                entry.capability = m.doc.id.to_string();
+            match &c.doc {
+                Doc::Manifest(m) => entry.capability = m.doc.id.to_string(),
+                Doc::Grant(g) => entry.capability = g.capability.to_string(),
+                Doc::Root(_) | Doc::Talent(_) => {}
             }
         }
         Err(e) => {

@@ -1,0 +1,242 @@
+//! Talents and grants through the real binaries: `ifctl talent add|grant|revoke` signs policy commands
+//! with a policy key of the trust root, the agent witnesses and persists them, and every command a
+//! talent sends is authorized against them. Each refusal has its code on the reply, runs nothing, and
+//! is witnessed; the policy survives `kill -9`; a replayed policy command is answered like any replayed
+//! envelope and changes nothing.
+
+use std::path::Path;
+use std::time::Duration;
+
+use if_protocol::envelope::{ArgValue, Args, EnvelopeBody, Hazards};
+use if_tests::agent::Agent;
+use if_tests::broker::Broker;
+use if_tests::probe::Probe;
+use if_tests::talent::Talent;
+
+const LOOP: &str = "if://capability/studio.loop";
+const AUX: &str = "if://capability/studio.aux";
+const LOOPBACK: &str = include_str!("../fixtures/manifests/loopback.toml");
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+fn ifctl_ok(args: &[&str]) -> String {
+    let out = Agent::ifctl(args);
+    assert!(out.status.success(), "ifctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+struct Site {
+    broker: Broker,
+    agent: Agent,
+    sec: Talent,
+}
+
+impl Site {
+    /// `ifctl talent VERB ...` signed by the policy key.
+    fn talent(&self, verb: &str, args: &[&str]) -> std::process::Output {
+        let mut all = vec!["talent", verb];
+        all.extend_from_slice(args);
+        let url = self.broker.url();
+        all.extend(["--broker", &url, "--site", &self.agent.site, "--agent", &self.agent.name]);
+        all.extend(["--key", p(&self.sec.secret), "--why", "policy test"]);
+        Agent::ifctl(&all)
+    }
+
+    fn talent_ok(&self, verb: &str, args: &[&str]) {
+        let out = self.talent(verb, args);
+        assert!(out.status.success(), "talent {verb} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+/// A root with signing key `root` and policy key `sec`, two loopback capabilities, an agent.
+fn site() -> Site {
+    let broker = Broker::start();
+    let root_key = Talent::new("root");
+    let sec = Talent::new("sec");
+    let mut agent = Agent::init(&broker, &[]);
+    let files = agent.dir.path().join("policy");
+    let manifests = files.join("manifests");
+    std::fs::create_dir_all(&manifests).expect("mkdir");
+    let root = files.join("root.toml");
+    ifctl_ok(&["trust", "init", "--key", p(&root_key.secret), "--policy-key", p(&sec.public), "--out", p(&root)]);
+    for (name, text) in [("loop", LOOPBACK.to_string()), ("aux", LOOPBACK.replace("studio.loop", "studio.aux"))] {
+        let unsigned = files.join(format!("{name}.toml"));
+        std::fs::write(&unsigned, text).expect("write");
+        let out = manifests.join(format!("{name}.toml"));
+        ifctl_ok(&["manifest", "sign", p(&unsigned), "--key", p(&root_key.secret), "--out", p(&out)]);
+    }
+    let section = format!(
+        "[trust]\nroot = {:?}\nmanifests = {:?}\nallow = [\"{LOOP}@1.0.0\", \"{AUX}@1.0.0\"]\n",
+        p(&root),
+        p(&manifests)
+    );
+    agent.edit_config(|t| t.replace("[trust]\nallow = []\n", &section));
+    agent.start();
+    Site { broker, agent, sec }
+}
+
+fn command(t: &Talent, capability: &str, action: &str, hazards: Hazards, scope: &str) -> EnvelopeBody {
+    let mut b = t.next_ping();
+    b.capability = capability.try_into().expect("short");
+    b.action = action.try_into().expect("short");
+    b.hazards = hazards;
+    b.scope = scope.try_into().expect("short");
+    b
+}
+
+/// Publishes `frame` and returns the reply to it.
+fn ask(probe: &Probe, frame: Vec<u8>, n: &mut u64) -> serde_json::Value {
+    *n += 1;
+    let corr = n.to_be_bytes();
+    probe.request(frame, &corr);
+    loop {
+        let m = probe.next(Duration::from_secs(10)).expect("a reply");
+        if m.correlation.as_deref() == Some(&corr[..]) {
+            return m.json();
+        }
+    }
+}
+
+fn code(reply: &serde_json::Value) -> &str {
+    reply["error"]["code"].as_str().unwrap_or("OK")
+}
+
+#[test]
+fn talents_and_grants_decide_every_command_and_survive_a_crash() {
+    let mut s = site();
+    let probe = Probe::connect(&s.broker, &s.agent.site, &s.agent.name);
+    let mut n = 0;
+    let (desk, guest) = (Talent::new("desk"), Talent::new("guest"));
+    let ctl = "studio:control";
+
+    // Before it is added, the desk is unknown.
+    let early = ask(&probe, desk.sign(&command(&desk, LOOP, "preview", Hazards::NONE, ctl)), &mut n);
+    assert_eq!(code(&early), "IF_ERR_004", "{early}");
+
+    s.talent_ok("add", &["--name", "desk", "--role", "director", "--pubkey", p(&desk.public)]);
+    s.talent_ok("add", &["--name", "guest", "--role", "guest", "--pubkey", p(&guest.public)]);
+    // Known but not granted.
+    let none = ask(&probe, desk.sign(&command(&desk, LOOP, "preview", Hazards::NONE, ctl)), &mut n);
+    assert_eq!(code(&none), "IF_ERR_003", "{none}");
+    s.talent_ok(
+        "grant",
+        &[
+            "--name",
+            "desk",
+            "--capability",
+            LOOP,
+            "--scope",
+            ctl,
+            "--action",
+            "cut",
+            "--action",
+            "preview",
+            "--hazard",
+            "on_air",
+        ],
+    );
+    s.talent_ok("grant", &["--name", "guest", "--capability", LOOP, "--scope", ctl, "--action", "preview"]);
+    s.talent_ok(
+        "grant",
+        &["--name", "guest", "--capability", AUX, "--scope", ctl, "--action", "cut", "--action", "preview"],
+    );
+    s.talent_ok(
+        "grant",
+        &["--name", "desk", "--capability", AUX, "--scope", ctl, "--action", "preview", "--expires", "1000"],
+    );
+
+    let cases: Vec<(&str, &Talent, EnvelopeBody, &str)> = vec![
+        ("granted, no hazard", &desk, command(&desk, LOOP, "preview", Hazards::NONE, ctl), "OK"),
+        ("granted, hazard declared and allowed", &desk, command(&desk, LOOP, "cut", Hazards::ON_AIR, ctl), "OK"),
+        ("hazard not declared", &desk, command(&desk, LOOP, "cut", Hazards::NONE, ctl), "IF_ERR_205"),
+        ("wrong scope", &desk, command(&desk, LOOP, "preview", Hazards::NONE, "studio:admin"), "IF_ERR_204"),
+        ("action not in the manifest", &desk, command(&desk, LOOP, "fade", Hazards::NONE, ctl), "IF_ERR_206"),
+        ("action not in the grant", &guest, command(&guest, LOOP, "cut", Hazards::ON_AIR, ctl), "IF_ERR_206"),
+        ("hazard not granted", &guest, command(&guest, AUX, "cut", Hazards::ON_AIR, ctl), "IF_ERR_205"),
+        ("expired grant", &desk, command(&desk, AUX, "preview", Hazards::NONE, ctl), "IF_ERR_003"),
+        (
+            "no trusted manifest",
+            &desk,
+            command(&desk, "if://capability/vmix.switcher", "cut", Hazards::ON_AIR, ctl),
+            "IF_ERR_201",
+        ),
+        (
+            "a talent sending policy",
+            &desk,
+            command(&desk, "if://capability/edge.policy", "talent.revoke", Hazards::NONE, ctl),
+            "IF_ERR_003",
+        ),
+    ];
+    for (what, who, body, want) in &cases {
+        let reply = ask(&probe, who.sign(body), &mut n);
+        assert_eq!(code(&reply), *want, "{what}: {reply}");
+        if *want == "OK" {
+            assert_eq!(reply["result"]["loopback"], body.action.as_str(), "{what}: {reply}");
+        }
+    }
+
+    // A policy command sent again is a replay: the same answer, and nothing changes.
+    let mut revoke = command(&s.sec, "if://capability/edge.policy", "talent.revoke", Hazards::NONE, "policy");
+    let mut args = Args::new();
+    args.insert("name", ArgValue::Text("guest".try_into().expect("short"))).expect("arg");
+    revoke.args = args;
+    // ifctl numbers its envelopes by the clock in microseconds; stay ahead of it.
+    revoke.seq = if_tests::talent::now_ms() * 1000 + 60_000_000;
+    let frame = s.sec.sign(&revoke);
+    let first = ask(&probe, frame.clone(), &mut n);
+    assert_eq!(code(&first), "OK", "{first}");
+    let again = ask(&probe, frame, &mut n);
+    assert_eq!(again, first, "a replayed policy command gets the original reply");
+    let guest_now = ask(&probe, guest.sign(&command(&guest, LOOP, "preview", Hazards::NONE, ctl)), &mut n);
+    assert_eq!(code(&guest_now), "IF_ERR_005", "{guest_now}");
+
+    // The policy is in the log: after kill -9 the desk is still granted and the guest still revoked.
+    s.agent.kill9();
+    s.agent.start();
+    let desk_after = ask(&probe, desk.sign(&command(&desk, LOOP, "cut", Hazards::ON_AIR, ctl)), &mut n);
+    assert_eq!(code(&desk_after), "OK", "{desk_after}");
+    let guest_after = ask(&probe, guest.sign(&command(&guest, LOOP, "preview", Hazards::NONE, ctl)), &mut n);
+    assert_eq!(code(&guest_after), "IF_ERR_005", "{guest_after}");
+    s.agent.stop();
+
+    let records = s.agent.export();
+    let executed = records.iter().filter(|r| r["kind"] == "EXECUTED" && r["capability"] == LOOP).count();
+    assert_eq!(executed, 3, "only the three allowed commands ran");
+    let policy: Vec<_> = records.iter().filter(|r| r["kind"] == "POLICY" && r["sender"] == "sec").collect();
+    assert_eq!(policy.len(), 7, "2 adds, 4 grants, 1 revoke: {policy:?}");
+    let rejected: Vec<&str> =
+        records.iter().filter(|r| r["kind"] == "REJECTED").filter_map(|r| r["code"].as_str()).collect();
+    for want in ["IF_ERR_003", "IF_ERR_004", "IF_ERR_005", "IF_ERR_201", "IF_ERR_204", "IF_ERR_205", "IF_ERR_206"] {
+        assert!(rejected.contains(&want), "{want} witnessed: {rejected:?}");
+    }
+    let verify = s.agent.verify_witness();
+    assert!(verify.status.success(), "verify: {}", String::from_utf8_lossy(&verify.stderr));
+}
+
+#[test]
+fn policy_commands_are_refused_with_their_code() {
+    let s = site();
+    let desk = Talent::new("desk");
+    let other = Talent::new("other");
+    // Granting a talent that does not exist.
+    let out =
+        s.talent("grant", &["--name", "ghost", "--capability", LOOP, "--scope", "studio:control", "--action", "cut"]);
+    assert_eq!(out.status.code(), Some(12), "TALENT_NOT_FOUND exits 12");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("IF_ERR_203"));
+    s.talent_ok("add", &["--name", "desk", "--role", "director", "--pubkey", p(&desk.public)]);
+    // The same name with another key, while active.
+    let out = s.talent("add", &["--name", "desk", "--role", "director", "--pubkey", p(&other.public)]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("IF_ERR_003"), "{}", String::from_utf8_lossy(&out.stderr));
+    // The policy key itself cannot become a talent.
+    let out = s.talent("add", &["--name", "sneaky", "--role", "x", "--pubkey", p(&s.sec.public)]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("IF_ERR_003"));
+    // A key that is not a policy key of the root cannot sign policy.
+    let mut args = vec!["talent", "revoke", "--name", "desk"];
+    let url = s.broker.url();
+    args.extend(["--broker", &url, "--site", &s.agent.site, "--agent", &s.agent.name]);
+    args.extend(["--key", p(&desk.secret), "--why", "self-revoke"]);
+    let out = Agent::ifctl(&args);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("IF_ERR_003"), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -1,0 +1,43 @@
+//! `ifctl talent add|grant|revoke`: the arguments of the policy commands (see
+//! `if_edge::policy::commands` for what the agent reads from them).
+
+use std::path::Path;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use if_protocol::IfError;
+
+/// `talent.add` arguments.
+pub fn add(name: &str, role: &str, pubkey: &Path) -> Result<Vec<String>, IfError> {
+    let key = if_edge::keyfile::read_public(pubkey)?;
+    Ok(vec![format!("name={name}"), format!("role={role}"), format!("pubkey={}", B64.encode(key.to_bytes()))])
+}
+
+/// `talent.grant` arguments.
+pub fn grant(
+    name: &str,
+    capability: &str,
+    scopes: &[String],
+    actions: &[String],
+    hazards: &[String],
+    expires: Option<u64>,
+) -> Vec<String> {
+    let mut args = vec![
+        format!("name={name}"),
+        format!("capability={capability}"),
+        format!("scopes={}", scopes.join(",")),
+        format!("actions={}", actions.join(",")),
+    ];
+    if !hazards.is_empty() {
+        args.push(format!("hazards={}", hazards.join(",")));
+    }
+    if let Some(e) = expires {
+        args.push(format!("expires={e}"));
+    }
+    args
+}
+
+/// `talent.revoke` arguments.
+pub fn revoke(name: &str) -> Vec<String> {
+    vec![format!("name={name}")]
+}
