@@ -32,7 +32,6 @@ use crate::mqtt::{self, Topics};
 use crate::policy::apply::PolicyCommands;
 use crate::rejections::Rejections;
 use crate::reply::{DeadLetter, Reply};
-use crate::talents::Talents;
 use crate::witness::record::{Entry, Kind};
 use crate::witness::store::{Append, CachedReply, CheckpointSigner, Interrupted, Pending, ReplyUpdate, Store};
 use crate::witness::verify::{self, BOOT_KEY_PREFIX};
@@ -131,7 +130,6 @@ fn valid_topic(t: &str) -> bool {
 pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>) -> Result<(), IfError> {
     let config = &loaded.config;
     let key = crate::keyfile::read_secret(&config.agent.key)?;
-    let talents = Talents::load(&config.talents)?;
     let origin = config.origin();
     let mut store = open_store(&config.witness.path, config.witness.cache_mb)?;
     verify::verify(&mut store, Some(&key.verifying_key()), Some(&origin)).map_err(|f| {
@@ -168,10 +166,8 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     }
     let policy = Arc::new(Mutex::new(policy));
     registry.add(Arc::new(PolicyCommands::new(policy.clone(), witness.clone(), clock.clone())) as Arc<dyn Capability>);
-    let state = Arc::new(Mutex::new(State {
-        ingress: Ingress { talents, admission, registry, policy },
-        waiting: HashMap::new(),
-    }));
+    let state =
+        Arc::new(Mutex::new(State { ingress: Ingress { admission, registry, policy }, waiting: HashMap::new() }));
 
     let topics = Topics::new(&config.agent.site, &config.agent.name);
     let (client, eventloop) = AsyncClient::new(mqtt::options(config, &topics), 1024);

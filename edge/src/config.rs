@@ -27,9 +27,6 @@ pub struct Config {
     /// The trust root, signed manifests and the allow-list.
     #[serde(default)]
     pub trust: TrustSection,
-    /// Talents allowed to send commands (until signed policy replaces this list).
-    #[serde(default, rename = "talent")]
-    pub talents: Vec<TalentEntry>,
 }
 
 /// `[agent]`
@@ -143,16 +140,6 @@ impl TrustSection {
     }
 }
 
-/// `[[talent]]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TalentEntry {
-    /// The talent's name, as in the envelope's `sender`.
-    pub name: String,
-    /// Its public key file.
-    pub public_key: PathBuf,
-}
-
 fn default_org() -> String {
     "local".into()
 }
@@ -207,6 +194,62 @@ impl BrokerAddr {
     }
 }
 
+/// The top-level sections a config file may have.
+const SECTIONS: &[&str] = &["agent", "mqtt", "admission", "witness", "trust"];
+
+/// Every problem found in one config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problems {
+    /// The file.
+    pub file: PathBuf,
+    /// One line each: `key (line N): what is wrong`.
+    pub list: Vec<String>,
+}
+
+impl Problems {
+    /// The first problem as an error, saying how many more there are.
+    pub fn to_error(&self) -> IfError {
+        let first = self.list.first().map_or("invalid", String::as_str);
+        match self.list.len() {
+            0 | 1 => invalid(&self.file, first),
+            n => invalid(&self.file, format_args!("{first} (and {} more: if-edge check-config lists them)", n - 1)),
+        }
+    }
+}
+
+/// One section read on its own from the whole text, so error positions stay those of the file.
+fn part<T: serde::de::DeserializeOwned>(text: &str, problems: &mut Vec<String>) -> Option<T> {
+    toml::from_str(text).map_err(|e| problems.push(describe(text, &e))).ok()
+}
+
+#[derive(Deserialize)]
+struct AgentPart {
+    agent: AgentSection,
+}
+
+#[derive(Deserialize)]
+struct MqttPart {
+    mqtt: MqttSection,
+}
+
+#[derive(Deserialize)]
+struct AdmissionPart {
+    #[serde(default)]
+    admission: AdmissionSection,
+}
+
+#[derive(Deserialize)]
+struct WitnessPart {
+    #[serde(default)]
+    witness: WitnessSection,
+}
+
+#[derive(Deserialize)]
+struct TrustPart {
+    #[serde(default)]
+    trust: TrustSection,
+}
+
 fn invalid(file: &Path, what: impl std::fmt::Display) -> IfError {
     IfError::format(ErrorCode::ConfigInvalid, format_args!("{}: {what}", file.display()))
 }
@@ -221,58 +264,82 @@ impl Config {
         Ok(Loaded { file: file.to_path_buf(), config })
     }
 
-    /// Parses and checks `text` (named `file` in errors), without touching paths.
+    /// Parses and checks `text` (named `file` in errors), without touching paths. The error carries the
+    /// first problem and how many more there are; [`Config::problems`] lists them all.
     pub fn parse(file: &Path, text: &str) -> Result<Config, IfError> {
-        let config: Config = toml::from_str(text).map_err(|e| invalid(file, describe(text, &e)))?;
-        config.check().map_err(|(key, what)| invalid(file, format_args!("{key}: {what}")))?;
-        Ok(config)
+        Config::problems(file, text).map_err(|p| p.to_error())
     }
 
-    /// The checks types cannot express, as (key, problem).
-    fn check(&self) -> Result<(), (String, String)> {
-        let token = |key: &str, v: &str| {
-            if_protocol::envelope::check_token(key, v, 64).map_err(|e| (key.to_string(), e.detail().to_string()))
+    /// Parses and checks `text`, collecting every problem: each section is read on its own, so a
+    /// mistake in one does not hide those in the others, and every value rule is applied.
+    pub fn problems(file: &Path, text: &str) -> Result<Config, Problems> {
+        let fail = |list: Vec<String>| Problems { file: file.to_path_buf(), list };
+        let table: toml::Table = toml::from_str(text).map_err(|e| fail(vec![describe(text, &e)]))?;
+        let mut list: Vec<String> =
+            table.keys().filter(|k| !SECTIONS.contains(&k.as_str())).map(|k| format!("{k}: unknown section")).collect();
+        let agent = part::<AgentPart>(text, &mut list).map(|p| p.agent);
+        let mqtt = part::<MqttPart>(text, &mut list).map(|p| p.mqtt);
+        let admission = part::<AdmissionPart>(text, &mut list).map(|p| p.admission);
+        let witness = part::<WitnessPart>(text, &mut list).map(|p| p.witness);
+        let trust = part::<TrustPart>(text, &mut list).map(|p| p.trust);
+        let (Some(agent), Some(mqtt), Some(admission), Some(witness), Some(trust)) =
+            (agent, mqtt, admission, witness, trust)
+        else {
+            return Err(fail(list));
         };
-        token("agent.site", &self.agent.site)?;
-        token("agent.name", &self.agent.name)?;
-        token("agent.org", &self.agent.org)?;
-        BrokerAddr::parse(&self.mqtt.broker).map_err(|e| ("mqtt.broker".to_string(), e))?;
-        let bad = |key: &str, what: &str| Err((key.to_string(), what.to_string()));
+        let config = Config { agent, mqtt, admission, witness, trust };
+        list.extend(config.rule_problems().into_iter().map(|(key, what)| format!("{key}: {what}")));
+        if list.is_empty() { Ok(config) } else { Err(fail(list)) }
+    }
+
+    /// The rules types cannot express, as (key, problem), all of them.
+    fn rule_problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut bad = |key: &str, what: &str| out.push((key.to_string(), what.to_string()));
+        for (key, v) in
+            [("agent.site", &self.agent.site), ("agent.name", &self.agent.name), ("agent.org", &self.agent.org)]
+        {
+            if let Err(e) = if_protocol::envelope::check_token(key, v, 64) {
+                bad(key, e.detail());
+            }
+        }
+        if let Err(e) = BrokerAddr::parse(&self.mqtt.broker) {
+            bad("mqtt.broker", &e);
+        }
         if self.mqtt.keep_alive_s < 5 {
-            return bad("mqtt.keep_alive_s", "must be at least 5");
+            bad("mqtt.keep_alive_s", "must be at least 5");
         }
         if self.mqtt.receive_maximum == 0 {
-            return bad("mqtt.receive_maximum", "must be at least 1");
+            bad("mqtt.receive_maximum", "must be at least 1");
         }
         if self.mqtt.outgoing_inflight == 0 {
-            return bad("mqtt.outgoing_inflight", "must be at least 1");
+            bad("mqtt.outgoing_inflight", "must be at least 1");
         }
         if self.mqtt.backoff_s.is_empty() || self.mqtt.backoff_s.contains(&0) {
-            return bad("mqtt.backoff_s", "must list at least one delay, each at least 1 s");
+            bad("mqtt.backoff_s", "must list at least one delay, each at least 1 s");
         }
         let width = self.admission.replay_window;
         if width == 0 || width > if_protocol::replay::MAX_WIDTH {
-            return bad("admission.replay_window", "must be 1..=1024");
+            bad("admission.replay_window", "must be 1..=1024");
         }
         if self.admission.nonce_cache == 0 {
-            return bad("admission.nonce_cache", "must be at least 1");
+            bad("admission.nonce_cache", "must be at least 1");
         }
-        if self.witness.cache_mb == 0 || self.witness.checkpoint_every == 0 || self.witness.checkpoint_interval_s == 0 {
-            return bad("witness", "cache_mb, checkpoint_every and checkpoint_interval_s must be at least 1");
+        for (key, v) in [
+            ("witness.cache_mb", u64::from(self.witness.cache_mb)),
+            ("witness.checkpoint_every", self.witness.checkpoint_every),
+            ("witness.checkpoint_interval_s", u64::from(self.witness.checkpoint_interval_s)),
+        ] {
+            if v == 0 {
+                bad(key, "must be at least 1");
+            }
         }
         for (i, a) in self.trust.allow.iter().enumerate() {
             if let Err(why) = crate::policy::manifests::Allowed::parse(a) {
-                return bad(&format!("trust.allow[{i}]"), &why);
+                bad(&format!("trust.allow[{i}]"), &why);
             }
         }
-        let mut names = std::collections::HashSet::new();
-        for t in &self.talents {
-            token("talent.name", &t.name)?;
-            if !names.insert(t.name.as_str()) {
-                return bad("talent.name", &format!("{:?} is listed twice", t.name));
-            }
-        }
-        Ok(())
+        out
     }
 
     fn resolve(&mut self, base: &Path) {
@@ -288,9 +355,6 @@ impl Config {
         }
         if let Some(p) = &mut self.trust.manifests {
             abs(p);
-        }
-        for t in &mut self.talents {
-            abs(&mut t.public_key);
         }
     }
 
@@ -357,10 +421,6 @@ key = "agent.key"
 
 [mqtt]
 broker = "mqtt://127.0.0.1:1883"
-
-[[talent]]
-name = "desk"
-public_key = "desk.pub"
 "#;
 
     fn err(text: &str) -> String {
@@ -397,9 +457,41 @@ public_key = "desk.pub"
         assert!(e.contains("mqtt.backoff_s"), "{e}");
         let e = err(&format!("{GOOD}\n[admission]\nclock_skew_ms = 1\nreplay_window = 0\nnonce_cache = 5\n"));
         assert!(e.contains("admission.replay_window"), "{e}");
-        let e = err(&format!("{GOOD}\n[[talent]]\nname = \"desk\"\npublic_key = \"x.pub\"\n"));
-        assert!(e.contains("listed twice"), "{e}");
         assert!(err(&GOOD.replace("edge-1", "edge 1")).contains("agent.name"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = GOOD
+            .replace("name = \"edge-1\"", "name = \"edge 1\"")
+            .replace("[mqtt]\n", "[mqtt]\nkeep_alive_s = 1\nbackoff_s = [0]\n")
+            + "\n[witness]\ncache_mb = \"big\"\n\n[trust]\nallow = [\"vmix@1\"]\n\n[talent]\nname = \"x\"\n";
+        let p = Config::problems(Path::new("edge.toml"), &text).expect_err("problems");
+        let all = p.list.join("\n");
+        assert!(all.contains("talent: unknown section"), "{all}");
+        assert!(all.contains("witness.cache_mb"), "{all}");
+        // A type error in one section does not hide the rule problems found once every section reads.
+        let rules = GOOD
+            .replace("name = \"edge-1\"", "name = \"edge 1\"")
+            .replace("[mqtt]\n", "[mqtt]\nkeep_alive_s = 1\nbackoff_s = [0]\n")
+            + "\n[trust]\nallow = [\"vmix@1\"]\n[admission]\nclock_skew_ms = 1\nreplay_window = 0\nnonce_cache = 0\n";
+        let p = Config::problems(Path::new("edge.toml"), &rules).expect_err("problems");
+        let keys: Vec<&str> = p.list.iter().map(|l| l.split(':').next().unwrap_or("")).collect();
+        assert_eq!(
+            keys,
+            [
+                "agent.name",
+                "mqtt.keep_alive_s",
+                "mqtt.backoff_s",
+                "admission.replay_window",
+                "admission.nonce_cache",
+                "trust.allow[0]"
+            ],
+            "{:?}",
+            p.list
+        );
+        let e = p.to_error().to_string();
+        assert!(e.contains("agent.name") && e.contains("and 5 more"), "{e}");
     }
 
     #[test]

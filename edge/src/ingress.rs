@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use ed25519_dalek::VerifyingKey;
 use if_protocol::envelope::EnvelopeBody;
 use if_protocol::frame::{self, FrameBytes, MAX_FRAME_LEN, SignedFrame};
-use if_protocol::policy::TalentStatus;
 use if_protocol::{ErrorCode, IfError, batch, json};
 use uuid::Uuid;
 
@@ -21,7 +20,6 @@ use crate::admit::{Admission, Admitted, Ticket};
 use crate::capability::{Capability, Registry};
 use crate::policy::Policy;
 use crate::policy::authorize::{self, Principal};
-use crate::talents::Talents;
 
 /// Largest JSON view accepted (a JSON view is larger than its frame).
 pub const MAX_JSON_LEN: usize = 4 * MAX_FRAME_LEN;
@@ -78,8 +76,6 @@ pub struct Accepted {
 /// The state ingress decides with.
 #[derive(Debug)]
 pub struct Ingress {
-    /// Known talents.
-    pub talents: Talents,
     /// Replay and duplicate state.
     pub admission: Admission,
     /// Offered capabilities.
@@ -137,9 +133,7 @@ impl Ingress {
             Ok(id) => id,
             Err(e) => return Stage::Done(reject(e, Some(&frame))),
         };
-        let found = self.policy().principal(&key_id).or_else(|| {
-            self.talents.by_key(&key_id).map(|(n, k)| (n.to_string(), *k, Principal::Talent(TalentStatus::Active)))
-        });
+        let found = self.policy().principal(&key_id);
         let Some((talent, key, who)) = found else {
             let e =
                 IfError::format(ErrorCode::UnknownKey, format_args!("no talent has key id {}", hex::encode(key_id)));
@@ -167,7 +161,7 @@ impl Ingress {
         };
         let digest = frame::digest(frame);
         if body.sender.as_str() != talent {
-            let e = if self.talents.knows(&body.sender) || self.policy().knows(&body.sender) {
+            let e = if self.policy().knows(&body.sender) {
                 IfError::format(
                     ErrorCode::PermissionDenied,
                     format_args!("signed with the key of {talent}, not of sender {}", body.sender),

@@ -1,14 +1,16 @@
 //! `if-edge init`: a working agent directory in one command.
 //!
-//! Writes `DIR/edge.toml`, the agent identity key `DIR/agent.key` (0600) and `DIR/agent.pub`, and copies
-//! each talent's public key to `DIR/talents/NAME.pub` so the directory can be moved as a whole. Nothing
-//! is overwritten: an existing `edge.toml` or key stops it before anything is written.
+//! Writes `DIR/edge.toml`, the agent identity key `DIR/agent.key` (0600) and `DIR/agent.pub`, and, given
+//! the site's signed trust root, copies it to `DIR/policy/root.toml` with an empty
+//! `DIR/policy/manifests/`, so the directory can be moved as a whole. Talents and grants are not files:
+//! they arrive as signed policy commands once the agent runs. Nothing is overwritten: an existing
+//! `edge.toml` or key stops it before anything is written.
 
 use std::path::{Path, PathBuf};
 
 use if_protocol::{ErrorCode, IfError};
 
-use crate::config::{AdmissionSection, AgentSection, Config, MqttSection, TalentEntry, TrustSection, WitnessSection};
+use crate::config::{AdmissionSection, AgentSection, Config, MqttSection, TrustSection, WitnessSection};
 
 /// What `init` was asked for.
 #[derive(Debug, Clone)]
@@ -21,8 +23,8 @@ pub struct InitRequest {
     pub site: String,
     /// Agent name.
     pub agent: String,
-    /// `(name, public key file)` per talent.
-    pub talents: Vec<(String, PathBuf)>,
+    /// The site's signed trust root, if there is one yet.
+    pub trust_root: Option<PathBuf>,
 }
 
 /// What `init` wrote.
@@ -34,19 +36,12 @@ pub struct Written {
     pub key: PathBuf,
     /// The agent's public key.
     pub public: PathBuf,
-    /// The copied talent keys.
-    pub talents: Vec<PathBuf>,
+    /// The copied trust root.
+    pub trust_root: Option<PathBuf>,
 }
 
 fn invalid(what: impl std::fmt::Display) -> IfError {
     IfError::format(ErrorCode::ConfigInvalid, format_args!("{what}"))
-}
-
-/// Parses `NAME=PUBKEY_FILE`.
-pub fn parse_talent(arg: &str) -> Result<(String, PathBuf), IfError> {
-    let (name, file) =
-        arg.split_once('=').ok_or_else(|| invalid(format_args!("--talent {arg:?}: want NAME=PUBKEY_FILE")))?;
-    Ok((name.to_string(), PathBuf::from(file)))
 }
 
 /// Writes the directory.
@@ -73,42 +68,43 @@ pub fn init(req: &InitRequest) -> Result<Written, IfError> {
         },
         admission: AdmissionSection::default(),
         witness: WitnessSection::default(),
-        trust: TrustSection::default(),
-        talents: req
-            .talents
-            .iter()
-            .map(|(name, _)| TalentEntry {
-                name: name.clone(),
-                public_key: PathBuf::from(format!("talents/{name}.pub")),
-            })
-            .collect(),
+        trust: match &req.trust_root {
+            Some(_) => TrustSection {
+                root: Some(PathBuf::from("policy/root.toml")),
+                manifests: Some(PathBuf::from("policy/manifests")),
+                allow: Vec::new(),
+            },
+            None => TrustSection::default(),
+        },
     };
     let text = toml::to_string(&config).map_err(|e| invalid(format_args!("config does not serialize: {e}")))?;
     // Check everything before writing anything.
     Config::parse(&config_path, &text)?;
-    let mut keys = Vec::new();
-    for (_, file) in &req.talents {
-        keys.push(crate::keyfile::read_public(file)?);
-    }
+    let root_text = match &req.trust_root {
+        Some(file) => {
+            let text = crate::policy::file::read(file)?;
+            let root = crate::policy::file::parse_signed(&text, &file.display().to_string())?;
+            crate::policy::trust::check_initial(&root, crate::clock::Clock::system_ms() / 1000)?;
+            Some(text)
+        }
+        None => None,
+    };
     let (paths, _) = crate::keyfile::generate(&req.dir, "agent")?;
-    let talent_dir = req.dir.join("talents");
-    let mut copied = Vec::new();
-    for ((name, _), key) in req.talents.iter().zip(keys) {
-        copied.push(write_public(&talent_dir, name, &key)?);
+    let mut copied = None;
+    if let Some(text) = root_text {
+        let policy = req.dir.join("policy");
+        let manifests = policy.join("manifests");
+        std::fs::create_dir_all(&manifests)
+            .map_err(|e| invalid(format_args!("{}: cannot create: {e}", manifests.display())))?;
+        let root = policy.join("root.toml");
+        write_file(&root, &text)?;
+        copied = Some(root);
     }
     write_file(
         &config_path,
         &format!("# IF edge agent {}/{}; see README for every key.\n{text}", req.site, req.agent),
     )?;
-    Ok(Written { config: config_path, key: paths.secret, public: paths.public, talents: copied })
-}
-
-fn write_public(dir: &Path, name: &str, key: &ed25519_dalek::VerifyingKey) -> Result<PathBuf, IfError> {
-    use base64::Engine as _;
-    std::fs::create_dir_all(dir).map_err(|e| invalid(format_args!("{}: cannot create: {e}", dir.display())))?;
-    let path = dir.join(format!("{name}.pub"));
-    write_file(&path, &format!("{}\n", base64::engine::general_purpose::STANDARD.encode(key.as_bytes())))?;
-    Ok(path)
+    Ok(Written { config: config_path, key: paths.secret, public: paths.public, trust_root: copied })
 }
 
 fn write_file(path: &Path, text: &str) -> Result<(), IfError> {

@@ -21,7 +21,6 @@ pub mod mqtt;
 pub mod policy;
 pub mod rejections;
 pub mod reply;
-pub mod talents;
 pub mod witness;
 
 pub use if_protocol;

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use if_edge::config::Config;
 use if_edge::if_protocol::IfError;
 use if_edge::if_protocol::envelope::{PROTOCOL_MAJOR, PROTOCOL_MINOR};
-use if_edge::init::{InitRequest, init, parse_talent};
+use if_edge::init::{InitRequest, init};
 
 #[derive(Debug, Parser)]
 #[command(name = "if-edge", about = "The IF edge agent", disable_version_flag = true)]
@@ -39,9 +39,9 @@ enum Command {
         /// Agent name.
         #[arg(long)]
         agent: String,
-        /// A talent allowed to send commands, NAME=PUBKEY_FILE (repeatable).
-        #[arg(long = "talent")]
-        talents: Vec<String>,
+        /// The site's signed trust root (`ifctl trust init`); copied to DIR/policy/root.toml.
+        #[arg(long)]
+        trust_root: Option<PathBuf>,
     },
     /// Check a config file and exit.
     CheckConfig {
@@ -67,19 +67,8 @@ fn main() -> ExitCode {
             eprintln!("usage: if-edge <init|check-config|run|version>; see if-edge --help");
             return ExitCode::from(2);
         }
-        Some(Command::Init { dir, broker, site, agent, talents }) => run_init(dir, broker, site, agent, &talents),
-        Some(Command::CheckConfig { file }) => Config::load(&file).map(|loaded| {
-            let c = &loaded.config;
-            println!(
-                "{}: ok (agent {}/{}, broker {}, {} talent(s), witness {})",
-                file.display(),
-                c.agent.site,
-                c.agent.name,
-                c.mqtt.broker,
-                c.talents.len(),
-                c.witness.path.display()
-            );
-        }),
+        Some(Command::Init { dir, broker, site, agent, trust_root }) => run_init(dir, broker, site, agent, trust_root),
+        Some(Command::CheckConfig { file }) => return check_config(&file),
         Some(Command::Run { config }) => run(config),
     };
     match result {
@@ -91,19 +80,59 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints every problem of the file, one per line, or a one-line summary when there are none.
+fn check_config(file: &std::path::Path) -> ExitCode {
+    let status = ExitCode::from(if_edge::if_protocol::ErrorCode::ConfigInvalid.exit_status());
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("IF_ERR_503 CONFIG_INVALID: {}: cannot read: {e}", file.display());
+            return status;
+        }
+    };
+    match Config::problems(file, &text) {
+        Ok(c) => {
+            println!(
+                "{}: ok (agent {}/{}, broker {}, trust root {}, {} allowed manifest(s), witness {})",
+                file.display(),
+                c.agent.site,
+                c.agent.name,
+                c.mqtt.broker,
+                c.trust.root.as_ref().map_or_else(|| "none".to_string(), |r| r.display().to_string()),
+                c.trust.allow.len(),
+                c.witness.path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(p) => {
+            for line in &p.list {
+                eprintln!("IF_ERR_503 CONFIG_INVALID: {}: {line}", p.file.display());
+            }
+            eprintln!("{} problem(s)", p.list.len());
+            status
+        }
+    }
+}
+
 fn version() -> Result<(), IfError> {
     println!("if-edge {} (IF.connect {PROTOCOL_MAJOR}.{PROTOCOL_MINOR})", env!("CARGO_PKG_VERSION"));
     Ok(())
 }
 
-fn run_init(dir: PathBuf, broker: String, site: String, agent: String, talents: &[String]) -> Result<(), IfError> {
-    let talents = talents.iter().map(|t| parse_talent(t)).collect::<Result<Vec<_>, _>>()?;
-    let written = init(&InitRequest { dir, broker, site, agent, talents })?;
+fn run_init(
+    dir: PathBuf,
+    broker: String,
+    site: String,
+    agent: String,
+    trust_root: Option<PathBuf>,
+) -> Result<(), IfError> {
+    let written = init(&InitRequest { dir, broker, site, agent, trust_root })?;
     println!("wrote {} (agent config)", written.config.display());
     println!("wrote {} (agent identity key, mode 0600)", written.key.display());
     println!("wrote {} (agent public key: checkpoints verify against it)", written.public.display());
-    for t in &written.talents {
-        println!("wrote {} (talent public key)", t.display());
+    match &written.trust_root {
+        Some(r) => println!("wrote {} (trust root; signed manifests go in policy/manifests)", r.display()),
+        None => println!("no trust root yet: add one with [trust] root, or run init again with --trust-root"),
     }
     println!("run it with: if-edge run --config {}", written.config.display());
     Ok(())

@@ -22,14 +22,55 @@ pub struct Agent {
     pub site: String,
     /// Agent name.
     pub name: String,
+    /// The policy key of the agent's trust root, when [`Agent::init`] made one.
+    pub policy_key: Option<Talent>,
+    broker_url: String,
+    /// Talents still to add by policy command at the first start: (name, public key file).
+    to_add: Vec<(String, PathBuf)>,
     child: Option<Child>,
 }
 
 impl Agent {
-    /// `if-edge init` against `broker` with `talents`.
+    /// `if-edge init` against `broker`, with a trust root whose policy key adds `talents` at the first
+    /// start (with `ifctl talent add`, as an operator would).
     pub fn init(broker: &Broker, talents: &[&Talent]) -> Agent {
+        let root_key = Talent::new("root");
+        let policy_key = Talent::new("sec");
+        let keys = tempfile::tempdir().expect("tempdir");
+        let root = keys.path().join("root.toml");
+        let out = Agent::ifctl(&[
+            "trust",
+            "init",
+            "--key",
+            path(&root_key.secret),
+            "--policy-key",
+            path(&policy_key.public),
+            "--out",
+            path(&root),
+        ]);
+        assert!(out.status.success(), "ifctl trust init: {}", String::from_utf8_lossy(&out.stderr));
+        let mut agent = Agent::init_with(broker, &["--trust-root", path(&root)]);
+        agent.policy_key = Some(policy_key);
+        agent.to_add = talents.iter().map(|t| (t.name.clone(), t.public.clone())).collect();
+        agent
+    }
+
+    /// `if-edge init` against `broker` with no trust root: the test provides its own policy.
+    pub fn init_bare(broker: &Broker) -> Agent {
+        Agent::init_with(broker, &[])
+    }
+
+    fn init_with(broker: &Broker, extra: &[&str]) -> Agent {
         let dir = tempfile::tempdir().expect("tempdir");
-        let agent = Agent { dir, site: "studio-a".into(), name: "edge-1".into(), child: None };
+        let agent = Agent {
+            dir,
+            site: "studio-a".into(),
+            name: "edge-1".into(),
+            policy_key: None,
+            broker_url: broker.url(),
+            to_add: Vec::new(),
+            child: None,
+        };
         let mut cmd = Command::new(crate::bin("if-edge"));
         cmd.arg("init").arg("--dir").arg(agent.home()).args([
             "--broker",
@@ -39,12 +80,28 @@ impl Agent {
             "--agent",
             &agent.name,
         ]);
-        for t in talents {
-            cmd.arg("--talent").arg(format!("{}={}", t.name, t.public.display()));
-        }
+        cmd.args(extra);
         let out = cmd.output().expect("run if-edge init");
         assert!(out.status.success(), "if-edge init failed: {}", String::from_utf8_lossy(&out.stderr));
         agent
+    }
+
+    /// `ifctl talent VERB ARGS` signed with the agent's policy key; its output.
+    pub fn talent(&self, verb: &str, args: &[&str]) -> Output {
+        let key = self.policy_key.as_ref().expect("an agent made by Agent::init has a policy key");
+        let mut all = vec!["talent", verb];
+        all.extend_from_slice(args);
+        all.extend(["--broker", &self.broker_url, "--site", &self.site, "--agent", &self.name]);
+        all.extend(["--key", path(&key.secret), "--why", "test set-up"]);
+        Agent::ifctl(&all)
+    }
+
+    /// Adds the talents [`Agent::init`] was given; the agent must be running.
+    fn add_talents(&mut self) {
+        for (name, public) in std::mem::take(&mut self.to_add) {
+            let out = self.talent("add", &["--name", &name, "--role", "test", "--pubkey", path(&public)]);
+            assert!(out.status.success(), "talent add {name}: {}", String::from_utf8_lossy(&out.stderr));
+        }
     }
 
     /// The agent directory.
@@ -102,6 +159,7 @@ impl Agent {
             (self.log().matches("connected to the broker").count() > connects_before).then_some(())
         });
         assert!(up.is_some(), "agent did not connect; its log:\n{}", self.log());
+        self.add_talents();
     }
 
     /// The process id, while running.

@@ -75,7 +75,7 @@ fn assert_no_echo(case: &str, dlq: &Msg, payload: &[u8]) {
 }
 
 fn executed(agent: &Agent) -> usize {
-    agent.export().iter().filter(|r| r["kind"] == "EXECUTED").count()
+    agent.export().iter().filter(|r| r["kind"] == "EXECUTED" && r["capability"] == "if://capability/edge.ping").count()
 }
 
 /// A frame whose body is not canonical (one byte after the end) but correctly signed.

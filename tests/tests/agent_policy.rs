@@ -55,7 +55,7 @@ fn site() -> Site {
     let broker = Broker::start();
     let root_key = Talent::new("root");
     let sec = Talent::new("sec");
-    let mut agent = Agent::init(&broker, &[]);
+    let mut agent = Agent::init_bare(&broker);
     let files = agent.dir.path().join("policy");
     let manifests = files.join("manifests");
     std::fs::create_dir_all(&manifests).expect("mkdir");

@@ -70,7 +70,7 @@ struct Site {
 fn site(allow: &[&str]) -> Site {
     let broker = Broker::start();
     let (a, b) = (Talent::new("root-a"), Talent::new("root-b"));
-    let agent = Agent::init(&broker, &[]);
+    let agent = Agent::init_bare(&broker);
     let files = agent.dir.path().join("policy");
     let manifests = files.join("manifests");
     std::fs::create_dir_all(&manifests).expect("mkdir");
