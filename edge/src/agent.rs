@@ -24,6 +24,7 @@ use rumqttc::v5::mqttbytes::v5::{Publish, PublishProperties};
 use tokio::sync::{mpsc, watch};
 
 use crate::admit::{Admission, Limits};
+use crate::budget::Budgets;
 use crate::capability::{Capability, Health, Loopback, Ping, Registry};
 use crate::clock::Clock;
 use crate::config::Loaded;
@@ -152,6 +153,7 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
         nonce_cap: config.admission.nonce_cache,
     };
     let admission = Admission::new(limits, store.replay_windows()?, store.replies()?);
+    let witness_budgets = store.budgets()?;
     let agent_name = format!("{}/{}", config.agent.site, config.agent.name);
     let health = Arc::new(Health::new(agent_name.clone(), store.boot_counter(), store.size()));
     tracing::info!(agent = %agent_name, log_size = store.size(), interrupted = interrupted.len(), "witness log ready");
@@ -166,8 +168,11 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     }
     let policy = Arc::new(Mutex::new(policy));
     registry.add(Arc::new(PolicyCommands::new(policy.clone(), witness.clone(), clock.clone())) as Arc<dyn Capability>);
-    let state =
-        Arc::new(Mutex::new(State { ingress: Ingress { admission, registry, policy }, waiting: HashMap::new() }));
+    let budgets = Budgets::new(config.budget_limits(), witness_budgets);
+    let state = Arc::new(Mutex::new(State {
+        ingress: Ingress { admission, registry, policy, budgets },
+        waiting: HashMap::new(),
+    }));
 
     let topics = Topics::new(&config.agent.site, &config.agent.name);
     let (client, eventloop) = AsyncClient::new(mqtt::options(config, &topics), 1024);
@@ -184,7 +189,9 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     let birth_health = health.clone();
     let birth = move || {
         let mut extra = birth_health.snapshot();
-        extra["policy"] = lock(&lock(&state).ingress.policy).status();
+        let state = lock(&state);
+        extra["policy"] = lock(&state.ingress.policy).status();
+        extra["budgets"] = state.ingress.budgets.status(crate::clock::Clock::system_ms() / 1000);
         mqtt::status_payload("online", extra)
     };
     let driver =
@@ -378,6 +385,10 @@ async fn receive(ctx: &Ctx, accepted: Vec<(Publish, Box<Accepted>)>, done: &mpsc
             entry.digest = Some(a.digest);
             let route = ctx.route(p, Some(&a.body.sender));
             let mut item = Append::record(Kind::Received, entry.clone());
+            if let Some(c) = &a.charge {
+                item.entry.detail = c.describe();
+                item.budget = Some((c.provider.clone(), c.after));
+            }
             item.replay = Some((a.ticket.sender.clone(), a.ticket.window.clone()));
             item.pending = Some(Pending {
                 sender: a.ticket.sender.clone(),
@@ -403,6 +414,9 @@ async fn receive(ctx: &Ctx, accepted: Vec<(Publish, Box<Accepted>)>, done: &mpsc
                 let mut state = lock(&ctx.state);
                 for (_, a) in accepted.iter().rev() {
                     state.ingress.admission.rollback(&a.ticket);
+                    if let Some(c) = &a.charge {
+                        state.ingress.budgets.refund(c);
+                    }
                 }
             }
             let e =

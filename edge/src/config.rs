@@ -27,6 +27,21 @@ pub struct Config {
     /// The trust root, signed manifests and the allow-list.
     #[serde(default)]
     pub trust: TrustSection,
+    /// Spending allowances per provider.
+    #[serde(default, rename = "budget", skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<BudgetEntry>,
+}
+
+/// `[[budget]]`: a provider (a capability) may spend `units` of cost per `period_s` seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetEntry {
+    /// The capability that charges, `if://capability/NAME`.
+    pub provider: String,
+    /// Units per period; an action's cost comes from its manifest.
+    pub units: u64,
+    /// Period length in seconds, aligned to the Unix epoch (86400 = a UTC day).
+    pub period_s: u64,
 }
 
 /// `[agent]`
@@ -195,7 +210,7 @@ impl BrokerAddr {
 }
 
 /// The top-level sections a config file may have.
-const SECTIONS: &[&str] = &["agent", "mqtt", "admission", "witness", "trust"];
+const SECTIONS: &[&str] = &["agent", "mqtt", "admission", "witness", "trust", "budget"];
 
 /// Every problem found in one config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,6 +260,12 @@ struct WitnessPart {
 }
 
 #[derive(Deserialize)]
+struct BudgetPart {
+    #[serde(default)]
+    budget: Vec<BudgetEntry>,
+}
+
+#[derive(Deserialize)]
 struct TrustPart {
     #[serde(default)]
     trust: TrustSection,
@@ -282,12 +303,13 @@ impl Config {
         let admission = part::<AdmissionPart>(text, &mut list).map(|p| p.admission);
         let witness = part::<WitnessPart>(text, &mut list).map(|p| p.witness);
         let trust = part::<TrustPart>(text, &mut list).map(|p| p.trust);
-        let (Some(agent), Some(mqtt), Some(admission), Some(witness), Some(trust)) =
-            (agent, mqtt, admission, witness, trust)
+        let budgets = part::<BudgetPart>(text, &mut list).map(|p| p.budget);
+        let (Some(agent), Some(mqtt), Some(admission), Some(witness), Some(trust), Some(budgets)) =
+            (agent, mqtt, admission, witness, trust, budgets)
         else {
             return Err(fail(list));
         };
-        let config = Config { agent, mqtt, admission, witness, trust };
+        let config = Config { agent, mqtt, admission, witness, trust, budgets };
         list.extend(config.rule_problems().into_iter().map(|(key, what)| format!("{key}: {what}")));
         if list.is_empty() { Ok(config) } else { Err(fail(list)) }
     }
@@ -339,7 +361,27 @@ impl Config {
                 bad(&format!("trust.allow[{i}]"), &why);
             }
         }
+        let mut providers = std::collections::HashSet::new();
+        for (i, b) in self.budgets.iter().enumerate() {
+            if if_protocol::envelope::capability_name(&b.provider).is_err() {
+                bad(&format!("budget[{i}].provider"), "must read if://capability/NAME");
+            }
+            if !providers.insert(b.provider.as_str()) {
+                bad(&format!("budget[{i}].provider"), "has a budget already");
+            }
+            if b.period_s == 0 {
+                bad(&format!("budget[{i}].period_s"), "must be at least 1");
+            }
+        }
         out
+    }
+
+    /// The budgets by provider.
+    pub fn budget_limits(&self) -> std::collections::HashMap<String, crate::budget::Limit> {
+        self.budgets
+            .iter()
+            .map(|b| (b.provider.clone(), crate::budget::Limit { units: b.units, period_s: b.period_s.max(1) }))
+            .collect()
     }
 
     fn resolve(&mut self, base: &Path) {

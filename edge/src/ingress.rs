@@ -17,6 +17,7 @@ use if_protocol::{ErrorCode, IfError, batch, json};
 use uuid::Uuid;
 
 use crate::admit::{Admission, Admitted, Ticket};
+use crate::budget::{Budgets, Charge};
 use crate::capability::{Capability, Registry};
 use crate::policy::Policy;
 use crate::policy::authorize::{self, Principal};
@@ -71,6 +72,8 @@ pub struct Accepted {
     pub ticket: Box<Ticket>,
     /// What will run it.
     pub capability: Arc<dyn Capability>,
+    /// Its cost, charged to its provider's budget (to persist, or refund if the record fails).
+    pub charge: Option<Charge>,
 }
 
 /// The state ingress decides with.
@@ -83,6 +86,8 @@ pub struct Ingress {
     /// The trust root, manifests, talents and grants; shared with the policy capability. Lock order:
     /// the agent's state, then this.
     pub policy: Arc<Mutex<Policy>>,
+    /// Spending per provider.
+    pub budgets: Budgets,
 }
 
 enum Stage {
@@ -189,8 +194,15 @@ impl Ingress {
             self.admission.rollback(&ticket);
             return Decision::Reject(Box::new(Refused { error: e, body: Some(body), digest: Some(digest) }));
         }
-        match self.registry.resolve(&body) {
-            Ok(capability) => Decision::Accept(Box::new(Accepted { body, digest, ticket, capability })),
+        let cost = self.policy().manifest(&body.capability).and_then(|m| m.action(&body.action)).map_or(0, |a| a.cost);
+        let resolved = self.registry.resolve(&body).and_then(|capability| {
+            let charge = self.budgets.charge(&body.capability, u64::from(cost), now_ms / 1000)?;
+            Ok((capability, charge))
+        });
+        match resolved {
+            Ok((capability, charge)) => {
+                Decision::Accept(Box::new(Accepted { body, digest, ticket, capability, charge }))
+            }
             Err(e) => {
                 self.admission.rollback(&ticket);
                 Decision::Reject(Box::new(Refused { error: e, body: Some(body), digest: Some(digest) }))

@@ -76,6 +76,7 @@ pub fn init(req: &InitRequest) -> Result<Written, IfError> {
             },
             None => TrustSection::default(),
         },
+        budgets: Vec::new(),
     };
     let text = toml::to_string(&config).map_err(|e| invalid(format_args!("config does not serialize: {e}")))?;
     // Check everything before writing anything.

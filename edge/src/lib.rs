@@ -11,6 +11,7 @@
 
 pub mod admit;
 pub mod agent;
+pub mod budget;
 pub mod capability;
 pub mod clock;
 pub mod config;

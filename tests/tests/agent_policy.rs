@@ -52,6 +52,11 @@ impl Site {
 
 /// A root with signing key `root` and policy key `sec`, two loopback capabilities, an agent.
 fn site() -> Site {
+    site_with("")
+}
+
+/// [`site`] with `extra` appended to the agent's config.
+fn site_with(extra: &str) -> Site {
     let broker = Broker::start();
     let root_key = Talent::new("root");
     let sec = Talent::new("sec");
@@ -72,7 +77,7 @@ fn site() -> Site {
         p(&root),
         p(&manifests)
     );
-    agent.edit_config(|t| t.replace("[trust]\nallow = []\n", &section));
+    agent.edit_config(|t| t.replace("[trust]\nallow = []\n", &section) + extra);
     agent.start();
     Site { broker, agent, sec }
 }
@@ -239,4 +244,65 @@ fn policy_commands_are_refused_with_their_code() {
     args.extend(["--key", p(&desk.secret), "--why", "self-revoke"]);
     let out = Agent::ifctl(&args);
     assert!(String::from_utf8_lossy(&out.stderr).contains("IF_ERR_003"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_budget_allows_exactly_its_units_per_period_and_survives_a_crash() {
+    let mut s = site_with(&format!("\n[[budget]]\nprovider = \"{LOOP}\"\nunits = 2\nperiod_s = 86400\n"));
+    let probe = Probe::connect(&s.broker, &s.agent.site, &s.agent.name);
+    let mut n = 0;
+    let desk = Talent::new("desk");
+    let ctl = "studio:control";
+    s.talent_ok("add", &["--name", "desk", "--role", "director", "--pubkey", p(&desk.public)]);
+    s.talent_ok(
+        "grant",
+        &[
+            "--name",
+            "desk",
+            "--capability",
+            LOOP,
+            "--scope",
+            ctl,
+            "--action",
+            "cut",
+            "--action",
+            "preview",
+            "--hazard",
+            "on_air",
+        ],
+    );
+    let cut = |n: &mut u64| ask(&probe, desk.sign(&command(&desk, LOOP, "cut", Hazards::ON_AIR, ctl)), n);
+    assert_eq!(code(&cut(&mut n)), "OK", "1 of 2");
+    assert_eq!(code(&cut(&mut n)), "OK", "2 of 2: exactly at the limit");
+    let over = cut(&mut n);
+    assert_eq!(code(&over), "IF_ERR_301", "one past the limit: {over}");
+    let free = ask(&probe, desk.sign(&command(&desk, LOOP, "preview", Hazards::NONE, ctl)), &mut n);
+    assert_eq!(code(&free), "OK", "an action of cost 0 is never refused: {free}");
+
+    s.agent.kill9();
+    s.agent.start();
+    assert_eq!(code(&cut(&mut n)), "IF_ERR_301", "the spending survives kill -9");
+    let watcher = Probe::connect(&s.broker, &s.agent.site, &s.agent.name);
+    watcher.subscribe(&watcher.topics.status);
+    let status = watcher.next_on(&watcher.topics.status, Duration::from_secs(10)).expect("status").json();
+    assert_eq!(status["budgets"][0]["provider"], LOOP, "{status}");
+    assert_eq!((status["budgets"][0]["spent"].as_u64(), status["budgets"][0]["units"].as_u64()), (Some(2), Some(2)));
+    s.agent.stop();
+
+    let records = s.agent.export();
+    let charged: Vec<&str> = records
+        .iter()
+        .filter(|r| r["kind"] == "RECEIVED")
+        .filter_map(|r| r["detail"].as_str())
+        .filter(|d| d.starts_with("cost 1 charged"))
+        .collect();
+    assert_eq!(
+        charged,
+        [
+            format!("cost 1 charged to {LOOP}: 1 of 2 units this period"),
+            format!("cost 1 charged to {LOOP}: 2 of 2 units this period")
+        ]
+    );
+    let refused = records.iter().filter(|r| r["kind"] == "REJECTED" && r["code"] == "IF_ERR_301").count();
+    assert_eq!(refused, 2, "each refusal witnessed");
 }

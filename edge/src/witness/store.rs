@@ -10,7 +10,8 @@
 //! Tables: `records` (index -> leaf bytes), `head` (tree size, peaks, last leaf hash, last wall time, boot
 //! counter), `replay` (sender -> window), `pending` (RECEIVED index -> what it was), `replies` ((sender,
 //! seq) -> digest and reply), `checkpoints` (tree size -> signed note), `policy` (key -> signed trust
-//! root, manifest, talent or grant, written only with its POLICY record).
+//! root, manifest, talent or grant, written only with its POLICY record), `budgets` (provider -> spending
+//! in the current period, written with the RECEIVED record that charged it).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ const PENDING: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("pending")
 const REPLIES: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("replies");
 const CHECKPOINTS: TableDefinition<'_, u64, &str> = TableDefinition::new("checkpoints");
 const POLICY: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("policy");
+const BUDGETS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("budgets");
 
 /// The persisted head of the log.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +99,8 @@ pub struct Append {
     pub reply: Option<ReplyUpdate>,
     /// Stores a policy document under a key (see `crate::policy`).
     pub policy: Option<(String, Vec<u8>)>,
+    /// A provider's spending after this record's charge.
+    pub budget: Option<(String, crate::budget::Spent)>,
 }
 
 /// A reply to cache, and how far back the sender's cache reaches.
@@ -115,7 +119,7 @@ pub struct ReplyUpdate {
 impl Append {
     /// A record with no side effects.
     pub fn record(kind: Kind, entry: Entry) -> Self {
-        Append { kind, entry, replay: None, pending: None, settles: None, reply: None, policy: None }
+        Append { kind, entry, replay: None, pending: None, settles: None, reply: None, policy: None, budget: None }
     }
 }
 
@@ -205,6 +209,7 @@ impl Store {
             txn.open_table(REPLIES).map_err(|e| unavailable("table", e))?;
             txn.open_table(CHECKPOINTS).map_err(|e| unavailable("table", e))?;
             txn.open_table(POLICY).map_err(|e| unavailable("table", e))?;
+            txn.open_table(BUDGETS).map_err(|e| unavailable("table", e))?;
             let table = txn.open_table(HEAD).map_err(|e| unavailable("table", e))?;
             (self.head, self.tree) = read_head(&table)?;
         }
@@ -321,6 +326,12 @@ impl Store {
                         .map_err(|e| unavailable("write", e))?;
                     replies
                         .retain_in((r.sender.as_str(), 0)..(r.sender.as_str(), r.keep_from), |_, _| false)
+                        .map_err(|e| unavailable("write", e))?;
+                }
+                if let Some((provider, spent)) = &item.budget {
+                    let mut budgets = txn.open_table(BUDGETS).map_err(|e| unavailable("table", e))?;
+                    budgets
+                        .insert(provider.as_str(), encode(spent)?.as_slice())
                         .map_err(|e| unavailable("write", e))?;
                 }
                 if let Some((key, value)) = &item.policy {
@@ -447,6 +458,22 @@ impl Store {
         for row in table.iter().map_err(|e| unavailable("read", e))? {
             let (k, v) = row.map_err(|e| unavailable("read", e))?;
             out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Every provider's persisted spending. A log written before budgets existed has none.
+    pub fn budgets(&mut self) -> Result<HashMap<String, crate::budget::Spent>, IfError> {
+        let txn = self.db()?.begin_read().map_err(|e| unavailable("read", e))?;
+        let table = match txn.open_table(BUDGETS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(HashMap::new()),
+            Err(e) => return Err(unavailable("table", e)),
+        };
+        let mut out = HashMap::new();
+        for row in table.iter().map_err(|e| unavailable("read", e))? {
+            let (k, v) = row.map_err(|e| unavailable("read", e))?;
+            out.insert(k.value().to_string(), decode(v.value(), "budget")?);
         }
         Ok(out)
     }
