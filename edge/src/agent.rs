@@ -8,7 +8,7 @@
 //! answered IF_ERR_501 WITNESS_UNAVAILABLE, their admission is undone, and nothing runs.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -33,6 +33,7 @@ use crate::mqtt::{self, Topics};
 use crate::policy::apply::PolicyCommands;
 use crate::rejections::Rejections;
 use crate::reply::{DeadLetter, Reply};
+use crate::vault::Vault;
 use crate::witness::record::{Entry, Kind};
 use crate::witness::store::{Append, CachedReply, CheckpointSigner, Interrupted, Pending, ReplyUpdate, Store};
 use crate::witness::verify::{self, BOOT_KEY_PREFIX};
@@ -146,7 +147,7 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
         B64.encode(key.verifying_key().as_bytes())
     );
     let interrupted = store.boot(clock.now_ms(), &boot_detail)?;
-    let policy = crate::policy::load::at_start(&mut store, &config.trust, clock.now_ms())?;
+    let mut policy = crate::policy::load::at_start(&mut store, &config.trust, clock.now_ms())?;
     let limits = Limits {
         width: config.admission.replay_window,
         skew_ms: config.admission.clock_skew_ms,
@@ -163,8 +164,19 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
 
     let mut registry = Registry::default();
     registry.add(Arc::new(Ping::new(health.clone())) as Arc<dyn Capability>);
+    let vault = Vault::new(std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from), config.vault.dir.clone());
+    let mut without_secrets = Vec::new();
     for m in policy.manifests().filter(|m| m.driver.as_str() == Loopback::DRIVER) {
-        registry.add(Arc::new(Loopback::new(m)) as Arc<dyn Capability>);
+        match vault.for_manifest(m) {
+            Ok(secrets) => registry.add(Arc::new(Loopback::new(m, secrets)) as Arc<dyn Capability>),
+            Err(e) => {
+                tracing::error!(capability = %m.id, code = %e.code(), "not offered: its secrets are unavailable: {}", e.detail());
+                without_secrets.push((format!("{} secrets", m.id), e));
+            }
+        }
+    }
+    for (source, e) in &without_secrets {
+        policy.refused(source, e);
     }
     let policy = Arc::new(Mutex::new(policy));
     registry.add(Arc::new(PolicyCommands::new(policy.clone(), witness.clone(), clock.clone())) as Arc<dyn Capability>);
@@ -435,7 +447,10 @@ fn start(ctx: &Ctx, a: Accepted, received: u64, route: Option<Route>, done: mpsc
     let clock = ctx.clock.clone();
     let fallback = Route { topic: ctx.topics.reply_for(&a.body.sender), correlation: None };
     tokio::spawn(async move {
-        let outcome = a.capability.execute(&a.body).await;
+        let outcome = a.capability.execute(&a.body).await.map(|mut v| {
+            crate::redact::redact_json(&mut v);
+            v
+        });
         let now_ms = lock(&clock).now_ms();
         let route = route.unwrap_or(fallback);
         let _ = done.send(Done { body: a.body, digest: a.digest, received, route, outcome, now_ms });

@@ -141,15 +141,25 @@ impl Capability for Ping {
 pub struct Loopback {
     id: String,
     actions: Vec<String>,
+    secrets: crate::vault::DriverSecrets,
 }
 
 impl Loopback {
     /// The driver name manifests use.
     pub const DRIVER: &'static str = "loopback";
 
-    /// A loopback for `manifest`.
-    pub fn new(manifest: &if_protocol::policy::Manifest) -> Self {
-        Loopback { id: manifest.id.to_string(), actions: manifest.actions.iter().map(|a| a.name.to_string()).collect() }
+    /// A loopback for `manifest`, holding the secrets the manifest lists.
+    pub fn new(manifest: &if_protocol::policy::Manifest, secrets: crate::vault::DriverSecrets) -> Self {
+        let actions = manifest.actions.iter().map(|a| a.name.to_string()).collect();
+        Loopback { id: manifest.id.to_string(), actions, secrets }
+    }
+
+    /// With argument `vault=NAME`, shows that the driver holds secret NAME (its length, never its value).
+    fn secret_check(&self, body: &EnvelopeBody) -> Result<Option<serde_json::Value>, IfError> {
+        let Some(if_protocol::envelope::ArgValue::Text(name)) = body.args.get("vault") else { return Ok(None) };
+        let value = self.secrets.get(name)?;
+        let bytes = secrecy::ExposeSecret::expose_secret(value).len();
+        Ok(Some(serde_json::json!({ "name": name.as_str(), "held": true, "bytes": bytes })))
     }
 }
 
@@ -176,7 +186,8 @@ impl Capability for Loopback {
                     (a.key.to_string(), v)
                 })
                 .collect();
-            Ok(serde_json::json!({ "loopback": body.action.as_str(), "args": args }))
+            let held = self.secret_check(body)?;
+            Ok(serde_json::json!({ "loopback": body.action.as_str(), "args": args, "vault": held }))
         })
     }
 }

@@ -27,9 +27,22 @@ pub struct Config {
     /// The trust root, signed manifests and the allow-list.
     #[serde(default)]
     pub trust: TrustSection,
+    /// Where drivers' secrets are kept.
+    #[serde(default)]
+    pub vault: VaultSection,
     /// Spending allowances per provider.
     #[serde(default, rename = "budget", skip_serializing_if = "Vec::is_empty")]
     pub budgets: Vec<BudgetEntry>,
+}
+
+/// `[vault]`
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultSection {
+    /// A directory with one file per secret, each mode 0600 (or 0400). The systemd credentials
+    /// directory (`$CREDENTIALS_DIRECTORY`), when set, is searched first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
 }
 
 /// `[[budget]]`: a provider (a capability) may spend `units` of cost per `period_s` seconds.
@@ -210,7 +223,7 @@ impl BrokerAddr {
 }
 
 /// The top-level sections a config file may have.
-const SECTIONS: &[&str] = &["agent", "mqtt", "admission", "witness", "trust", "budget"];
+const SECTIONS: &[&str] = &["agent", "mqtt", "admission", "witness", "trust", "vault", "budget"];
 
 /// Every problem found in one config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,6 +273,12 @@ struct WitnessPart {
 }
 
 #[derive(Deserialize)]
+struct VaultPart {
+    #[serde(default)]
+    vault: VaultSection,
+}
+
+#[derive(Deserialize)]
 struct BudgetPart {
     #[serde(default)]
     budget: Vec<BudgetEntry>,
@@ -303,13 +322,14 @@ impl Config {
         let admission = part::<AdmissionPart>(text, &mut list).map(|p| p.admission);
         let witness = part::<WitnessPart>(text, &mut list).map(|p| p.witness);
         let trust = part::<TrustPart>(text, &mut list).map(|p| p.trust);
+        let vault = part::<VaultPart>(text, &mut list).map(|p| p.vault);
         let budgets = part::<BudgetPart>(text, &mut list).map(|p| p.budget);
-        let (Some(agent), Some(mqtt), Some(admission), Some(witness), Some(trust), Some(budgets)) =
-            (agent, mqtt, admission, witness, trust, budgets)
+        let (Some(agent), Some(mqtt), Some(admission), Some(witness), Some(trust), Some(vault), Some(budgets)) =
+            (agent, mqtt, admission, witness, trust, vault, budgets)
         else {
             return Err(fail(list));
         };
-        let config = Config { agent, mqtt, admission, witness, trust, budgets };
+        let config = Config { agent, mqtt, admission, witness, trust, vault, budgets };
         list.extend(config.rule_problems().into_iter().map(|(key, what)| format!("{key}: {what}")));
         if list.is_empty() { Ok(config) } else { Err(fail(list)) }
     }
@@ -396,6 +416,9 @@ impl Config {
             abs(p);
         }
         if let Some(p) = &mut self.trust.manifests {
+            abs(p);
+        }
+        if let Some(p) = &mut self.vault.dir {
             abs(p);
         }
     }

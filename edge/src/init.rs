@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use if_protocol::{ErrorCode, IfError};
 
-use crate::config::{AdmissionSection, AgentSection, Config, MqttSection, TrustSection, WitnessSection};
+use crate::config::{AdmissionSection, AgentSection, Config, MqttSection, TrustSection, VaultSection, WitnessSection};
 
 /// What `init` was asked for.
 #[derive(Debug, Clone)]
@@ -76,6 +76,7 @@ pub fn init(req: &InitRequest) -> Result<Written, IfError> {
             },
             None => TrustSection::default(),
         },
+        vault: VaultSection::default(),
         budgets: Vec::new(),
     };
     let text = toml::to_string(&config).map_err(|e| invalid(format_args!("config does not serialize: {e}")))?;

@@ -20,8 +20,10 @@ pub mod init;
 pub mod keyfile;
 pub mod mqtt;
 pub mod policy;
+pub mod redact;
 pub mod rejections;
 pub mod reply;
+pub mod vault;
 pub mod witness;
 
 pub use if_protocol;

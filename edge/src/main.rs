@@ -145,7 +145,11 @@ fn run(config: PathBuf) -> Result<(), IfError> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .fmt_fields(tracing_subscriber::field::MakeExt::delimited(
+            tracing_subscriber::fmt::format::debug_fn(if_edge::redact::write_field),
+            " ",
+        ))
+        .with_writer(if_edge::redact::ScrubbedStderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()

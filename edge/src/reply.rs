@@ -83,7 +83,7 @@ impl Reply {
     /// The JSON bytes published.
     pub fn to_bytes(&self) -> Vec<u8> {
         // Serializing plain data with string keys cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        scrubbed(serde_json::to_vec(self).unwrap_or_default())
     }
 }
 
@@ -127,7 +127,15 @@ impl DeadLetter {
 
     /// The JSON bytes published.
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        scrubbed(serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
+/// JSON bytes with every known secret value replaced (the JSON stays valid: the marker is plain text).
+fn scrubbed(json: Vec<u8>) -> Vec<u8> {
+    match std::str::from_utf8(&json).map(crate::redact::scrub) {
+        Ok(std::borrow::Cow::Owned(clean)) => clean.into_bytes(),
+        _ => json,
     }
 }
 

@@ -24,6 +24,10 @@ pub struct Agent {
     pub name: String,
     /// The policy key of the agent's trust root, when [`Agent::init`] made one.
     pub policy_key: Option<Talent>,
+    /// The key that signed that root and signs manifests for it.
+    pub root_key: Option<Talent>,
+    /// `RUST_LOG` for the next start.
+    pub log_filter: String,
     broker_url: String,
     /// Talents still to add by policy command at the first start: (name, public key file).
     to_add: Vec<(String, PathBuf)>,
@@ -51,6 +55,7 @@ impl Agent {
         assert!(out.status.success(), "ifctl trust init: {}", String::from_utf8_lossy(&out.stderr));
         let mut agent = Agent::init_with(broker, &["--trust-root", path(&root)]);
         agent.policy_key = Some(policy_key);
+        agent.root_key = Some(root_key);
         agent.to_add = talents.iter().map(|t| (t.name.clone(), t.public.clone())).collect();
         agent
     }
@@ -67,6 +72,8 @@ impl Agent {
             site: "studio-a".into(),
             name: "edge-1".into(),
             policy_key: None,
+            root_key: None,
+            log_filter: "info".into(),
             broker_url: broker.url(),
             to_add: Vec::new(),
             child: None,
@@ -94,6 +101,17 @@ impl Agent {
         all.extend(["--broker", &self.broker_url, "--site", &self.site, "--agent", &self.name]);
         all.extend(["--key", path(&key.secret), "--why", "test set-up"]);
         Agent::ifctl(&all)
+    }
+
+    /// Signs manifest `text` with the root key into the agent's manifest directory as `NAME.toml`.
+    pub fn add_manifest(&self, name: &str, text: &str) {
+        let key = self.root_key.as_ref().expect("an agent made by Agent::init has a root key");
+        let unsigned = self.dir.path().join(format!("{name}.unsigned.toml"));
+        std::fs::write(&unsigned, text).expect("write manifest");
+        let out_path = self.home().join("policy/manifests").join(format!("{name}.toml"));
+        let out =
+            Agent::ifctl(&["manifest", "sign", path(&unsigned), "--key", path(&key.secret), "--out", path(&out_path)]);
+        assert!(out.status.success(), "manifest sign: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     /// Adds the talents [`Agent::init`] was given; the agent must be running.
@@ -149,15 +167,19 @@ impl Agent {
             .arg("run")
             .arg("--config")
             .arg(self.config())
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", &self.log_filter)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start if-edge");
         self.child = Some(child);
         let up = crate::wait_for(Duration::from_secs(20), || {
-            (self.log().matches("connected to the broker").count() > connects_before).then_some(())
+            if !self.is_running() {
+                return Some(false);
+            }
+            (self.log().matches("connected to the broker").count() > connects_before).then_some(true)
         });
+        let up = up.filter(|connected| *connected);
         assert!(up.is_some(), "agent did not connect; its log:\n{}", self.log());
         self.add_talents();
     }

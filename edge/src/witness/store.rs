@@ -301,6 +301,12 @@ impl Store {
             let mut replies = txn.open_table(REPLIES).map_err(|e| unavailable("table", e))?;
             for item in batch {
                 let mut entry = item.entry.clone();
+                // The last net: no known secret value is ever written to the log.
+                for text in [&mut entry.detail, &mut entry.why] {
+                    if let std::borrow::Cow::Owned(clean) = crate::redact::scrub(text) {
+                        *text = clean;
+                    }
+                }
                 entry.wall_ms = entry.wall_ms.max(head.last_wall_ms);
                 entry.boot = head.boot;
                 let record = Record { index: head.size, kind: item.kind, entry, prev: head.last_leaf };

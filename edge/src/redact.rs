@@ -1,0 +1,141 @@
+//! Redaction: secret values and sensitive fields never leave the agent in logs, replies or the witness.
+//!
+//! Two nets. Every value read from the vault is registered here, and [`scrub`] replaces any occurrence of a
+//! registered value, wherever it appears, with `[REDACTED]`; the agent's log writer passes every line
+//! through it. Structured data (a driver's result before it is replied and witnessed) goes through
+//! [`redact_json`], which also blanks every value whose key looks sensitive (`api_key`, `secret`,
+//! `token`, `password`, `credential`, ...) at any depth, whether or not the value is a known secret.
+
+use std::borrow::Cow;
+use std::io::Write;
+use std::sync::{PoisonError, RwLock};
+
+/// What a redacted value is replaced with.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Key fragments that mark a field as sensitive, compared case-insensitively.
+const SENSITIVE: &[&str] =
+    &["api_key", "apikey", "secret", "token", "password", "passwd", "credential", "private_key", "authorization"];
+
+/// Values shorter than this are not scrubbed by value (they would match everywhere); keys still are.
+const MIN_SCRUB_LEN: usize = 4;
+
+static VALUES: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// Registers a secret value to be scrubbed from everything the agent writes.
+pub fn register(value: &str) {
+    if value.len() < MIN_SCRUB_LEN {
+        return;
+    }
+    let mut values = VALUES.write().unwrap_or_else(PoisonError::into_inner);
+    if !values.iter().any(|v| v == value) {
+        values.push(value.to_string());
+    }
+}
+
+/// Whether a field of this name holds something secret.
+pub fn is_sensitive_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    SENSITIVE.iter().any(|s| k.contains(s))
+}
+
+/// `text` with every registered secret value replaced.
+pub fn scrub(text: &str) -> Cow<'_, str> {
+    let values = VALUES.read().unwrap_or_else(PoisonError::into_inner);
+    let mut out = Cow::Borrowed(text);
+    for v in values.iter() {
+        if out.contains(v.as_str()) {
+            out = Cow::Owned(out.replace(v.as_str(), REDACTED));
+        }
+    }
+    out
+}
+
+/// Blanks sensitive keys and scrubs registered values, at any depth.
+pub fn redact_json(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, val) in map.iter_mut() {
+                if is_sensitive_key(k) {
+                    *val = serde_json::Value::String(REDACTED.into());
+                } else {
+                    redact_json(val);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_json),
+        serde_json::Value::String(s) => {
+            if let Cow::Owned(clean) = scrub(s) {
+                *s = clean;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A log writer that scrubs each formatted line before it reaches stderr.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScrubbedStderr;
+
+impl Write for ScrubbedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr().write_all(scrub(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ScrubbedStderr {
+    type Writer = ScrubbedStderr;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        ScrubbedStderr
+    }
+}
+
+/// Formats a log field, blanking it when its name is sensitive.
+pub fn write_field(
+    w: &mut tracing_subscriber::fmt::format::Writer<'_>,
+    field: &tracing::field::Field,
+    value: &dyn std::fmt::Debug,
+) -> std::fmt::Result {
+    match field.name() {
+        "message" => write!(w, "{value:?}"),
+        name if is_sensitive_key(name) => write!(w, "{name}={REDACTED}"),
+        name => write!(w, "{name}={value:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sensitive_keys_are_blanked_at_any_depth_and_known_values_anywhere() {
+        register("hunter2-value");
+        let mut v = serde_json::json!({
+            "ok": true,
+            "API_KEY": "abc",
+            "nested": [{ "db_password": "x", "note": "the value hunter2-value leaked" }],
+            "tokens": 3,
+        });
+        redact_json(&mut v);
+        assert_eq!(v["API_KEY"], REDACTED);
+        assert_eq!(v["nested"][0]["db_password"], REDACTED);
+        assert_eq!(v["nested"][0]["note"], "the value [REDACTED] leaked");
+        assert_eq!(v["tokens"], REDACTED, "a key containing 'token' is sensitive");
+        assert_eq!(v["ok"], true);
+        assert_eq!(scrub("a hunter2-value b"), "a [REDACTED] b");
+        assert!(matches!(scrub("nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn tiny_values_are_not_scrubbed_by_value() {
+        register("ab");
+        assert_eq!(scrub("abc"), "abc");
+    }
+}
