@@ -30,6 +30,7 @@ use crate::clock::Clock;
 use crate::config::Loaded;
 use crate::ingress::{Accepted, Decision, Ingress, Refused};
 use crate::mqtt::{self, Topics};
+use crate::policy::Policy;
 use crate::policy::apply::PolicyCommands;
 use crate::rejections::Rejections;
 use crate::reply::{DeadLetter, Reply};
@@ -76,6 +77,8 @@ struct Ctx {
     health: Arc<Health>,
     state: Arc<Mutex<State>>,
     clock: Arc<Mutex<Clock>>,
+    policy: Arc<Mutex<Policy>>,
+    vault: Vault,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -179,6 +182,7 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
         policy.refused(source, e);
     }
     let policy = Arc::new(Mutex::new(policy));
+    let policy_handle = policy.clone();
     registry.add(Arc::new(PolicyCommands::new(policy.clone(), witness.clone(), clock.clone())) as Arc<dyn Capability>);
     let budgets = Budgets::new(config.budget_limits(), witness_budgets);
     let state = Arc::new(Mutex::new(State {
@@ -195,22 +199,20 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
         health: health.clone(),
         state: state.clone(),
         clock,
+        policy: policy_handle,
+        vault,
     };
     let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
     let (connected_tx, _connected) = watch::channel(false);
-    let birth_health = health.clone();
-    let birth = move || {
-        let mut extra = birth_health.snapshot();
-        let state = lock(&state);
-        extra["policy"] = lock(&state.ingress.policy).status();
-        extra["budgets"] = state.ingress.budgets.status(crate::clock::Clock::system_ms() / 1000);
-        mqtt::status_payload("online", extra)
-    };
+    let (birth_health, birth_state) = (health.clone(), state.clone());
+    let birth = move || online_status(&birth_health, &birth_state);
     let driver =
         tokio::spawn(mqtt::drive(eventloop, client, topics, inbound_tx, birth, config.backoff(), connected_tx));
     tell_interrupted(&ctx, interrupted);
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let completion = tokio::spawn(complete(ctx.clone(), done_rx));
+    let (policy_tx, policy_rx) = mpsc::unbounded_channel();
+    let pushes = tokio::spawn(policy_loop(ctx.clone(), policy_rx));
     let ticker = tokio::spawn(checkpoints(
         witness.clone(),
         Duration::from_secs(u64::from(config.witness.checkpoint_interval_s)),
@@ -218,10 +220,11 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     let sampler = Rejections::new(config.witness.rejected_per_s);
 
     tokio::select! {
-        () = ingress_loop(ctx.clone(), inbound_rx, done_tx, sampler) => {}
+        () = ingress_loop(ctx.clone(), inbound_rx, policy_tx, done_tx, sampler) => {}
         () = shutdown => tracing::info!("shutting down"),
     }
     ticker.abort();
+    pushes.abort();
     let _ = tokio::time::timeout(Duration::from_secs(3), completion).await;
     let _ = tokio::time::timeout(Duration::from_secs(3), witness.checkpoint()).await;
     let offline = mqtt::status_payload("offline", serde_json::json!({}));
@@ -264,9 +267,73 @@ async fn checkpoints(witness: Witness, every: Duration) {
     }
 }
 
+/// The retained `online` status: health, policy and budgets.
+fn online_status(health: &Health, state: &Mutex<State>) -> Vec<u8> {
+    let mut extra = health.snapshot();
+    let state = lock(state);
+    extra["policy"] = lock(&state.ingress.policy).status();
+    extra["budgets"] = state.ingress.budgets.status(Clock::system_ms() / 1000);
+    mqtt::status_payload("online", extra)
+}
+
+/// Pushed policy documents, one at a time: witness, apply, acknowledge, answer, publish the new status.
+async fn policy_loop(ctx: Ctx, mut pushed: mpsc::UnboundedReceiver<Publish>) {
+    while let Some(p) = pushed.recv().await {
+        let source = format!("pushed on {}", ctx.topics.policy);
+        let outcome = match std::str::from_utf8(&p.payload) {
+            Ok(text) => crate::policy::push::offer(&ctx.policy, &ctx.witness, text, &source, ctx.now_ms()).await,
+            Err(_) => Err(IfError::with(ErrorCode::InvalidEnvelope, "a pushed policy document must be UTF-8 TOML")),
+        };
+        ctx.ack(&p).await;
+        let route = ctx.route(&p, Some("policy"));
+        let reply = match &outcome {
+            Ok(pushed) => {
+                let summary = match pushed {
+                    crate::policy::push::Pushed::Unchanged => "unchanged: the agent holds this document".to_string(),
+                    crate::policy::push::Pushed::Changed { summary, manifest } => {
+                        if let Some(m) = manifest {
+                            offer_driver(&ctx, m);
+                        }
+                        summary.clone()
+                    }
+                };
+                tracing::info!("{summary}");
+                Reply::result(serde_json::json!({ "policy": summary }))
+            }
+            Err(e) => {
+                tracing::error!(code = %e.code(), "pushed policy document refused: {}", e.detail());
+                ctx.dead_letter(DeadLetter::new(e, None, None, &p.payload)).await;
+                Reply::error(e, None, None, None)
+            }
+        };
+        if let Some(route) = route {
+            ctx.publish(&route, reply.to_bytes()).await;
+        }
+        let status = online_status(&ctx.health, &ctx.state);
+        let _ = ctx.client.publish(ctx.topics.status.clone(), QoS::AtLeastOnce, true, status).await;
+    }
+}
+
+/// Offers the driver of a newly installed manifest (today: `loopback`) with the secrets it lists.
+fn offer_driver(ctx: &Ctx, m: &if_protocol::policy::Manifest) {
+    if m.driver.as_str() != Loopback::DRIVER {
+        return;
+    }
+    match ctx.vault.for_manifest(m) {
+        Ok(secrets) => {
+            lock(&ctx.state).ingress.registry.add(Arc::new(Loopback::new(m, secrets)) as Arc<dyn Capability>)
+        }
+        Err(e) => {
+            tracing::error!(capability = %m.id, code = %e.code(), "not offered: its secrets are unavailable: {}", e.detail());
+            lock(&ctx.policy).refused(&format!("{} secrets", m.id), &e);
+        }
+    }
+}
+
 async fn ingress_loop(
     ctx: Ctx,
     mut inbound: mpsc::UnboundedReceiver<Publish>,
+    policy: mpsc::UnboundedSender<Publish>,
     done: mpsc::UnboundedSender<Done>,
     mut sampler: Rejections,
 ) {
@@ -281,14 +348,21 @@ async fn ingress_loop(
                 continue;
             }
         };
-        let mut burst = vec![first];
-        while burst.len() < MAX_BURST {
-            match inbound.try_recv() {
-                Ok(p) => burst.push(p),
-                Err(_) => break,
+        let mut burst = Vec::new();
+        let mut next = Some(first);
+        while let Some(p) = next.take() {
+            if p.topic.as_ref() == ctx.topics.policy.as_bytes() {
+                let _ = policy.send(p);
+            } else {
+                burst.push(p);
+            }
+            if burst.len() < MAX_BURST {
+                next = inbound.try_recv().ok();
             }
         }
-        handle_burst(&ctx, burst, &done, &mut sampler).await;
+        if !burst.is_empty() {
+            handle_burst(&ctx, burst, &done, &mut sampler).await;
+        }
     }
 }
 

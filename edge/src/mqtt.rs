@@ -28,6 +28,8 @@ pub struct Topics {
     pub dlq: String,
     /// Retained status, birth and Will.
     pub status: String,
+    /// Signed policy documents (manifests, trust roots) pushed at run time.
+    pub policy: String,
     base: String,
 }
 
@@ -35,7 +37,13 @@ impl Topics {
     /// Topics of agent `agent` at `site`.
     pub fn new(site: &str, agent: &str) -> Self {
         let base = format!("if/v1/{site}/{agent}");
-        Topics { cmd: format!("{base}/cmd"), dlq: format!("{base}/dlq"), status: format!("{base}/status"), base }
+        Topics {
+            cmd: format!("{base}/cmd"),
+            dlq: format!("{base}/dlq"),
+            status: format!("{base}/status"),
+            policy: format!("{base}/policy"),
+            base,
+        }
     }
 
     /// The default reply topic of a sender.
@@ -107,6 +115,10 @@ pub async fn drive(
                 tokio::spawn(async move {
                     // rumqttc does not restore subscriptions: subscribe again on every connect.
                     let sub = client.subscribe(topics.cmd.clone(), QoS::AtLeastOnce).await;
+                    let sub = match sub {
+                        Ok(()) => client.subscribe(topics.policy.clone(), QoS::AtLeastOnce).await,
+                        e => e,
+                    };
                     let pub_ = client.publish(topics.status.clone(), QoS::AtLeastOnce, true, birth).await;
                     if sub.is_err() || pub_.is_err() {
                         tracing::warn!("could not queue the subscription or the birth message");
@@ -115,7 +127,8 @@ pub async fn drive(
                 let _ = connected.send(true);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                if p.topic.as_ref() == topics.cmd.as_bytes() && inbound.send(p).is_err() {
+                let ours = p.topic.as_ref() == topics.cmd.as_bytes() || p.topic.as_ref() == topics.policy.as_bytes();
+                if ours && inbound.send(p).is_err() {
                     return;
                 }
             }

@@ -38,6 +38,11 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// A success that answers no envelope (a pushed policy document).
+    pub fn result(result: serde_json::Value) -> Self {
+        Reply { id: None, sender: None, seq: None, ok: true, result: Some(result), error: None, witness: None }
+    }
+
     /// A success.
     pub fn ok(id: Uuid, sender: &str, seq: u64, result: serde_json::Value) -> Self {
         Reply {

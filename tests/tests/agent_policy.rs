@@ -15,6 +15,7 @@ use if_tests::talent::Talent;
 
 const LOOP: &str = "if://capability/studio.loop";
 const AUX: &str = "if://capability/studio.aux";
+const EXTRA: &str = "if://capability/studio.extra";
 const LOOPBACK: &str = include_str!("../fixtures/manifests/loopback.toml");
 
 fn p(path: &Path) -> &str {
@@ -31,6 +32,8 @@ struct Site {
     broker: Broker,
     agent: Agent,
     sec: Talent,
+    root_key: Talent,
+    files: std::path::PathBuf,
 }
 
 impl Site {
@@ -73,13 +76,13 @@ fn site_with(extra: &str) -> Site {
         ifctl_ok(&["manifest", "sign", p(&unsigned), "--key", p(&root_key.secret), "--out", p(&out)]);
     }
     let section = format!(
-        "[trust]\nroot = {:?}\nmanifests = {:?}\nallow = [\"{LOOP}@1.0.0\", \"{AUX}@1.0.0\"]\n",
+        "[trust]\nroot = {:?}\nmanifests = {:?}\nallow = [\"{LOOP}@1.0.0\", \"{AUX}@1.0.0\", \"{EXTRA}@1.0.0\"]\n",
         p(&root),
         p(&manifests)
     );
     agent.edit_config(|t| t.replace("[trust]\nallow = []\n", &section) + extra);
     agent.start();
-    Site { broker, agent, sec }
+    Site { broker, agent, sec, root_key, files }
 }
 
 fn command(t: &Talent, capability: &str, action: &str, hazards: Hazards, scope: &str) -> EnvelopeBody {
@@ -305,4 +308,67 @@ fn a_budget_allows_exactly_its_units_per_period_and_survives_a_crash() {
     );
     let refused = records.iter().filter(|r| r["kind"] == "REJECTED" && r["code"] == "IF_ERR_301").count();
     assert_eq!(refused, 2, "each refusal witnessed");
+}
+
+#[test]
+fn a_manifest_pushed_at_run_time_is_checked_witnessed_and_offered() {
+    let mut s = site();
+    let desk = Talent::new("desk");
+    let probe = Probe::connect(&s.broker, &s.agent.site, &s.agent.name);
+    let mut n = 0;
+    s.talent_ok("add", &["--name", "desk", "--role", "director", "--pubkey", p(&desk.public)]);
+    let unsigned = s.files.join("extra.unsigned.toml");
+    std::fs::write(&unsigned, LOOPBACK.replace("studio.loop", "studio.extra")).expect("write");
+    let signed = s.files.join("extra.toml");
+    ifctl_ok(&["manifest", "sign", p(&unsigned), "--key", p(&s.root_key.secret), "--out", p(&signed)]);
+    let forged = s.files.join("forged.toml");
+    ifctl_ok(&["manifest", "sign", p(&unsigned), "--key", p(&s.sec.secret), "--out", p(&forged)]);
+    let url = s.broker.url();
+    let push = |file: &Path| {
+        Agent::ifctl(&[
+            "manifest",
+            "push",
+            p(file),
+            "--broker",
+            &url,
+            "--site",
+            &s.agent.site,
+            "--agent",
+            &s.agent.name,
+        ])
+    };
+
+    let refused = push(&forged);
+    assert_eq!(refused.status.code(), Some(10), "signed by a key that may not sign manifests");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("IF_ERR_001"));
+    let first = push(&signed);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(String::from_utf8_lossy(&first.stdout).contains(&format!("manifest {EXTRA}@1.0.0 installed")));
+    let again = push(&signed);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("unchanged"), "a replay is a no-op");
+
+    s.talent_ok(
+        "grant",
+        &["--name", "desk", "--capability", EXTRA, "--scope", "studio:control", "--action", "preview"],
+    );
+    let reply = ask(&probe, desk.sign(&command(&desk, EXTRA, "preview", Hazards::NONE, "studio:control")), &mut n);
+    assert_eq!(reply["result"]["loopback"], "preview", "the pushed capability is offered at once: {reply}");
+
+    let watcher = Probe::connect(&s.broker, &s.agent.site, &s.agent.name);
+    watcher.subscribe(&watcher.topics.status);
+    let status = watcher.next_on(&watcher.topics.status, Duration::from_secs(10)).expect("status").json();
+    let ids: Vec<&str> = status["policy"]["manifests"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|m| m["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(ids.contains(&EXTRA), "the retained status was published again: {status}");
+    s.agent.stop();
+    let pushed: Vec<String> = s
+        .agent
+        .export()
+        .iter()
+        .filter(|r| r["kind"] == "POLICY" && r["detail"].as_str().is_some_and(|d| d.starts_with("pushed on")))
+        .map(|r| r["code"].as_str().unwrap_or("installed").to_string())
+        .collect();
+    assert_eq!(pushed, ["IF_ERR_001", "installed"], "the refusal and the install are witnessed; the replay is not");
 }

@@ -163,6 +163,8 @@ impl RootArgs {
 enum TrustCommand {
     /// Write trust root version 1, signed by its own keys.
     Init(RootArgs),
+    /// Push a signed root to a running agent (accepted only by the rotation rule).
+    Push(PushArgs),
     /// Write the next version of a root, signed by the new keys and by the current ones.
     Rotate {
         /// The current root file.
@@ -247,8 +249,29 @@ enum TalentCommand {
     },
 }
 
+/// Where a pushed document goes.
+#[derive(Debug, ClapArgs)]
+struct PushArgs {
+    /// The signed document.
+    file: PathBuf,
+    /// The broker, mqtt://HOST:PORT.
+    #[arg(long)]
+    broker: String,
+    /// The agent's site.
+    #[arg(long)]
+    site: String,
+    /// The agent's name.
+    #[arg(long)]
+    agent: String,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+}
+
 #[derive(Debug, Subcommand)]
 enum ManifestCommand {
+    /// Push a signed manifest to a running agent; it answers what it did, or the refusal's code.
+    Push(PushArgs),
     /// Sign a manifest (or add signatures to a signed one) and print its allow-list entry.
     Sign {
         /// The manifest TOML.
@@ -302,6 +325,9 @@ fn main() -> ExitCode {
             policy::rotate_root(current, current_keys, &root.spec(), &root.out).map(say)
         }
         Command::Talent { command } => talent_cmd(command),
+        Command::Manifest { command: ManifestCommand::Push(a) } | Command::Trust { command: TrustCommand::Push(a) } => {
+            push(a)
+        }
         Command::Manifest { command: ManifestCommand::Sign { file, keys, out } } => {
             policy::sign_manifest(file, keys, out).map(say)
         }
@@ -425,13 +451,39 @@ fn talent_cmd(command: &TalentCommand) -> Result<(), IfError> {
     deliver(&target, frame)
 }
 
+/// Publishes a signed policy document on the agent's policy topic and prints its answer.
+fn push(a: &PushArgs) -> Result<(), IfError> {
+    let text = if_edge::policy::file::read(&a.file)?;
+    let target = message::Target {
+        broker: a.broker.clone(),
+        site: a.site.clone(),
+        agent: a.agent.clone(),
+        timeout: Duration::from_secs(a.timeout),
+    };
+    let topic = if_edge::mqtt::Topics::new(&a.site, &a.agent).policy;
+    answer(&target, |t| message::request(t, &topic, "policy", text.into_bytes()))
+}
+
 /// Publishes `frame`, prints the reply, and turns an error reply into the error.
 fn deliver(target: &message::Target, frame: Vec<u8>) -> Result<(), IfError> {
+    answer(target, |t| message::send(t, frame))
+}
+
+/// Runs one request and prints its reply.
+fn answer<'a, F, Fut>(target: &'a message::Target, call: F) -> Result<(), IfError>
+where
+    F: FnOnce(&'a message::Target) -> Fut,
+    Fut: std::future::Future<Output = Result<if_edge::reply::Reply, IfError>>,
+{
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| IfError::format(ErrorCode::SystemError, format_args!("runtime: {e}")))?;
-    let reply = runtime.block_on(message::send(target, frame))?;
+    let reply = runtime.block_on(call(target))?;
+    print_reply(&reply)
+}
+
+fn print_reply(reply: &if_edge::reply::Reply) -> Result<(), IfError> {
     println!("{}", serde_json::to_string(&reply).unwrap_or_default());
     match &reply.error {
         None => Ok(()),

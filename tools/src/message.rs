@@ -140,11 +140,17 @@ pub fn save(path: &Path, frame: &[u8]) -> Result<(), IfError> {
 /// Publishes `frame` and waits for the reply.
 pub async fn send(target: &Target, frame: Vec<u8>) -> Result<Reply, IfError> {
     let sender = json::frame_to_json(&frame).map(|v| v.body.sender.to_string()).unwrap_or_else(|_| "unknown".into());
+    let topic = Topics::new(&target.site, &target.agent).cmd;
+    request(target, &topic, &sender, frame).await
+}
+
+/// Publishes `payload` on `topic` with a response topic under `reply/{who}` and waits for the answer.
+pub async fn request(target: &Target, topic: &str, who: &str, payload: Vec<u8>) -> Result<Reply, IfError> {
     let broker = BrokerAddr::parse(&target.broker)
         .map_err(|e| IfError::format(ErrorCode::ConfigInvalid, format_args!("--broker: {e}")))?;
     let call = Uuid::new_v4();
     let topics = Topics::new(&target.site, &target.agent);
-    let reply_topic = format!("{}/{call}", topics.reply_for(&sender));
+    let reply_topic = format!("{}/{call}", topics.reply_for(who));
     let mut opts = MqttOptions::new(format!("ifctl-{call}"), broker.host, broker.port);
     opts.set_keep_alive(Duration::from_secs(10)).set_max_packet_size(Some(if_edge::mqtt::MAX_PACKET));
     let mut net = rumqttc::NetworkOptions::new();
@@ -156,7 +162,7 @@ pub async fn send(target: &Target, frame: Vec<u8>) -> Result<Reply, IfError> {
     };
     let correlation = Bytes::copy_from_slice(call.as_bytes());
     let deadline = tokio::time::Instant::now() + target.timeout;
-    let mut frame = Some(frame);
+    let mut frame = Some(payload);
     loop {
         let event = tokio::time::timeout_at(deadline, events.poll())
             .await
@@ -176,7 +182,7 @@ pub async fn send(target: &Target, frame: Vec<u8>) -> Result<Reply, IfError> {
                         ..PublishProperties::default()
                     };
                     client
-                        .publish_with_properties(topics.cmd.clone(), QoS::AtLeastOnce, false, f, props)
+                        .publish_with_properties(topic.to_string(), QoS::AtLeastOnce, false, f, props)
                         .await
                         .map_err(|e| unreachable(&e))?;
                 }

@@ -12,6 +12,7 @@ pub mod commands;
 pub mod file;
 pub mod load;
 pub mod manifests;
+pub mod push;
 pub mod trust;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
