@@ -47,6 +47,12 @@ impl Site {
         Agent::ifctl(&all)
     }
 
+    /// Grants `desk` cut and preview on the loopback capability, with the on-air hazard.
+    fn grant_desk_cut_and_preview(&self) {
+        let args = ["--name", "desk", "--capability", LOOP, "--scope", "studio:control", "--action", "cut"];
+        self.talent_ok("grant", &[&args[..], &["--action", "preview", "--hazard", "on_air"]].concat());
+    }
+
     fn talent_ok(&self, verb: &str, args: &[&str]) {
         let out = self.talent(verb, args);
         assert!(out.status.success(), "talent {verb} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -128,23 +134,7 @@ fn talents_and_grants_decide_every_command_and_survive_a_crash() {
     // Known but not granted.
     let none = ask(&probe, desk.sign(&command(&desk, LOOP, "preview", Hazards::NONE, ctl)), &mut n);
     assert_eq!(code(&none), "IF_ERR_003", "{none}");
-    s.talent_ok(
-        "grant",
-        &[
-            "--name",
-            "desk",
-            "--capability",
-            LOOP,
-            "--scope",
-            ctl,
-            "--action",
-            "cut",
-            "--action",
-            "preview",
-            "--hazard",
-            "on_air",
-        ],
-    );
+    s.grant_desk_cut_and_preview();
     s.talent_ok("grant", &["--name", "guest", "--capability", LOOP, "--scope", ctl, "--action", "preview"]);
     s.talent_ok(
         "grant",
@@ -257,23 +247,7 @@ fn a_budget_allows_exactly_its_units_per_period_and_survives_a_crash() {
     let desk = Talent::new("desk");
     let ctl = "studio:control";
     s.talent_ok("add", &["--name", "desk", "--role", "director", "--pubkey", p(&desk.public)]);
-    s.talent_ok(
-        "grant",
-        &[
-            "--name",
-            "desk",
-            "--capability",
-            LOOP,
-            "--scope",
-            ctl,
-            "--action",
-            "cut",
-            "--action",
-            "preview",
-            "--hazard",
-            "on_air",
-        ],
-    );
+    s.grant_desk_cut_and_preview();
     let cut = |n: &mut u64| ask(&probe, desk.sign(&command(&desk, LOOP, "cut", Hazards::ON_AIR, ctl)), n);
     assert_eq!(code(&cut(&mut n)), "OK", "1 of 2");
     assert_eq!(code(&cut(&mut n)), "OK", "2 of 2: exactly at the limit");

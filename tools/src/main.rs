@@ -73,8 +73,9 @@ enum MessageCommand {
     Send(Box<SendArgs>),
 }
 
+/// Which agent, on which broker.
 #[derive(Debug, ClapArgs)]
-struct SendArgs {
+struct AgentAddr {
     /// The broker, mqtt://HOST:PORT.
     #[arg(long)]
     broker: String,
@@ -84,6 +85,23 @@ struct SendArgs {
     /// The agent's name.
     #[arg(long)]
     agent: String,
+}
+
+impl AgentAddr {
+    fn target(&self, timeout_s: u64) -> message::Target {
+        message::Target {
+            broker: self.broker.clone(),
+            site: self.site.clone(),
+            agent: self.agent.clone(),
+            timeout: Duration::from_secs(timeout_s),
+        }
+    }
+}
+
+#[derive(Debug, ClapArgs)]
+struct SendArgs {
+    #[command(flatten)]
+    to: AgentAddr,
     /// Send the frame described by this JSON view (@FILE or inline) instead of signing a new one.
     #[arg(long = "json", value_name = "@FILE", conflicts_with_all = ["key", "sender", "capability", "action", "why"])]
     frame_json: Option<String>,
@@ -181,15 +199,8 @@ enum TrustCommand {
 /// Where a policy command goes and who signs it.
 #[derive(Debug, ClapArgs)]
 struct PolicyConn {
-    /// The broker, mqtt://HOST:PORT.
-    #[arg(long)]
-    broker: String,
-    /// The agent's site.
-    #[arg(long)]
-    site: String,
-    /// The agent's name.
-    #[arg(long)]
-    agent: String,
+    #[command(flatten)]
+    to: AgentAddr,
     /// A policy key of the trust root (secret key file).
     #[arg(long)]
     key: PathBuf,
@@ -254,15 +265,8 @@ enum TalentCommand {
 struct PushArgs {
     /// The signed document.
     file: PathBuf,
-    /// The broker, mqtt://HOST:PORT.
-    #[arg(long)]
-    broker: String,
-    /// The agent's site.
-    #[arg(long)]
-    site: String,
-    /// The agent's name.
-    #[arg(long)]
-    agent: String,
+    #[command(flatten)]
+    to: AgentAddr,
     /// Seconds to wait for the answer.
     #[arg(long, default_value_t = 10)]
     timeout: u64,
@@ -408,12 +412,7 @@ fn send(a: &SendArgs) -> Result<(), IfError> {
     if let Some(path) = &a.save {
         message::save(path, &frame)?;
     }
-    let target = message::Target {
-        broker: a.broker.clone(),
-        site: a.site.clone(),
-        agent: a.agent.clone(),
-        timeout: Duration::from_secs(a.timeout),
-    };
+    let target = a.to.target(a.timeout);
     deliver(&target, frame)
 }
 
@@ -442,25 +441,15 @@ fn talent_cmd(command: &TalentCommand) -> Result<(), IfError> {
         scope: "policy".into(),
         hazards: Vec::new(),
     })?;
-    let target = message::Target {
-        broker: conn.broker.clone(),
-        site: conn.site.clone(),
-        agent: conn.agent.clone(),
-        timeout: Duration::from_secs(conn.timeout),
-    };
+    let target = conn.to.target(conn.timeout);
     deliver(&target, frame)
 }
 
 /// Publishes a signed policy document on the agent's policy topic and prints its answer.
 fn push(a: &PushArgs) -> Result<(), IfError> {
     let text = if_edge::policy::file::read(&a.file)?;
-    let target = message::Target {
-        broker: a.broker.clone(),
-        site: a.site.clone(),
-        agent: a.agent.clone(),
-        timeout: Duration::from_secs(a.timeout),
-    };
-    let topic = if_edge::mqtt::Topics::new(&a.site, &a.agent).policy;
+    let target = a.to.target(a.timeout);
+    let topic = if_edge::mqtt::Topics::new(&a.to.site, &a.to.agent).policy;
     answer(&target, |t| message::request(t, &topic, "policy", text.into_bytes()))
 }
 

@@ -454,8 +454,18 @@ impl Store {
 
     /// Every stored policy document, by key. A log written before policy existed has none.
     pub fn policy(&mut self) -> Result<Vec<(String, Vec<u8>)>, IfError> {
+        self.keyed_rows(POLICY)
+    }
+
+    /// Every provider's persisted spending. A log written before budgets existed has none.
+    pub fn budgets(&mut self) -> Result<HashMap<String, crate::budget::Spent>, IfError> {
+        self.keyed_rows(BUDGETS)?.into_iter().map(|(k, v)| Ok((k, decode(&v, "budget")?))).collect()
+    }
+
+    /// The rows of a table keyed by text; a table that does not exist yet has none.
+    fn keyed_rows(&mut self, def: TableDefinition<'_, &str, &[u8]>) -> Result<Vec<(String, Vec<u8>)>, IfError> {
         let txn = self.db()?.begin_read().map_err(|e| unavailable("read", e))?;
-        let table = match txn.open_table(POLICY) {
+        let table = match txn.open_table(def) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(unavailable("table", e)),
@@ -464,22 +474,6 @@ impl Store {
         for row in table.iter().map_err(|e| unavailable("read", e))? {
             let (k, v) = row.map_err(|e| unavailable("read", e))?;
             out.push((k.value().to_string(), v.value().to_vec()));
-        }
-        Ok(out)
-    }
-
-    /// Every provider's persisted spending. A log written before budgets existed has none.
-    pub fn budgets(&mut self) -> Result<HashMap<String, crate::budget::Spent>, IfError> {
-        let txn = self.db()?.begin_read().map_err(|e| unavailable("read", e))?;
-        let table = match txn.open_table(BUDGETS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(HashMap::new()),
-            Err(e) => return Err(unavailable("table", e)),
-        };
-        let mut out = HashMap::new();
-        for row in table.iter().map_err(|e| unavailable("read", e))? {
-            let (k, v) = row.map_err(|e| unavailable("read", e))?;
-            out.insert(k.value().to_string(), decode(v.value(), "budget")?);
         }
         Ok(out)
     }
