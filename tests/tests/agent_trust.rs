@@ -109,6 +109,13 @@ fn manifests_load_only_when_the_trust_root_vouches_and_the_allow_list_agrees() {
     let expired = variant("vmix.audio", "1.2.0").replace("4000000000", "1000000000");
     sign(&s.files, "exp", &expired, &[&s.a, &s.b], &m("70-expired"));
 
+    // A manifest that breaks a value rule is not even signed.
+    let broken = s.files.join("broken.toml");
+    std::fs::write(&broken, FIXTURE.replace("rps = 10.0", "rps = 0.0")).expect("write");
+    let out = Agent::ifctl(&["manifest", "sign", p(&broken), "--key", p(&s.a.secret), "--out", p(&m("99-broken"))]);
+    assert_eq!(out.status.code(), Some(11), "INVALID_ENVELOPE exits 11");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("limits.rps must be > 0"));
+
     s.agent.start();
     let st = status(&s.broker, &s.agent);
     assert_eq!(st["policy"]["trust_root"], 1, "{st}");

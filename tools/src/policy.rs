@@ -118,6 +118,7 @@ pub fn sign_manifest(input: &Path, keys: &[PathBuf], out: &Path) -> Result<Strin
     } else {
         Signed::unsigned(file::parse_doc(&text, &name)?)
     };
+    manifests::validate(&signed.doc)?;
     for path in keys {
         signed.sign(&if_edge::keyfile::read_secret(path)?)?;
     }

@@ -52,6 +52,44 @@ pub fn digest(m: &Manifest) -> Result<[u8; 32], IfError> {
     Ok(Sha256::digest(canonical_bytes(m)?.as_slice()).into())
 }
 
+/// The value rules of a manifest, all of them: `limits.rps must be > 0; ...`. The driver must be one the
+/// agent knows of.
+pub fn validate(m: &Manifest) -> Result<(), IfError> {
+    let l = &m.limits;
+    let mut problems = Vec::new();
+    if !(l.rps.is_finite() && l.rps > 0.0) {
+        problems.push("limits.rps must be > 0");
+    }
+    if l.burst == 0 {
+        problems.push("limits.burst must be >= 1");
+    }
+    if l.backoff.is_empty() || l.backoff.contains(&0) {
+        problems.push("limits.backoff must list delays of >= 1 s");
+    }
+    if l.breaker_failures == 0 {
+        problems.push("limits.breaker_failures must be >= 1");
+    }
+    if l.queue_depth == 0 {
+        problems.push("limits.queue_depth must be >= 1");
+    }
+    if l.timeout_ms == 0 {
+        problems.push("limits.timeout_ms must be >= 1");
+    }
+    if m.actions.is_empty() {
+        problems.push("actions must list at least one action");
+    }
+    if !DRIVERS.contains(&m.driver.as_str()) {
+        problems.push("driver must be one of vmix-tcp, videohub-tcp, visca-serial, rack-node-serial, loopback");
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(IfError::format(ErrorCode::InvalidEnvelope, format_args!("{}@{}: {}", m.id, m.version, problems.join("; "))))
+}
+
+/// The drivers a manifest may name.
+pub const DRIVERS: &[&str] = &["vmix-tcp", "videohub-tcp", "visca-serial", "rack-node-serial", "loopback"];
+
 /// What loading a manifest would do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -223,6 +261,20 @@ mod tests {
         assert_eq!(code(check(Some(&r), &a, Some(&installed), &changed, NOW)), ErrorCode::ManifestRollback);
         assert_eq!(check(Some(&r), &a, Some(&installed), &fresh, NOW).expect("same"), Verdict::Unchanged);
         assert_eq!(check(Some(&r), &a, Some(&manifest("1.1.0")), &fresh, NOW).expect("up"), Verdict::Install);
+    }
+
+    #[test]
+    fn bad_limits_are_all_named() {
+        let mut m = manifest("1.2.0");
+        m.limits.rps = 0.0;
+        m.limits.queue_depth = 0;
+        let e = validate(&m).expect_err("bad limits");
+        assert_eq!(e.code(), ErrorCode::InvalidEnvelope);
+        assert!(e.detail().contains("limits.rps must be > 0; limits.queue_depth must be >= 1"), "{}", e.detail());
+        m = manifest("1.2.0");
+        m.driver = "telnet".try_into().expect("short");
+        assert!(validate(&m).is_err());
+        validate(&manifest("1.2.0")).expect("the fixture is valid");
     }
 
     #[test]
