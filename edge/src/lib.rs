@@ -18,6 +18,7 @@ pub mod config;
 pub mod ingress;
 pub mod init;
 pub mod keyfile;
+pub mod lane;
 pub mod mqtt;
 pub mod policy;
 pub mod redact;

@@ -1,0 +1,174 @@
+//! The lane with an in-process driver whose answers the test scripts, on tokio's paused clock, so rates
+//! and waits are exact and no test sleeps for real.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::*;
+use crate::policy::authorize::tests::body;
+
+/// What the fake device does with each command, and what it saw.
+#[derive(Debug, Default)]
+struct Fake {
+    /// (action, virtual ms since start) for each apply.
+    seen: Mutex<Vec<(String, u64)>>,
+    /// The error every apply answers with, if any; `hang` never answers.
+    fail: Mutex<Option<ErrorCode>>,
+    hang: std::sync::atomic::AtomicBool,
+    healthy: std::sync::atomic::AtomicBool,
+    health_calls: AtomicUsize,
+    start: Mutex<Option<Instant>>,
+}
+
+impl Fake {
+    fn ms(&self) -> u64 {
+        let start = *self.start.lock().unwrap_or_else(PoisonError::into_inner);
+        start.map_or(0, |s| u64::try_from(s.elapsed().as_millis()).unwrap_or(0))
+    }
+
+    fn seen(&self) -> Vec<(String, u64)> {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+impl Driver for Fake {
+    fn plan(&self, body: &EnvelopeBody) -> Plan {
+        Plan { sends: vec![body.action.to_string()], problems: Vec::new() }
+    }
+
+    fn apply<'a>(&'a self, body: &'a EnvelopeBody) -> OutcomeFuture<'a> {
+        Box::pin(async move {
+            self.seen.lock().unwrap_or_else(PoisonError::into_inner).push((body.action.to_string(), self.ms()));
+            if self.hang.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            match *self.fail.lock().unwrap_or_else(PoisonError::into_inner) {
+                Some(code) => Err(IfError::new(code)),
+                None => Ok(serde_json::json!({ "done": body.action.as_str() })),
+            }
+        })
+    }
+
+    fn health(&self) -> HealthFuture<'_> {
+        Box::pin(async move {
+            self.health_calls.fetch_add(1, Ordering::SeqCst);
+            if self.healthy.load(Ordering::SeqCst) { Ok(()) } else { Err(IfError::new(ErrorCode::DeviceUnreachable)) }
+        })
+    }
+}
+
+fn spec(rps: f32, burst: u32, depth: usize) -> LaneSpec {
+    LaneSpec {
+        id: "if://capability/cam".into(),
+        actions: ["move", "stop"].into_iter().map(String::from).collect(),
+        emergency: ["stop"].into_iter().map(String::from).collect(),
+        rps,
+        burst,
+        backoff_s: vec![1, 2, 5],
+        breaker_failures: 3,
+        queue_depth: depth,
+        timeout: Duration::from_millis(500),
+    }
+}
+
+fn lane(s: LaneSpec) -> (Arc<Lane>, Arc<Fake>, mpsc::UnboundedReceiver<BreakerEvent>) {
+    let fake = Arc::new(Fake::default());
+    *fake.start.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    let (tx, rx) = mpsc::unbounded_channel();
+    (Arc::new(Lane::start(s, fake.clone() as Arc<dyn Driver>, tx)), fake, rx)
+}
+
+fn send(lane: &Arc<Lane>, action: &str) -> tokio::task::JoinHandle<Outcome> {
+    let lane = lane.clone();
+    let b = body("if://capability/cam", action);
+    tokio::spawn(async move { lane.execute(&b).await })
+}
+
+fn code(o: &Outcome) -> Option<ErrorCode> {
+    o.as_ref().err().map(IfError::code)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_device_sees_the_burst_then_the_rate_and_the_rest_is_queue_full() {
+    let (lane, fake, _events) = lane(spec(10.0, 5, 20));
+    let jobs: Vec<_> = (0..30).map(|_| send(&lane, "move")).collect();
+    let mut full = 0;
+    for j in jobs {
+        if code(&j.await.expect("task")) == Some(ErrorCode::QueueFull) {
+            full += 1;
+        }
+    }
+    let seen = fake.seen();
+    assert_eq!(full, 30 - seen.len(), "every command either reached the device or was refused QUEUE_FULL");
+    assert!(full >= 5, "beyond the queue depth commands are refused at once: {full}");
+    let at_zero = seen.iter().filter(|(_, t)| *t < 5).count();
+    assert_eq!(at_zero, 5, "the burst at once: {seen:?}");
+    for w in seen[5..].windows(2) {
+        assert!(w[1].1 - w[0].1 >= 99, "then at most 10 a second: {seen:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_open_the_breaker_which_fails_fast_and_probes_once_per_window() {
+    let (lane, fake, mut events) = lane(spec(1000.0, 100, 20));
+    *fake.fail.lock().unwrap_or_else(PoisonError::into_inner) = Some(ErrorCode::DeviceUnreachable);
+    for _ in 0..3 {
+        assert_eq!(code(&send(&lane, "move").await.expect("task")), Some(ErrorCode::DeviceUnreachable));
+    }
+    let opened = events.recv().await.expect("an event");
+    assert_eq!((opened.change.from, opened.change.to), (State::Closed, State::Open));
+    assert_eq!(code(&send(&lane, "move").await.expect("task")), Some(ErrorCode::CircuitBreakerOpen));
+    assert_eq!(fake.seen().len(), 3, "fail fast: the device saw nothing more");
+
+    // The first probe fails: open again, longer.
+    assert_eq!(events.recv().await.map(|e| e.change.to), Some(State::HalfOpen));
+    let reopened = events.recv().await.expect("probe result");
+    assert_eq!(reopened.change.to, State::Open);
+    assert!(reopened.change.wait_ms.unwrap_or(0) >= 1600, "the second wait is longer: {reopened:?}");
+    assert_eq!(fake.health_calls.load(Ordering::SeqCst), 1, "exactly one probe per half-open window");
+
+    // The device is back: the next probe closes it and commands flow.
+    fake.healthy.store(true, Ordering::SeqCst);
+    *fake.fail.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    assert_eq!(events.recv().await.map(|e| e.change.to), Some(State::HalfOpen));
+    assert_eq!(events.recv().await.map(|e| e.change.to), Some(State::Closed));
+    assert_eq!(fake.health_calls.load(Ordering::SeqCst), 2);
+    assert!(send(&lane, "move").await.expect("task").is_ok());
+    assert_eq!(lane.breaker_state(), State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_device_rejection_is_an_answer_and_does_not_open_the_breaker() {
+    let (lane, fake, _events) = lane(spec(1000.0, 100, 20));
+    *fake.fail.lock().unwrap_or_else(PoisonError::into_inner) = Some(ErrorCode::DeviceRejected);
+    for _ in 0..10 {
+        assert_eq!(code(&send(&lane, "move").await.expect("task")), Some(ErrorCode::DeviceRejected));
+    }
+    assert_eq!(lane.breaker_state(), State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_is_device_timeout_and_the_command_is_never_sent_again() {
+    let (lane, fake, _events) = lane(spec(1000.0, 100, 20));
+    fake.hang.store(true, Ordering::SeqCst);
+    let out = send(&lane, "move").await.expect("task");
+    assert_eq!(code(&out), Some(ErrorCode::DeviceTimeout));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(fake.seen().len(), 1, "sent once, never again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_overtakes_queued_moves() {
+    let (lane, fake, _events) = lane(spec(1.0, 1, 30));
+    let moves: Vec<_> = (0..20).map(|_| send(&lane, "move")).collect();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let stop = send(&lane, "stop");
+    assert!(stop.await.expect("task").is_ok());
+    let seen = fake.seen();
+    let stop_at = seen.iter().position(|(a, _)| a == "stop").expect("the camera saw the stop");
+    assert!(stop_at <= 1, "the stop came right after the move in progress: {seen:?}");
+    assert!(seen[stop_at].1 < 20, "within a frame time of being sent: {seen:?}");
+    for m in moves {
+        m.abort();
+    }
+}
