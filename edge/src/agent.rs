@@ -25,10 +25,11 @@ use tokio::sync::{mpsc, watch};
 
 use crate::admit::{Admission, Limits};
 use crate::budget::Budgets;
-use crate::capability::{Capability, Health, Loopback, Ping, Registry};
+use crate::capability::{Capability, Health, Ping, Registry};
 use crate::clock::Clock;
 use crate::config::Loaded;
 use crate::ingress::{Accepted, Decision, Ingress, Refused};
+use crate::lane::{BreakerEvent, Lane, LaneSpec};
 use crate::mqtt::{self, Topics};
 use crate::policy::Policy;
 use crate::policy::apply::PolicyCommands;
@@ -56,6 +57,8 @@ struct State {
     ingress: Ingress,
     /// Copies of running envelopes, answered with the original's reply.
     waiting: HashMap<(String, u64), Vec<Route>>,
+    /// The device lanes, for their breakers' state.
+    lanes: Vec<Arc<Lane>>,
 }
 
 /// A command that ran, on its way to the witness and the sender.
@@ -79,6 +82,7 @@ struct Ctx {
     clock: Arc<Mutex<Clock>>,
     policy: Arc<Mutex<Policy>>,
     vault: Vault,
+    breakers: mpsc::UnboundedSender<BreakerEvent>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -168,17 +172,19 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     let mut registry = Registry::default();
     registry.add(Arc::new(Ping::new(health.clone())) as Arc<dyn Capability>);
     let vault = Vault::new(std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from), config.vault.dir.clone());
-    let mut without_secrets = Vec::new();
-    for m in policy.manifests().filter(|m| m.driver.as_str() == Loopback::DRIVER) {
-        match vault.for_manifest(m) {
-            Ok(secrets) => registry.add(Arc::new(Loopback::new(m, secrets)) as Arc<dyn Capability>),
-            Err(e) => {
-                tracing::error!(capability = %m.id, code = %e.code(), "not offered: its secrets are unavailable: {}", e.detail());
-                without_secrets.push((format!("{} secrets", m.id), e));
+    let (breaker_tx, breaker_rx) = mpsc::unbounded_channel();
+    let mut lanes = Vec::new();
+    let mut not_offered = Vec::new();
+    for m in policy.manifests() {
+        match device_lane(m, &vault, &breaker_tx) {
+            Ok(lane) => {
+                registry.add(lane.clone() as Arc<dyn Capability>);
+                lanes.push(lane);
             }
+            Err(e) => not_offered.push((format!("{} driver", m.id), e)),
         }
     }
-    for (source, e) in &without_secrets {
+    for (source, e) in &not_offered {
         policy.refused(source, e);
     }
     let policy = Arc::new(Mutex::new(policy));
@@ -188,6 +194,7 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     let state = Arc::new(Mutex::new(State {
         ingress: Ingress { admission, registry, policy, budgets },
         waiting: HashMap::new(),
+        lanes,
     }));
 
     let topics = Topics::new(&config.agent.site, &config.agent.name);
@@ -201,6 +208,7 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
         clock,
         policy: policy_handle,
         vault,
+        breakers: breaker_tx,
     };
     let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
     let (connected_tx, _connected) = watch::channel(false);
@@ -213,6 +221,7 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     let completion = tokio::spawn(complete(ctx.clone(), done_rx));
     let (policy_tx, policy_rx) = mpsc::unbounded_channel();
     let pushes = tokio::spawn(policy_loop(ctx.clone(), policy_rx));
+    let breakers = tokio::spawn(breaker_loop(ctx.clone(), breaker_rx));
     let ticker = tokio::spawn(checkpoints(
         witness.clone(),
         Duration::from_secs(u64::from(config.witness.checkpoint_interval_s)),
@@ -225,6 +234,7 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     }
     ticker.abort();
     pushes.abort();
+    breakers.abort();
     let _ = tokio::time::timeout(Duration::from_secs(3), completion).await;
     let _ = tokio::time::timeout(Duration::from_secs(3), witness.checkpoint()).await;
     let offline = mqtt::status_payload("offline", serde_json::json!({}));
@@ -273,6 +283,11 @@ fn online_status(health: &Health, state: &Mutex<State>) -> Vec<u8> {
     let state = lock(state);
     extra["policy"] = lock(&state.ingress.policy).status();
     extra["budgets"] = state.ingress.budgets.status(Clock::system_ms() / 1000);
+    extra["breakers"] = state
+        .lanes
+        .iter()
+        .map(|l| serde_json::json!({ "capability": l.id(), "state": l.breaker_state().name() }))
+        .collect();
     mqtt::status_payload("online", extra)
 }
 
@@ -314,19 +329,49 @@ async fn policy_loop(ctx: Ctx, mut pushed: mpsc::UnboundedReceiver<Publish>) {
     }
 }
 
-/// Offers the driver of a newly installed manifest (today: `loopback`) with the secrets it lists.
+/// The lane of a manifest's device: its driver (with the secrets it lists) behind the manifest's limits.
+fn device_lane(
+    m: &if_protocol::policy::Manifest,
+    vault: &Vault,
+    breakers: &mpsc::UnboundedSender<BreakerEvent>,
+) -> Result<Arc<Lane>, IfError> {
+    let driver = crate::drivers::build(m, vault).inspect_err(|e| {
+        tracing::error!(capability = %m.id, code = %e.code(), "not offered: {}", e.detail());
+    })?;
+    Ok(Arc::new(Lane::start(LaneSpec::from_manifest(m), driver, breakers.clone())))
+}
+
+/// Offers the device of a manifest installed at run time.
 fn offer_driver(ctx: &Ctx, m: &if_protocol::policy::Manifest) {
-    if m.driver.as_str() != Loopback::DRIVER {
-        return;
+    match device_lane(m, &ctx.vault, &ctx.breakers) {
+        Ok(lane) => {
+            let mut state = lock(&ctx.state);
+            state.ingress.registry.add(lane.clone() as Arc<dyn Capability>);
+            state.lanes.retain(|l| l.id() != lane.id());
+            state.lanes.push(lane);
+        }
+        Err(e) => lock(&ctx.policy).refused(&format!("{} driver", m.id), &e),
     }
-    match ctx.vault.for_manifest(m) {
-        Ok(secrets) => {
-            lock(&ctx.state).ingress.registry.add(Arc::new(Loopback::new(m, secrets)) as Arc<dyn Capability>)
+}
+
+/// Breaker changes: a BREAKER record each, and the status published again.
+async fn breaker_loop(ctx: Ctx, mut changes: mpsc::UnboundedReceiver<BreakerEvent>) {
+    while let Some(ev) = changes.recv().await {
+        let c = &ev.change;
+        let wait = c.wait_ms.map(|ms| format!("; probe in {ms} ms")).unwrap_or_default();
+        let entry = Entry {
+            wall_ms: ctx.now_ms(),
+            capability: ev.capability.clone(),
+            action: format!("breaker.{}", c.to.name()),
+            detail: format!("{} -> {}: {}{wait}", c.from.name(), c.to.name(), c.reason),
+            count: 1,
+            ..Entry::default()
+        };
+        if let Err(e) = ctx.witness.append(vec![Append::record(Kind::Breaker, entry)]).await {
+            tracing::warn!(error = %e, "a breaker change could not be witnessed");
         }
-        Err(e) => {
-            tracing::error!(capability = %m.id, code = %e.code(), "not offered: its secrets are unavailable: {}", e.detail());
-            lock(&ctx.policy).refused(&format!("{} secrets", m.id), &e);
-        }
+        let status = online_status(&ctx.health, &ctx.state);
+        let _ = ctx.client.publish(ctx.topics.status.clone(), QoS::AtLeastOnce, true, status).await;
     }
 }
 

@@ -15,6 +15,7 @@ pub mod budget;
 pub mod capability;
 pub mod clock;
 pub mod config;
+pub mod drivers;
 pub mod ingress;
 pub mod init;
 pub mod keyfile;

@@ -346,3 +346,55 @@ fn a_manifest_pushed_at_run_time_is_checked_witnessed_and_offered() {
         .collect();
     assert_eq!(pushed, ["IF_ERR_001", "installed"], "the refusal and the install are witnessed; the replay is not");
 }
+
+#[test]
+fn device_failures_open_the_lane_breaker_which_is_witnessed_and_closes_after_a_good_probe() {
+    let mut s = site();
+    let desk = Talent::new("desk");
+    let probe = Probe::connect(&s.broker, &s.agent.site, &s.agent.name);
+    let watcher = Probe::connect(&s.broker, &s.agent.site, &s.agent.name);
+    watcher.subscribe(&watcher.topics.status);
+    let mut n = 0;
+    s.talent_ok("add", &["--name", "desk", "--role", "director", "--pubkey", p(&desk.public)]);
+    s.grant_desk_cut_and_preview();
+    let failing = || {
+        let mut b = command(&desk, LOOP, "preview", Hazards::NONE, "studio:control");
+        let mut a = Args::new();
+        a.insert("fail", ArgValue::Text("unreachable".try_into().expect("short"))).expect("arg");
+        b.args = a;
+        desk.sign(&b)
+    };
+    for _ in 0..3 {
+        assert_eq!(code(&ask(&probe, failing(), &mut n)), "IF_ERR_401");
+    }
+    let fast = ask(&probe, desk.sign(&command(&desk, LOOP, "preview", Hazards::NONE, "studio:control")), &mut n);
+    assert_eq!(code(&fast), "IF_ERR_303", "open after 3 consecutive failures: fails fast: {fast}");
+
+    // The status follows the breaker: open, then (after the 1 s wait and one good probe) closed.
+    let breaker = |want: &str| {
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < end {
+            let Some(m) = watcher.next_on(&watcher.topics.status, Duration::from_millis(500)) else { continue };
+            let st = m.json();
+            let states = st["breakers"].as_array().cloned().unwrap_or_default();
+            if states.iter().any(|b| b["capability"] == LOOP && b["state"] == want) {
+                return true;
+            }
+        }
+        false
+    };
+    assert!(breaker("open"), "the status shows the breaker open");
+    assert!(breaker("closed"), "the status shows it closed again after the probe");
+    let ok = ask(&probe, desk.sign(&command(&desk, LOOP, "preview", Hazards::NONE, "studio:control")), &mut n);
+    assert_eq!(code(&ok), "OK", "{ok}");
+    s.agent.stop();
+
+    let changes: Vec<String> = s
+        .agent
+        .export()
+        .iter()
+        .filter(|r| r["kind"] == "BREAKER" && r["capability"] == LOOP)
+        .filter_map(|r| r["detail"].as_str().and_then(|d| d.split(':').next()).map(String::from))
+        .collect();
+    assert_eq!(changes, ["closed -> open", "open -> half_open", "half_open -> closed"], "every change witnessed");
+}

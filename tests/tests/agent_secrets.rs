@@ -120,7 +120,7 @@ fn no_secret_value_reaches_the_log_the_witness_or_mqtt() {
     let export = serde_json::to_string(&agent.export()).expect("json");
     let status = seen.iter().filter(|m| m.topic.ends_with("/status")).map(Msg::json).find(|s| s["state"] == "online");
     let refusals = status.map(|s| s["policy"]["refused"].to_string()).unwrap_or_default();
-    assert!(refusals.contains("studio.aux secrets") && refusals.contains("IF_ERR_003"), "status shows it: {refusals}");
+    assert!(refusals.contains("studio.aux driver") && refusals.contains("IF_ERR_003"), "status shows it: {refusals}");
     assert!(seen.len() >= 12, "every MQTT message was captured: {}", seen.len());
     for secret in [TOKEN, AUX_KEY] {
         assert_eq!(log.matches(secret).count(), 0, "the log holds {secret}");

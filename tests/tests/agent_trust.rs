@@ -50,9 +50,11 @@ fn installed(status: &serde_json::Value) -> Vec<String> {
     list.iter().map(|m| format!("{}@{}", m["id"].as_str().unwrap_or(""), m["version"].as_str().unwrap_or(""))).collect()
 }
 
+/// Refused files by name (a manifest whose driver this build lacks is listed too, under its id; not here).
 fn refused(status: &serde_json::Value) -> HashMap<String, String> {
     let list = status["policy"]["refused"].as_array().cloned().unwrap_or_default();
     list.iter()
+        .filter(|r| r["source"].as_str().is_some_and(|s| s.ends_with(".toml")))
         .map(|r| (r["source"].as_str().unwrap_or("").to_string(), r["code"].as_str().unwrap_or("").to_string()))
         .collect()
 }
