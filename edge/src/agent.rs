@@ -28,6 +28,7 @@ use crate::budget::Budgets;
 use crate::capability::{Capability, Health, Ping, Registry};
 use crate::clock::Clock;
 use crate::config::Loaded;
+use crate::drivers::{DriverContext, Tally};
 use crate::ingress::{Accepted, Decision, Ingress, Refused};
 use crate::lane::{BreakerEvent, Lane, LaneSpec};
 use crate::mqtt::{self, Topics};
@@ -82,6 +83,7 @@ struct Ctx {
     clock: Arc<Mutex<Clock>>,
     policy: Arc<Mutex<Policy>>,
     vault: Vault,
+    drivers: DriverContext,
     breakers: mpsc::UnboundedSender<BreakerEvent>,
 }
 
@@ -173,10 +175,12 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     registry.add(Arc::new(Ping::new(health.clone())) as Arc<dyn Capability>);
     let vault = Vault::new(std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from), config.vault.dir.clone());
     let (breaker_tx, breaker_rx) = mpsc::unbounded_channel();
+    let (tally_tx, tally_rx) = mpsc::unbounded_channel();
+    let drivers = DriverContext { tally: tally_tx };
     let mut lanes = Vec::new();
     let mut not_offered = Vec::new();
     for m in policy.manifests() {
-        match device_lane(m, &vault, &breaker_tx) {
+        match device_lane(m, &vault, &drivers, &breaker_tx) {
             Ok(lane) => {
                 registry.add(lane.clone() as Arc<dyn Capability>);
                 lanes.push(lane);
@@ -208,6 +212,7 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
         clock,
         policy: policy_handle,
         vault,
+        drivers,
         breakers: breaker_tx,
     };
     let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
@@ -222,6 +227,7 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     let (policy_tx, policy_rx) = mpsc::unbounded_channel();
     let pushes = tokio::spawn(policy_loop(ctx.clone(), policy_rx));
     let breakers = tokio::spawn(breaker_loop(ctx.clone(), breaker_rx));
+    let tallies = tokio::spawn(tally_loop(ctx.clone(), tally_rx));
     let ticker = tokio::spawn(checkpoints(
         witness.clone(),
         Duration::from_secs(u64::from(config.witness.checkpoint_interval_s)),
@@ -235,6 +241,7 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     ticker.abort();
     pushes.abort();
     breakers.abort();
+    tallies.abort();
     let _ = tokio::time::timeout(Duration::from_secs(3), completion).await;
     let _ = tokio::time::timeout(Duration::from_secs(3), witness.checkpoint()).await;
     let offline = mqtt::status_payload("offline", serde_json::json!({}));
@@ -333,9 +340,10 @@ async fn policy_loop(ctx: Ctx, mut pushed: mpsc::UnboundedReceiver<Publish>) {
 fn device_lane(
     m: &if_protocol::policy::Manifest,
     vault: &Vault,
+    drivers: &DriverContext,
     breakers: &mpsc::UnboundedSender<BreakerEvent>,
 ) -> Result<Arc<Lane>, IfError> {
-    let driver = crate::drivers::build(m, vault).inspect_err(|e| {
+    let driver = crate::drivers::build(m, vault, drivers).inspect_err(|e| {
         tracing::error!(capability = %m.id, code = %e.code(), "not offered: {}", e.detail());
     })?;
     Ok(Arc::new(Lane::start(LaneSpec::from_manifest(m), driver, breakers.clone())))
@@ -343,7 +351,7 @@ fn device_lane(
 
 /// Offers the device of a manifest installed at run time.
 fn offer_driver(ctx: &Ctx, m: &if_protocol::policy::Manifest) {
-    match device_lane(m, &ctx.vault, &ctx.breakers) {
+    match device_lane(m, &ctx.vault, &ctx.drivers, &ctx.breakers) {
         Ok(lane) => {
             let mut state = lock(&ctx.state);
             state.ingress.registry.add(lane.clone() as Arc<dyn Capability>);
@@ -351,6 +359,22 @@ fn offer_driver(ctx: &Ctx, m: &if_protocol::policy::Manifest) {
             state.lanes.push(lane);
         }
         Err(e) => lock(&ctx.policy).refused(&format!("{} driver", m.id), &e),
+    }
+}
+
+/// Tally changes from drivers, on the tally topic (the latest retained, for panels that connect later).
+async fn tally_loop(ctx: Ctx, mut changes: mpsc::UnboundedReceiver<Tally>) {
+    while let Some(t) = changes.recv().await {
+        let program: Vec<usize> = t.tally.chars().enumerate().filter(|(_, c)| *c == '1').map(|(i, _)| i + 1).collect();
+        let preview: Vec<usize> = t.tally.chars().enumerate().filter(|(_, c)| *c == '2').map(|(i, _)| i + 1).collect();
+        let payload = serde_json::json!({
+            "capability": t.capability,
+            "tally": t.tally,
+            "program": program,
+            "preview": preview,
+        });
+        let bytes = serde_json::to_vec(&payload).unwrap_or_default();
+        let _ = ctx.client.publish(ctx.topics.tally.clone(), QoS::AtLeastOnce, true, bytes).await;
     }
 }
 

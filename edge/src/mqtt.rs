@@ -30,6 +30,8 @@ pub struct Topics {
     pub status: String,
     /// Signed policy documents (manifests, trust roots) pushed at run time.
     pub policy: String,
+    /// Device feedback (tally) for panels.
+    pub tally: String,
     base: String,
 }
 
@@ -42,6 +44,7 @@ impl Topics {
             dlq: format!("{base}/dlq"),
             status: format!("{base}/status"),
             policy: format!("{base}/policy"),
+            tally: format!("{base}/tally"),
             base,
         }
     }

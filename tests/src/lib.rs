@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod broker;
 pub mod probe;
+pub mod sim;
 pub mod talent;
 
 use std::path::PathBuf;

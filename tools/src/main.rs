@@ -5,6 +5,7 @@
 
 mod message;
 mod policy;
+mod sim;
 mod talent;
 mod witness;
 
@@ -58,6 +59,11 @@ enum Command {
     Manifest {
         #[command(subcommand)]
         command: ManifestCommand,
+    },
+    /// Run a device simulator until killed.
+    Sim {
+        #[command(subcommand)]
+        device: SimDevice,
     },
     /// Inspect a witness log file.
     Witness {
@@ -290,6 +296,25 @@ enum ManifestCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum SimDevice {
+    /// The vMix TCP API (port 8099 on a real vMix).
+    Vmix {
+        /// Port on 127.0.0.1; 0 picks a free one (printed).
+        #[arg(long, default_value_t = 8099)]
+        port: u16,
+        /// Append every received line to this file.
+        #[arg(long)]
+        record: Option<PathBuf>,
+        /// Read the current fault from this file: refuse, http, hang, garbage, slow, er, drop.
+        #[arg(long)]
+        fault_file: Option<PathBuf>,
+        /// Number of inputs.
+        #[arg(long, default_value_t = 4)]
+        inputs: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum WitnessCommand {
     /// Check chain, tree and checkpoints; exits non-zero naming the first bad index.
     Verify {
@@ -329,6 +354,9 @@ fn main() -> ExitCode {
             policy::rotate_root(current, current_keys, &root.spec(), &root.out).map(say)
         }
         Command::Talent { command } => talent_cmd(command),
+        Command::Sim { device: SimDevice::Vmix { port, record, fault_file, inputs } } => {
+            sim::run_vmix(*port, record.clone(), fault_file.clone(), *inputs)
+        }
         Command::Manifest { command: ManifestCommand::Push(a) } | Command::Trust { command: TrustCommand::Push(a) } => {
             push(a)
         }

@@ -1,20 +1,58 @@
 //! Device drivers, by the name a manifest gives in `driver`, each behind a [`Lane`](crate::lane::Lane).
 
 pub mod loopback;
+pub mod vmix;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use if_protocol::policy::Manifest;
 use if_protocol::{ErrorCode, IfError};
+use tokio::sync::mpsc;
 
 use crate::lane::Driver;
 use crate::vault::Vault;
 
+/// A tally change a driver saw: `tally` is one digit per input, 0 off, 1 program, 2 preview.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tally {
+    /// The capability (device).
+    pub capability: String,
+    /// The digits.
+    pub tally: String,
+}
+
+/// What drivers may send back to the agent, besides answers.
+#[derive(Debug, Clone)]
+pub struct DriverContext {
+    /// Tally changes, published on the tally topic.
+    pub tally: mpsc::UnboundedSender<Tally>,
+}
+
+/// `tcp://HOST:PORT` -> `HOST:PORT`.
+fn tcp_endpoint(m: &Manifest) -> Result<String, IfError> {
+    m.endpoint
+        .strip_prefix("tcp://")
+        .filter(|a| a.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()))
+        .map(str::to_string)
+        .ok_or_else(|| {
+            IfError::format(ErrorCode::InvalidEnvelope, format_args!("{}: endpoint must read tcp://HOST:PORT", m.id))
+        })
+}
+
 /// The driver a manifest names, with the secrets it lists.
-pub fn build(m: &Manifest, vault: &Vault) -> Result<Arc<dyn Driver>, IfError> {
+pub fn build(m: &Manifest, vault: &Vault, ctx: &DriverContext) -> Result<Arc<dyn Driver>, IfError> {
     let secrets = vault.for_manifest(m)?;
+    let timeout = Duration::from_millis(u64::from(m.limits.timeout_ms.max(1)));
     match m.driver.as_str() {
         loopback::DRIVER => Ok(Arc::new(loopback::Loopback::new(secrets))),
+        vmix::DRIVER => Ok(Arc::new(vmix::Vmix::start(
+            tcp_endpoint(m)?,
+            timeout,
+            m.limits.backoff.to_vec(),
+            m.id.to_string(),
+            ctx.clone(),
+        ))),
         other => Err(IfError::format(
             ErrorCode::CapabilityNotAllowed,
             format_args!("driver {other} is not available in this build of the agent"),

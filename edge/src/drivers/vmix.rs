@@ -1,0 +1,325 @@
+//! `vmix-tcp`: the vMix TCP API (PROTOCOLS.md), one request in flight, tally by subscription.
+//!
+//! One task owns the connection. It checks the greeting (a web-controller port answers HTTP and is
+//! reported as "not a vMix TCP API endpoint"), subscribes to tally and reads the current tally (resync)
+//! after every connect, and then sends one request at a time, as vMix asks: the next goes only after the
+//! answer to the previous one. Unsolicited `TALLY OK` lines are tally changes, published through
+//! [`DriverContext`](super::DriverContext). A request whose answer does not come in time is
+//! DEVICE_TIMEOUT, and the connection is dropped and made again: a late answer must never be taken for
+//! the next request's. While the device cannot be reached, requests fail at once with DEVICE_UNREACHABLE
+//! and the task reconnects on the manifest's backoff schedule (jittered).
+//!
+//! Actions map to vMix functions by name: `cut` -> `FUNCTION Cut`, `preview_input` with `Input=3` ->
+//! `FUNCTION PreviewInput Input=3`; every argument goes into the query string, URL-encoded.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use if_protocol::envelope::{ArgValue, EnvelopeBody};
+use if_protocol::{ErrorCode, IfError};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::codec::{FramedRead, LinesCodec};
+
+use super::{DriverContext, Tally};
+use crate::capability::OutcomeFuture;
+use crate::lane::{Driver, HealthFuture, Plan};
+
+/// The name manifests use.
+pub const DRIVER: &str = "vmix-tcp";
+
+/// Longest line accepted from vMix.
+const MAX_LINE: usize = 64 * 1024;
+
+struct Request {
+    line: String,
+    command: &'static str,
+    answer: oneshot::Sender<Result<String, IfError>>,
+}
+
+/// The driver: a handle on the connection task.
+#[derive(Debug)]
+pub struct Vmix {
+    requests: mpsc::Sender<Request>,
+    connected: Arc<AtomicBool>,
+    endpoint: String,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.line)
+    }
+}
+
+fn unreachable(endpoint: &str, why: impl std::fmt::Display) -> IfError {
+    IfError::format(ErrorCode::DeviceUnreachable, format_args!("vMix at {endpoint}: {why}"))
+}
+
+impl Vmix {
+    /// Starts the connection task for `host:port`.
+    pub fn start(addr: String, timeout: Duration, backoff_s: Vec<u32>, capability: String, ctx: DriverContext) -> Self {
+        let (requests, rx) = mpsc::channel(64);
+        let connected = Arc::new(AtomicBool::new(false));
+        let task = Connection { addr: addr.clone(), timeout, backoff_s, capability, ctx, connected: connected.clone() };
+        tokio::spawn(task.run(rx));
+        Vmix { requests, connected, endpoint: addr }
+    }
+
+    async fn request(&self, command: &'static str, line: String) -> Result<String, IfError> {
+        let (answer, wait) = oneshot::channel();
+        self.requests
+            .send(Request { line, command, answer })
+            .await
+            .map_err(|_| unreachable(&self.endpoint, "the connection task stopped"))?;
+        wait.await.map_err(|_| unreachable(&self.endpoint, "the connection task stopped"))?
+    }
+}
+
+/// `preview_input` -> `PreviewInput`.
+fn function_name(action: &str) -> String {
+    action
+        .split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next().map(|f| f.to_uppercase().chain(c).collect::<String>()).unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The `FUNCTION` line of a command.
+pub fn function_line(body: &EnvelopeBody) -> String {
+    let query: Vec<String> = body
+        .args
+        .iter()
+        .map(|a| {
+            let v = match &a.value {
+                ArgValue::Bool(b) => b.to_string(),
+                ArgValue::Int(i) => i.to_string(),
+                ArgValue::Text(t) => t.to_string(),
+            };
+            format!("{}={}", a.key.as_str(), utf8_percent_encode(&v, NON_ALPHANUMERIC))
+        })
+        .collect();
+    let name = function_name(body.action.as_str());
+    if query.is_empty() { format!("FUNCTION {name}") } else { format!("FUNCTION {name} {}", query.join("&")) }
+}
+
+impl Driver for Vmix {
+    fn plan(&self, body: &EnvelopeBody) -> Plan {
+        let mut problems = Vec::new();
+        if !self.connected.load(Ordering::Relaxed) {
+            problems.push(unreachable(&self.endpoint, "not connected"));
+        }
+        Plan { sends: vec![function_line(body)], problems }
+    }
+
+    fn apply<'a>(&'a self, body: &'a EnvelopeBody) -> OutcomeFuture<'a> {
+        Box::pin(async move {
+            let answer = self.request("FUNCTION", function_line(body)).await?;
+            Ok(serde_json::json!({ "vmix": answer }))
+        })
+    }
+
+    fn health(&self) -> HealthFuture<'_> {
+        Box::pin(async move { self.request("TALLY", "TALLY".into()).await.map(|_| ()) })
+    }
+}
+
+/// The connection task.
+struct Connection {
+    addr: String,
+    timeout: Duration,
+    backoff_s: Vec<u32>,
+    capability: String,
+    ctx: DriverContext,
+    connected: Arc<AtomicBool>,
+}
+
+/// One parsed line: `<COMMAND> <OK|ER|length> [text]`.
+struct Line<'a> {
+    command: &'a str,
+    status: &'a str,
+    text: &'a str,
+}
+
+fn parse(line: &str) -> Line<'_> {
+    let mut w = line.splitn(3, ' ');
+    Line { command: w.next().unwrap_or(""), status: w.next().unwrap_or(""), text: w.next().unwrap_or("") }
+}
+
+impl Connection {
+    async fn run(self, mut requests: mpsc::Receiver<Request>) {
+        let mut attempt = 0usize;
+        loop {
+            let why = match self.connect().await {
+                Ok((reader, writer)) => {
+                    attempt = 0;
+                    self.connected.store(true, Ordering::Relaxed);
+                    tracing::info!(capability = %self.capability, addr = %self.addr, "vMix connected");
+                    let why = self.serve(reader, writer, &mut requests).await;
+                    self.connected.store(false, Ordering::Relaxed);
+                    tracing::warn!(capability = %self.capability, "vMix connection lost: {}", why.detail());
+                    why
+                }
+                Err(e) => {
+                    tracing::warn!(capability = %self.capability, "{}", e.detail());
+                    e
+                }
+            };
+            if requests.is_closed() {
+                return;
+            }
+            // Until the next attempt, every request fails at once: nothing waits on a dead socket.
+            let delay = crate::mqtt::backoff_delay(&self.delays(), attempt);
+            attempt += 1;
+            let until = Instant::now() + delay;
+            loop {
+                tokio::select! {
+                    r = requests.recv() => match r {
+                        Some(r) => { let _ = r.answer.send(Err(why.clone())); }
+                        None => return,
+                    },
+                    () = tokio::time::sleep_until(until) => break,
+                }
+            }
+        }
+    }
+
+    fn delays(&self) -> Vec<Duration> {
+        self.backoff_s.iter().map(|s| Duration::from_secs(u64::from((*s).max(1)))).collect()
+    }
+
+    /// Connects, checks the greeting, subscribes to tally and reads the current tally.
+    async fn connect(&self) -> Result<(Reader, OwnedWriteHalf), IfError> {
+        let stream = tokio::time::timeout(self.timeout, TcpStream::connect(&self.addr))
+            .await
+            .map_err(|_| unreachable(&self.addr, "connect timed out"))?
+            .map_err(|e| unreachable(&self.addr, e))?;
+        let _ = stream.set_nodelay(true);
+        let (r, mut w) = stream.into_split();
+        let mut r = FramedRead::new(r, LinesCodec::new_with_max_length(MAX_LINE));
+        let greeting = self.read_line(&mut r).await?;
+        if greeting.starts_with("HTTP/") {
+            return Err(unreachable(
+                &self.addr,
+                "answers HTTP: not a vMix TCP API endpoint (the web controller port?)",
+            ));
+        }
+        if !greeting.starts_with("VERSION OK") {
+            return Err(unreachable(&self.addr, "no vMix greeting: not a vMix TCP API endpoint"));
+        }
+        for (line, want) in [("SUBSCRIBE TALLY", "SUBSCRIBE"), ("TALLY", "TALLY")] {
+            w.write_all(format!("{line}\r\n").as_bytes()).await.map_err(|e| unreachable(&self.addr, e))?;
+            loop {
+                let answer = self.read_line(&mut r).await?;
+                let l = parse(&answer);
+                if l.command == "TALLY" && l.status == "OK" {
+                    self.publish_tally(l.text);
+                }
+                if l.command == want {
+                    break;
+                }
+            }
+        }
+        Ok((r, w))
+    }
+
+    async fn read_line(&self, r: &mut Reader) -> Result<String, IfError> {
+        tokio::time::timeout(self.timeout, read_any(r))
+            .await
+            .map_err(|_| unreachable(&self.addr, "no answer"))?
+            .map_err(|e| unreachable(&self.addr, e))
+    }
+
+    fn publish_tally(&self, digits: &str) {
+        let _ = self.ctx.tally.send(Tally { capability: self.capability.clone(), tally: digits.to_string() });
+    }
+
+    /// Serves requests one at a time until the connection fails; returns why.
+    async fn serve(&self, mut r: Reader, mut w: OwnedWriteHalf, requests: &mut mpsc::Receiver<Request>) -> IfError {
+        let mut pending: Option<(Request, Instant)> = None;
+        loop {
+            let deadline = pending.as_ref().map(|(_, d)| *d);
+            tokio::select! {
+                line = read_any(&mut r) => {
+                    let line = match line {
+                        Ok(l) => l,
+                        Err(e) => {
+                            if let Some((p, _)) = pending.take() {
+                                let _ = p.answer.send(Err(IfError::format(ErrorCode::DeviceTimeout, format_args!("the connection dropped after {:?} was sent; its outcome is unknown", p.line))));
+                            }
+                            return unreachable(&self.addr, e);
+                        }
+                    };
+                    // Data replies (`XML 37` and its document) are never asked for; their lines match no
+                    // request and are skipped like any other unsolicited line.
+                    let l = parse(&line);
+                    if l.command == "TALLY" && l.status == "OK" {
+                        self.publish_tally(l.text);
+                    }
+                    let answers = pending.as_ref().is_some_and(|(p, _)| p.command == l.command);
+                    if answers && let Some((p, _)) = pending.take() {
+                        let result = match l.status {
+                            "OK" => Ok(l.text.to_string()),
+                            "ER" => Err(IfError::format(ErrorCode::DeviceRejected, format_args!("vMix: {}", l.text))),
+                            other => Ok(format!("{other} {}", l.text)),
+                        };
+                        let _ = p.answer.send(result);
+                    }
+                }
+                req = requests.recv(), if pending.is_none() => {
+                    let Some(req) = req else { return unreachable(&self.addr, "driver stopped") };
+                    if let Err(e) = w.write_all(format!("{}\r\n", req.line).as_bytes()).await {
+                        let _ = req.answer.send(Err(unreachable(&self.addr, format_args!("could not send: {e}"))));
+                        return unreachable(&self.addr, e);
+                    }
+                    pending = Some((req, Instant::now() + self.timeout));
+                }
+                () = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
+                    if let Some((p, _)) = pending.take() {
+                        let _ = p.answer.send(Err(IfError::format(ErrorCode::DeviceTimeout, format_args!("no answer to {:?} within {} ms; not sent again", p.line, self.timeout.as_millis()))));
+                    }
+                    // A late answer must not be taken for the next request's: start over.
+                    return unreachable(&self.addr, "an answer did not come in time; reconnecting");
+                }
+            }
+        }
+    }
+}
+
+/// Lines from vMix, each at most [`MAX_LINE`] bytes; reading one is cancel-safe.
+type Reader = FramedRead<OwnedReadHalf, LinesCodec>;
+
+/// Reads one line, failing on EOF, an over-long line or bytes that are not UTF-8.
+async fn read_any(r: &mut Reader) -> Result<String, String> {
+    match r.next().await {
+        Some(Ok(line)) => Ok(line.trim_end().to_string()),
+        Some(Err(e)) => Err(e.to_string()),
+        None => Err("closed by vMix".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use if_protocol::envelope::Args;
+
+    use super::*;
+    use crate::policy::authorize::tests::body;
+
+    #[test]
+    fn actions_become_functions_with_url_encoded_queries() {
+        let mut b = body("if://capability/vmix", "set_text");
+        let mut a = Args::new();
+        a.insert("Input", ArgValue::Int(2)).expect("arg");
+        a.insert("Value", ArgValue::Text("Hello & good night".try_into().expect("short"))).expect("arg");
+        b.args = a;
+        assert_eq!(function_line(&b), "FUNCTION SetText Input=2&Value=Hello%20%26%20good%20night");
+        assert_eq!(function_line(&body("if://capability/vmix", "cut")), "FUNCTION Cut");
+    }
+}

@@ -1,0 +1,86 @@
+//! Device simulators as real processes (`ifctl sim ...`) on real sockets, with their record of what they
+//! received and a fault file the test can change while the agent is connected.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+/// A running vMix simulator.
+#[derive(Debug)]
+pub struct VmixSim {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl VmixSim {
+    /// Starts one on a free port.
+    pub fn start() -> VmixSim {
+        let mut sim = VmixSim { port: 0, dir: tempfile::tempdir().expect("tempdir"), child: None };
+        sim.launch();
+        sim
+    }
+
+    fn launch(&mut self) {
+        let mut child = Command::new(crate::bin("ifctl"))
+            .args(["sim", "vmix", "--port", &self.port.to_string()])
+            .arg("--record")
+            .arg(self.record_path())
+            .arg("--fault-file")
+            .arg(self.fault_path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ifctl sim vmix");
+        let mut line = String::new();
+        let out = child.stdout.take().expect("stdout");
+        BufReader::new(out).read_line(&mut line).expect("the simulator says where it listens");
+        let addr = line.trim().rsplit(' ').next().unwrap_or("");
+        self.port = addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
+        self.child = Some(child);
+    }
+
+    /// `tcp://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
+    }
+
+    fn record_path(&self) -> PathBuf {
+        self.dir.path().join("received.log")
+    }
+
+    fn fault_path(&self) -> PathBuf {
+        self.dir.path().join("fault")
+    }
+
+    /// Every line received so far.
+    pub fn received(&self) -> Vec<String> {
+        std::fs::read_to_string(self.record_path()).unwrap_or_default().lines().map(String::from).collect()
+    }
+
+    /// Sets the fault (`""` for none).
+    pub fn fault(&self, fault: &str) {
+        std::fs::write(self.fault_path(), fault).expect("write fault");
+    }
+
+    /// Kills it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+}
+
+impl Drop for VmixSim {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

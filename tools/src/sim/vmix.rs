@@ -1,0 +1,171 @@
+//! A vMix TCP API simulator (PROTOCOLS.md, "vMix TCP API") on a real socket.
+//!
+//! It greets with `VERSION OK 27.0.0.49`, answers `FUNCTION`, `TALLY`, `SUBSCRIBE TALLY`, `XML` and `QUIT`
+//! line by line, keeps a small switcher state (inputs, program, preview) so that `Cut` and `PreviewInput`
+//! change the tally, and sends `TALLY OK ...` to subscribers on every change. Every line it receives is
+//! appended to the record file, for tests to assert on what the "hardware" saw.
+//!
+//! Faults come from the fault file, read again for every connection and every line, so a test can change
+//! them while clients are connected: `refuse` (close at once), `http` (answer like vMix's web controller),
+//! `hang` (read but never answer), `garbage` (answer with noise), `slow` (answer after 2 s), `er` (every
+//! FUNCTION fails), `drop` (close the connection instead of answering). Empty or missing: healthy.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Mutex, broadcast};
+
+/// Where the simulator keeps its files.
+#[derive(Debug, Clone)]
+pub struct Files {
+    /// Every received line is appended here.
+    pub record: Option<PathBuf>,
+    /// The current fault, one word.
+    pub fault: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+struct Switcher {
+    inputs: usize,
+    program: usize,
+    preview: usize,
+}
+
+impl Switcher {
+    fn tally(&self) -> String {
+        (1..=self.inputs)
+            .map(|i| {
+                if i == self.program {
+                    '1'
+                } else if i == self.preview {
+                    '2'
+                } else {
+                    '0'
+                }
+            })
+            .collect()
+    }
+}
+
+fn fault(files: &Files) -> String {
+    files.fault.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+fn record(files: &Files, line: &str) {
+    if let Some(path) = &files.record {
+        use std::io::Write as _;
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
+/// Serves on `listener` until the process ends.
+pub async fn serve(listener: TcpListener, files: Files, inputs: usize) -> std::io::Result<()> {
+    let state = Arc::new(Mutex::new(Switcher { inputs: inputs.max(2), program: 1, preview: 2 }));
+    let (changes, _) = broadcast::channel::<String>(64);
+    loop {
+        let (socket, _) = listener.accept().await?;
+        let (state, files, changes) = (state.clone(), files.clone(), changes.clone());
+        tokio::spawn(async move {
+            let _ = client(socket, state, files, changes).await;
+        });
+    }
+}
+
+async fn client(
+    socket: TcpStream,
+    state: Arc<Mutex<Switcher>>,
+    files: Files,
+    changes: broadcast::Sender<String>,
+) -> std::io::Result<()> {
+    socket.set_nodelay(true)?;
+    match fault(&files).as_str() {
+        "refuse" => return Ok(()),
+        "http" => {
+            let (_, mut w) = socket.into_split();
+            w.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n").await?;
+            return Ok(());
+        }
+        _ => {}
+    }
+    let (r, mut w) = socket.into_split();
+    let mut lines = BufReader::new(r).lines();
+    w.write_all(b"VERSION OK 27.0.0.49\r\n").await?;
+    let mut subscribed: Option<broadcast::Receiver<String>> = None;
+    loop {
+        let line = tokio::select! {
+            line = lines.next_line() => match line? { Some(l) => l, None => return Ok(()) },
+            Some(tally) = async { match subscribed.as_mut() { Some(rx) => rx.recv().await.ok(), None => std::future::pending().await } } => {
+                w.write_all(format!("TALLY OK {tally}\r\n").as_bytes()).await?;
+                continue;
+            }
+        };
+        let line = line.trim_end().to_string();
+        record(&files, &line);
+        let fault = fault(&files);
+        match fault.as_str() {
+            "hang" => continue,
+            "drop" => return Ok(()),
+            "garbage" => {
+                w.write_all(b"\x01\x02 ??? 42 !!\r\n").await?;
+                continue;
+            }
+            "slow" => tokio::time::sleep(Duration::from_secs(2)).await,
+            _ => {}
+        }
+        let mut words = line.splitn(3, ' ');
+        let answer = match (words.next().unwrap_or(""), words.next().unwrap_or("")) {
+            ("FUNCTION", _) if fault == "er" => "FUNCTION ER Simulated failure".to_string(),
+            ("FUNCTION", name) => {
+                let query = words.next().unwrap_or("");
+                function(&state, &changes, name, query).await
+            }
+            ("TALLY", _) => format!("TALLY OK {}", state.lock().await.tally()),
+            ("SUBSCRIBE", "TALLY") => {
+                subscribed = Some(changes.subscribe());
+                "SUBSCRIBE OK TALLY".to_string()
+            }
+            ("XML", _) => {
+                let xml =
+                    format!("<vmix><version>27.0.0.49</version><tally>{}</tally></vmix>", state.lock().await.tally());
+                w.write_all(format!("XML {}\r\n{xml}\r\n", xml.len() + 2).as_bytes()).await?;
+                continue;
+            }
+            ("QUIT", _) => return Ok(()),
+            (cmd, _) => format!("{cmd} ER Unknown command"),
+        };
+        w.write_all(format!("{answer}\r\n").as_bytes()).await?;
+    }
+}
+
+/// Runs one FUNCTION against the switcher state.
+async fn function(state: &Mutex<Switcher>, changes: &broadcast::Sender<String>, name: &str, query: &str) -> String {
+    let mut s = state.lock().await;
+    let input = query.split('&').find_map(|kv| kv.strip_prefix("Input=")).and_then(|v| v.parse::<usize>().ok());
+    let before = s.tally();
+    match name {
+        "Cut" | "Fade" => {
+            (s.program, s.preview) = (s.preview, s.program);
+        }
+        "PreviewInput" | "ActiveInput" => match input {
+            Some(i) if (1..=s.inputs).contains(&i) => {
+                if name == "PreviewInput" {
+                    s.preview = i;
+                } else {
+                    s.program = i;
+                }
+            }
+            _ => return "FUNCTION ER Input not found".to_string(),
+        },
+        "SetText" | "StartRecording" | "StopRecording" | "OverlayInput1In" | "OverlayInput1Out" => {}
+        _ => return format!("FUNCTION ER Function {name} not found"),
+    }
+    if s.tally() != before {
+        let _ = changes.send(s.tally());
+    }
+    "FUNCTION OK Completed".to_string()
+}
