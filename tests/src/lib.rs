@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod broker;
+pub mod device;
 pub mod probe;
 pub mod sim;
 pub mod talent;

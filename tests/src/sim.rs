@@ -5,26 +5,28 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-/// A running vMix simulator.
+/// A running simulator.
 #[derive(Debug)]
-pub struct VmixSim {
+pub struct Sim {
+    /// `vmix` or `videohub`.
+    pub kind: &'static str,
     /// Its port on 127.0.0.1.
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
 
-impl VmixSim {
-    /// Starts one on a free port.
-    pub fn start() -> VmixSim {
-        let mut sim = VmixSim { port: 0, dir: tempfile::tempdir().expect("tempdir"), child: None };
+impl Sim {
+    /// Starts `ifctl sim KIND` on a free port.
+    pub fn start(kind: &'static str) -> Sim {
+        let mut sim = Sim { kind, port: 0, dir: tempfile::tempdir().expect("tempdir"), child: None };
         sim.launch();
         sim
     }
 
     fn launch(&mut self) {
         let mut child = Command::new(crate::bin("ifctl"))
-            .args(["sim", "vmix", "--port", &self.port.to_string()])
+            .args(["sim", self.kind, "--port", &self.port.to_string()])
             .arg("--record")
             .arg(self.record_path())
             .arg("--fault-file")
@@ -32,7 +34,7 @@ impl VmixSim {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start ifctl sim vmix");
+            .expect("start ifctl sim");
         let mut line = String::new();
         let out = child.stdout.take().expect("stdout");
         BufReader::new(out).read_line(&mut line).expect("the simulator says where it listens");
@@ -54,7 +56,7 @@ impl VmixSim {
         self.dir.path().join("fault")
     }
 
-    /// Every line received so far.
+    /// Every line (vMix) or block (Videohub, `HEADER: line | line`) received so far.
     pub fn received(&self) -> Vec<String> {
         std::fs::read_to_string(self.record_path()).unwrap_or_default().lines().map(String::from).collect()
     }
@@ -79,7 +81,7 @@ impl VmixSim {
     }
 }
 
-impl Drop for VmixSim {
+impl Drop for Sim {
     fn drop(&mut self) {
         self.stop();
     }

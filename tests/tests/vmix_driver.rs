@@ -4,12 +4,10 @@
 
 use std::time::Duration;
 
-use if_protocol::envelope::{ArgValue, Args, EnvelopeBody, Hazards};
-use if_tests::agent::Agent;
-use if_tests::broker::Broker;
+use if_protocol::envelope::{ArgValue, Hazards};
+use if_tests::device::{DeviceRig, code, text};
 use if_tests::probe::Probe;
-use if_tests::sim::VmixSim;
-use if_tests::talent::Talent;
+use if_tests::sim::Sim;
 
 const VMIX: &str = "if://capability/vmix.switcher";
 
@@ -49,57 +47,14 @@ cost = 0
     )
 }
 
-struct Rig {
-    _broker: Broker,
-    agent: Agent,
-    desk: Talent,
-    probe: Probe,
-    tally: Probe,
-    n: u64,
-}
-
-fn rig(sim_endpoint: &str) -> Rig {
-    let broker = Broker::start();
-    let desk = Talent::new("desk");
-    let mut agent = Agent::init(&broker, &[&desk]);
-    agent.add_manifest("vmix", &manifest(sim_endpoint));
-    agent.edit_config(|t| t.replace("allow = []", &format!("allow = [\"{VMIX}@1.0.0\"]")));
-    let tally = Probe::connect(&broker, &agent.site, &agent.name);
-    tally.subscribe(&tally.topics.tally);
-    agent.start();
-    let args = ["--name", "desk", "--capability", VMIX, "--scope", "studio:control"];
-    let acts = ["--action", "cut", "--action", "preview_input", "--action", "set_text", "--hazard", "on_air"];
-    let out = agent.talent("grant", &[&args[..], &acts[..]].concat());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let probe = Probe::connect(&broker, &agent.site, &agent.name);
-    Rig { _broker: broker, agent, desk, probe, tally, n: 0 }
-}
-
-impl Rig {
-    fn ask(&mut self, action: &str, hazards: Hazards, args: &[(&str, ArgValue)]) -> serde_json::Value {
-        let mut b: EnvelopeBody = self.desk.next_ping();
-        b.capability = VMIX.try_into().expect("short");
-        b.action = action.try_into().expect("short");
-        b.hazards = hazards;
-        let mut a = Args::new();
-        for (k, v) in args {
-            a.insert(k, v.clone()).expect("arg");
-        }
-        b.args = a;
-        self.n += 1;
-        let corr = self.n.to_be_bytes();
-        self.probe.request(self.desk.sign(&b), &corr);
-        loop {
-            let m = self.probe.next(Duration::from_secs(10)).expect("a reply");
-            if m.correlation.as_deref() == Some(&corr[..]) {
-                return m.json();
-            }
-        }
-    }
-}
-
-fn code(r: &serde_json::Value) -> &str {
-    r["error"]["code"].as_str().unwrap_or("OK")
+fn rig(endpoint: &str) -> (DeviceRig, Probe) {
+    let mut tally = None;
+    let rig = DeviceRig::new(&manifest(endpoint), VMIX, &["cut", "preview_input", "set_text"], |broker, agent| {
+        let p = Probe::connect(broker, &agent.site, &agent.name);
+        p.subscribe(&p.topics.tally);
+        tally = Some(p);
+    });
+    (rig, tally.expect("tally probe"))
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
@@ -108,26 +63,22 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn commands_reach_vmix_and_tally_comes_back() {
-    let mut sim = VmixSim::start();
-    let mut r = rig(&sim.endpoint());
+    let mut sim = Sim::start("vmix");
+    let (mut r, tally) = rig(&sim.endpoint());
     wait_until("the driver subscribed and resynced", || {
         let got = sim.received();
         got.contains(&"SUBSCRIBE TALLY".to_string()) && got.contains(&"TALLY".to_string())
     });
-    let first = r.tally.next_on(&r.tally.topics.tally, Duration::from_secs(5)).expect("the resync's tally").json();
+    let first = tally.next_on(&tally.topics.tally, Duration::from_secs(5)).expect("the resync's tally").json();
     assert_eq!((first["tally"].as_str(), first["capability"].as_str()), (Some("1200"), Some(VMIX)));
 
     let cut = r.ask("cut", Hazards::ON_AIR, &[]);
     assert_eq!(code(&cut), "OK", "{cut}");
     assert!(sim.received().contains(&"FUNCTION Cut".to_string()));
-    let after = r.tally.next_on(&r.tally.topics.tally, Duration::from_secs(5)).expect("a tally change").json();
+    let after = tally.next_on(&tally.topics.tally, Duration::from_secs(5)).expect("a tally change").json();
     assert_eq!(after["program"], serde_json::json!([2]), "{after}");
 
-    let text = r.ask(
-        "set_text",
-        Hazards::NONE,
-        &[("Input", ArgValue::Int(2)), ("Value", ArgValue::Text("Hello & good night".try_into().expect("short")))],
-    );
+    let text = r.ask("set_text", Hazards::NONE, &[("Input", ArgValue::Int(2)), ("Value", text("Hello & good night"))]);
     assert_eq!(code(&text), "OK");
     assert!(
         sim.received().iter().any(|l| l == "FUNCTION SetText Input=2&Value=Hello%20%26%20good%20night"),
@@ -140,7 +91,7 @@ fn commands_reach_vmix_and_tally_comes_back() {
     assert!(er["error"]["message"].as_str().unwrap_or("").contains("Input not found"), "with vMix's text: {er}");
 
     // The simulator restarts: the driver reconnects, subscribes again and resyncs tally.
-    let subscribes = |s: &VmixSim| s.received().iter().filter(|l| *l == "SUBSCRIBE TALLY").count();
+    let subscribes = |s: &Sim| s.received().iter().filter(|l| *l == "SUBSCRIBE TALLY").count();
     sim.restart();
     wait_until("resubscribed after the restart", || subscribes(&sim) >= 2);
     wait_until("a command works again", || {
@@ -160,9 +111,9 @@ fn commands_reach_vmix_and_tally_comes_back() {
 
 #[test]
 fn a_web_controller_port_is_reported_as_not_vmix() {
-    let sim = VmixSim::start();
+    let sim = Sim::start("vmix");
     sim.fault("http");
-    let mut r = rig(&sim.endpoint());
+    let (mut r, _tally) = rig(&sim.endpoint());
     let out = r.ask("cut", Hazards::ON_AIR, &[]);
     assert_eq!(code(&out), "IF_ERR_401", "{out}");
     assert!(out["error"]["message"].as_str().unwrap_or("").contains("not a vMix TCP API endpoint"), "{out}");

@@ -312,6 +312,21 @@ enum SimDevice {
         #[arg(long, default_value_t = 4)]
         inputs: usize,
     },
+    /// A Blackmagic Videohub (port 9990 on a real router).
+    Videohub {
+        /// Port on 127.0.0.1; 0 picks a free one (printed).
+        #[arg(long, default_value_t = 9990)]
+        port: u16,
+        /// Append every received block to this file, one line each.
+        #[arg(long)]
+        record: Option<PathBuf>,
+        /// Read faults from this file, one per line: refuse, hang, nak, drop, lock N.
+        #[arg(long)]
+        fault_file: Option<PathBuf>,
+        /// Inputs and outputs.
+        #[arg(long, default_value_t = 12)]
+        size: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -355,7 +370,10 @@ fn main() -> ExitCode {
         }
         Command::Talent { command } => talent_cmd(command),
         Command::Sim { device: SimDevice::Vmix { port, record, fault_file, inputs } } => {
-            sim::run_vmix(*port, record.clone(), fault_file.clone(), *inputs)
+            sim::run(sim::Kind::Vmix(*inputs), *port, record.clone(), fault_file.clone())
+        }
+        Command::Sim { device: SimDevice::Videohub { port, record, fault_file, size } } => {
+            sim::run(sim::Kind::Videohub(*size), *port, record.clone(), fault_file.clone())
         }
         Command::Manifest { command: ManifestCommand::Push(a) } | Command::Trust { command: TrustCommand::Push(a) } => {
             push(a)

@@ -1,6 +1,7 @@
 //! Device drivers, by the name a manifest gives in `driver`, each behind a [`Lane`](crate::lane::Lane).
 
 pub mod loopback;
+pub mod videohub;
 pub mod vmix;
 
 use std::sync::Arc;
@@ -52,6 +53,12 @@ pub fn build(m: &Manifest, vault: &Vault, ctx: &DriverContext) -> Result<Arc<dyn
             m.limits.backoff.to_vec(),
             m.id.to_string(),
             ctx.clone(),
+        ))),
+        videohub::DRIVER => Ok(Arc::new(videohub::Videohub::start(
+            tcp_endpoint(m)?,
+            timeout,
+            m.limits.backoff.to_vec(),
+            m.id.to_string(),
         ))),
         other => Err(IfError::format(
             ErrorCode::CapabilityNotAllowed,

@@ -1,0 +1,82 @@
+//! A site with one device: a broker, an agent whose trust root vouches for the device's manifest, a
+//! `desk` talent granted the given actions on it, and a probe that sends the desk's commands.
+
+use std::time::Duration;
+
+use if_protocol::envelope::{ArgValue, Args, EnvelopeBody, Hazards};
+
+use crate::agent::Agent;
+use crate::broker::Broker;
+use crate::probe::Probe;
+use crate::talent::Talent;
+
+/// The site.
+#[derive(Debug)]
+pub struct DeviceRig {
+    /// The broker.
+    pub broker: Broker,
+    /// The agent (running).
+    pub agent: Agent,
+    /// The talent that sends commands.
+    pub desk: Talent,
+    /// Sends and collects replies.
+    pub probe: Probe,
+    capability: String,
+    n: u64,
+}
+
+impl DeviceRig {
+    /// Installs `manifest` (its id `capability`, version 1.0.0), starts the agent and grants the desk
+    /// `actions` in scope `studio:control` with the on-air hazard. `before_start` runs with the agent
+    /// configured but not yet started (to subscribe to topics, say).
+    pub fn new(manifest: &str, capability: &str, actions: &[&str], before_start: impl FnOnce(&Broker, &Agent)) -> Self {
+        let broker = Broker::start();
+        let desk = Talent::new("desk");
+        let mut agent = Agent::init(&broker, &[&desk]);
+        agent.add_manifest("device", manifest);
+        agent.edit_config(|t| t.replace("allow = []", &format!("allow = [\"{capability}@1.0.0\"]")));
+        before_start(&broker, &agent);
+        agent.start();
+        let mut grant =
+            vec!["--name", "desk", "--capability", capability, "--scope", "studio:control", "--hazard", "on_air"];
+        for a in actions {
+            grant.extend(["--action", a]);
+        }
+        let out = agent.talent("grant", &grant);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let probe = Probe::connect(&broker, &agent.site, &agent.name);
+        DeviceRig { broker, agent, desk, probe, capability: capability.to_string(), n: 0 }
+    }
+
+    /// Sends `action` with `args` (declaring `hazards`) and returns the reply.
+    pub fn ask(&mut self, action: &str, hazards: Hazards, args: &[(&str, ArgValue)]) -> serde_json::Value {
+        let mut b: EnvelopeBody = self.desk.next_ping();
+        b.capability = self.capability.as_str().try_into().expect("short");
+        b.action = action.try_into().expect("short");
+        b.hazards = hazards;
+        let mut a = Args::new();
+        for (k, v) in args {
+            a.insert(k, v.clone()).expect("arg");
+        }
+        b.args = a;
+        self.n += 1;
+        let corr = self.n.to_be_bytes();
+        self.probe.request(self.desk.sign(&b), &corr);
+        loop {
+            let m = self.probe.next(Duration::from_secs(10)).expect("a reply");
+            if m.correlation.as_deref() == Some(&corr[..]) {
+                return m.json();
+            }
+        }
+    }
+}
+
+/// A reply's error code, or `OK`.
+pub fn code(reply: &serde_json::Value) -> &str {
+    reply["error"]["code"].as_str().unwrap_or("OK")
+}
+
+/// A text argument.
+pub fn text(v: &str) -> ArgValue {
+    ArgValue::Text(v.try_into().expect("short"))
+}
