@@ -50,6 +50,31 @@ impl DeviceRig {
 
     /// Sends `action` with `args` (declaring `hazards`) and returns the reply.
     pub fn ask(&mut self, action: &str, hazards: Hazards, args: &[(&str, ArgValue)]) -> serde_json::Value {
+        let frame = self.frame(action, hazards, args);
+        self.n += 1;
+        let corr = self.n.to_be_bytes();
+        self.probe.request(frame, &corr);
+        loop {
+            let m = self.probe.next(Duration::from_secs(10)).expect("a reply");
+            if m.correlation.as_deref() == Some(&corr[..]) {
+                return m.json();
+            }
+        }
+    }
+
+    /// Sends `n` commands at once and returns their replies (in any order).
+    pub fn burst(&mut self, n: usize, action: &str, args: &[(&str, ArgValue)]) -> Vec<serde_json::Value> {
+        let frames: Vec<Vec<u8>> = (0..n).map(|_| self.frame(action, Hazards::NONE, args)).collect();
+        for f in frames {
+            self.n += 1;
+            self.probe.request(f, &self.n.to_be_bytes());
+        }
+        let msgs = self.probe.until_replies(n, Duration::from_secs(30));
+        msgs.into_iter().filter(|m| m.topic == self.probe.response_topic).map(|m| m.json()).collect()
+    }
+
+    /// The signed frame of a command.
+    pub fn frame(&self, action: &str, hazards: Hazards, args: &[(&str, ArgValue)]) -> Vec<u8> {
         let mut b: EnvelopeBody = self.desk.next_ping();
         b.capability = self.capability.as_str().try_into().expect("short");
         b.action = action.try_into().expect("short");
@@ -59,15 +84,7 @@ impl DeviceRig {
             a.insert(k, v.clone()).expect("arg");
         }
         b.args = a;
-        self.n += 1;
-        let corr = self.n.to_be_bytes();
-        self.probe.request(self.desk.sign(&b), &corr);
-        loop {
-            let m = self.probe.next(Duration::from_secs(10)).expect("a reply");
-            if m.correlation.as_deref() == Some(&corr[..]) {
-                return m.json();
-            }
-        }
+        self.desk.sign(&b)
     }
 }
 

@@ -61,6 +61,12 @@ impl Sim {
         std::fs::read_to_string(self.record_path()).unwrap_or_default().lines().map(String::from).collect()
     }
 
+    /// What was received (`rx LINE`) and answered (`tx LINE`), in order (vMix).
+    pub fn timeline(&self) -> Vec<String> {
+        let path = self.record_path().with_extension("timeline");
+        std::fs::read_to_string(path).unwrap_or_default().lines().map(String::from).collect()
+    }
+
     /// Sets the fault (`""` for none).
     pub fn fault(&self, fault: &str) {
         std::fs::write(self.fault_path(), fault).expect("write fault");

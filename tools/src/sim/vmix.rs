@@ -6,9 +6,12 @@
 //! appended to the record file, for tests to assert on what the "hardware" saw.
 //!
 //! Faults come from the fault file, read again for every connection and every line, so a test can change
-//! them while clients are connected: `refuse` (close at once), `http` (answer like vMix's web controller),
+//! them while clients are connected: `refuse` (close at once, also on a connected client's next line),
+//! `http` (answer like vMix's web controller),
 //! `hang` (read but never answer), `garbage` (answer with noise), `slow` (answer after 2 s), `er` (every
-//! FUNCTION fails), `drop` (close the connection instead of answering). Empty or missing: healthy.
+//! FUNCTION fails), `drop` (close the connection instead of answering), `delay MS` (answer after MS).
+//! Empty or missing: healthy. Next to the record, `RECORD.timeline` lists what was received (`rx`) and
+//! answered (`tx`) in order.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -56,10 +59,22 @@ fn fault(files: &Files) -> String {
 
 fn record(files: &Files, line: &str) {
     if let Some(path) = &files.record {
-        use std::io::Write as _;
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-            let _ = writeln!(f, "{line}");
-        }
+        append(path, line);
+        timeline(files, "rx", line);
+    }
+}
+
+/// The order of what was received (`rx`) and answered (`tx`), in `RECORD.timeline`.
+fn timeline(files: &Files, dir: &str, line: &str) {
+    if let Some(path) = &files.record {
+        append(&path.with_extension("timeline"), &format!("{dir} {line}"));
+    }
+}
+
+fn append(path: &std::path::Path, line: &str) {
+    use std::io::Write as _;
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(f, "{line}");
     }
 }
 
@@ -93,28 +108,44 @@ async fn client(
         _ => {}
     }
     let (r, mut w) = socket.into_split();
-    let mut lines = BufReader::new(r).lines();
+    // Lines are read (and recorded) as they arrive, apart from answering them, so the record shows a
+    // client that sends before the previous answer came.
+    let (arrived, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let reader_files = files.clone();
+    let reader = tokio::spawn(async move {
+        let mut input = BufReader::new(r).lines();
+        while let Ok(Some(line)) = input.next_line().await {
+            let line = line.trim_end().to_string();
+            record(&reader_files, &line);
+            if arrived.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let _reader = AbortOnDrop(reader);
     w.write_all(b"VERSION OK 27.0.0.49\r\n").await?;
     let mut subscribed: Option<broadcast::Receiver<String>> = None;
     loop {
         let line = tokio::select! {
-            line = lines.next_line() => match line? { Some(l) => l, None => return Ok(()) },
+            line = lines.recv() => match line { Some(l) => l, None => return Ok(()) },
             Some(tally) = async { match subscribed.as_mut() { Some(rx) => rx.recv().await.ok(), None => std::future::pending().await } } => {
                 w.write_all(format!("TALLY OK {tally}\r\n").as_bytes()).await?;
                 continue;
             }
         };
-        let line = line.trim_end().to_string();
-        record(&files, &line);
         let fault = fault(&files);
         match fault.as_str() {
             "hang" => continue,
-            "drop" => return Ok(()),
+            "drop" | "refuse" => return Ok(()),
             "garbage" => {
                 w.write_all(b"\x01\x02 ??? 42 !!\r\n").await?;
                 continue;
             }
             "slow" => tokio::time::sleep(Duration::from_secs(2)).await,
+            f if f.starts_with("delay ") => {
+                let ms = f.trim_start_matches("delay ").trim().parse().unwrap_or(0);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
             _ => {}
         }
         let mut words = line.splitn(3, ' ');
@@ -138,7 +169,17 @@ async fn client(
             ("QUIT", _) => return Ok(()),
             (cmd, _) => format!("{cmd} ER Unknown command"),
         };
+        timeline(&files, "tx", &answer);
         w.write_all(format!("{answer}\r\n").as_bytes()).await?;
+    }
+}
+
+/// Stops the reader task when the client ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -1,0 +1,115 @@
+//! The fault matrix through the agent: for each fault the vMix simulator can play (refused connections,
+//! a connection dropped mid-answer, a hung device, garbage), commands fail with a device code, the lane's
+//! breaker opens after `breaker_failures` and then fails fast with IF_ERR_303, each half-open window sends
+//! exactly one probe (witnessed as BREAKER records), and once the fault clears the lane recovers by itself.
+
+use std::time::{Duration, Instant};
+
+use if_protocol::envelope::{ArgValue, Hazards};
+use if_tests::device::{DeviceRig, code};
+use if_tests::sim::Sim;
+
+const VMIX: &str = "if://capability/vmix.switcher";
+
+fn manifest(endpoint: &str) -> String {
+    format!(
+        r#"id = "{VMIX}"
+version = "1.0.0"
+driver = "vmix-tcp"
+endpoint = "{endpoint}"
+requires_secrets = []
+scopes = ["studio:control"]
+expires = 4000000000
+
+[limits]
+rps = 100.0
+burst = 20
+backoff = [1, 1, 1]
+breaker_failures = 3
+queue_depth = 32
+timeout_ms = 400
+
+[[actions]]
+name = "preview_input"
+hazards = []
+cost = 0
+"#
+    )
+}
+
+fn preview(r: &mut DeviceRig) -> serde_json::Value {
+    r.ask("preview_input", Hazards::NONE, &[("Input", ArgValue::Int(3))])
+}
+
+#[test]
+fn each_fault_opens_the_breaker_which_probes_once_per_window_and_recovers() {
+    let sim = Sim::start("vmix");
+    let mut r = DeviceRig::new(&manifest(&sim.endpoint()), VMIX, &["preview_input"], |_, _| {});
+    let healthy = |r: &mut DeviceRig| {
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            if code(&preview(r)) == "OK" {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    };
+    assert!(healthy(&mut r), "the lane works before any fault");
+    for fault in ["refuse", "drop", "hang", "garbage"] {
+        sim.fault(fault);
+        let mut codes = Vec::new();
+        loop {
+            let c = code(&preview(&mut r)).to_string();
+            codes.push(c.clone());
+            if c == "IF_ERR_303" || codes.len() > 6 {
+                break;
+            }
+        }
+        let before_open = &codes[..codes.len() - 1];
+        assert_eq!(codes.last().map(String::as_str), Some("IF_ERR_303"), "{fault}: the breaker opened: {codes:?}");
+        assert!(before_open.len() >= 3, "{fault}: it took {} failures: {codes:?}", before_open.len());
+        assert!(before_open.iter().all(|c| c == "IF_ERR_401" || c == "IF_ERR_402"), "{fault}: device codes: {codes:?}");
+        sim.fault("");
+        assert!(healthy(&mut r), "{fault}: the lane recovers by itself once the fault clears");
+    }
+    r.agent.stop();
+
+    let changes: Vec<String> = r
+        .agent
+        .export()
+        .iter()
+        .filter(|rec| rec["kind"] == "BREAKER")
+        .filter_map(|rec| rec["detail"].as_str().and_then(|d| d.split(':').next()).map(String::from))
+        .collect();
+    assert!(changes.iter().filter(|c| *c == "closed -> open").count() >= 4, "{changes:?}");
+    // Exactly one probe per half-open window: every half-open is followed by open or closed, never by
+    // another half-open.
+    for w in changes.windows(2) {
+        if w[0] == "open -> half_open" {
+            assert!(w[1] == "half_open -> open" || w[1] == "half_open -> closed", "{changes:?}");
+        }
+    }
+    assert_eq!(changes.last().map(String::as_str), Some("half_open -> closed"), "{changes:?}");
+}
+
+#[test]
+fn vmix_never_receives_a_request_before_the_previous_answer() {
+    let sim = Sim::start("vmix");
+    let mut r = DeviceRig::new(&manifest(&sim.endpoint()), VMIX, &["preview_input"], |_, _| {});
+    assert!(if_tests::wait_for(Duration::from_secs(10), || (code(&preview(&mut r)) == "OK").then_some(())).is_some());
+    sim.fault("delay 20");
+    let replies = r.burst(15, "preview_input", &[("Input", ArgValue::Int(2))]);
+    assert_eq!(replies.len(), 15);
+    assert!(replies.iter().all(|x| code(x) == "OK"), "{replies:?}");
+    r.agent.stop();
+    let functions: Vec<String> =
+        sim.timeline().into_iter().filter(|l| l.starts_with("rx FUNCTION") || l.starts_with("tx FUNCTION")).collect();
+    assert_eq!(functions.len(), 2 * 16, "{functions:?}");
+    for pair in functions.chunks(2) {
+        assert!(
+            pair[0].starts_with("rx") && pair[1].starts_with("tx"),
+            "a request only after the answer: {functions:?}"
+        );
+    }
+}
