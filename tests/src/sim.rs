@@ -25,8 +25,13 @@ impl Sim {
     }
 
     fn launch(&mut self) {
-        let mut child = Command::new(crate::bin("ifctl"))
-            .args(["sim", self.kind, "--port", &self.port.to_string()])
+        let mut cmd = Command::new(crate::bin("ifctl"));
+        if self.kind == "visca" {
+            cmd.args(["sim", "visca", "--link"]).arg(self.link());
+        } else {
+            cmd.args(["sim", self.kind, "--port", &self.port.to_string()]);
+        }
+        let mut child = cmd
             .arg("--record")
             .arg(self.record_path())
             .arg("--fault-file")
@@ -38,14 +43,25 @@ impl Sim {
         let mut line = String::new();
         let out = child.stdout.take().expect("stdout");
         BufReader::new(out).read_line(&mut line).expect("the simulator says where it listens");
-        let addr = line.trim().rsplit(' ').next().unwrap_or("");
-        self.port = addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
+        assert!(line.contains("simulator"), "the simulator started: {line:?}");
+        if self.kind != "visca" {
+            let addr = line.trim().rsplit(' ').next().unwrap_or("");
+            self.port = addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
+        }
         self.child = Some(child);
     }
 
-    /// `tcp://127.0.0.1:PORT`.
+    /// `tcp://127.0.0.1:PORT`, or for VISCA `serial://LINK?baud=9600&address=1`.
     pub fn endpoint(&self) -> String {
+        if self.kind == "visca" {
+            return format!("serial://{}?baud=9600&address=1", self.link().display());
+        }
         format!("tcp://127.0.0.1:{}", self.port)
+    }
+
+    /// Where the VISCA simulator links its serial port.
+    fn link(&self) -> PathBuf {
+        self.dir.path().join("camera")
     }
 
     fn record_path(&self) -> PathBuf {

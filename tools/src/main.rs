@@ -312,6 +312,18 @@ enum SimDevice {
         #[arg(long, default_value_t = 4)]
         inputs: usize,
     },
+    /// A Sony VISCA camera on a pseudo-terminal.
+    Visca {
+        /// Where to link the serial port the agent opens.
+        #[arg(long)]
+        link: PathBuf,
+        /// Append every received packet (MS HEX) to this file.
+        #[arg(long)]
+        record: Option<PathBuf>,
+        /// Read the current fault from this file: hang, syntax, busy, notexec, garbage.
+        #[arg(long)]
+        fault_file: Option<PathBuf>,
+    },
     /// A Blackmagic Videohub (port 9990 on a real router).
     Videohub {
         /// Port on 127.0.0.1; 0 picks a free one (printed).
@@ -371,6 +383,9 @@ fn main() -> ExitCode {
         Command::Talent { command } => talent_cmd(command),
         Command::Sim { device: SimDevice::Vmix { port, record, fault_file, inputs } } => {
             sim::run(sim::Kind::Vmix(*inputs), *port, record.clone(), fault_file.clone())
+        }
+        Command::Sim { device: SimDevice::Visca { link, record, fault_file } } => {
+            sim::run_visca(link.clone(), record.clone(), fault_file.clone())
         }
         Command::Sim { device: SimDevice::Videohub { port, record, fault_file, size } } => {
             sim::run(sim::Kind::Videohub(*size), *port, record.clone(), fault_file.clone())

@@ -2,6 +2,7 @@
 
 pub mod loopback;
 pub mod videohub;
+pub mod visca;
 pub mod vmix;
 
 use std::sync::Arc;
@@ -60,6 +61,11 @@ pub fn build(m: &Manifest, vault: &Vault, ctx: &DriverContext) -> Result<Arc<dyn
             m.limits.backoff.to_vec(),
             m.id.to_string(),
         ))),
+        visca::DRIVER => {
+            let endpoint = visca::Endpoint::parse(&m.endpoint)
+                .map_err(|why| IfError::format(ErrorCode::InvalidEnvelope, format_args!("{}: endpoint {why}", m.id)))?;
+            Ok(Arc::new(visca::Visca::start(endpoint, timeout, m.limits.backoff.to_vec(), m.id.to_string())))
+        }
         other => Err(IfError::format(
             ErrorCode::CapabilityNotAllowed,
             format_args!("driver {other} is not available in this build of the agent"),

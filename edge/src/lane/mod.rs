@@ -5,8 +5,8 @@
 //! dropped), a token bucket ([`bucket`]) so the device never sees more than `burst` at once and `rps` a
 //! second, and a circuit breaker ([`breaker`]) that fails fast while the device is down and probes it with
 //! exactly one `health` call per half-open window. Emergency actions (camera STOP, safe state) take the
-//! priority lane: ahead of the queue and past the bucket, never past policy or the witness, which come
-//! before the lane. A command whose answer does not come within the manifest's `timeout_ms` is
+//! priority lane: straight to the driver, ahead of the queue, past the bucket and without waiting for a
+//! queued command's answer; never past policy or the witness, which come before the lane. A command whose answer does not come within the manifest's `timeout_ms` is
 //! DEVICE_TIMEOUT and is never sent again by the lane: its effect on the device is unknown.
 
 pub mod breaker;
@@ -168,7 +168,8 @@ impl Lane {
             id: spec.id.clone(),
         });
         let bucket = TokenBucket::new(spec.rps, spec.burst, 0);
-        tokio::spawn(work(driver.clone(), gate.clone(), bucket, queue_rx, priority_rx, spec.timeout));
+        tokio::spawn(work(driver.clone(), gate.clone(), bucket, queue_rx, spec.timeout));
+        tokio::spawn(emergencies(driver.clone(), gate.clone(), priority_rx, spec.timeout));
         tokio::spawn(probe(driver.clone(), Arc::downgrade(&gate), spec.timeout));
         Lane { spec, queue, priority, gate, driver }
     }
@@ -216,30 +217,26 @@ impl Capability for Lane {
     }
 }
 
-/// The worker: priority jobs first, queued jobs one token at a time, each through the breaker.
+/// The worker: queued jobs one at a time, one token each, each through the breaker.
 async fn work(
     driver: Arc<dyn Driver>,
     gate: Arc<Gate>,
     mut bucket: TokenBucket,
     mut queue: mpsc::Receiver<Job>,
-    mut priority: mpsc::Receiver<Job>,
     timeout: Duration,
 ) {
-    loop {
-        let job = tokio::select! {
-            biased;
-            Some(j) = priority.recv() => { run(&*driver, &gate, j, timeout).await; continue; }
-            Some(j) = queue.recv() => j,
-            else => return,
-        };
-        // Wait for a token; an emergency that arrives meanwhile goes first.
+    while let Some(job) = queue.recv().await {
         while let Err(wait_ms) = bucket.take(gate.now_ms()) {
-            tokio::select! {
-                biased;
-                Some(j) = priority.recv() => run(&*driver, &gate, j, timeout).await,
-                () = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
-            }
+            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
         }
+        run(&*driver, &gate, job, timeout).await;
+    }
+}
+
+/// The priority lane: emergency jobs go to the driver at once, even while a queued command is still
+/// waiting for its answer (a STOP must not wait for a preset recall to finish).
+async fn emergencies(driver: Arc<dyn Driver>, gate: Arc<Gate>, mut priority: mpsc::Receiver<Job>, timeout: Duration) {
+    while let Some(job) = priority.recv().await {
         run(&*driver, &gate, job, timeout).await;
     }
 }

@@ -2,6 +2,7 @@
 //! everything they received. `ifctl sim vmix ...` runs one until it is killed.
 
 pub mod videohub;
+pub mod visca;
 pub mod vmix;
 
 use std::path::PathBuf;
@@ -15,6 +16,13 @@ pub enum Kind {
     Vmix(usize),
     /// Videohub, this many inputs and outputs.
     Videohub(usize),
+}
+
+/// Runs the VISCA camera on a pseudo-terminal whose slave is linked at `link`.
+pub fn run_visca(link: PathBuf, record: Option<PathBuf>, fault: Option<PathBuf>) -> Result<(), IfError> {
+    let failed = |e: std::io::Error| IfError::format(ErrorCode::SystemError, format_args!("visca simulator: {e}"));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(failed)?;
+    runtime.block_on(visca::serve(link, vmix::Files { record, fault })).map_err(failed)
 }
 
 /// Runs a simulator on `127.0.0.1:port` (0: any free port) and prints the address it listens on.

@@ -1,0 +1,111 @@
+//! The visca-serial driver through the whole path against the VISCA camera simulator on a
+//! pseudo-terminal: commands as the camera sees them, error replies mapped to codes, and a STOP that
+//! overtakes twenty queued moves.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use if_protocol::envelope::{ArgValue, Hazards};
+use if_tests::device::{DeviceRig, code, text};
+use if_tests::sim::Sim;
+
+const CAM: &str = "if://capability/camera.one";
+
+fn manifest(endpoint: &str) -> String {
+    format!(
+        r#"id = "{CAM}"
+version = "1.0.0"
+driver = "visca-serial"
+endpoint = "{endpoint}"
+requires_secrets = []
+scopes = ["studio:control"]
+expires = 4000000000
+
+[limits]
+rps = 2.0
+burst = 1
+backoff = [1, 2, 5]
+breaker_failures = 5
+queue_depth = 30
+timeout_ms = 1500
+
+[[actions]]
+name = "preset_recall"
+hazards = []
+cost = 0
+
+[[actions]]
+name = "pan_tilt"
+hazards = []
+cost = 0
+
+[[actions]]
+name = "stop"
+hazards = []
+cost = 0
+emergency = true
+"#
+    )
+}
+
+fn unix_ms() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis())
+}
+
+/// (unix ms, hex) of every packet the camera received.
+fn packets(sim: &Sim) -> Vec<(u128, String)> {
+    sim.received()
+        .iter()
+        .filter_map(|l| l.split_once(' ').and_then(|(t, h)| Some((t.parse().ok()?, h.to_string()))))
+        .collect()
+}
+
+#[test]
+fn the_camera_sees_the_protocol_errors_map_to_codes_and_a_stop_overtakes_the_queue() {
+    let sim = Sim::start("visca");
+    let mut r = DeviceRig::new(&manifest(&sim.endpoint()), CAM, &["preset_recall", "pan_tilt", "stop"], |_, _| {});
+    let recall = if_tests::wait_for(Duration::from_secs(10), || {
+        let reply = r.ask("preset_recall", Hazards::NONE, &[("preset", ArgValue::Int(5))]);
+        (code(&reply) == "OK").then_some(reply)
+    })
+    .expect("a preset recall once the port is open");
+    assert_eq!(recall["result"]["completed"], true, "answered on completion: {recall}");
+    assert!(packets(&sim).iter().any(|(_, h)| h == "81 01 04 3F 02 05 FF"), "{:?}", sim.received());
+
+    sim.fault("syntax");
+    let syntax = r.ask("preset_recall", Hazards::NONE, &[("preset", ArgValue::Int(6))]);
+    assert_eq!(code(&syntax), "IF_ERR_403", "{syntax}");
+    assert!(syntax["error"]["message"].as_str().unwrap_or("").contains("syntax error"), "{syntax}");
+    sim.fault("notexec");
+    let notexec = r.ask("preset_recall", Hazards::NONE, &[("preset", ArgValue::Int(6))]);
+    assert!(notexec["error"]["message"].as_str().unwrap_or("").contains("not executable"), "{notexec}");
+    sim.fault("");
+
+    // Twenty moves queue behind the lane's 2 a second; a STOP goes straight to the camera.
+    let moves: Vec<Vec<u8>> =
+        (0..20).map(|_| r.frame("pan_tilt", Hazards::NONE, &[("direction", text("left"))])).collect();
+    for (i, f) in moves.into_iter().enumerate() {
+        r.probe.request(f, &(10_000 + i as u64).to_be_bytes());
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let stop = r.frame("stop", Hazards::NONE, &[]);
+    let sent_at = unix_ms();
+    r.probe.request(stop, b"stop");
+    let reply = loop {
+        let m = r.probe.next(Duration::from_secs(10)).expect("replies");
+        if m.correlation.as_deref() == Some(&b"stop"[..]) {
+            break m.json();
+        }
+    };
+    assert_eq!(code(&reply), "OK", "{reply}");
+    let seen = packets(&sim);
+    let stop_at = seen.iter().position(|(_, h)| h == "81 01 06 01 01 01 03 03 FF").expect("the camera saw the stop");
+    let moves_before = seen[..stop_at].iter().filter(|(_, h)| h.starts_with("81 01 06 01 08 08")).count();
+    assert!(moves_before <= 2, "the stop overtook the queue: {moves_before} moves before it");
+    let latency = seen[stop_at].0.saturating_sub(sent_at);
+    eprintln!("STOP: publish -> camera {latency} ms, {moves_before} move(s) before it");
+    assert!(latency < 500, "the stop reached the camera {latency} ms after it was published");
+    std::thread::sleep(Duration::from_millis(1200));
+    let after = packets(&sim)[stop_at..].iter().filter(|(_, h)| h.starts_with("81 01 06 01 08 08")).count();
+    assert!(after >= 1, "the moves were queued behind the lane's rate, and went after the stop");
+    r.agent.stop();
+}

@@ -1,0 +1,127 @@
+//! A Sony VISCA camera (PROTOCOLS.md, "Sony VISCA") on a pseudo-terminal: camera address 1, two sockets.
+//!
+//! The simulator holds the master side of a pty pair and publishes the slave's path as a symlink, which
+//! the agent opens like any serial port. A command (`81 01 ...`) takes a free socket and is answered with
+//! ACK (`90 4y FF`) one frame later (17 ms) and completion (`90 5y FF`) when done: 300 ms for a preset
+//! recall, one frame for anything else. A third command while both sockets are busy gets "buffer full"
+//! (`90 60 03 FF`). Inquiries (`81 09 ...`) get `90 50 ... FF`; `IF_Clear` and address set are answered
+//! as a camera does. Every packet received is recorded as `UNIX_MS HEX`.
+//!
+//! Faults from the fault file: `hang` (answer nothing), `syntax` (every command: syntax error),
+//! `busy` (every command: buffer full), `notexec` (every command: not executable now), `garbage`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Mutex;
+
+use super::vmix::Files;
+
+fn fault(files: &Files) -> String {
+    files.fault.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(" ")
+}
+
+/// Opens the pty pair, links `link` to the slave, and answers until the process ends.
+pub async fn serve(link: PathBuf, files: Files) -> std::io::Result<()> {
+    let (master, slave) = tokio_serial::SerialStream::pair().map_err(std::io::Error::other)?;
+    let name = tokio_serial::SerialPort::name(&slave).ok_or_else(|| std::io::Error::other("the pty has no name"))?;
+    // The camera end is only the master: the slave is the agent's to open (exclusively).
+    drop(slave);
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&name, &link)?;
+    println!("visca simulator on {} ({name})", link.display());
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    let (mut rx, tx) = tokio::io::split(master);
+    let tx = Arc::new(Mutex::new(tx));
+    let busy = Arc::new(Mutex::new([false; 2]));
+    let mut packet = Vec::new();
+    let mut buf = [0u8; 64];
+    loop {
+        let n = match rx.read(&mut buf).await {
+            Ok(0) | Err(_) => {
+                // No one has the slave open (EIO): wait for the agent.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+            Ok(n) => n,
+        };
+        for &b in &buf[..n] {
+            packet.push(b);
+            if b != 0xFF && packet.len() < 16 {
+                continue;
+            }
+            let p = std::mem::take(&mut packet);
+            record(&files, &p);
+            answer(&p, &files, tx.clone(), busy.clone()).await?;
+        }
+    }
+}
+
+fn record(files: &Files, packet: &[u8]) {
+    if let Some(path) = &files.record {
+        use std::io::Write as _;
+        let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(f, "{ms} {}", hex(packet));
+        }
+    }
+}
+
+async fn send<W: AsyncWriteExt + Unpin>(tx: &Mutex<W>, bytes: &[u8]) -> std::io::Result<()> {
+    let mut w = tx.lock().await;
+    w.write_all(bytes).await?;
+    w.flush().await
+}
+
+async fn answer<W: AsyncWriteExt + Unpin + Send + 'static>(
+    p: &[u8],
+    files: &Files,
+    tx: Arc<Mutex<W>>,
+    busy: Arc<Mutex<[bool; 2]>>,
+) -> std::io::Result<()> {
+    let f = fault(files);
+    match f.as_str() {
+        "hang" => return Ok(()),
+        "garbage" => return send(&tx, &[0x12, 0x34, 0xFF]).await,
+        _ => {}
+    }
+    match p {
+        [0x88, 0x01, 0x00, 0x01, 0xFF] => send(&tx, p).await,
+        [0x88, 0x30, 0x01, 0xFF] => send(&tx, &[0x88, 0x30, 0x02, 0xFF]).await,
+        [0x81, 0x09, 0x04, 0x00, 0xFF] => send(&tx, &[0x90, 0x50, 0x02, 0xFF]).await,
+        [0x81, 0x09, ..] => send(&tx, &[0x90, 0x50, 0x00, 0xFF]).await,
+        [0x81, 0x01, ..] if f == "syntax" => send(&tx, &[0x90, 0x60, 0x02, 0xFF]).await,
+        [0x81, 0x01, ..] if f == "busy" => send(&tx, &[0x90, 0x60, 0x03, 0xFF]).await,
+        [0x81, 0x01, ..] if f == "notexec" => send(&tx, &[0x90, 0x61, 0x41, 0xFF]).await,
+        [0x81, 0x01, rest @ ..] if p.len() >= 5 => {
+            let socket = {
+                let mut b = busy.lock().await;
+                match b.iter().position(|x| !x) {
+                    Some(i) => {
+                        b[i] = true;
+                        i
+                    }
+                    None => return send(&tx, &[0x90, 0x60, 0x03, 0xFF]).await,
+                }
+            };
+            let y = 0x41 + socket as u8;
+            let done = if rest.starts_with(&[0x04, 0x3F, 0x02]) { 300 } else { 17 };
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(17)).await;
+                let _ = send(&tx, &[0x90, y, 0xFF]).await;
+                tokio::time::sleep(Duration::from_millis(done)).await;
+                busy.lock().await[socket] = false;
+                let _ = send(&tx, &[0x90, y + 0x10, 0xFF]).await;
+            });
+            Ok(())
+        }
+        _ => send(&tx, &[0x90, 0x60, 0x02, 0xFF]).await,
+    }
+}
