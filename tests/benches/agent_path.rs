@@ -11,6 +11,7 @@ use if_edge::witness::record::{Entry, Kind};
 use if_edge::witness::store::{Append, Store};
 use if_edge::witness::writer::Witness;
 use if_tests::agent::Agent;
+use if_tests::bench::{paced_latency, print_latency};
 use if_tests::broker::Broker;
 use if_tests::probe::Probe;
 use if_tests::talent::Talent;
@@ -63,10 +64,6 @@ fn raw_mosquitto(port: u16, n: usize, size: usize) -> f64 {
         }
         n as f64 / start.elapsed().as_secs_f64()
     })
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 /// The disk's flush latency: a 4 KiB write and `fdatasync`, 500 times; the floor under each durable commit.
@@ -200,56 +197,6 @@ fn throughput(probe: &Probe, frames: Vec<Vec<u8>>) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Sends the frames paced at 1k msgs/s and returns the sorted publish -> answer times.
-fn paced_latency(probe: &Probe, frames: Vec<Vec<u8>>) -> Vec<Duration> {
-    let n = frames.len();
-    let mut sent = Vec::with_capacity(n);
-    let mut lat = Vec::with_capacity(n);
-    let record = |m: if_tests::probe::Msg, sent: &[Instant], lat: &mut Vec<Duration>| {
-        if let Some(i) = m.correlation.as_deref().and_then(|c| c.try_into().ok()).map(u64::from_be_bytes) {
-            lat.push(m_time(sent, i as usize));
-        }
-    };
-    let start = Instant::now();
-    for (i, f) in frames.into_iter().enumerate() {
-        let due = start + Duration::from_micros(1000 * i as u64);
-        // Wait for the due time by blocking on the reply channel, not by spinning: a spinning
-        // load generator would take one of the machine's cores from the broker and the agent.
-        loop {
-            let left = due.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            if let Some(m) = probe.next(left) {
-                record(m, &sent, &mut lat);
-            }
-        }
-        sent.push(Instant::now());
-        probe.request(f, &(i as u64).to_be_bytes());
-    }
-    while lat.len() < n {
-        let Some(m) = probe.next(Duration::from_secs(10)) else { break };
-        record(m, &sent, &mut lat);
-    }
-    lat.sort();
-    lat
-}
-
-fn print_latency(label: &str, lat: &[Duration]) {
-    if lat.is_empty() {
-        println!("{label}: no answers");
-        return;
-    }
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    println!(
-        "{label} ({} msgs): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        lat.len(),
-        ms(percentile(lat, 0.5)),
-        ms(percentile(lat, 0.99)),
-        ms(lat[lat.len() - 1])
-    );
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         println!("agent_path: bench");
@@ -292,9 +239,4 @@ fn main() {
     agent.stop();
     flush_latency();
     group_commit();
-}
-
-/// Time from the send of message `i` to now.
-fn m_time(sent: &[Instant], i: usize) -> Duration {
-    sent.get(i).map_or(Duration::ZERO, Instant::elapsed)
 }

@@ -6,6 +6,7 @@
 //! runs; `tools/test.sh` builds them before the tests start.
 
 pub mod agent;
+pub mod bench;
 pub mod broker;
 pub mod device;
 pub mod probe;

@@ -109,3 +109,44 @@ fn the_camera_sees_the_protocol_errors_map_to_codes_and_a_stop_overtakes_the_que
     assert!(after >= 1, "the moves were queued behind the lane's rate, and went after the stop");
     r.agent.stop();
 }
+
+#[test]
+fn a_hundred_commands_at_rps_10_burst_5_reach_the_camera_at_that_rate_and_the_rest_are_queue_full() {
+    let sim = Sim::start("visca");
+    let text_manifest = manifest(&sim.endpoint())
+        .replace("rps = 2.0", "rps = 10.0")
+        .replace("burst = 1", "burst = 5")
+        .replace("queue_depth = 30", "queue_depth = 20");
+    let mut r = DeviceRig::new(&text_manifest, CAM, &["preset_recall", "pan_tilt", "stop"], |_, _| {});
+    assert!(
+        if_tests::wait_for(Duration::from_secs(10), || (code(&r.ask("stop", Hazards::NONE, &[])) == "OK")
+            .then_some(()))
+        .is_some()
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    let before = packets(&sim).len();
+    let replies = r.burst(100, "pan_tilt", &[("direction", text("up"))]);
+    assert_eq!(replies.len(), 100);
+    let ok = replies.iter().filter(|x| code(x) == "OK").count();
+    let full = replies.iter().filter(|x| code(x) == "IF_ERR_304").count();
+    assert_eq!(
+        ok + full,
+        100,
+        "each one either ran or was refused QUEUE_FULL: {:?}",
+        replies.iter().map(code).collect::<Vec<_>>()
+    );
+    assert!(full >= 50, "beyond the queue depth, QUEUE_FULL at once: {full}");
+    let moves: Vec<u128> = packets(&sim)[before..]
+        .iter()
+        .filter(|(_, h)| h.starts_with("81 01 06 01 08 08 03 01"))
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(moves.len(), ok, "the camera saw exactly the commands that ran");
+    let first = moves[0];
+    for (i, t) in moves.iter().enumerate() {
+        // At most the burst of 5 at once, then 10 a second: command i no earlier than (i - 4) * 100 ms.
+        let earliest = (i.saturating_sub(4) as u128) * 100;
+        assert!(t - first + 15 >= earliest, "command {i} at {} ms: faster than the rate: {moves:?}", t - first);
+    }
+    r.agent.stop();
+}

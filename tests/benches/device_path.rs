@@ -1,0 +1,121 @@
+//! The device path measured end to end: signed envelope -> Mosquitto -> the agent (verify, admit,
+//! authorize, RECEIVED durable) -> the lane -> the vmix-tcp driver -> the vMix simulator's answer ->
+//! EXECUTED durable -> reply, paced at 1k commands/s with the lane's rate limit lifted; and the lane's own
+//! cost per command, in process, against calling the driver directly.
+//!
+//! `cargo build --release --workspace --bins && cargo bench -p if-tests --bench device_path`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use if_edge::capability::{Capability, OutcomeFuture};
+use if_edge::lane::{Driver, HealthFuture, Lane, LaneSpec, Plan};
+use if_protocol::envelope::{ArgValue, EnvelopeBody, Hazards};
+use if_tests::bench::{paced_latency, print_latency};
+use if_tests::device::{DeviceRig, code};
+use if_tests::sim::Sim;
+
+const VMIX: &str = "if://capability/vmix.switcher";
+
+fn manifest(endpoint: &str) -> String {
+    format!(
+        r#"id = "{VMIX}"
+version = "1.0.0"
+driver = "vmix-tcp"
+endpoint = "{endpoint}"
+requires_secrets = []
+scopes = ["studio:control"]
+expires = 4000000000
+
+[limits]
+rps = 100000.0
+burst = 10000
+backoff = [1, 2, 5]
+breaker_failures = 50
+queue_depth = 4096
+timeout_ms = 2000
+
+[[actions]]
+name = "preview_input"
+hazards = []
+cost = 0
+"#
+    )
+}
+
+/// A driver that answers at once: what is left is the lane.
+#[derive(Debug)]
+struct Instant0;
+
+impl Driver for Instant0 {
+    fn plan(&self, _: &EnvelopeBody) -> Plan {
+        Plan::default()
+    }
+    fn apply<'a>(&'a self, _: &'a EnvelopeBody) -> OutcomeFuture<'a> {
+        Box::pin(async { Ok(serde_json::Value::Null) })
+    }
+    fn health(&self) -> HealthFuture<'_> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+fn lane_overhead() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let n = 100_000u32;
+    let (direct, through) = rt.block_on(async move {
+        let driver = Arc::new(Instant0);
+        let body = if_tests::talent::Talent::new("desk").next_ping();
+        let start = Instant::now();
+        for _ in 0..n {
+            let _ = driver.apply(&body).await;
+        }
+        let direct = start.elapsed();
+        let spec = LaneSpec {
+            id: "if://capability/bench".into(),
+            actions: ["ping".to_string()].into_iter().collect(),
+            emergency: Default::default(),
+            rps: 1e9,
+            burst: 1_000_000,
+            backoff_s: vec![1],
+            breaker_failures: 5,
+            queue_depth: 1024,
+            timeout: Duration::from_secs(5),
+        };
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let lane = Lane::start(spec, driver, tx);
+        let start = Instant::now();
+        for _ in 0..n {
+            let _ = lane.execute(&body).await;
+        }
+        (direct, start.elapsed())
+    });
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(n);
+    println!(
+        "lane overhead: {:.2} us per command ({:.2} us through the lane, {:.2} us calling the driver directly; {n} sequential commands)",
+        per(through) - per(direct),
+        per(through),
+        per(direct)
+    );
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("device_path: bench");
+        return;
+    }
+    let sim = Sim::start("vmix");
+    let mut rig = DeviceRig::new(&manifest(&sim.endpoint()), VMIX, &["preview_input"], |_, _| {});
+    let args = [("Input", ArgValue::Int(2))];
+    let ready = if_tests::wait_for(Duration::from_secs(10), || {
+        (code(&rig.ask("preview_input", Hazards::NONE, &args)) == "OK").then_some(())
+    });
+    assert!(ready.is_some(), "the driver connected");
+    let frames: Vec<Vec<u8>> = (0..2000).map(|_| rig.frame("preview_input", Hazards::NONE, &args)).collect();
+    let lat = paced_latency(&rig.probe, frames);
+    let received = sim.received().iter().filter(|l| l.starts_with("FUNCTION PreviewInput")).count();
+    println!("machine: {} cpus", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    print_latency("publish -> vMix simulator answered -> reply, paced 1k cmds/s", &lat);
+    println!("the simulator received {received} FUNCTION lines (2001 sent)");
+    rig.agent.stop();
+    lane_overhead();
+}

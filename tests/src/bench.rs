@@ -1,0 +1,66 @@
+//! Figures for the bench binaries: paced publish -> answer latency and percentiles.
+
+use std::time::{Duration, Instant};
+
+use crate::probe::Probe;
+
+/// The `p` quantile of sorted durations.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Sends the frames paced at 1k msgs/s and returns the sorted publish -> answer times.
+pub fn paced_latency(probe: &Probe, frames: Vec<Vec<u8>>) -> Vec<Duration> {
+    let n = frames.len();
+    let mut sent = Vec::with_capacity(n);
+    let mut lat = Vec::with_capacity(n);
+    let record = |m: crate::probe::Msg, sent: &[Instant], lat: &mut Vec<Duration>| {
+        if let Some(i) = m.correlation.as_deref().and_then(|c| c.try_into().ok()).map(u64::from_be_bytes) {
+            lat.push(m_time(sent, i as usize));
+        }
+    };
+    let start = Instant::now();
+    for (i, f) in frames.into_iter().enumerate() {
+        let due = start + Duration::from_micros(1000 * i as u64);
+        // Wait for the due time by blocking on the reply channel, not by spinning: a spinning
+        // load generator would take one of the machine's cores from the broker and the agent.
+        loop {
+            let left = due.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            if let Some(m) = probe.next(left) {
+                record(m, &sent, &mut lat);
+            }
+        }
+        sent.push(Instant::now());
+        probe.request(f, &(i as u64).to_be_bytes());
+    }
+    while lat.len() < n {
+        let Some(m) = probe.next(Duration::from_secs(10)) else { break };
+        record(m, &sent, &mut lat);
+    }
+    lat.sort();
+    lat
+}
+
+/// Prints `label (n msgs): p50, p99, max`.
+pub fn print_latency(label: &str, lat: &[Duration]) {
+    if lat.is_empty() {
+        println!("{label}: no answers");
+        return;
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "{label} ({} msgs): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        lat.len(),
+        ms(percentile(lat, 0.5)),
+        ms(percentile(lat, 0.99)),
+        ms(lat[lat.len() - 1])
+    );
+}
+
+/// Time from the send of message `i` to now.
+fn m_time(sent: &[Instant], i: usize) -> Duration {
+    sent.get(i).map_or(Duration::ZERO, Instant::elapsed)
+}
