@@ -68,7 +68,9 @@ fn each_fault_opens_the_breaker_which_probes_once_per_window_and_recovers() {
         }
         let before_open = &codes[..codes.len() - 1];
         assert_eq!(codes.last().map(String::as_str), Some("IF_ERR_303"), "{fault}: the breaker opened: {codes:?}");
-        assert!(before_open.len() >= 3, "{fault}: it took {} failures: {codes:?}", before_open.len());
+        // Each failed command is up to three attempts (unreachable ones are retried), so the breaker's
+        // three consecutive failures may come from one command.
+        assert!(!before_open.is_empty(), "{fault}: it took a failure first: {codes:?}");
         assert!(before_open.iter().all(|c| c == "IF_ERR_401" || c == "IF_ERR_402"), "{fault}: device codes: {codes:?}");
         sim.fault("");
         assert!(healthy(&mut r), "{fault}: the lane recovers by itself once the fault clears");

@@ -45,6 +45,22 @@ pub struct Model {
     pub routing: Vec<usize>,
     /// Lock state of each output: `U`, `O` (ours), `L` (another client's).
     pub locks: Vec<char>,
+    /// Input labels by index.
+    pub input_labels: Vec<String>,
+    /// Output labels by index.
+    pub output_labels: Vec<String>,
+}
+
+/// Sets `labels[index] = text`, growing the list as needed (up to the router's largest size).
+fn label(labels: &mut Vec<String>, index: &str, text: &str) {
+    if let Ok(i) = index.parse::<usize>()
+        && i < MAX_BLOCK
+    {
+        if labels.len() <= i {
+            labels.resize(i + 1, String::new());
+        }
+        labels[i] = text.to_string();
+    }
 }
 
 impl Model {
@@ -71,6 +87,8 @@ impl Model {
                         *slot = i;
                     }
                 }
+                "INPUT LABELS:" => label(&mut self.input_labels, key, value),
+                "OUTPUT LABELS:" => label(&mut self.output_labels, key, value),
                 "VIDEO OUTPUT LOCKS:" => {
                     if let (Ok(o), Some(c)) = (key.parse::<usize>(), value.trim().chars().next())
                         && let Some(slot) = self.locks.get_mut(o)
@@ -420,7 +438,9 @@ mod tests {
         m.apply("VIDEOHUB DEVICE:", &["Video inputs: 4".into(), "Video outputs: 4".into()]);
         m.apply("VIDEO OUTPUT ROUTING:", &["0 3".into(), "1 2".into()]);
         m.apply("VIDEO OUTPUT LOCKS:", &["2 L".into()]);
+        m.apply("INPUT LABELS:", &["1 Camera 2".into()]);
         assert_eq!(m.routing, [3, 2, 0, 0]);
+        assert_eq!(m.input_labels.get(1).map(String::as_str), Some("Camera 2"));
         assert!(m.refuse(&[(0, 1), (1, 1)]).is_none());
         assert_eq!(m.refuse(&[(0, 1), (2, 1)]).map(|e| e.code()), Some(ErrorCode::DeviceRejected));
         assert!(m.refuse(&[(9, 1)]).is_some());

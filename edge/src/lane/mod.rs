@@ -28,6 +28,9 @@ use crate::capability::{Capability, Outcome, OutcomeFuture};
 use breaker::{Breaker, Change, State};
 use bucket::TokenBucket;
 
+/// Most times a command that reached nothing (DEVICE_UNREACHABLE) is tried again, on the backoff schedule.
+const MAX_RETRIES: usize = 2;
+
 /// A boxed future of a health check.
 pub type HealthFuture<'a> = Pin<Box<dyn Future<Output = Result<(), IfError>> + Send + 'a>>;
 
@@ -168,7 +171,9 @@ impl Lane {
             id: spec.id.clone(),
         });
         let bucket = TokenBucket::new(spec.rps, spec.burst, 0);
-        tokio::spawn(work(driver.clone(), gate.clone(), bucket, queue_rx, spec.timeout));
+        let retries: Vec<Duration> =
+            spec.backoff_s.iter().take(MAX_RETRIES).map(|s| Duration::from_secs(u64::from((*s).max(1)))).collect();
+        tokio::spawn(work(driver.clone(), gate.clone(), bucket, queue_rx, spec.timeout, retries));
         tokio::spawn(emergencies(driver.clone(), gate.clone(), priority_rx, spec.timeout));
         tokio::spawn(probe(driver.clone(), Arc::downgrade(&gate), spec.timeout));
         Lane { spec, queue, priority, gate, driver }
@@ -224,12 +229,13 @@ async fn work(
     mut bucket: TokenBucket,
     mut queue: mpsc::Receiver<Job>,
     timeout: Duration,
+    retries: Vec<Duration>,
 ) {
     while let Some(job) = queue.recv().await {
         while let Err(wait_ms) = bucket.take(gate.now_ms()) {
             tokio::time::sleep(Duration::from_millis(wait_ms)).await;
         }
-        run(&*driver, &gate, job, timeout).await;
+        run(&*driver, &gate, job, timeout, &retries).await;
     }
 }
 
@@ -237,32 +243,40 @@ async fn work(
 /// waiting for its answer (a STOP must not wait for a preset recall to finish).
 async fn emergencies(driver: Arc<dyn Driver>, gate: Arc<Gate>, mut priority: mpsc::Receiver<Job>, timeout: Duration) {
     while let Some(job) = priority.recv().await {
-        run(&*driver, &gate, job, timeout).await;
+        // An emergency is tried once: a STOP late by seconds is worse than a STOP that failed.
+        run(&*driver, &gate, job, timeout, &[]).await;
     }
 }
 
 /// One command: breaker check, the driver with a timeout, the breaker's count, the answer.
-async fn run(driver: &dyn Driver, gate: &Gate, job: Job, timeout: Duration) {
-    let checked = gate.breaker().check(gate.now_ms());
-    let sent = checked.is_ok();
-    let outcome = match checked {
-        Err(e) => Err(e),
-        Ok(()) => match tokio::time::timeout(timeout, driver.apply(&job.body)).await {
+async fn run(driver: &dyn Driver, gate: &Gate, job: Job, timeout: Duration, retries: &[Duration]) {
+    let mut attempt = 0;
+    let outcome = loop {
+        if let Err(e) = gate.breaker().check(gate.now_ms()) {
+            break Err(e);
+        }
+        let outcome = match tokio::time::timeout(timeout, driver.apply(&job.body)).await {
             Ok(outcome) => outcome,
             Err(_) => Err(IfError::format(
                 ErrorCode::DeviceTimeout,
                 format_args!("no answer within {} ms; the command is not sent again", timeout.as_millis()),
             )),
-        },
-    };
-    if sent {
-        let counts = outcome
-            .as_ref()
-            .err()
-            .is_some_and(|e| matches!(e.code(), ErrorCode::DeviceUnreachable | ErrorCode::DeviceTimeout));
+        };
+        let code = outcome.as_ref().err().map(IfError::code);
+        let counts = matches!(code, Some(ErrorCode::DeviceUnreachable | ErrorCode::DeviceTimeout));
         let change = gate.breaker().record(counts, gate.now_ms(), jitter());
+        let opened = change.is_some();
         gate.publish(change);
-    }
+        // Unreachable means nothing reached the device: safe to try again after the next wait of the
+        // schedule, while the breaker stays closed. Anything else is final.
+        match retries.get(attempt) {
+            Some(wait) if code == Some(ErrorCode::DeviceUnreachable) && !opened => {
+                attempt += 1;
+                tokio::time::sleep(wait.mul_f64(jitter())).await;
+            }
+            _ => break outcome,
+        }
+    };
     let _ = job.answer.send(outcome);
 }
 

@@ -13,6 +13,8 @@ struct Fake {
     seen: Mutex<Vec<(String, u64)>>,
     /// The error every apply answers with, if any; `hang` never answers.
     fail: Mutex<Option<ErrorCode>>,
+    /// Applies that fail with DEVICE_UNREACHABLE before the device "comes back".
+    unreachable_first: AtomicUsize,
     hang: std::sync::atomic::AtomicBool,
     healthy: std::sync::atomic::AtomicBool,
     health_calls: AtomicUsize,
@@ -38,6 +40,10 @@ impl Driver for Fake {
     fn apply<'a>(&'a self, body: &'a EnvelopeBody) -> OutcomeFuture<'a> {
         Box::pin(async move {
             self.seen.lock().unwrap_or_else(PoisonError::into_inner).push((body.action.to_string(), self.ms()));
+            if self.unreachable_first.load(Ordering::SeqCst) > 0 {
+                self.unreachable_first.fetch_sub(1, Ordering::SeqCst);
+                return Err(IfError::new(ErrorCode::DeviceUnreachable));
+            }
             if self.hang.load(Ordering::SeqCst) {
                 std::future::pending::<()>().await;
             }
@@ -112,9 +118,8 @@ async fn the_device_sees_the_burst_then_the_rate_and_the_rest_is_queue_full() {
 async fn failures_open_the_breaker_which_fails_fast_and_probes_once_per_window() {
     let (lane, fake, mut events) = lane(spec(1000.0, 100, 20));
     *fake.fail.lock().unwrap_or_else(PoisonError::into_inner) = Some(ErrorCode::DeviceUnreachable);
-    for _ in 0..3 {
-        assert_eq!(code(&send(&lane, "move").await.expect("task")), Some(ErrorCode::DeviceUnreachable));
-    }
+    // One command, tried three times (two retries on the schedule): the third failure in a row opens it.
+    assert_eq!(code(&send(&lane, "move").await.expect("task")), Some(ErrorCode::DeviceUnreachable));
     let opened = events.recv().await.expect("an event");
     assert_eq!((opened.change.from, opened.change.to), (State::Closed, State::Open));
     assert_eq!(code(&send(&lane, "move").await.expect("task")), Some(ErrorCode::CircuitBreakerOpen));
@@ -171,4 +176,23 @@ async fn a_stop_overtakes_queued_moves() {
     for m in moves {
         m.abort();
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_command_that_reached_nothing_is_tried_again_on_the_schedule() {
+    let (lane, fake, _events) = lane(spec(1000.0, 100, 20));
+    fake.unreachable_first.store(2, Ordering::SeqCst);
+    assert!(send(&lane, "move").await.expect("task").is_ok(), "the third try reached the device");
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 3);
+    assert!(seen[1].1 - seen[0].1 >= 800 && seen[2].1 - seen[1].1 >= 1600, "waits of 1 s and 2 s, jittered: {seen:?}");
+
+    fake.unreachable_first.store(5, Ordering::SeqCst);
+    assert_eq!(
+        code(&send(&lane, "move").await.expect("task")),
+        Some(ErrorCode::DeviceUnreachable),
+        "at most two retries"
+    );
+    let stop = send(&lane, "stop").await.expect("task");
+    assert!(stop.is_err(), "an emergency is tried once");
 }
