@@ -12,35 +12,21 @@ use if_edge::capability::{Capability, OutcomeFuture};
 use if_edge::lane::{Driver, HealthFuture, Lane, LaneSpec, Plan};
 use if_protocol::envelope::{ArgValue, EnvelopeBody, Hazards};
 use if_tests::bench::{paced_latency, print_latency};
-use if_tests::device::{DeviceRig, code};
+use if_tests::device::{self, DeviceRig, Limits, code};
 use if_tests::sim::Sim;
 
 const VMIX: &str = "if://capability/vmix.switcher";
 
 fn manifest(endpoint: &str) -> String {
-    format!(
-        r#"id = "{VMIX}"
-version = "1.0.0"
-driver = "vmix-tcp"
-endpoint = "{endpoint}"
-requires_secrets = []
-scopes = ["studio:control"]
-expires = 4000000000
-
-[limits]
-rps = 100000.0
-burst = 10000
-backoff = [1, 2, 5]
-breaker_failures = 50
-queue_depth = 4096
-timeout_ms = 2000
-
-[[actions]]
-name = "preview_input"
-hazards = []
-cost = 0
-"#
-    )
+    let limits = Limits {
+        rps: 100_000.0,
+        burst: 10_000,
+        breaker_failures: 50,
+        queue_depth: 4096,
+        timeout_ms: 2000,
+        ..Limits::default()
+    };
+    device::manifest(VMIX, "vmix-tcp", endpoint, limits, &["preview_input"], &[], &[])
 }
 
 /// A driver that answers at once: what is left is the lane.

@@ -97,3 +97,54 @@ pub fn code(reply: &serde_json::Value) -> &str {
 pub fn text(v: &str) -> ArgValue {
     ArgValue::Text(v.try_into().expect("short"))
 }
+
+/// The `[limits]` of a device under test.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Commands a second.
+    pub rps: f32,
+    /// Commands at once.
+    pub burst: u32,
+    /// Consecutive failures that open the breaker.
+    pub breaker_failures: u32,
+    /// Commands that may wait.
+    pub queue_depth: u32,
+    /// Answer timeout.
+    pub timeout_ms: u32,
+    /// Breaker waits and reconnect delays, seconds.
+    pub backoff: &'static str,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { rps: 50.0, burst: 10, breaker_failures: 5, queue_depth: 32, timeout_ms: 800, backoff: "[1, 2, 5]" }
+    }
+}
+
+/// An unsigned manifest, version 1.0.0, scope `studio:control`: each action in `actions` costs 0; those
+/// in `on_air` carry the on-air hazard, those in `emergency` take the priority lane.
+pub fn manifest(
+    id: &str,
+    driver: &str,
+    endpoint: &str,
+    limits: Limits,
+    actions: &[&str],
+    on_air: &[&str],
+    emergency: &[&str],
+) -> String {
+    let l = limits;
+    let mut text = format!(
+        "id = \"{id}\"\nversion = \"1.0.0\"\ndriver = \"{driver}\"\nendpoint = \"{endpoint}\"\nrequires_secrets = []\n\
+         scopes = [\"studio:control\"]\nexpires = 4000000000\n\n[limits]\nrps = {:.1}\nburst = {}\nbackoff = {}\n\
+         breaker_failures = {}\nqueue_depth = {}\ntimeout_ms = {}\n",
+        l.rps, l.burst, l.backoff, l.breaker_failures, l.queue_depth, l.timeout_ms
+    );
+    for a in actions {
+        let hazards = if on_air.contains(a) { "[\"on_air\"]" } else { "[]" };
+        text += &format!(
+            "\n[[actions]]\nname = \"{a}\"\nhazards = {hazards}\ncost = 0\nemergency = {}\n",
+            emergency.contains(a)
+        );
+    }
+    text
+}

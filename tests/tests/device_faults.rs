@@ -6,35 +6,21 @@
 use std::time::{Duration, Instant};
 
 use if_protocol::envelope::{ArgValue, Hazards};
-use if_tests::device::{DeviceRig, code};
+use if_tests::device::{self, DeviceRig, Limits, code};
 use if_tests::sim::Sim;
 
 const VMIX: &str = "if://capability/vmix.switcher";
 
 fn manifest(endpoint: &str) -> String {
-    format!(
-        r#"id = "{VMIX}"
-version = "1.0.0"
-driver = "vmix-tcp"
-endpoint = "{endpoint}"
-requires_secrets = []
-scopes = ["studio:control"]
-expires = 4000000000
-
-[limits]
-rps = 100.0
-burst = 20
-backoff = [1, 1, 1]
-breaker_failures = 3
-queue_depth = 32
-timeout_ms = 400
-
-[[actions]]
-name = "preview_input"
-hazards = []
-cost = 0
-"#
-    )
+    let limits = Limits {
+        rps: 100.0,
+        burst: 20,
+        breaker_failures: 3,
+        timeout_ms: 400,
+        backoff: "[1, 1, 1]",
+        ..Limits::default()
+    };
+    device::manifest(VMIX, "vmix-tcp", endpoint, limits, &["preview_input"], &[], &[])
 }
 
 fn preview(r: &mut DeviceRig) -> serde_json::Value {

@@ -5,40 +5,14 @@
 use std::time::Duration;
 
 use if_protocol::envelope::{ArgValue, Hazards};
-use if_tests::device::{DeviceRig, code, text};
+use if_tests::device::{self, DeviceRig, Limits, code, text};
 use if_tests::sim::Sim;
 
 const HUB: &str = "if://capability/videohub.router";
 
 fn manifest(endpoint: &str) -> String {
-    format!(
-        r#"id = "{HUB}"
-version = "1.0.0"
-driver = "videohub-tcp"
-endpoint = "{endpoint}"
-requires_secrets = []
-scopes = ["studio:control"]
-expires = 4000000000
-
-[limits]
-rps = 50.0
-burst = 10
-backoff = [1, 2, 5]
-breaker_failures = 5
-queue_depth = 32
-timeout_ms = 800
-
-[[actions]]
-name = "route"
-hazards = ["on_air"]
-cost = 0
-
-[[actions]]
-name = "salvo"
-hazards = ["on_air"]
-cost = 0
-"#
-    )
+    let actions = ["route", "salvo"];
+    device::manifest(HUB, "videohub-tcp", endpoint, Limits::default(), &actions, &actions, &[])
 }
 
 fn routing_blocks(sim: &Sim) -> Vec<String> {

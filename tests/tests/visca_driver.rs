@@ -5,46 +5,14 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use if_protocol::envelope::{ArgValue, Hazards};
-use if_tests::device::{DeviceRig, code, text};
+use if_tests::device::{self, DeviceRig, Limits, code, text};
 use if_tests::sim::Sim;
 
 const CAM: &str = "if://capability/camera.one";
 
-fn manifest(endpoint: &str) -> String {
-    format!(
-        r#"id = "{CAM}"
-version = "1.0.0"
-driver = "visca-serial"
-endpoint = "{endpoint}"
-requires_secrets = []
-scopes = ["studio:control"]
-expires = 4000000000
-
-[limits]
-rps = 2.0
-burst = 1
-backoff = [1, 2, 5]
-breaker_failures = 5
-queue_depth = 30
-timeout_ms = 1500
-
-[[actions]]
-name = "preset_recall"
-hazards = []
-cost = 0
-
-[[actions]]
-name = "pan_tilt"
-hazards = []
-cost = 0
-
-[[actions]]
-name = "stop"
-hazards = []
-cost = 0
-emergency = true
-"#
-    )
+fn manifest(endpoint: &str, rps: f32, burst: u32, queue_depth: u32) -> String {
+    let limits = Limits { rps, burst, queue_depth, timeout_ms: 1500, ..Limits::default() };
+    device::manifest(CAM, "visca-serial", endpoint, limits, &["preset_recall", "pan_tilt", "stop"], &[], &["stop"])
 }
 
 fn unix_ms() -> u128 {
@@ -62,7 +30,8 @@ fn packets(sim: &Sim) -> Vec<(u128, String)> {
 #[test]
 fn the_camera_sees_the_protocol_errors_map_to_codes_and_a_stop_overtakes_the_queue() {
     let sim = Sim::start("visca");
-    let mut r = DeviceRig::new(&manifest(&sim.endpoint()), CAM, &["preset_recall", "pan_tilt", "stop"], |_, _| {});
+    let mut r =
+        DeviceRig::new(&manifest(&sim.endpoint(), 2.0, 1, 30), CAM, &["preset_recall", "pan_tilt", "stop"], |_, _| {});
     let recall = if_tests::wait_for(Duration::from_secs(10), || {
         let reply = r.ask("preset_recall", Hazards::NONE, &[("preset", ArgValue::Int(5))]);
         (code(&reply) == "OK").then_some(reply)
@@ -113,11 +82,8 @@ fn the_camera_sees_the_protocol_errors_map_to_codes_and_a_stop_overtakes_the_que
 #[test]
 fn a_hundred_commands_at_rps_10_burst_5_reach_the_camera_at_that_rate_and_the_rest_are_queue_full() {
     let sim = Sim::start("visca");
-    let text_manifest = manifest(&sim.endpoint())
-        .replace("rps = 2.0", "rps = 10.0")
-        .replace("burst = 1", "burst = 5")
-        .replace("queue_depth = 30", "queue_depth = 20");
-    let mut r = DeviceRig::new(&text_manifest, CAM, &["preset_recall", "pan_tilt", "stop"], |_, _| {});
+    let mut r =
+        DeviceRig::new(&manifest(&sim.endpoint(), 10.0, 5, 20), CAM, &["preset_recall", "pan_tilt", "stop"], |_, _| {});
     assert!(
         if_tests::wait_for(Duration::from_secs(10), || (code(&r.ask("stop", Hazards::NONE, &[])) == "OK")
             .then_some(()))

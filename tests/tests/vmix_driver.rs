@@ -5,46 +5,15 @@
 use std::time::Duration;
 
 use if_protocol::envelope::{ArgValue, Hazards};
-use if_tests::device::{DeviceRig, code, text};
+use if_tests::device::{self, DeviceRig, Limits, code, text};
 use if_tests::probe::Probe;
 use if_tests::sim::Sim;
 
 const VMIX: &str = "if://capability/vmix.switcher";
 
 fn manifest(endpoint: &str) -> String {
-    format!(
-        r#"id = "{VMIX}"
-version = "1.0.0"
-driver = "vmix-tcp"
-endpoint = "{endpoint}"
-requires_secrets = []
-scopes = ["studio:control"]
-expires = 4000000000
-
-[limits]
-rps = 50.0
-burst = 10
-backoff = [1, 2, 5]
-breaker_failures = 5
-queue_depth = 32
-timeout_ms = 800
-
-[[actions]]
-name = "cut"
-hazards = ["on_air"]
-cost = 0
-
-[[actions]]
-name = "preview_input"
-hazards = []
-cost = 0
-
-[[actions]]
-name = "set_text"
-hazards = []
-cost = 0
-"#
-    )
+    let actions = ["cut", "preview_input", "set_text"];
+    device::manifest(VMIX, "vmix-tcp", endpoint, Limits::default(), &actions, &["cut"], &[])
 }
 
 fn rig(endpoint: &str) -> (DeviceRig, Probe) {

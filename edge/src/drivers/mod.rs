@@ -31,6 +31,34 @@ pub struct DriverContext {
     pub tally: mpsc::UnboundedSender<Tally>,
 }
 
+/// A request to a driver's connection task, which can be refused while the device is away.
+pub(crate) trait Refusable {
+    /// Answers the request with `why`.
+    fn refuse(self, why: IfError);
+}
+
+/// Waits out reconnect attempt `attempt` on the `backoff_s` schedule (jittered, the last entry repeats);
+/// every request that arrives meanwhile is refused at once with `why`: nothing waits on a dead link.
+/// Returns false when the driver is gone.
+pub(crate) async fn wait_out<R: Refusable>(
+    requests: &mut mpsc::Receiver<R>,
+    backoff_s: &[u32],
+    attempt: usize,
+    why: &IfError,
+) -> bool {
+    let schedule: Vec<Duration> = backoff_s.iter().map(|s| Duration::from_secs(u64::from((*s).max(1)))).collect();
+    let until = tokio::time::Instant::now() + crate::mqtt::backoff_delay(&schedule, attempt);
+    loop {
+        tokio::select! {
+            r = requests.recv() => match r {
+                Some(r) => r.refuse(why.clone()),
+                None => return false,
+            },
+            () = tokio::time::sleep_until(until) => return true,
+        }
+    }
+}
+
 /// `tcp://HOST:PORT` -> `HOST:PORT`.
 fn tcp_endpoint(m: &Manifest) -> Result<String, IfError> {
     m.endpoint

@@ -161,6 +161,12 @@ struct Request {
     answer: oneshot::Sender<Result<serde_json::Value, IfError>>,
 }
 
+impl super::Refusable for Request {
+    fn refuse(self, why: IfError) {
+        let _ = self.answer.send(Err(why));
+    }
+}
+
 /// The driver: a handle on the connection task and its model.
 #[derive(Debug)]
 pub struct Videohub {
@@ -273,19 +279,10 @@ impl Connection {
                     e
                 }
             };
-            let delays: Vec<Duration> =
-                self.backoff_s.iter().map(|s| Duration::from_secs(u64::from((*s).max(1)))).collect();
-            let until = Instant::now() + crate::mqtt::backoff_delay(&delays, attempt);
-            attempt += 1;
-            loop {
-                tokio::select! {
-                    r = requests.recv() => match r {
-                        Some(r) => { let _ = r.answer.send(Err(why.clone())); }
-                        None => return,
-                    },
-                    () = tokio::time::sleep_until(until) => break,
-                }
+            if !super::wait_out(&mut requests, &self.backoff_s, attempt, &why).await {
+                return;
             }
+            attempt += 1;
         }
     }
 

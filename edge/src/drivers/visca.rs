@@ -148,6 +148,12 @@ struct Request {
     answer: oneshot::Sender<Result<Vec<u8>, IfError>>,
 }
 
+impl super::Refusable for Request {
+    fn refuse(self, why: IfError) {
+        let _ = self.answer.send(Err(why));
+    }
+}
+
 /// The driver: a handle on the port task.
 #[derive(Debug)]
 pub struct Visca {
@@ -236,19 +242,10 @@ impl Port {
                 }
                 Err(e) => self.unreachable(e),
             };
-            let delays: Vec<Duration> =
-                self.backoff_s.iter().map(|s| Duration::from_secs(u64::from((*s).max(1)))).collect();
-            let until = Instant::now() + crate::mqtt::backoff_delay(&delays, attempt);
-            attempt += 1;
-            loop {
-                tokio::select! {
-                    r = requests.recv() => match r {
-                        Some(r) => { let _ = r.answer.send(Err(why.clone())); }
-                        None => return,
-                    },
-                    () = tokio::time::sleep_until(until) => break,
-                }
+            if !super::wait_out(&mut requests, &self.backoff_s, attempt, &why).await {
+                return;
             }
+            attempt += 1;
         }
     }
 

@@ -43,6 +43,12 @@ struct Request {
     answer: oneshot::Sender<Result<String, IfError>>,
 }
 
+impl super::Refusable for Request {
+    fn refuse(self, why: IfError) {
+        let _ = self.answer.send(Err(why));
+    }
+}
+
 /// The driver: a handle on the connection task.
 #[derive(Debug)]
 pub struct Vmix {
@@ -172,27 +178,11 @@ impl Connection {
                     e
                 }
             };
-            if requests.is_closed() {
+            if !super::wait_out(&mut requests, &self.backoff_s, attempt, &why).await {
                 return;
             }
-            // Until the next attempt, every request fails at once: nothing waits on a dead socket.
-            let delay = crate::mqtt::backoff_delay(&self.delays(), attempt);
             attempt += 1;
-            let until = Instant::now() + delay;
-            loop {
-                tokio::select! {
-                    r = requests.recv() => match r {
-                        Some(r) => { let _ = r.answer.send(Err(why.clone())); }
-                        None => return,
-                    },
-                    () = tokio::time::sleep_until(until) => break,
-                }
-            }
         }
-    }
-
-    fn delays(&self) -> Vec<Duration> {
-        self.backoff_s.iter().map(|s| Duration::from_secs(u64::from((*s).max(1)))).collect()
     }
 
     /// Connects, checks the greeting, subscribes to tally and reads the current tally.
