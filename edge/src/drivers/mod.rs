@@ -59,6 +59,20 @@ pub(crate) async fn wait_out<R: Refusable>(
     }
 }
 
+/// Connects to `addr` within `timeout`, with Nagle off (device commands are small and latency counts).
+pub(crate) async fn tcp_connect(
+    addr: &str,
+    timeout: Duration,
+    unreachable: impl Fn(&dyn std::fmt::Display) -> IfError,
+) -> Result<tokio::net::TcpStream, IfError> {
+    let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| unreachable(&"connect timed out"))?
+        .map_err(|e| unreachable(&e))?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
 /// `tcp://HOST:PORT` -> `HOST:PORT`.
 fn tcp_endpoint(m: &Manifest) -> Result<String, IfError> {
     m.endpoint

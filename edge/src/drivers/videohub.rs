@@ -18,7 +18,6 @@ use futures_util::StreamExt as _;
 use if_protocol::envelope::{ArgValue, EnvelopeBody};
 use if_protocol::{ErrorCode, IfError};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::time::Instant;
@@ -288,11 +287,7 @@ impl Connection {
 
     /// Connects and reads the prelude into the model.
     async fn connect(&self) -> Result<(Reader, OwnedWriteHalf), IfError> {
-        let stream = tokio::time::timeout(self.timeout, TcpStream::connect(&self.addr))
-            .await
-            .map_err(|_| unreachable(&self.addr, "connect timed out"))?
-            .map_err(|e| unreachable(&self.addr, e))?;
-        let _ = stream.set_nodelay(true);
+        let stream = super::tcp_connect(&self.addr, self.timeout, |e| unreachable(&self.addr, e)).await?;
         let (r, w) = stream.into_split();
         let mut r = FramedRead::new(r, LinesCodec::new_with_max_length(MAX_LINE));
         let mut model = Model::default();

@@ -21,7 +21,6 @@ use if_protocol::envelope::{ArgValue, EnvelopeBody};
 use if_protocol::{ErrorCode, IfError};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -187,11 +186,7 @@ impl Connection {
 
     /// Connects, checks the greeting, subscribes to tally and reads the current tally.
     async fn connect(&self) -> Result<(Reader, OwnedWriteHalf), IfError> {
-        let stream = tokio::time::timeout(self.timeout, TcpStream::connect(&self.addr))
-            .await
-            .map_err(|_| unreachable(&self.addr, "connect timed out"))?
-            .map_err(|e| unreachable(&self.addr, e))?;
-        let _ = stream.set_nodelay(true);
+        let stream = super::tcp_connect(&self.addr, self.timeout, |e| unreachable(&self.addr, e)).await?;
         let (r, mut w) = stream.into_split();
         let mut r = FramedRead::new(r, LinesCodec::new_with_max_length(MAX_LINE));
         let greeting = self.read_line(&mut r).await?;
