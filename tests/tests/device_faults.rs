@@ -1,5 +1,5 @@
-//! The fault matrix through the agent: for each fault the vMix simulator can play (refused connections,
-//! a connection dropped mid-answer, a hung device, garbage), commands fail with a device code, the lane's
+//! The fault matrix through the agent: for each fault the vMix and Videohub simulators can play (refused
+//! connections, a connection dropped mid-answer, a hung device, garbage), commands fail with a device code, the lane's
 //! breaker opens after `breaker_failures` and then fails fast with IF_ERR_303, each half-open window sends
 //! exactly one probe (witnessed as BREAKER records), and once the fault clears the lane recovers by itself.
 
@@ -27,14 +27,12 @@ fn preview(r: &mut DeviceRig) -> serde_json::Value {
     r.ask("preview_input", Hazards::NONE, &[("Input", ArgValue::Int(3))])
 }
 
-#[test]
-fn each_fault_opens_the_breaker_which_probes_once_per_window_and_recovers() {
-    let sim = Sim::start("vmix");
-    let mut r = DeviceRig::new(&manifest(&sim.endpoint()), VMIX, &["preview_input"], |_, _| {});
+/// Runs every fault of `faults` against the device behind `r`, then checks the BREAKER records.
+fn fault_matrix(sim: &Sim, mut r: DeviceRig, faults: &[&str], command: fn(&mut DeviceRig) -> serde_json::Value) {
     let healthy = |r: &mut DeviceRig| {
         let end = Instant::now() + Duration::from_secs(20);
         while Instant::now() < end {
-            if code(&preview(r)) == "OK" {
+            if code(&command(r)) == "OK" {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -42,11 +40,11 @@ fn each_fault_opens_the_breaker_which_probes_once_per_window_and_recovers() {
         false
     };
     assert!(healthy(&mut r), "the lane works before any fault");
-    for fault in ["refuse", "drop", "hang", "garbage"] {
+    for fault in faults {
         sim.fault(fault);
         let mut codes = Vec::new();
         loop {
-            let c = code(&preview(&mut r)).to_string();
+            let c = code(&command(&mut r)).to_string();
             codes.push(c.clone());
             if c == "IF_ERR_303" || codes.len() > 6 {
                 break;
@@ -70,7 +68,7 @@ fn each_fault_opens_the_breaker_which_probes_once_per_window_and_recovers() {
         .filter(|rec| rec["kind"] == "BREAKER")
         .filter_map(|rec| rec["detail"].as_str().and_then(|d| d.split(':').next()).map(String::from))
         .collect();
-    assert!(changes.iter().filter(|c| *c == "closed -> open").count() >= 4, "{changes:?}");
+    assert!(changes.iter().filter(|c| *c == "closed -> open").count() >= faults.len(), "{changes:?}");
     // Exactly one probe per half-open window: every half-open is followed by open or closed, never by
     // another half-open.
     for w in changes.windows(2) {
@@ -79,6 +77,28 @@ fn each_fault_opens_the_breaker_which_probes_once_per_window_and_recovers() {
         }
     }
     assert_eq!(changes.last().map(String::as_str), Some("half_open -> closed"), "{changes:?}");
+}
+
+fn limits() -> Limits {
+    Limits { rps: 100.0, burst: 20, breaker_failures: 3, timeout_ms: 400, backoff: "[1, 1, 1]", ..Limits::default() }
+}
+
+#[test]
+fn each_vmix_fault_opens_the_breaker_which_probes_once_per_window_and_recovers() {
+    let sim = Sim::start("vmix");
+    let r = DeviceRig::new(&manifest(&sim.endpoint()), VMIX, &["preview_input"], |_, _| {});
+    fault_matrix(&sim, r, &["refuse", "drop", "hang", "garbage"], preview);
+}
+
+#[test]
+fn each_videohub_fault_opens_the_breaker_which_probes_once_per_window_and_recovers() {
+    const HUB: &str = "if://capability/videohub.router";
+    let sim = Sim::start("videohub");
+    let m = device::manifest(HUB, "videohub-tcp", &sim.endpoint(), limits(), &["route"], &[], &[]);
+    let r = DeviceRig::new(&m, HUB, &["route"], |_, _| {});
+    fault_matrix(&sim, r, &["refuse", "drop", "hang"], |r| {
+        r.ask("route", Hazards::NONE, &[("output", ArgValue::Int(1)), ("input", ArgValue::Int(2))])
+    });
 }
 
 #[test]

@@ -6,7 +6,8 @@
 //! Several routes in one block apply together or not at all. `PING:` is answered `ACK`. Every block it
 //! receives is appended to the record file as one line (`HEADER: line | line`).
 //!
-//! Faults, read again for every block from the fault file (one per line): `refuse`, `hang` (never answer),
+//! Faults, read again for every block from the fault file (one per line): `refuse` (close at once, also
+//! on a connected client's next block), `hang` (never answer),
 //! `nak` (answer NAK to everything), `lock N` (output N is locked by another client), `drop` (close the
 //! connection instead of answering).
 
@@ -118,7 +119,7 @@ async fn client(
         if f.iter().any(|x| x == "hang") {
             continue;
         }
-        if f.iter().any(|x| x == "drop") {
+        if f.iter().any(|x| x == "drop" || x == "refuse") {
             return Ok(());
         }
         let answer = match this[0].as_str() {
