@@ -73,7 +73,13 @@ impl Model {
                         self.inputs = value.trim_start_matches("inputs:").trim().parse().unwrap_or(self.inputs);
                     }
                     "Video" if value.starts_with("outputs:") => {
-                        let n = value.trim_start_matches("outputs:").trim().parse().unwrap_or(self.routing.len());
+                        // A router's claim of its size is input: bounded like everything else from it.
+                        let n = value
+                            .trim_start_matches("outputs:")
+                            .trim()
+                            .parse()
+                            .unwrap_or(self.routing.len())
+                            .min(MAX_BLOCK);
                         self.routing.resize(n, 0);
                         self.locks.resize(n, 'U');
                     }
@@ -429,6 +435,9 @@ mod tests {
         let mut m = Model::default();
         m.apply("VIDEOHUB DEVICE:", &["Video inputs: 4".into(), "Video outputs: 4".into()]);
         m.apply("VIDEO OUTPUT ROUTING:", &["0 3".into(), "1 2".into()]);
+        let mut huge = Model::default();
+        huge.apply("VIDEOHUB DEVICE:", &["Video outputs: 4000000000".into()]);
+        assert_eq!(huge.routing.len(), MAX_BLOCK, "a claimed size is capped");
         m.apply("VIDEO OUTPUT LOCKS:", &["2 L".into()]);
         m.apply("INPUT LABELS:", &["1 Camera 2".into()]);
         assert_eq!(m.routing, [3, 2, 0, 0]);

@@ -58,6 +58,14 @@ enum Doc {
     Grant(Box<Grant>),
 }
 
+/// Whose key a key id is.
+#[derive(Debug, Clone)]
+struct Holder {
+    name: String,
+    key: VerifyingKey,
+    signer: bool,
+}
+
 /// A refused offer, as the status topic shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -75,8 +83,9 @@ pub struct Policy {
     talents: BTreeMap<String, Talent>,
     /// By (talent, capability id).
     grants: BTreeMap<(String, String), Grant>,
-    /// Talent names by key id.
-    talent_keys: HashMap<KeyId, String>,
+    /// Every principal's decoded key by key id, rebuilt when the root or a talent changes, so the
+    /// per-message lookup never decodes a key again.
+    by_key: HashMap<KeyId, Holder>,
     allow: Vec<Allowed>,
     refused: VecDeque<Refusal>,
 }
@@ -123,13 +132,29 @@ impl Policy {
 
     /// The principal whose key has id `id`: its name, key and kind. Policy signers come first.
     pub fn principal(&self, id: &KeyId) -> Option<(String, VerifyingKey, Principal)> {
-        if let Some((name, key)) = self.root().and_then(|r| trust::policy_signer(r, id)) {
-            return Some((name, key, Principal::PolicySigner));
+        let h = self.by_key.get(id)?;
+        if h.signer {
+            return Some((h.name.clone(), h.key, Principal::PolicySigner));
         }
-        let name = self.talent_keys.get(id)?;
-        let t = self.talents.get(name)?;
-        let key = keys::verifying_key(&t.public_key.0).ok()?;
-        Some((name.clone(), key, Principal::Talent(t.status)))
+        let t = self.talents.get(&h.name)?;
+        Some((h.name.clone(), h.key, Principal::Talent(t.status)))
+    }
+
+    /// Rebuilds [`Policy::by_key`]: the root's policy signers first, then every talent.
+    fn reindex(&mut self) {
+        let mut by_key = HashMap::new();
+        for t in self.talents.values() {
+            if let Ok(key) = keys::verifying_key(&t.public_key.0) {
+                by_key.insert(keys::key_id(&key), Holder { name: t.name.to_string(), key, signer: false });
+            }
+        }
+        let signers = self.root.iter().flat_map(|r| r.doc.keys.iter()).filter(|k| k.roles.policy);
+        for k in signers {
+            if let Ok(key) = keys::verifying_key(&k.public_key.0) {
+                by_key.insert(keys::key_id(&key), Holder { name: k.name.to_string(), key, signer: true });
+            }
+        }
+        self.by_key = by_key;
     }
 
     /// Whether a principal of this name exists.
@@ -147,9 +172,8 @@ impl Policy {
         let (key, value, summary, doc) = match set {
             Set::Talent(t) => {
                 let id = keys::key_id(&keys::verifying_key(&t.public_key.0)?);
-                let holder = self.talent_keys.get(&id).filter(|n| n.as_str() != t.name.as_str());
-                let signer_key = self.root().and_then(|r| trust::policy_signer(r, &id));
-                if holder.is_some() || signer_key.is_some() {
+                let taken = self.by_key.get(&id).is_some_and(|h| h.signer || h.name != t.name.as_str());
+                if taken {
                     return Err(IfError::with(
                         ErrorCode::PermissionDenied,
                         "that public key already belongs to another principal",
@@ -223,16 +247,16 @@ impl Policy {
 
     fn apply_doc(&mut self, doc: Doc) {
         match doc {
-            Doc::Root(r) => self.root = Some(*r),
+            Doc::Root(r) => {
+                self.root = Some(*r);
+                self.reindex();
+            }
             Doc::Manifest(m) => {
                 self.manifests.insert(m.doc.id.to_string(), *m);
             }
             Doc::Talent(t) => {
-                if let Ok(key) = keys::verifying_key(&t.public_key.0) {
-                    self.talent_keys.retain(|_, n| n.as_str() != t.name.as_str());
-                    self.talent_keys.insert(keys::key_id(&key), t.name.to_string());
-                }
                 self.talents.insert(t.name.to_string(), *t);
+                self.reindex();
             }
             Doc::Grant(g) => {
                 self.grants.insert((g.talent.to_string(), g.capability.to_string()), *g);
@@ -342,6 +366,17 @@ mod tests {
         assert_eq!(back.root(), p.root());
         assert_eq!(back.manifest("if://capability/vmix.switcher").map(|m| m.version.to_string()), Some("1.2.0".into()));
         assert_eq!(back.status()["manifests"][0]["version"], "1.2.0");
+    }
+
+    #[test]
+    fn principals_are_found_by_key_id_and_role() {
+        let mut p = Policy::default();
+        let change = p.offer_root(&signed(root(1, &[1, 2], 1), &[1]), NOW).expect("root").expect("change");
+        p.apply(change);
+        let id = |seed: u8| keys::key_id(&trust::tests::key(seed).verifying_key());
+        assert_eq!(p.principal(&id(1)).map(|(n, _, w)| (n, w)), Some(("key1".into(), Principal::PolicySigner)));
+        assert!(p.principal(&id(2)).is_none(), "key 2 signs manifests only, not policy");
+        assert!(p.principal(&id(3)).is_none());
     }
 
     #[test]

@@ -7,22 +7,13 @@
 //! own (TUF's rule), so neither a stolen old key set nor a fabricated new one can move trust alone.
 
 use ed25519_dalek::VerifyingKey;
-use if_protocol::keys::{self, KeyId};
+use if_protocol::keys;
 use if_protocol::policy::{Signed, TrustRoot};
 use if_protocol::{ErrorCode, IfError};
 
 /// The keys of `root` that may sign roots and manifests. Keys that do not decode count for nothing.
 pub fn signing_keys(root: &TrustRoot) -> Vec<VerifyingKey> {
     root.keys.iter().filter(|k| k.roles.manifests).filter_map(|k| keys::verifying_key(&k.public_key.0).ok()).collect()
-}
-
-/// The policy signer of `root` with key id `id`: its name and key.
-pub fn policy_signer(root: &TrustRoot, id: &KeyId) -> Option<(String, VerifyingKey)> {
-    root.keys
-        .iter()
-        .filter(|k| k.roles.policy)
-        .filter_map(|k| keys::verifying_key(&k.public_key.0).ok().map(|v| (k.name.to_string(), v)))
-        .find(|(_, v)| keys::key_id(v) == *id)
 }
 
 /// Whether `root` has expired at `now_s` (unix seconds).
@@ -160,13 +151,5 @@ pub(crate) mod tests {
         assert_eq!(skip.code(), ErrorCode::VersionNotAllowed);
         let back = check_rotation(&root(2, &[1, 2, 3], 2), &signed(root(1, &[1, 2, 3], 2), &[1, 2, 3]), NOW);
         assert_eq!(back.expect_err("rollback").code(), ErrorCode::ManifestRollback);
-    }
-
-    #[test]
-    fn policy_signers_are_found_by_key_id_and_role() {
-        let r = root(1, &[1, 2], 1);
-        let id = keys::key_id(&key(1).verifying_key());
-        assert_eq!(policy_signer(&r, &id).map(|(n, _)| n), Some("key1".to_string()));
-        assert!(policy_signer(&r, &keys::key_id(&key(2).verifying_key())).is_none(), "key 2 signs manifests only");
     }
 }
