@@ -1,7 +1,9 @@
 //! The device path measured end to end: signed envelope -> Mosquitto -> the agent (verify, admit,
-//! authorize, RECEIVED durable) -> the lane -> the vmix-tcp driver -> the vMix simulator's answer ->
-//! EXECUTED durable -> reply, paced at 1k commands/s with the lane's rate limit lifted; and the lane's own
-//! cost per command, in process, against calling the driver directly.
+//! authorize, RECEIVED durable) -> the lane -> the vmix-tcp driver -> the vMix simulator, paced at 1k
+//! commands/s with the lane's rate limit lifted. Two figures: publish -> the simulator receives the
+//! `FUNCTION` line (from the simulator's own timestamps; each command carries its number), and publish
+//! -> answered -> EXECUTED durable -> reply. Then the lane's own cost per command, in process, against
+//! calling the driver directly.
 //!
 //! `cargo build --release --workspace --bins && cargo bench -p if-tests --bench device_path`
 
@@ -11,7 +13,7 @@ use std::time::{Duration, Instant};
 use if_edge::capability::{Capability, OutcomeFuture};
 use if_edge::lane::{Driver, HealthFuture, Lane, LaneSpec, Plan};
 use if_protocol::envelope::{ArgValue, EnvelopeBody, Hazards};
-use if_tests::bench::{paced_latency, print_latency};
+use if_tests::bench::{paced, print_latency};
 use if_tests::device::{self, DeviceRig, Limits, code};
 use if_tests::sim::Sim;
 
@@ -26,7 +28,7 @@ fn manifest(endpoint: &str) -> String {
         timeout_ms: 2000,
         ..Limits::default()
     };
-    device::manifest(VMIX, "vmix-tcp", endpoint, limits, &["preview_input"], &[], &[])
+    device::manifest(VMIX, "vmix-tcp", endpoint, limits, &["preview_input", "set_text"], &[], &[])
 }
 
 /// A driver that answers at once: what is left is the lane.
@@ -90,18 +92,30 @@ fn main() {
         return;
     }
     let sim = Sim::start("vmix");
-    let mut rig = DeviceRig::new(&manifest(&sim.endpoint()), VMIX, &["preview_input"], |_, _| {});
-    let args = [("Input", ArgValue::Int(2))];
+    let mut rig = DeviceRig::new(&manifest(&sim.endpoint()), VMIX, &["preview_input", "set_text"], |_, _| {});
     let ready = if_tests::wait_for(Duration::from_secs(10), || {
-        (code(&rig.ask("preview_input", Hazards::NONE, &args)) == "OK").then_some(())
+        (code(&rig.ask("preview_input", Hazards::NONE, &[("Input", ArgValue::Int(2))])) == "OK").then_some(())
     });
     assert!(ready.is_some(), "the driver connected");
-    let frames: Vec<Vec<u8>> = (0..2000).map(|_| rig.frame("preview_input", Hazards::NONE, &args)).collect();
-    let lat = paced_latency(&rig.probe, frames);
-    let received = sim.received().iter().filter(|l| l.starts_with("FUNCTION PreviewInput")).count();
+    let n = 2000;
+    let frames: Vec<Vec<u8>> = (0..n)
+        .map(|i| rig.frame("set_text", Hazards::NONE, &[("Input", ArgValue::Int(1)), ("Value", ArgValue::Int(i))]))
+        .collect();
+    let (lat, published) = paced(&rig.probe, frames);
+    let mut to_device: Vec<Duration> = sim
+        .received_at()
+        .iter()
+        .filter_map(|(at, line)| {
+            let i: usize = line.strip_prefix("FUNCTION SetText Input=1&Value=")?.parse().ok()?;
+            let us = at.checked_sub(*published.get(i)?)?;
+            Some(Duration::from_micros(u64::try_from(us).ok()?))
+        })
+        .collect();
+    to_device.sort();
     println!("machine: {} cpus", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    print_latency("publish -> vMix simulator receives the FUNCTION, paced 1k cmds/s", &to_device);
     print_latency("publish -> vMix simulator answered -> reply, paced 1k cmds/s", &lat);
-    println!("the simulator received {received} FUNCTION lines (2001 sent)");
+    println!("the simulator received {} of {n} numbered FUNCTION lines", to_device.len());
     rig.agent.stop();
     lane_overhead();
 }

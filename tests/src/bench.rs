@@ -11,7 +11,14 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// Sends the frames paced at 1k msgs/s and returns the sorted publish -> answer times.
 pub fn paced_latency(probe: &Probe, frames: Vec<Vec<u8>>) -> Vec<Duration> {
+    paced(probe, frames).0
+}
+
+/// Sends the frames paced at 1k msgs/s; returns the sorted publish -> answer times and when each frame
+/// was published (microseconds since the Unix epoch, in frame order), to set against a device's record.
+pub fn paced(probe: &Probe, frames: Vec<Vec<u8>>) -> (Vec<Duration>, Vec<u128>) {
     let n = frames.len();
+    let mut published = Vec::with_capacity(n);
     let mut sent = Vec::with_capacity(n);
     let mut lat = Vec::with_capacity(n);
     let record = |m: crate::probe::Msg, sent: &[Instant], lat: &mut Vec<Duration>| {
@@ -34,6 +41,7 @@ pub fn paced_latency(probe: &Probe, frames: Vec<Vec<u8>>) -> Vec<Duration> {
             }
         }
         sent.push(Instant::now());
+        published.push(unix_us());
         probe.request(f, &(i as u64).to_be_bytes());
     }
     while lat.len() < n {
@@ -41,7 +49,12 @@ pub fn paced_latency(probe: &Probe, frames: Vec<Vec<u8>>) -> Vec<Duration> {
         record(m, &sent, &mut lat);
     }
     lat.sort();
-    lat
+    (lat, published)
+}
+
+/// Now, in microseconds since the Unix epoch.
+pub fn unix_us() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros())
 }
 
 /// Prints `label (n msgs): p50, p99, max`.

@@ -79,8 +79,20 @@ impl Sim {
 
     /// What was received (`rx LINE`) and answered (`tx LINE`), in order (vMix).
     pub fn timeline(&self) -> Vec<String> {
+        self.stamped().into_iter().map(|(_, l)| l).collect()
+    }
+
+    /// Each line received, with when (microseconds since the Unix epoch) (vMix).
+    pub fn received_at(&self) -> Vec<(u128, String)> {
+        self.stamped().into_iter().filter_map(|(t, l)| Some((t, l.strip_prefix("rx ")?.to_string()))).collect()
+    }
+
+    fn stamped(&self) -> Vec<(u128, String)> {
         let path = self.record_path().with_extension("timeline");
-        std::fs::read_to_string(path).unwrap_or_default().lines().map(String::from).collect()
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| l.split_once(' ').and_then(|(t, l)| Some((t.parse().ok()?, l.to_string()))))
+            .collect()
     }
 
     /// Sets the fault (`""` for none).

@@ -1,7 +1,9 @@
-//! The fault matrix through the agent: for each fault the vMix and Videohub simulators can play (refused
-//! connections, a connection dropped mid-answer, a hung device, garbage), commands fail with a device code, the lane's
-//! breaker opens after `breaker_failures` and then fails fast with IF_ERR_303, each half-open window sends
-//! exactly one probe (witnessed as BREAKER records), and once the fault clears the lane recovers by itself.
+//! The fault matrix through the agent: for each fault the vMix, Videohub and VISCA simulators can play
+//! (refused connections, an answer cut off mid-way, a hung device, garbage, answers too slow), commands
+//! fail with a device code, the lane's breaker opens after `breaker_failures` and then fails fast with
+//! IF_ERR_303, each half-open window sends exactly one probe (witnessed as BREAKER records, and counted
+//! by the simulator where the probe is its own request), and once the fault clears the lane recovers by
+//! itself.
 
 use std::time::{Duration, Instant};
 
@@ -27,8 +29,16 @@ fn preview(r: &mut DeviceRig) -> serde_json::Value {
     r.ask("preview_input", Hazards::NONE, &[("Input", ArgValue::Int(3))])
 }
 
-/// Runs every fault of `faults` against the device behind `r`, then checks the BREAKER records.
-fn fault_matrix(sim: &Sim, mut r: DeviceRig, faults: &[&str], command: fn(&mut DeviceRig) -> serde_json::Value) {
+/// Runs every fault of `faults` against the device behind `r`, then checks the BREAKER records and, when
+/// the device's health probe is a request of its own (its record lines end with `probe`), that the
+/// simulator received no more probes than there were half-open windows.
+fn fault_matrix(
+    sim: &Sim,
+    mut r: DeviceRig,
+    faults: &[&str],
+    probe: Option<&str>,
+    command: fn(&mut DeviceRig) -> serde_json::Value,
+) {
     let healthy = |r: &mut DeviceRig| {
         let end = Instant::now() + Duration::from_secs(20);
         while Instant::now() < end {
@@ -77,6 +87,11 @@ fn fault_matrix(sim: &Sim, mut r: DeviceRig, faults: &[&str], command: fn(&mut D
         }
     }
     assert_eq!(changes.last().map(String::as_str), Some("half_open -> closed"), "{changes:?}");
+    if let Some(probe) = probe {
+        let windows = changes.iter().filter(|c| *c == "open -> half_open").count();
+        let probes = sim.received().iter().filter(|l| l.ends_with(probe)).count();
+        assert!(probes >= 1 && probes <= windows, "{probes} probes for {windows} half-open windows");
+    }
 }
 
 fn limits() -> Limits {
@@ -87,7 +102,7 @@ fn limits() -> Limits {
 fn each_vmix_fault_opens_the_breaker_which_probes_once_per_window_and_recovers() {
     let sim = Sim::start("vmix");
     let r = DeviceRig::new(&manifest(&sim.endpoint()), VMIX, &["preview_input"], |_, _| {});
-    fault_matrix(&sim, r, &["refuse", "drop", "hang", "garbage"], preview);
+    fault_matrix(&sim, r, &["refuse", "drop", "hang", "garbage", "slow"], None, preview);
 }
 
 #[test]
@@ -96,8 +111,20 @@ fn each_videohub_fault_opens_the_breaker_which_probes_once_per_window_and_recove
     let sim = Sim::start("videohub");
     let m = device::manifest(HUB, "videohub-tcp", &sim.endpoint(), limits(), &["route"], &[], &[]);
     let r = DeviceRig::new(&m, HUB, &["route"], |_, _| {});
-    fault_matrix(&sim, r, &["refuse", "drop", "hang"], |r| {
+    fault_matrix(&sim, r, &["refuse", "drop", "hang", "garbage", "slow"], Some("PING:"), |r| {
         r.ask("route", Hazards::NONE, &[("output", ArgValue::Int(1)), ("input", ArgValue::Int(2))])
+    });
+}
+
+#[test]
+fn each_visca_fault_opens_the_breaker_which_probes_once_per_window_and_recovers() {
+    const CAM: &str = "if://capability/camera.one";
+    let sim = Sim::start("visca");
+    let m = device::manifest(CAM, "visca-serial", &sim.endpoint(), limits(), &["pan_tilt"], &[], &[]);
+    let r = DeviceRig::new(&m, CAM, &["pan_tilt"], |_, _| {});
+    // The probe is the power inquiry, `81 09 04 00 FF`.
+    fault_matrix(&sim, r, &["drop", "hang", "garbage", "slow"], Some("81 09 04 00 FF"), |r| {
+        r.ask("pan_tilt", Hazards::NONE, &[("direction", device::text("left"))])
     });
 }
 

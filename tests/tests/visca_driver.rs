@@ -1,6 +1,6 @@
 //! The visca-serial driver through the whole path against the VISCA camera simulator on a
-//! pseudo-terminal: commands as the camera sees them, error replies mapped to codes, and a STOP that
-//! overtakes twenty queued moves.
+//! pseudo-terminal: every action as the camera sees it, error replies mapped to codes, buffer full sent
+//! again, a STOP that overtakes twenty queued moves, the rate limit, and the port going away and back.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,6 +14,9 @@ fn manifest(endpoint: &str, rps: f32, burst: u32, queue_depth: u32) -> String {
     let limits = Limits { rps, burst, queue_depth, timeout_ms: 1500, ..Limits::default() };
     device::manifest(CAM, "visca-serial", endpoint, limits, &["preset_recall", "pan_tilt", "stop"], &[], &["stop"])
 }
+
+/// A command's arguments.
+type Args = Vec<(&'static str, ArgValue)>;
 
 fn unix_ms() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis())
@@ -47,6 +50,14 @@ fn the_camera_sees_the_protocol_errors_map_to_codes_and_a_stop_overtakes_the_que
     sim.fault("notexec");
     let notexec = r.ask("preset_recall", Hazards::NONE, &[("preset", ArgValue::Int(6))]);
     assert!(notexec["error"]["message"].as_str().unwrap_or("").contains("not executable"), "{notexec}");
+    // Buffer full: the camera took nothing, so the command goes again a frame later, three tries in all.
+    sim.fault("busy");
+    let before = packets(&sim).len();
+    let busy = r.ask("preset_recall", Hazards::NONE, &[("preset", ArgValue::Int(7))]);
+    assert_eq!(code(&busy), "IF_ERR_403", "{busy}");
+    assert!(busy["error"]["message"].as_str().unwrap_or("").contains("buffer full"), "{busy}");
+    let tries = packets(&sim)[before..].iter().filter(|(_, h)| h == "81 01 04 3F 02 07 FF").count();
+    assert_eq!(tries, 3, "sent three times in all");
     sim.fault("");
 
     // Twenty moves queue behind the lane's 2 a second; a STOP goes straight to the camera.
@@ -114,5 +125,93 @@ fn a_hundred_commands_at_rps_10_burst_5_reach_the_camera_at_that_rate_and_the_re
         let earliest = (i.saturating_sub(4) as u128) * 100;
         assert!(t - first + 15 >= earliest, "command {i} at {} ms: faster than the rate: {moves:?}", t - first);
     }
+    r.agent.stop();
+}
+
+#[test]
+fn every_action_reaches_the_camera_as_its_packet_and_bad_arguments_never_leave_the_agent() {
+    let sim = Sim::start("visca");
+    let actions = ["preset_recall", "pan_tilt", "stop", "zoom"];
+    let m = device::manifest(CAM, "visca-serial", &sim.endpoint(), Limits::default(), &actions, &[], &["stop"]);
+    let mut r = DeviceRig::new(&m, CAM, &actions, |_, _| {});
+    assert!(
+        if_tests::wait_for(Duration::from_secs(10), || (code(&r.ask("stop", Hazards::NONE, &[])) == "OK")
+            .then_some(()))
+        .is_some(),
+        "the port opens"
+    );
+    let int = ArgValue::Int;
+    let cases: Vec<(&str, Args, &str)> = vec![
+        ("preset_recall", vec![("preset", int(0))], "81 01 04 3F 02 00 FF"),
+        ("preset_recall", vec![("preset", int(127))], "81 01 04 3F 02 7F FF"),
+        ("stop", vec![], "81 01 06 01 01 01 03 03 FF"),
+        ("pan_tilt", vec![("direction", text("up"))], "81 01 06 01 08 08 03 01 FF"),
+        ("pan_tilt", vec![("direction", text("down"))], "81 01 06 01 08 08 03 02 FF"),
+        ("pan_tilt", vec![("direction", text("left"))], "81 01 06 01 08 08 01 03 FF"),
+        ("pan_tilt", vec![("direction", text("right"))], "81 01 06 01 08 08 02 03 FF"),
+        ("pan_tilt", vec![("direction", text("upleft"))], "81 01 06 01 08 08 01 01 FF"),
+        ("pan_tilt", vec![("direction", text("upright"))], "81 01 06 01 08 08 02 01 FF"),
+        ("pan_tilt", vec![("direction", text("downleft"))], "81 01 06 01 08 08 01 02 FF"),
+        (
+            "pan_tilt",
+            vec![("direction", text("downright")), ("pan_speed", int(24)), ("tilt_speed", int(20))],
+            "81 01 06 01 18 14 02 02 FF",
+        ),
+        ("zoom", vec![("direction", text("tele")), ("speed", int(7))], "81 01 04 07 27 FF"),
+        ("zoom", vec![("direction", text("wide")), ("speed", int(0))], "81 01 04 07 30 FF"),
+        ("zoom", vec![("direction", text("stop"))], "81 01 04 07 00 FF"),
+    ];
+    for (action, args, hex) in &cases {
+        let reply = r.ask(action, Hazards::NONE, args);
+        assert_eq!(code(&reply), "OK", "{action} {args:?}: {reply}");
+        assert_eq!(reply["result"]["visca"], *hex, "{action}: the reply names what was sent");
+        assert_eq!(packets(&sim).last().map(|(_, h)| h.as_str()), Some(*hex), "{action}: the camera saw it");
+    }
+    let seen = packets(&sim).len();
+    let bad: Vec<(&str, Args)> = vec![
+        ("preset_recall", vec![("preset", int(128))]),
+        ("preset_recall", vec![]),
+        ("pan_tilt", vec![("direction", text("sideways"))]),
+        ("pan_tilt", vec![("direction", text("up")), ("pan_speed", int(25))]),
+        ("pan_tilt", vec![("direction", int(1))]),
+        ("zoom", vec![("direction", text("tele")), ("speed", int(8))]),
+        ("zoom", vec![]),
+    ];
+    for (action, args) in &bad {
+        let reply = r.ask(action, Hazards::NONE, args);
+        assert_eq!(code(&reply), "IF_ERR_101", "{action} {args:?}: {reply}");
+    }
+    assert_eq!(packets(&sim).len(), seen, "nothing of a bad command reached the camera");
+    r.agent.stop();
+}
+
+#[test]
+fn a_camera_that_goes_away_fails_fast_and_the_lane_reconnects_when_it_returns() {
+    let mut sim = Sim::start("visca");
+    let limits = Limits { backoff: "[1, 1, 1]", breaker_failures: 3, timeout_ms: 500, ..Limits::default() };
+    let m = device::manifest(CAM, "visca-serial", &sim.endpoint(), limits, &["preset_recall"], &[], &[]);
+    let mut r = DeviceRig::new(&m, CAM, &["preset_recall"], |_, _| {});
+    let recall = |r: &mut DeviceRig| r.ask("preset_recall", Hazards::NONE, &[("preset", ArgValue::Int(9))]);
+    let ok = |r: &mut DeviceRig| {
+        if_tests::wait_for(Duration::from_secs(20), || (code(&recall(r)) == "OK").then_some(())).is_some()
+    };
+    assert!(ok(&mut r), "the port opens");
+
+    // The serial adapter is unplugged: its device node goes away.
+    sim.stop();
+    let mut codes = Vec::new();
+    while codes.last().map(String::as_str) != Some("IF_ERR_303") && codes.len() < 8 {
+        codes.push(code(&recall(&mut r)).to_string());
+    }
+    assert_eq!(codes.last().map(String::as_str), Some("IF_ERR_303"), "the breaker opened: {codes:?}");
+    assert!(
+        codes[..codes.len() - 1].iter().all(|c| c == "IF_ERR_401" || c == "IF_ERR_402"),
+        "unreachable, or unknown for one in flight: {codes:?}"
+    );
+
+    let before = packets(&sim).len();
+    sim.restart();
+    assert!(ok(&mut r), "the lane reopens the port by itself");
+    assert!(packets(&sim)[before..].iter().any(|(_, h)| h == "81 01 04 3F 02 09 FF"), "the camera saw it");
     r.agent.stop();
 }

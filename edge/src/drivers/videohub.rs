@@ -331,6 +331,10 @@ impl Connection {
                 },
                 req = requests.recv() => {
                     let Some(req) = req else { return unreachable(&self.addr, "driver stopped") };
+                    // Its caller gave up waiting (the lane's timeout): it must not reach the device later.
+                    if req.answer.is_closed() {
+                        continue;
+                    }
                     if let Err(e) = self.handle(req, &mut r, &mut w).await {
                         return e;
                     }

@@ -260,6 +260,10 @@ impl Connection {
                 }
                 req = requests.recv(), if pending.is_none() => {
                     let Some(req) = req else { return unreachable(&self.addr, "driver stopped") };
+                    // Its caller gave up waiting (the lane's timeout): it must not reach the device later.
+                    if req.answer.is_closed() {
+                        continue;
+                    }
                     if let Err(e) = w.write_all(format!("{}\r\n", req.line).as_bytes()).await {
                         let _ = req.answer.send(Err(unreachable(&self.addr, format_args!("could not send: {e}"))));
                         return unreachable(&self.addr, e);

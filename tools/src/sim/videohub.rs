@@ -9,7 +9,7 @@
 //! Faults, read again for every block from the fault file (one per line): `refuse` (close at once, also
 //! on a connected client's next block), `hang` (never answer),
 //! `nak` (answer NAK to everything), `lock N` (output N is locked by another client), `drop` (close the
-//! connection instead of answering).
+//! connection instead of answering), `garbage` (answer with noise), `slow` (answer after 2 s).
 
 use std::sync::Arc;
 
@@ -121,6 +121,13 @@ async fn client(
         }
         if f.iter().any(|x| x == "drop" || x == "refuse") {
             return Ok(());
+        }
+        if f.iter().any(|x| x == "garbage") {
+            w.write_all(b"\x1b%#?? NOISE\n\x7f\x01\n\n").await?;
+            continue;
+        }
+        if f.iter().any(|x| x == "slow") {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
         }
         let answer = match this[0].as_str() {
             "PING:" => "ACK\n\n".to_string(),

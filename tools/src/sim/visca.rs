@@ -8,7 +8,9 @@
 //! as a camera does. Every packet received is recorded as `UNIX_MS HEX`.
 //!
 //! Faults from the fault file: `hang` (answer nothing), `syntax` (every command: syntax error),
-//! `busy` (every command: buffer full), `notexec` (every command: not executable now), `garbage`.
+//! `busy` (every command: buffer full), `notexec` (every command: not executable now), `garbage`
+//! (noise instead of answers), `drop` (the first byte of an answer, then nothing, as when a cable is
+//! pulled mid-answer), `slow` (every answer 2 s late).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,7 +43,7 @@ pub async fn serve(link: PathBuf, files: Files) -> std::io::Result<()> {
     let (mut rx, tx) = tokio::io::split(master);
     let tx = Arc::new(Mutex::new(tx));
     let busy = Arc::new(Mutex::new([false; 2]));
-    let mut packet = Vec::new();
+    let mut framer = if_edge::drivers::visca::Framer::default();
     let mut buf = [0u8; 64];
     loop {
         let n = match rx.read(&mut buf).await {
@@ -52,14 +54,16 @@ pub async fn serve(link: PathBuf, files: Files) -> std::io::Result<()> {
             }
             Ok(n) => n,
         };
-        for &b in &buf[..n] {
-            packet.push(b);
-            if b != 0xFF && packet.len() < 16 {
-                continue;
-            }
-            let p = std::mem::take(&mut packet);
+        for p in buf[..n].iter().filter_map(|&b| framer.push(b)).collect::<Vec<_>>() {
             record(&files, &p);
-            answer(&p, &files, tx.clone(), busy.clone()).await?;
+            let (tx, busy) = (tx.clone(), busy.clone());
+            match fault(&files).as_str() {
+                "slow" => drop(tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    answer(&p, "", tx, busy).await
+                })),
+                f => answer(&p, f, tx, busy).await?,
+            }
         }
     }
 }
@@ -82,14 +86,14 @@ async fn send<W: AsyncWriteExt + Unpin>(tx: &Mutex<W>, bytes: &[u8]) -> std::io:
 
 async fn answer<W: AsyncWriteExt + Unpin + Send + 'static>(
     p: &[u8],
-    files: &Files,
+    f: &str,
     tx: Arc<Mutex<W>>,
     busy: Arc<Mutex<[bool; 2]>>,
 ) -> std::io::Result<()> {
-    let f = fault(files);
-    match f.as_str() {
+    match f {
         "hang" => return Ok(()),
         "garbage" => return send(&tx, &[0x12, 0x34, 0xFF]).await,
+        "drop" => return send(&tx, &[0x90]).await,
         _ => {}
     }
     match p {

@@ -11,7 +11,7 @@
 //! `hang` (read but never answer), `garbage` (answer with noise), `slow` (answer after 2 s), `er` (every
 //! FUNCTION fails), `drop` (close the connection instead of answering), `delay MS` (answer after MS).
 //! Empty or missing: healthy. Next to the record, `RECORD.timeline` lists what was received (`rx`) and
-//! answered (`tx`) in order.
+//! answered (`tx`) in order, with the time in microseconds since the Unix epoch.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -64,10 +64,12 @@ fn record(files: &Files, line: &str) {
     }
 }
 
-/// The order of what was received (`rx`) and answered (`tx`), in `RECORD.timeline`.
+/// The order of what was received (`rx`) and answered (`tx`), in `RECORD.timeline`, each line as
+/// `UNIX_MICROS rx|tx LINE`.
 fn timeline(files: &Files, dir: &str, line: &str) {
     if let Some(path) = &files.record {
-        append(&path.with_extension("timeline"), &format!("{dir} {line}"));
+        let us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros());
+        append(&path.with_extension("timeline"), &format!("{us} {dir} {line}"));
     }
 }
 

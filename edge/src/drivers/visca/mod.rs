@@ -5,15 +5,17 @@
 //! y), then the next may go while the first executes; the camera has two sockets. A command's answer is
 //! its completion (`z0 5y FF`) or its error (`z0 6y ee FF`: length, syntax, cancelled, no socket, not
 //! executable -> DEVICE_REJECTED). "Buffer full" means the camera took nothing, so the command is sent
-//! again once a socket frees (at most three tries). No ACK or no completion in time is DEVICE_TIMEOUT:
-//! the command is not sent again. Health is the power inquiry.
+//! again one frame later (at most three tries). No ACK or no completion in time is DEVICE_TIMEOUT: the
+//! command is not sent again, and an answered inquiry must come before the next command, so a late ACK
+//! is never taken for another command's (the rules are in `sockets.rs`). A header byte in the middle of
+//! a packet starts a new packet: a reply cut short (a cable pulled mid-answer) never swallows the next
+//! one. Health is the power inquiry.
 //!
 //! Actions, for camera `address` (1-7, from the endpoint `serial:///dev/ttyUSB0?baud=9600&address=1`):
 //! `preset_recall` (`preset` 0-127), `pan_tilt` (`direction` up/down/left/right/upleft/upright/downleft/
 //! downright, `pan_speed` 1-24, `tilt_speed` 1-20), `stop` (pan/tilt stop; mark it `emergency` in the
 //! manifest), `zoom` (`direction` tele/wide/stop, `speed` 0-7).
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use if_protocol::envelope::{ArgValue, EnvelopeBody};
@@ -25,6 +27,10 @@ use tokio_serial::{SerialPortBuilderExt as _, SerialStream};
 
 use crate::capability::OutcomeFuture;
 use crate::lane::{Driver, HealthFuture, Plan};
+
+mod sockets;
+
+use sockets::{Request, Sockets};
 
 /// The name manifests use.
 pub const DRIVER: &str = "visca-serial";
@@ -130,22 +136,29 @@ pub fn packet(body: &EnvelopeBody, address: u8) -> Result<Vec<u8>, IfError> {
     }
 }
 
-fn error_text(code: u8) -> &'static str {
-    match code {
-        0x01 => "message length error",
-        0x02 => "syntax error",
-        0x03 => "command buffer full",
-        0x04 => "command cancelled",
-        0x05 => "no socket",
-        0x41 => "command not executable now",
-        _ => "unknown error",
-    }
+/// Splits the bytes from a serial line into VISCA packets. A packet ends with `FF`; its first byte is a
+/// header (`0x80`-`0xFE`) and every byte after it is below `0x80`, so a header in the middle of a packet
+/// means the packet before was cut short: it is dropped. Anything longer than 16 bytes is cut too.
+#[derive(Debug, Default)]
+pub struct Framer {
+    packet: Vec<u8>,
 }
 
-struct Request {
-    packet: Vec<u8>,
-    inquiry: bool,
-    answer: oneshot::Sender<Result<Vec<u8>, IfError>>,
+impl Framer {
+    /// Takes one byte; returns a packet when it is complete.
+    pub fn push(&mut self, b: u8) -> Option<Vec<u8>> {
+        if b == 0xFF {
+            let p = std::mem::take(&mut self.packet);
+            return (!p.is_empty()).then(|| [p, vec![0xFF]].concat());
+        }
+        if b & 0x80 != 0 || self.packet.len() >= 15 {
+            self.packet.clear();
+        }
+        if b & 0x80 != 0 || !self.packet.is_empty() {
+            self.packet.push(b);
+        }
+        None
+    }
 }
 
 impl super::Refusable for Request {
@@ -217,13 +230,6 @@ struct Port {
     capability: String,
 }
 
-/// A command waiting for its ACK, or for its completion in socket `y`.
-struct InFlight {
-    req: Request,
-    deadline: Instant,
-    tries: u8,
-}
-
 impl Port {
     fn unreachable(&self, why: impl std::fmt::Display) -> IfError {
         IfError::format(ErrorCode::DeviceUnreachable, format_args!("camera on {}: {why}", self.endpoint.path))
@@ -249,128 +255,53 @@ impl Port {
         }
     }
 
-    /// Serves until the port fails; returns why.
+    /// Serves until the port fails; returns why. Whatever was in flight then ends with it.
     async fn serve(&self, mut port: SerialStream, requests: &mut mpsc::Receiver<Request>) -> IfError {
-        let z = 0x80 | ((self.endpoint.address + 8) << 4);
-        let mut waiting_ack: Option<InFlight> = None;
-        let mut executing: [Option<InFlight>; 2] = [None, None];
-        let mut retry: VecDeque<InFlight> = VecDeque::new();
-        let mut packet = Vec::new();
+        let mut sockets = Sockets::new(self.endpoint.address, self.timeout);
+        let why = self.exchange(&mut port, &mut sockets, requests).await;
+        sockets.lost(&why);
+        why
+    }
+
+    async fn exchange(
+        &self,
+        port: &mut SerialStream,
+        s: &mut Sockets,
+        requests: &mut mpsc::Receiver<Request>,
+    ) -> IfError {
+        let mut framer = Framer::default();
         let mut buf = [0u8; 64];
         loop {
-            let deadline = waiting_ack.iter().chain(executing.iter().flatten()).map(|f| f.deadline).min();
-            let can_send = waiting_ack.is_none() && executing.iter().any(Option::is_none);
-            tokio::select! {
+            let next_due = s.next_due();
+            let send = tokio::select! {
                 n = port.read(&mut buf) => {
                     let n = match n {
                         Ok(0) => return self.unreachable("the port closed"),
                         Ok(n) => n,
                         Err(e) => return self.unreachable(e),
                     };
-                    for &b in &buf[..n] {
-                        packet.push(b);
-                        if b != 0xFF && packet.len() < 16 {
-                            continue;
-                        }
-                        let p = std::mem::take(&mut packet);
-                        self.reply(&p, z, &mut waiting_ack, &mut executing, &mut retry);
-                    }
-                }
-                req = requests.recv(), if can_send && retry.is_empty() => {
-                    let Some(req) = req else { return self.unreachable("driver stopped") };
-                    let f = InFlight { req, deadline: Instant::now() + self.timeout, tries: 1 };
-                    if let Err(e) = port.write_all(&f.req.packet).await {
-                        let _ = f.req.answer.send(Err(self.unreachable(format_args!("could not send: {e}"))));
-                        return self.unreachable(e);
-                    }
-                    waiting_ack = Some(f);
-                }
-                () = tokio::time::sleep(Duration::from_millis(20)), if can_send && !retry.is_empty() => {
-                    if let Some(mut f) = retry.pop_front() {
-                        f.tries += 1;
-                        if let Err(e) = port.write_all(&f.req.packet).await {
-                            let _ = f.req.answer.send(Err(self.unreachable(format_args!("could not send: {e}"))));
-                            return self.unreachable(e);
-                        }
-                        waiting_ack = Some(f);
-                    }
-                }
-                () = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
                     let now = Instant::now();
-                    let expired = |f: &Option<InFlight>| f.as_ref().is_some_and(|f| f.deadline <= now);
-                    for slot in std::iter::once(&mut waiting_ack).chain(executing.iter_mut()) {
-                        if expired(slot) && let Some(f) = slot.take() {
-                            let _ = f.req.answer.send(Err(IfError::format(
-                                ErrorCode::DeviceTimeout,
-                                format_args!("no answer to {} within {} ms; not sent again", hex(&f.req.packet), self.timeout.as_millis()),
-                            )));
-                        }
+                    for p in buf[..n].iter().filter_map(|&b| framer.push(b)) {
+                        s.on_packet(&p, now);
                     }
+                    s.due(now)
                 }
-            }
-        }
-    }
-
-    /// Handles one packet from the camera.
-    fn reply(
-        &self,
-        p: &[u8],
-        z: u8,
-        waiting_ack: &mut Option<InFlight>,
-        executing: &mut [Option<InFlight>; 2],
-        retry: &mut VecDeque<InFlight>,
-    ) {
-        let ok = |f: InFlight, answer: &[u8]| {
-            let _ = f.req.answer.send(Ok(answer.to_vec()));
-        };
-        let fail = |f: InFlight, code: u8| {
-            let _ = f.req.answer.send(Err(IfError::format(
-                ErrorCode::DeviceRejected,
-                format_args!("camera: {} ({:02X}) for {}", error_text(code), code, hex(&f.req.packet)),
-            )));
-        };
-        match p {
-            // Inquiry answer: `z0 50 ... FF`.
-            [a, 0x50, ..] if *a == z && waiting_ack.as_ref().is_some_and(|f| f.req.inquiry) => {
-                if let Some(f) = waiting_ack.take() {
-                    ok(f, p);
+                req = requests.recv(), if s.ready() => match req {
+                    Some(req) if req.answer.is_closed() => None,
+                    Some(req) => Some(s.submit(req, Instant::now())),
+                    None => return self.unreachable("driver stopped"),
+                },
+                () = async { match next_due { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
+                    let now = Instant::now();
+                    s.expire(now);
+                    s.due(now)
                 }
+            };
+            if let Some(packet) = send
+                && let Err(e) = port.write_all(&packet).await
+            {
+                return self.unreachable(format_args!("could not send: {e}"));
             }
-            // ACK: the waiting command now executes in socket y.
-            [a, y, 0xFF] if *a == z && (0x41..=0x42).contains(y) => {
-                if let Some(f) = waiting_ack.take() {
-                    let slot = usize::from(y - 0x41);
-                    executing[slot] = Some(InFlight { deadline: Instant::now() + self.timeout, ..f });
-                }
-            }
-            // Completion of socket y.
-            [a, y, 0xFF] if *a == z && (0x51..=0x52).contains(y) => {
-                if let Some(f) = executing[usize::from(y - 0x51)].take() {
-                    ok(f, p);
-                }
-            }
-            // Buffer full: the camera took nothing; send again when a socket frees.
-            [a, y, 0x03, 0xFF] if *a == z && y & 0xF0 == 0x60 => {
-                if let Some(f) = waiting_ack.take() {
-                    if f.tries < 3 {
-                        retry.push_back(f);
-                    } else {
-                        fail(f, 0x03);
-                    }
-                }
-            }
-            // Error of socket y (0: of the command waiting for its ACK).
-            [a, y, code, 0xFF] if *a == z && y & 0xF0 == 0x60 => {
-                let socket = y & 0x0F;
-                let f = match socket {
-                    1 | 2 => executing[usize::from(socket - 1)].take(),
-                    _ => waiting_ack.take(),
-                };
-                if let Some(f) = f.or_else(|| waiting_ack.take()) {
-                    fail(f, *code);
-                }
-            }
-            _ => tracing::debug!(capability = %self.capability, packet = %hex(p), "unexpected VISCA packet ignored"),
         }
     }
 }
@@ -411,6 +342,17 @@ mod tests {
             packet(&with("pan_tilt", &[("direction", ArgValue::Text("sideways".try_into().expect("short")))]), 1)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_packet_cut_short_never_swallows_the_next_one() {
+        let mut f = Framer::default();
+        let bytes = [0x90, 0x4, 0x90, 0x41, 0xFF, 0x00, 0x12, 0xFF, 0x90, 0x51, 0xFF];
+        let packets: Vec<Vec<u8>> = bytes.iter().filter_map(|&b| f.push(b)).collect();
+        assert_eq!(packets, vec![vec![0x90, 0x41, 0xFF], vec![0x90, 0x51, 0xFF]]);
+        let long: Vec<u8> = std::iter::once(0x90).chain(std::iter::repeat_n(0x01, 40)).chain([0xFF]).collect();
+        assert_eq!(long.iter().filter_map(|&b| f.push(b)).count(), 0, "an overlong packet is dropped");
+        assert_eq!([0x90, 0x42, 0xFF].iter().filter_map(|&b| f.push(b)).count(), 1);
     }
 
     #[test]

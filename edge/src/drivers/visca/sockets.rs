@@ -1,0 +1,360 @@
+//! What the driver knows of the camera's two command sockets, as pure state: no port, no clock of its
+//! own, so every rule is tested with plain values.
+//!
+//! VISCA replies carry no request id: an ACK (`z0 4y FF`) belongs to the command sent last, and a
+//! completion or error names only a socket. The order of the line is the only correlation, so the rules
+//! keep it intact:
+//! - one command waits for its ACK at a time; a command executes in the socket its ACK named;
+//! - "buffer full" means the camera took nothing: the command is sent again one frame later, at most
+//!   three tries in all;
+//! - a command with no ACK in time is DEVICE_TIMEOUT and never sent again; its ACK may still come, and
+//!   must not be taken for the next command's. So before the next command, an inquiry goes out and must
+//!   be answered (inquiries get no ACK, and the camera answers in order): once its answer is in, every
+//!   reply to the lost command has passed. If that inquiry goes unanswered too, the held command is
+//!   refused as unreachable: it was never sent;
+//! - when the port is lost, a command that was sent ends DEVICE_TIMEOUT (its outcome is unknown), one
+//!   that was not ends DEVICE_UNREACHABLE (safe to try again).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use if_protocol::{ErrorCode, IfError};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+/// How long a "buffer full" command waits before it is sent again: about one video frame.
+const FRAME: Duration = Duration::from_millis(20);
+
+/// A request for the camera and where its answer goes.
+#[derive(Debug)]
+pub(crate) struct Request {
+    /// The packet.
+    pub packet: Vec<u8>,
+    /// An inquiry (`8x 09 ...`): answered `z0 50 ...`, with no ACK.
+    pub inquiry: bool,
+    /// The answer: the reply packet, or why not.
+    pub answer: oneshot::Sender<Result<Vec<u8>, IfError>>,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    req: Request,
+    deadline: Instant,
+    tries: u8,
+}
+
+/// The camera's sockets as the driver sees them.
+#[derive(Debug)]
+pub(crate) struct Sockets {
+    /// The camera's reply header, `z0` = `0x80 | (address + 8) << 4`.
+    z: u8,
+    timeout: Duration,
+    sync_inquiry: Vec<u8>,
+    waiting_ack: Option<InFlight>,
+    executing: [Option<InFlight>; 2],
+    /// Commands the camera refused with "buffer full", and the time they may go again.
+    again: VecDeque<(InFlight, Instant)>,
+    /// A command held back until the line is in order again.
+    held: Option<Request>,
+    /// An ACK was lost: the next command waits for an answered inquiry.
+    out_of_step: bool,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(" ")
+}
+
+fn error_text(code: u8) -> &'static str {
+    match code {
+        0x01 => "message length error",
+        0x02 => "syntax error",
+        0x03 => "command buffer full",
+        0x04 => "command cancelled",
+        0x05 => "no socket",
+        0x41 => "command not executable now",
+        _ => "unknown error",
+    }
+}
+
+fn rejected(code: u8, packet: &[u8]) -> IfError {
+    IfError::format(
+        ErrorCode::DeviceRejected,
+        format_args!("camera: {} ({code:02X}) for {}", error_text(code), hex(packet)),
+    )
+}
+
+impl Sockets {
+    /// For the camera at `address` (1-7), with the manifest's answer `timeout`.
+    pub fn new(address: u8, timeout: Duration) -> Self {
+        Sockets {
+            z: 0x80 | ((address + 8) << 4),
+            timeout,
+            // The version inquiry: not the health probe's power inquiry, so the two are told apart.
+            sync_inquiry: vec![0x80 | address, 0x09, 0x00, 0x02, 0xFF],
+            waiting_ack: None,
+            executing: [None, None],
+            again: VecDeque::new(),
+            held: None,
+            out_of_step: false,
+        }
+    }
+
+    /// Whether a new request may be taken: nothing waits for an ACK or to be sent, and a socket is free.
+    pub fn ready(&self) -> bool {
+        self.waiting_ack.is_none()
+            && self.held.is_none()
+            && self.again.is_empty()
+            && self.executing.iter().any(Option::is_none)
+    }
+
+    /// Takes a request; returns the packet to write now.
+    pub fn submit(&mut self, req: Request, now: Instant) -> Vec<u8> {
+        let req = if self.out_of_step && !req.inquiry {
+            self.held = Some(req);
+            let (answer, _) = oneshot::channel();
+            Request { packet: self.sync_inquiry.clone(), inquiry: true, answer }
+        } else {
+            req
+        };
+        let packet = req.packet.clone();
+        self.waiting_ack = Some(InFlight { req, deadline: now + self.timeout, tries: 1 });
+        packet
+    }
+
+    /// A command due to go now (sent again after "buffer full", or held for an inquiry now answered).
+    pub fn due(&mut self, now: Instant) -> Option<Vec<u8>> {
+        if self.waiting_ack.is_some() || self.executing.iter().all(Option::is_some) {
+            return None;
+        }
+        let f = if !self.out_of_step
+            && let Some(req) = self.held.take()
+        {
+            InFlight { req, deadline: now + self.timeout, tries: 1 }
+        } else if self.again.front().is_some_and(|(_, at)| *at <= now) {
+            let (mut f, _) = self.again.pop_front()?;
+            f.tries += 1;
+            f.deadline = now + self.timeout;
+            f
+        } else {
+            return None;
+        };
+        let packet = f.req.packet.clone();
+        self.waiting_ack = Some(f);
+        Some(packet)
+    }
+
+    /// When something next falls due: a timeout, or a command to send again.
+    pub fn next_due(&self) -> Option<Instant> {
+        let timeouts = self.waiting_ack.iter().chain(self.executing.iter().flatten()).map(|f| f.deadline);
+        timeouts.chain(self.again.front().map(|(_, at)| *at)).min()
+    }
+
+    /// Handles one packet from the camera.
+    pub fn on_packet(&mut self, p: &[u8], now: Instant) {
+        let z = self.z;
+        let waiting_inquiry = self.waiting_ack.as_ref().map(|f| f.req.inquiry);
+        match p {
+            [a, 0x50, ..] if *a == z && waiting_inquiry == Some(true) => {
+                self.out_of_step = false;
+                if let Some(f) = self.waiting_ack.take() {
+                    let _ = f.req.answer.send(Ok(p.to_vec()));
+                }
+            }
+            [a, y, 0xFF] if *a == z && (0x41..=0x42).contains(y) && waiting_inquiry == Some(false) => {
+                if let Some(f) = self.waiting_ack.take() {
+                    self.executing[usize::from(y - 0x41)] = Some(InFlight { deadline: now + self.timeout, ..f });
+                }
+            }
+            [a, y, 0xFF] if *a == z && (0x51..=0x52).contains(y) => {
+                if let Some(f) = self.executing[usize::from(y - 0x51)].take() {
+                    let _ = f.req.answer.send(Ok(p.to_vec()));
+                }
+            }
+            [a, y, 0x03, 0xFF] if *a == z && y & 0xF0 == 0x60 && waiting_inquiry == Some(false) => {
+                if let Some(f) = self.waiting_ack.take() {
+                    if f.tries < 3 {
+                        self.again.push_back((f, now + FRAME));
+                    } else {
+                        let _ = f.req.answer.send(Err(rejected(0x03, &f.req.packet)));
+                    }
+                }
+            }
+            [a, y, code, 0xFF] if *a == z && y & 0xF0 == 0x60 => {
+                // Some cameras name a socket in the error to a command that never got one.
+                let f = match y & 0x0F {
+                    s @ (1 | 2) if self.executing[usize::from(s - 1)].is_some() => {
+                        self.executing[usize::from(s - 1)].take()
+                    }
+                    _ => {
+                        // An answer to the inquiry, even an error, puts the line in step again.
+                        self.out_of_step &= waiting_inquiry != Some(true);
+                        self.waiting_ack.take()
+                    }
+                };
+                if let Some(f) = f {
+                    let _ = f.req.answer.send(Err(rejected(*code, &f.req.packet)));
+                }
+            }
+            _ => tracing::debug!(packet = %hex(p), "unexpected VISCA packet ignored"),
+        }
+    }
+
+    /// Ends what has waited too long.
+    pub fn expire(&mut self, now: Instant) {
+        let late = |f: &Option<InFlight>| f.as_ref().is_some_and(|f| f.deadline <= now);
+        if late(&self.waiting_ack)
+            && let Some(f) = self.waiting_ack.take()
+        {
+            if !f.req.inquiry {
+                self.out_of_step = true;
+            }
+            if let Some(held) = self.held.take() {
+                let why = "the camera did not answer an inquiry after a lost ACK; not sent";
+                let _ = held.answer.send(Err(IfError::with(ErrorCode::DeviceUnreachable, why)));
+            }
+            self.time_out(f, "ACK");
+        }
+        for i in 0..2 {
+            if late(&self.executing[i])
+                && let Some(f) = self.executing[i].take()
+            {
+                self.time_out(f, "completion");
+            }
+        }
+    }
+
+    fn time_out(&self, f: InFlight, what: &str) {
+        let _ = f.req.answer.send(Err(IfError::format(
+            ErrorCode::DeviceTimeout,
+            format_args!("no {what} for {} within {} ms; not sent again", hex(&f.req.packet), self.timeout.as_millis()),
+        )));
+    }
+
+    /// The port is gone: everything ends, as sent (outcome unknown) or not sent.
+    pub fn lost(&mut self, why: &IfError) {
+        let sent = self.waiting_ack.take().into_iter().chain(self.executing.iter_mut().filter_map(Option::take));
+        for f in sent {
+            let _ = f.req.answer.send(Err(IfError::format(
+                ErrorCode::DeviceTimeout,
+                format_args!("the port was lost after {} was sent; the outcome is unknown", hex(&f.req.packet)),
+            )));
+        }
+        let unsent = self.again.drain(..).map(|(f, _)| f.req).chain(self.held.take());
+        for req in unsent {
+            let _ = req.answer.send(Err(why.clone()));
+        }
+        self.out_of_step = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Answer = oneshot::Receiver<Result<Vec<u8>, IfError>>;
+
+    fn request(packet: &[u8], inquiry: bool) -> (Request, Answer) {
+        let (answer, rx) = oneshot::channel();
+        (Request { packet: packet.to_vec(), inquiry, answer }, rx)
+    }
+
+    const MOVE: [u8; 9] = [0x81, 0x01, 0x06, 0x01, 8, 8, 0x01, 0x03, 0xFF];
+    const RECALL: [u8; 7] = [0x81, 0x01, 0x04, 0x3F, 0x02, 5, 0xFF];
+
+    fn code(rx: &mut Answer) -> Option<ErrorCode> {
+        rx.try_recv().ok().and_then(|r| r.err()).map(|e| e.code())
+    }
+
+    #[test]
+    fn an_ack_then_a_completion_answers_the_command_and_two_may_execute() {
+        let t = Instant::now();
+        let mut s = Sockets::new(1, Duration::from_millis(500));
+        let (a, mut ra) = request(&MOVE, false);
+        assert_eq!(s.submit(a, t), MOVE);
+        assert!(!s.ready(), "one command waits for its ACK at a time");
+        s.on_packet(&[0x90, 0x41, 0xFF], t);
+        assert!(s.ready());
+        let (b, mut rb) = request(&RECALL, false);
+        s.submit(b, t);
+        s.on_packet(&[0x90, 0x42, 0xFF], t);
+        assert!(!s.ready(), "both sockets busy");
+        s.on_packet(&[0x90, 0x52, 0xFF], t);
+        assert_eq!(rb.try_recv().expect("answered").expect("ok"), [0x90, 0x52, 0xFF]);
+        assert!(ra.try_recv().is_err(), "the first still executes");
+        s.on_packet(&[0x90, 0x61, 0x41, 0xFF], t);
+        assert_eq!(code(&mut ra), Some(ErrorCode::DeviceRejected));
+        let (c, mut rc) = request(&MOVE, false);
+        s.submit(c, t);
+        s.on_packet(&[0x90, 0x61, 0x41, 0xFF], t);
+        assert_eq!(code(&mut rc), Some(ErrorCode::DeviceRejected), "an error naming a free socket: the waiting one");
+    }
+
+    #[test]
+    fn buffer_full_is_sent_again_a_frame_later_at_most_three_times() {
+        let t = Instant::now();
+        let mut s = Sockets::new(1, Duration::from_millis(500));
+        let (a, mut ra) = request(&MOVE, false);
+        s.submit(a, t);
+        for i in 1..3u32 {
+            s.on_packet(&[0x90, 0x60, 0x03, 0xFF], t);
+            assert_eq!(s.due(t), None, "not before a frame has passed");
+            assert_eq!(s.due(t + FRAME * i), Some(MOVE.to_vec()));
+        }
+        s.on_packet(&[0x90, 0x60, 0x03, 0xFF], t);
+        assert_eq!(code(&mut ra), Some(ErrorCode::DeviceRejected), "three tries in all");
+    }
+
+    #[test]
+    fn after_a_lost_ack_an_answered_inquiry_comes_before_the_next_command() {
+        let t = Instant::now();
+        let timeout = Duration::from_millis(400);
+        let mut s = Sockets::new(1, timeout);
+        let (a, mut ra) = request(&MOVE, false);
+        s.submit(a, t);
+        s.expire(t + timeout);
+        assert_eq!(code(&mut ra), Some(ErrorCode::DeviceTimeout));
+        let (b, mut rb) = request(&RECALL, false);
+        assert_eq!(s.submit(b, t + timeout), [0x81, 0x09, 0x00, 0x02, 0xFF], "an inquiry goes first");
+        // The lost command's late ACK and completion: neither is taken for the held command.
+        s.on_packet(&[0x90, 0x41, 0xFF], t + timeout);
+        s.on_packet(&[0x90, 0x51, 0xFF], t + timeout);
+        assert!(rb.try_recv().is_err());
+        assert_eq!(s.due(t + timeout), None, "still waiting for the inquiry's answer");
+        s.on_packet(&[0x90, 0x50, 0x02, 0xFF], t + timeout);
+        assert_eq!(s.due(t + timeout), Some(RECALL.to_vec()), "in step again: the command goes");
+        s.on_packet(&[0x90, 0x41, 0xFF], t + timeout);
+        s.on_packet(&[0x90, 0x51, 0xFF], t + timeout);
+        assert!(rb.try_recv().expect("answered").is_ok());
+    }
+
+    #[test]
+    fn an_unanswered_inquiry_after_a_lost_ack_refuses_the_held_command_as_unsent() {
+        let t = Instant::now();
+        let timeout = Duration::from_millis(400);
+        let mut s = Sockets::new(1, timeout);
+        let (a, _ra) = request(&MOVE, false);
+        s.submit(a, t);
+        s.expire(t + timeout);
+        let (b, mut rb) = request(&RECALL, false);
+        s.submit(b, t + timeout);
+        s.expire(t + timeout * 2);
+        assert_eq!(code(&mut rb), Some(ErrorCode::DeviceUnreachable));
+        let (c, _rc) = request(&RECALL, false);
+        assert_eq!(s.submit(c, t + timeout * 2)[1], 0x09, "still out of step: an inquiry first again");
+    }
+
+    #[test]
+    fn a_lost_port_ends_sent_commands_as_unknown_and_unsent_ones_as_unreachable() {
+        let t = Instant::now();
+        let mut s = Sockets::new(1, Duration::from_millis(500));
+        let (a, mut ra) = request(&MOVE, false);
+        s.submit(a, t);
+        s.on_packet(&[0x90, 0x41, 0xFF], t);
+        let (b, mut rb) = request(&RECALL, false);
+        s.submit(b, t);
+        s.on_packet(&[0x90, 0x60, 0x03, 0xFF], t);
+        s.lost(&IfError::with(ErrorCode::DeviceUnreachable, "port closed"));
+        assert_eq!(code(&mut ra), Some(ErrorCode::DeviceTimeout));
+        assert_eq!(code(&mut rb), Some(ErrorCode::DeviceUnreachable));
+    }
+}
