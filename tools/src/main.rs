@@ -3,6 +3,8 @@
 //! Every failure prints as `IF_ERR_xxx NAME: message` on stderr (or as JSON with `--json`) and exits with
 //! the code's stable exit status (10 + class); usage errors exit 2.
 
+mod broker;
+mod demo;
 mod message;
 mod policy;
 mod sim;
@@ -64,6 +66,23 @@ enum Command {
     Sim {
         #[command(subcommand)]
         device: SimDevice,
+    },
+    /// The whole system on this machine: a broker, simulated vMix, Videohub and camera, the agent, and a
+    /// story of signed commands good and bad; then the witness log verified. Exits 0 when every step
+    /// behaved as expected.
+    Demo {
+        /// Keep keys, configuration, logs and records here (default: a temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Leave the site running after the story, until Ctrl-C.
+        #[arg(long)]
+        keep_running: bool,
+    },
+    /// Run a small MQTT 5 broker on loopback until killed (for trying the agent out; a site runs Mosquitto).
+    Broker {
+        /// Port on 127.0.0.1; 0 picks a free one (printed).
+        #[arg(long, default_value_t = 1883)]
+        port: u16,
     },
     /// Inspect a witness log file.
     Witness {
@@ -376,6 +395,15 @@ fn main() -> ExitCode {
         }
         Command::Message { command: MessageCommand::Send(args) } => send(args),
         Command::Witness { command } => witness_cmd(command, cli.json),
+        Command::Demo { dir, keep_running } => {
+            demo::run(&demo::Options { dir: dir.clone(), keep_running: *keep_running })
+        }
+        Command::Broker { port } => broker::start(*port).map(|addr| {
+            println!("broker listening on mqtt://{addr}");
+            loop {
+                std::thread::park();
+            }
+        }),
         Command::Trust { command: TrustCommand::Init(root) } => policy::init_root(&root.spec(), &root.out).map(say),
         Command::Trust { command: TrustCommand::Rotate { current, current_keys, root } } => {
             policy::rotate_root(current, current_keys, &root.spec(), &root.out).map(say)
@@ -485,23 +513,7 @@ fn talent_cmd(command: &TalentCommand) -> Result<(), IfError> {
         }
         TalentCommand::Revoke { name, conn } => (conn, "talent.revoke", talent::revoke(name)),
     };
-    let sender = match &conn.sender {
-        Some(s) => s.clone(),
-        None => conn.key.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
-    };
-    let frame = message::sign(&message::Command {
-        key: conn.key.clone(),
-        sender,
-        capability: if_edge::policy::commands::POLICY_CAPABILITY.into(),
-        action: action.into(),
-        args,
-        why: conn.why.clone(),
-        trace: None,
-        seq: None,
-        ttl_s: 30,
-        scope: "policy".into(),
-        hazards: Vec::new(),
-    })?;
+    let frame = message::sign(&talent::command(action, args, &conn.key, conn.sender.as_deref(), &conn.why))?;
     let target = conn.to.target(conn.timeout);
     deliver(&target, frame)
 }

@@ -41,3 +41,31 @@ pub fn grant(
 pub fn revoke(name: &str) -> Vec<String> {
     vec![format!("name={name}")]
 }
+
+/// The policy command `action` (`talent.add|grant|revoke`) with `args`, signed by the policy key `key`
+/// (its name in the trust root: `sender`, or the key file's stem).
+pub fn command(
+    action: &str,
+    args: Vec<String>,
+    key: &Path,
+    sender: Option<&str>,
+    why: &str,
+) -> crate::message::Command {
+    let sender = match sender {
+        Some(s) => s.to_string(),
+        None => key.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+    };
+    crate::message::Command {
+        key: key.to_path_buf(),
+        sender,
+        capability: if_edge::policy::commands::POLICY_CAPABILITY.into(),
+        action: action.into(),
+        args,
+        why: why.into(),
+        trace: None,
+        seq: None,
+        ttl_s: 30,
+        scope: "policy".into(),
+        hazards: Vec::new(),
+    }
+}

@@ -22,7 +22,13 @@ pub enum Kind {
 pub fn run_visca(link: PathBuf, record: Option<PathBuf>, fault: Option<PathBuf>) -> Result<(), IfError> {
     let failed = |e: std::io::Error| IfError::format(ErrorCode::SystemError, format_args!("visca simulator: {e}"));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(failed)?;
-    runtime.block_on(visca::serve(link, vmix::Files { record, fault })).map_err(failed)
+    runtime.block_on(async {
+        let pty = visca::open(&link).map_err(failed)?;
+        println!("visca simulator on {} ({})", link.display(), pty.name);
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        visca::serve(pty, vmix::Files { record, fault }).await.map_err(failed)
+    })
 }
 
 /// Runs a simulator on `127.0.0.1:port` (0: any free port) and prints the address it listens on.

@@ -12,7 +12,6 @@
 //! (noise instead of answers), `drop` (the first byte of an answer, then nothing, as when a cable is
 //! pulled mid-answer), `slow` (every answer 2 s late).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,17 +28,29 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(" ")
 }
 
-/// Opens the pty pair, links `link` to the slave, and answers until the process ends.
-pub async fn serve(link: PathBuf, files: Files) -> std::io::Result<()> {
+/// The camera's end of a pty pair whose other end is linked where the agent opens it.
+#[derive(Debug)]
+pub struct Pty {
+    master: tokio_serial::SerialStream,
+    /// The slave stays open here too, unread: were it ever closed by all, the master would report
+    /// hang-up for good and its reads would spin.
+    _slave: tokio_serial::SerialStream,
+    /// The slave's device path.
+    pub name: String,
+}
+
+/// Opens the pty pair and links `link` to the slave, which the agent opens like any serial port.
+pub fn open(link: &std::path::Path) -> std::io::Result<Pty> {
     let (master, slave) = tokio_serial::SerialStream::pair().map_err(std::io::Error::other)?;
     let name = tokio_serial::SerialPort::name(&slave).ok_or_else(|| std::io::Error::other("the pty has no name"))?;
-    // The camera end is only the master: the slave is the agent's to open (exclusively).
-    drop(slave);
-    let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(&name, &link)?;
-    println!("visca simulator on {} ({name})", link.display());
-    use std::io::Write as _;
-    let _ = std::io::stdout().flush();
+    let _ = std::fs::remove_file(link);
+    std::os::unix::fs::symlink(&name, link)?;
+    Ok(Pty { master, _slave: slave, name })
+}
+
+/// Answers on the camera's end until the process ends.
+pub async fn serve(pty: Pty, files: Files) -> std::io::Result<()> {
+    let Pty { master, _slave, .. } = pty;
     let (mut rx, tx) = tokio::io::split(master);
     let tx = Arc::new(Mutex::new(tx));
     let busy = Arc::new(Mutex::new([false; 2]));
@@ -48,7 +59,6 @@ pub async fn serve(link: PathBuf, files: Files) -> std::io::Result<()> {
     loop {
         let n = match rx.read(&mut buf).await {
             Ok(0) | Err(_) => {
-                // No one has the slave open (EIO): wait for the agent.
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
