@@ -202,7 +202,7 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     }));
 
     let topics = Topics::new(&config.agent.site, &config.agent.name);
-    let (client, eventloop) = AsyncClient::new(mqtt::options(config, &topics), 1024);
+    let (client, eventloop) = AsyncClient::new(mqtt::options(config, &topics, &health), 1024);
     let ctx = Ctx {
         client: client.clone(),
         topics: topics.clone(),
@@ -219,8 +219,8 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     let (connected_tx, _connected) = watch::channel(false);
     let (birth_health, birth_state) = (health.clone(), state.clone());
     let birth = move || online_status(&birth_health, &birth_state);
-    let driver =
-        tokio::spawn(mqtt::drive(eventloop, client, topics, inbound_tx, birth, config.backoff(), connected_tx));
+    let link = mqtt::Link { client, topics, health: health.clone(), birth, schedule: config.backoff() };
+    let driver = tokio::spawn(mqtt::drive(eventloop, link, inbound_tx, connected_tx));
     tell_interrupted(&ctx, interrupted);
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let completion = tokio::spawn(complete(ctx.clone(), done_rx));
@@ -233,18 +233,23 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
         Duration::from_secs(u64::from(config.witness.checkpoint_interval_s)),
     ));
     let sampler = Rejections::new(config.witness.rejected_per_s);
+    let health_updates =
+        tokio::spawn(status_updates(ctx.clone(), Duration::from_secs(u64::from(config.mqtt.status_interval_s))));
 
     tokio::select! {
         () = ingress_loop(ctx.clone(), inbound_rx, policy_tx, done_tx, sampler) => {}
         () = shutdown => tracing::info!("shutting down"),
     }
     ticker.abort();
+    health_updates.abort();
     pushes.abort();
     breakers.abort();
     tallies.abort();
     let _ = tokio::time::timeout(Duration::from_secs(3), completion).await;
     let _ = tokio::time::timeout(Duration::from_secs(3), witness.checkpoint()).await;
-    let offline = mqtt::status_payload("offline", serde_json::json!({}));
+    let session = ctx.health.session.load(Ordering::Relaxed);
+    let who = serde_json::json!({ "agent": ctx.health.agent, "boot": ctx.health.boot, "session": session });
+    let offline = mqtt::status_payload("offline", who);
     let _ = ctx.client.publish(ctx.topics.status.clone(), QoS::AtLeastOnce, true, offline).await;
     let _ = ctx.client.disconnect().await;
     let _ = tokio::time::timeout(Duration::from_secs(2), driver).await;
@@ -281,6 +286,17 @@ async fn checkpoints(witness: Witness, every: Duration) {
     loop {
         tick.tick().await;
         let _ = witness.checkpoint().await;
+    }
+}
+
+/// The retained status again every `every`: uptime, log size, breakers and budgets move on.
+async fn status_updates(ctx: Ctx, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let status = online_status(&ctx.health, &ctx.state);
+        let _ = ctx.client.publish(ctx.topics.status.clone(), QoS::AtLeastOnce, true, status).await;
     }
 }
 

@@ -75,6 +75,8 @@ pub struct Health {
     pub executed: AtomicU64,
     /// Inputs refused this run.
     pub rejected: AtomicU64,
+    /// The MQTT session of this boot, from 1: with `boot`, it tells a late Will from a live session.
+    pub session: AtomicU64,
 }
 
 impl Health {
@@ -87,6 +89,7 @@ impl Health {
             log_size: AtomicU64::new(log_size),
             executed: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
+            session: AtomicU64::new(1),
         }
     }
 
@@ -96,6 +99,7 @@ impl Health {
             "agent": self.agent,
             "version": env!("CARGO_PKG_VERSION"),
             "boot": self.boot,
+            "session": self.session.load(Ordering::Relaxed),
             "uptime_s": self.started.elapsed().as_secs(),
             "log_size": self.log_size.load(Ordering::Relaxed),
             "executed": self.executed.load(Ordering::Relaxed),

@@ -96,6 +96,9 @@ pub struct MqttSection {
     /// Reconnect delays in seconds, each jittered; the last repeats.
     #[serde(default = "default_backoff")]
     pub backoff_s: Vec<u32>,
+    /// Seconds between retained health updates on the status topic (besides birth and changes).
+    #[serde(default = "default_status_interval")]
+    pub status_interval_s: u32,
 }
 
 /// `[admission]`
@@ -179,6 +182,10 @@ fn default_session_expiry() -> u32 {
 }
 fn default_receive_maximum() -> u16 {
     256
+}
+
+fn default_status_interval() -> u32 {
+    30
 }
 
 fn default_outgoing_inflight() -> u16 {
@@ -353,6 +360,9 @@ impl Config {
         }
         if self.mqtt.receive_maximum == 0 {
             bad("mqtt.receive_maximum", "must be at least 1");
+        }
+        if self.mqtt.status_interval_s == 0 {
+            bad("mqtt.status_interval_s", "must be at least 1");
         }
         if self.mqtt.outgoing_inflight == 0 {
             bad("mqtt.outgoing_inflight", "must be at least 1");

@@ -64,6 +64,7 @@ pub fn init(req: &InitRequest) -> Result<Written, IfError> {
             session_expiry_s: 86_400,
             receive_maximum: 256,
             outgoing_inflight: 512,
+            status_interval_s: 30,
             backoff_s: vec![1, 2, 5, 10, 30],
         },
         admission: AdmissionSection::default(),

@@ -7,6 +7,7 @@
 //! acknowledges only after the RECEIVED record is durable, so the queue in between is bounded by the
 //! protocol itself and the rest waits in the broker.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::v5::mqttbytes::QoS;
@@ -14,6 +15,7 @@ use rumqttc::v5::mqttbytes::v5::{LastWill, Packet, Publish};
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use tokio::sync::{mpsc, watch};
 
+use crate::capability::Health;
 use crate::config::Config;
 
 /// Largest MQTT packet the agent accepts; the broker drops bigger ones instead of sending them.
@@ -64,8 +66,23 @@ pub fn status_payload(state: &str, extra: serde_json::Value) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap_or_default()
 }
 
-/// Connection options: persistent session, manual acks, receive maximum, Will `offline`.
-pub fn options(config: &Config, topics: &Topics) -> MqttOptions {
+/// The Will of MQTT session `session` of this boot: `offline`, retained, naming the session it ends, so
+/// a Will the broker sends late (after a newer session's birth) is told apart and ignored.
+pub fn will(topics: &Topics, health: &Health, session: u64) -> LastWill {
+    let who = serde_json::json!({ "agent": health.agent, "boot": health.boot, "session": session });
+    LastWill::new(topics.status.clone(), status_payload("offline", who), QoS::AtLeastOnce, true, None)
+}
+
+/// Whether a status message is an `offline` that does not end this session: a late Will of an earlier
+/// session, or of an earlier boot, which must not stand as the retained status.
+pub fn stale_offline(payload: &[u8], health: &Health) -> bool {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) else { return false };
+    let current = (u64::from(health.boot), health.session.load(std::sync::atomic::Ordering::Relaxed));
+    v["state"] == "offline" && (v["boot"].as_u64().unwrap_or(0), v["session"].as_u64().unwrap_or(0)) != current
+}
+
+/// Connection options: persistent session, manual acks, receive maximum, Will `offline` of session 1.
+pub fn options(config: &Config, topics: &Topics, health: &Health) -> MqttOptions {
     let broker = config.broker();
     let mut o = MqttOptions::new(config.client_id(), broker.host, broker.port);
     // Replies are small and latency matters more than packet count: no Nagle delay.
@@ -81,13 +98,7 @@ pub fn options(config: &Config, topics: &Topics) -> MqttOptions {
         .set_outgoing_inflight_upper_limit(config.mqtt.outgoing_inflight)
         .set_max_packet_size(Some(MAX_PACKET))
         .set_connection_timeout(5)
-        .set_last_will(LastWill::new(
-            topics.status.clone(),
-            status_payload("offline", serde_json::json!({})),
-            QoS::AtLeastOnce,
-            true,
-            None,
-        ));
+        .set_last_will(will(topics, health, 1));
     o
 }
 
@@ -97,17 +108,32 @@ pub fn backoff_delay(schedule: &[Duration], attempt: usize) -> Duration {
     base.mul_f64(rand::random_range(0.8..1.2))
 }
 
+/// What the connection driver needs besides the event loop.
+#[derive(Debug)]
+pub struct Link<B> {
+    /// The client the event loop serves.
+    pub client: AsyncClient,
+    /// The agent's topics.
+    pub topics: Topics,
+    /// Boot and session, for the Will and the birth.
+    pub health: Arc<Health>,
+    /// The birth (the retained `online` status).
+    pub birth: B,
+    /// Reconnect delays.
+    pub schedule: Vec<Duration>,
+}
+
 /// Drives the event loop until `inbound` is closed. Sends `true` on `connected` after each session
-/// is set up and `false` when the connection drops.
-pub async fn drive(
+/// is set up and `false` when the connection drops. Each new connection is a new session of this boot
+/// (`health.session`), with its own Will. The agent listens to its own status topic: a late Will of an
+/// earlier session that overwrote the retained status is answered with the birth again.
+pub async fn drive<B: Fn() -> Vec<u8>>(
     mut eventloop: EventLoop,
-    client: AsyncClient,
-    topics: Topics,
+    link: Link<B>,
     inbound: mpsc::UnboundedSender<Publish>,
-    birth: impl Fn() -> Vec<u8>,
-    schedule: Vec<Duration>,
     connected: watch::Sender<bool>,
 ) {
+    let Link { client, topics, health, birth, schedule } = link;
     let mut attempt = 0usize;
     loop {
         match eventloop.poll().await {
@@ -117,17 +143,23 @@ pub async fn drive(
                 let (client, topics, birth) = (client.clone(), topics.clone(), birth());
                 tokio::spawn(async move {
                     // rumqttc does not restore subscriptions: subscribe again on every connect.
-                    let sub = client.subscribe(topics.cmd.clone(), QoS::AtLeastOnce).await;
-                    let sub = match sub {
-                        Ok(()) => client.subscribe(topics.policy.clone(), QoS::AtLeastOnce).await,
-                        e => e,
-                    };
-                    let pub_ = client.publish(topics.status.clone(), QoS::AtLeastOnce, true, birth).await;
-                    if sub.is_err() || pub_.is_err() {
-                        tracing::warn!("could not queue the subscription or the birth message");
+                    let mut ok = client.subscribe(topics.cmd.clone(), QoS::AtLeastOnce).await.is_ok();
+                    ok &= client.subscribe(topics.policy.clone(), QoS::AtLeastOnce).await.is_ok();
+                    // At most once: nothing to acknowledge, and a missed one is repaired by the next.
+                    ok &= client.subscribe(topics.status.clone(), QoS::AtMostOnce).await.is_ok();
+                    ok &= client.publish(topics.status.clone(), QoS::AtLeastOnce, true, birth).await.is_ok();
+                    if !ok {
+                        tracing::warn!("could not queue the subscriptions or the birth message");
                     }
                 });
                 let _ = connected.send(true);
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic.as_ref() == topics.status.as_bytes() => {
+                if stale_offline(&p.payload, &health) {
+                    tracing::info!("a late Will of an earlier session replaced the status: born again");
+                    let (client, topic, birth) = (client.clone(), topics.status.clone(), birth());
+                    tokio::spawn(async move { client.publish(topic, QoS::AtLeastOnce, true, birth).await });
+                }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let ours = p.topic.as_ref() == topics.cmd.as_bytes() || p.topic.as_ref() == topics.policy.as_bytes();
@@ -141,6 +173,8 @@ pub async fn drive(
                 if inbound.is_closed() {
                     return;
                 }
+                let session = health.session.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                eventloop.options.set_last_will(will(&topics, &health, session));
                 let delay = backoff_delay(&schedule, attempt);
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "broker connection lost");
                 attempt += 1;
@@ -160,6 +194,20 @@ mod tests {
         assert_eq!(t.cmd, "if/v1/studio-a/edge-1/cmd");
         assert_eq!(t.reply_for("desk"), "if/v1/studio-a/edge-1/reply/desk");
         assert_eq!(t.dlq, "if/v1/studio-a/edge-1/dlq");
+    }
+
+    #[test]
+    fn only_an_offline_of_another_session_is_stale() {
+        let h = Health::new("s/a".into(), 7, 0);
+        h.session.store(3, std::sync::atomic::Ordering::Relaxed);
+        let status = |state: &str, boot: u32, session: u64| {
+            status_payload(state, serde_json::json!({ "boot": boot, "session": session }))
+        };
+        assert!(stale_offline(&status("offline", 7, 2), &h), "an earlier session's Will");
+        assert!(stale_offline(&status("offline", 6, 9), &h), "an earlier boot's Will");
+        assert!(!stale_offline(&status("offline", 7, 3), &h), "this session's own offline");
+        assert!(!stale_offline(&status("online", 6, 1), &h));
+        assert!(!stale_offline(b"not json", &h));
     }
 
     #[test]

@@ -65,12 +65,21 @@ impl Agent {
         Agent::init_with(broker, &[])
     }
 
+    /// Like [`Agent::init_bare`], for agent `name` of site `site` (one of a fleet).
+    pub fn init_named(broker: &Broker, site: &str, name: &str) -> Agent {
+        Agent::init_as(broker, site, name, &[])
+    }
+
     fn init_with(broker: &Broker, extra: &[&str]) -> Agent {
+        Agent::init_as(broker, "studio-a", "edge-1", extra)
+    }
+
+    fn init_as(broker: &Broker, site: &str, name: &str, extra: &[&str]) -> Agent {
         let dir = tempfile::tempdir().expect("tempdir");
         let agent = Agent {
             dir,
-            site: "studio-a".into(),
-            name: "edge-1".into(),
+            site: site.into(),
+            name: name.into(),
             policy_key: None,
             root_key: None,
             log_filter: "info".into(),

@@ -130,6 +130,12 @@ impl Probe {
         self.rt.block_on(async move { c.publish(t, QoS::AtLeastOnce, false, payload).await }).expect("queue publish");
     }
 
+    /// Publishes a raw payload to any topic (QoS 1), retained or not.
+    pub fn publish_to(&self, topic: &str, payload: Vec<u8>, retain: bool) {
+        let (c, t) = (self.client.clone(), topic.to_string());
+        self.rt.block_on(async move { c.publish(t, QoS::AtLeastOnce, retain, payload).await }).expect("queue publish");
+    }
+
     /// Publishes with this probe's response topic and `correlation`.
     pub fn request(&self, payload: Vec<u8>, correlation: &[u8]) {
         let props = PublishProperties {

@@ -1,5 +1,5 @@
-//! The broker restarts in the middle of a stream: the agent reconnects, resubscribes and answers every
-//! envelope, each executed once.
+//! The broker restarts in the middle of a stream: the agent reconnects (a new MQTT session of the same
+//! boot), resubscribes and answers every envelope, each executed once.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -55,6 +55,13 @@ fn a_broker_restart_mid_stream_loses_no_command() {
         }
     }
     assert!(agent.is_running());
+    // The reconnection is a new MQTT session of the same boot: its birth and Will say so.
+    let watcher = Probe::connect(&broker, &agent.site, &agent.name);
+    watcher.subscribe(&watcher.topics.status);
+    let status = watcher.next_on(&watcher.topics.status, Duration::from_secs(5)).expect("retained status").json();
+    assert_eq!(status["state"], "online", "{status}");
+    assert_eq!(status["boot"], 1, "{status}");
+    assert!(status["session"].as_u64().is_some_and(|s| s >= 2), "a new session after the restart: {status}");
     agent.stop();
     assert_eq!(replies.len(), frames.len(), "every envelope was answered");
     let bad: Vec<_> = replies.values().filter(|r| !String::from_utf8_lossy(r).contains("\"ok\":true")).collect();

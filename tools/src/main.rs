@@ -8,6 +8,7 @@ mod demo;
 mod message;
 mod policy;
 mod sim;
+mod status;
 mod talent;
 mod witness;
 
@@ -77,6 +78,19 @@ enum Command {
         /// Leave the site running after the story, until Ctrl-C.
         #[arg(long)]
         keep_running: bool,
+    },
+    /// Every agent on a broker, online or offline, with its boot, session, uptime, log size and
+    /// breakers (a late Will never marks a live agent offline).
+    Status {
+        /// The broker, mqtt://HOST:PORT.
+        #[arg(long)]
+        broker: String,
+        /// Only this site.
+        #[arg(long, default_value = "+")]
+        site: String,
+        /// Milliseconds to listen for statuses after subscribing.
+        #[arg(long, default_value_t = 1000)]
+        wait_ms: u64,
     },
     /// Run a small MQTT 5 broker on loopback until killed (for trying the agent out; a site runs Mosquitto).
     Broker {
@@ -398,6 +412,7 @@ fn main() -> ExitCode {
         Command::Demo { dir, keep_running } => {
             demo::run(&demo::Options { dir: dir.clone(), keep_running: *keep_running })
         }
+        Command::Status { broker, site, wait_ms } => status_cmd(broker, site, *wait_ms, cli.json),
         Command::Broker { port } => broker::start(*port).map(|addr| {
             println!("broker listening on mqtt://{addr}");
             loop {
@@ -551,6 +566,16 @@ fn print_reply(reply: &if_edge::reply::Reply) -> Result<(), IfError> {
         None => Ok(()),
         Some(report) => Err(IfError::from(report)),
     }
+}
+
+fn status_cmd(broker: &str, site: &str, wait_ms: u64, json: bool) -> Result<(), IfError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| IfError::format(ErrorCode::SystemError, format_args!("runtime: {e}")))?;
+    let known = runtime.block_on(status::collect(broker, site, Duration::from_millis(wait_ms)))?;
+    status::print(&known, json);
+    Ok(())
 }
 
 fn witness_cmd(command: &WitnessCommand, json: bool) -> Result<(), IfError> {
