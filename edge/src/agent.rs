@@ -166,6 +166,9 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     let witness_budgets = store.budgets()?;
     let agent_name = format!("{}/{}", config.agent.site, config.agent.name);
     let health = Arc::new(Health::new(agent_name.clone(), store.boot_counter(), store.size()));
+    let (anchored, waiting) = crate::anchor::backlog(&mut store)?;
+    health.anchored.store(anchored, Ordering::Relaxed);
+    health.anchors_pending.store(waiting, Ordering::Relaxed);
     tracing::info!(agent = %agent_name, log_size = store.size(), interrupted = interrupted.len(), "witness log ready");
     let signer = CheckpointSigner { key, origin, every: config.witness.checkpoint_every };
     let witness = Witness::spawn(store, Some(signer), 4096)?;
@@ -233,6 +236,20 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
         Duration::from_secs(u64::from(config.witness.checkpoint_interval_s)),
     ));
     let sampler = Rejections::new(config.witness.rejected_per_s);
+    let (stop_uplink, uplink_stop) = tokio::sync::watch::channel(false);
+    let uplink = tokio::spawn(crate::anchor::uplink::run(
+        crate::anchor::uplink::Uplink {
+            broker: config.uplink_broker(),
+            client_id: format!("{}-uplink", config.client_id()),
+            topic: format!("if/v1/{}/{}/anchors", config.agent.site, config.agent.name),
+            agent: format!("{}/{}", config.agent.site, config.agent.name),
+            republish: Duration::from_secs(u64::from(config.uplink.republish_s)),
+            backoff: config.backoff(),
+        },
+        witness.clone(),
+        health.clone(),
+        uplink_stop,
+    ));
     let health_updates =
         tokio::spawn(status_updates(ctx.clone(), Duration::from_secs(u64::from(config.mqtt.status_interval_s))));
 
@@ -247,6 +264,9 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     tallies.abort();
     let _ = tokio::time::timeout(Duration::from_secs(3), completion).await;
     let _ = tokio::time::timeout(Duration::from_secs(3), witness.checkpoint()).await;
+    // The last checkpoint goes upstream too, if the uplink is there to take it.
+    let _ = stop_uplink.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(2), uplink).await;
     let session = ctx.health.session.load(Ordering::Relaxed);
     let who = serde_json::json!({ "agent": ctx.health.agent, "boot": ctx.health.boot, "session": session });
     let offline = mqtt::status_payload("offline", who);

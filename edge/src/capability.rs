@@ -77,6 +77,10 @@ pub struct Health {
     pub rejected: AtomicU64,
     /// The MQTT session of this boot, from 1: with `boot`, it tells a late Will from a live session.
     pub session: AtomicU64,
+    /// The largest checkpoint the upstream acknowledged.
+    pub anchored: AtomicU64,
+    /// Checkpoints signed but not yet acknowledged upstream.
+    pub anchors_pending: AtomicU64,
 }
 
 impl Health {
@@ -90,6 +94,8 @@ impl Health {
             executed: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             session: AtomicU64::new(1),
+            anchored: AtomicU64::new(0),
+            anchors_pending: AtomicU64::new(0),
         }
     }
 
@@ -104,6 +110,10 @@ impl Health {
             "log_size": self.log_size.load(Ordering::Relaxed),
             "executed": self.executed.load(Ordering::Relaxed),
             "rejected": self.rejected.load(Ordering::Relaxed),
+            "anchors": {
+                "acked": self.anchored.load(Ordering::Relaxed),
+                "pending": self.anchors_pending.load(Ordering::Relaxed),
+            },
         })
     }
 }

@@ -33,6 +33,32 @@ pub struct Config {
     /// Spending allowances per provider.
     #[serde(default, rename = "budget", skip_serializing_if = "Vec::is_empty")]
     pub budgets: Vec<BudgetEntry>,
+    /// Where anchors go.
+    #[serde(default)]
+    pub uplink: UplinkSection,
+}
+
+/// `[uplink]`: the fleet broker that receives the agent's anchors. Absent, anchors go to the control
+/// broker. Either broker may be down without stopping the other's work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UplinkSection {
+    /// `mqtt://HOST:PORT`; defaults to `mqtt.broker`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker: Option<String>,
+    /// Seconds after which anchors not yet acknowledged are published again.
+    #[serde(default = "default_republish")]
+    pub republish_s: u32,
+}
+
+impl Default for UplinkSection {
+    fn default() -> Self {
+        UplinkSection { broker: None, republish_s: default_republish() }
+    }
+}
+
+fn default_republish() -> u32 {
+    10
 }
 
 /// `[vault]`
@@ -230,7 +256,7 @@ impl BrokerAddr {
 }
 
 /// The top-level sections a config file may have.
-const SECTIONS: &[&str] = &["agent", "mqtt", "admission", "witness", "trust", "vault", "budget"];
+const SECTIONS: &[&str] = &["agent", "mqtt", "admission", "witness", "trust", "vault", "budget", "uplink"];
 
 /// Every problem found in one config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -292,6 +318,12 @@ struct BudgetPart {
 }
 
 #[derive(Deserialize)]
+struct UplinkPart {
+    #[serde(default)]
+    uplink: UplinkSection,
+}
+
+#[derive(Deserialize)]
 struct TrustPart {
     #[serde(default)]
     trust: TrustSection,
@@ -331,12 +363,21 @@ impl Config {
         let trust = part::<TrustPart>(text, &mut list).map(|p| p.trust);
         let vault = part::<VaultPart>(text, &mut list).map(|p| p.vault);
         let budgets = part::<BudgetPart>(text, &mut list).map(|p| p.budget);
-        let (Some(agent), Some(mqtt), Some(admission), Some(witness), Some(trust), Some(vault), Some(budgets)) =
-            (agent, mqtt, admission, witness, trust, vault, budgets)
+        let uplink = part::<UplinkPart>(text, &mut list).map(|p| p.uplink);
+        let (
+            Some(agent),
+            Some(mqtt),
+            Some(admission),
+            Some(witness),
+            Some(trust),
+            Some(vault),
+            Some(budgets),
+            Some(uplink),
+        ) = (agent, mqtt, admission, witness, trust, vault, budgets, uplink)
         else {
             return Err(fail(list));
         };
-        let config = Config { agent, mqtt, admission, witness, trust, vault, budgets };
+        let config = Config { agent, mqtt, admission, witness, trust, vault, budgets, uplink };
         list.extend(config.rule_problems().into_iter().map(|(key, what)| format!("{key}: {what}")));
         if list.is_empty() { Ok(config) } else { Err(fail(list)) }
     }
@@ -354,6 +395,12 @@ impl Config {
         }
         if let Err(e) = BrokerAddr::parse(&self.mqtt.broker) {
             bad("mqtt.broker", &e);
+        }
+        if let Some(Err(e)) = self.uplink.broker.as_deref().map(BrokerAddr::parse) {
+            bad("uplink.broker", &e);
+        }
+        if self.uplink.republish_s == 0 {
+            bad("uplink.republish_s", "must be at least 1");
         }
         if self.mqtt.keep_alive_s < 5 {
             bad("mqtt.keep_alive_s", "must be at least 5");
@@ -436,6 +483,11 @@ impl Config {
     /// The broker address (checked by [`Config::parse`]).
     pub fn broker(&self) -> BrokerAddr {
         BrokerAddr::parse(&self.mqtt.broker).unwrap_or(BrokerAddr { host: String::new(), port: 0 })
+    }
+
+    /// The broker anchors go to.
+    pub fn uplink_broker(&self) -> BrokerAddr {
+        self.uplink.broker.as_deref().and_then(|b| BrokerAddr::parse(b).ok()).unwrap_or_else(|| self.broker())
     }
 
     /// The MQTT client id.

@@ -79,6 +79,7 @@ pub fn init(req: &InitRequest) -> Result<Written, IfError> {
         },
         vault: VaultSection::default(),
         budgets: Vec::new(),
+        uplink: crate::config::UplinkSection::default(),
     };
     let text = toml::to_string(&config).map_err(|e| invalid(format_args!("config does not serialize: {e}")))?;
     // Check everything before writing anything.

@@ -11,6 +11,7 @@
 
 pub mod admit;
 pub mod agent;
+pub mod anchor;
 pub mod budget;
 pub mod capability;
 pub mod clock;

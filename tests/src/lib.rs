@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod bench;
 pub mod broker;
+pub mod collector;
 pub mod device;
 pub mod probe;
 pub mod sim;

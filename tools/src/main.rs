@@ -4,6 +4,7 @@
 //! the code's stable exit status (10 + class); usage errors exit 2.
 
 mod broker;
+mod collector;
 mod demo;
 mod message;
 mod policy;
@@ -391,6 +392,29 @@ enum WitnessCommand {
         #[arg(long)]
         db: PathBuf,
     },
+    /// Verify and collect agents' anchors: signature by the agent's pinned key, origin, consistency with
+    /// the last accepted checkpoint; acknowledge accepted ones, archive them, and publish a shrinking or
+    /// forked log with both checkpoints on the agent's `security` topic.
+    VerifyAnchors {
+        /// The broker the anchors arrive on, mqtt://HOST:PORT.
+        #[arg(long)]
+        broker: String,
+        /// Directory of agents' public keys, `{site}.{agent}.pub`.
+        #[arg(long)]
+        keys: PathBuf,
+        /// The collector's own state (redb file; created if missing).
+        #[arg(long)]
+        store: PathBuf,
+        /// Archive accepted notes here: a directory, or an object store URL.
+        #[arg(long)]
+        archive: Option<String>,
+        /// Keep running until killed.
+        #[arg(long)]
+        follow: bool,
+        /// Without --follow: stop after this many milliseconds without an anchor.
+        #[arg(long, default_value_t = 2000)]
+        wait_ms: u64,
+    },
     /// Print the latest signed checkpoint note verbatim.
     Checkpoint {
         /// The witness log file.
@@ -586,6 +610,22 @@ fn witness_cmd(command: &WitnessCommand, json: bool) -> Result<(), IfError> {
             Ok(())
         }
         WitnessCommand::Export { db } => witness::export(db),
+        WitnessCommand::VerifyAnchors { broker, keys, store, archive, follow, wait_ms } => {
+            let opts = collector::Options {
+                broker: broker.clone(),
+                keys: keys.clone(),
+                store: store.clone(),
+                archive: archive.clone(),
+                follow: *follow,
+                wait: Duration::from_millis(*wait_ms),
+                json,
+            };
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| IfError::format(ErrorCode::SystemError, format_args!("runtime: {e}")))?
+                .block_on(collector::run(opts))
+        }
         WitnessCommand::Checkpoint { db } => {
             print!("{}", witness::checkpoint(db)?);
             Ok(())

@@ -11,7 +11,8 @@
 //! counter), `replay` (sender -> window), `pending` (RECEIVED index -> what it was), `replies` ((sender,
 //! seq) -> digest and reply), `checkpoints` (tree size -> signed note), `policy` (key -> signed trust
 //! root, manifest, talent or grant, written only with its POLICY record), `budgets` (provider -> spending
-//! in the current period, written with the RECEIVED record that charged it).
+//! in the current period, written with the RECEIVED record that charged it), `anchored` (the largest
+//! checkpoint the upstream acknowledged: the checkpoints after it are the anchors still to upload).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ const REPLIES: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("r
 const CHECKPOINTS: TableDefinition<'_, u64, &str> = TableDefinition::new("checkpoints");
 const POLICY: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("policy");
 const BUDGETS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("budgets");
+const ANCHORED: TableDefinition<'_, &str, u64> = TableDefinition::new("anchored");
 
 /// The persisted head of the log.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -474,6 +476,42 @@ impl Store {
         for row in table.iter().map_err(|e| unavailable("read", e))? {
             let (k, v) = row.map_err(|e| unavailable("read", e))?;
             out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The size of the largest checkpoint the upstream acknowledged (0: none yet).
+    pub fn anchored(&mut self) -> Result<u64, IfError> {
+        let txn = self.db()?.begin_read().map_err(|e| unavailable("read", e))?;
+        let table = match txn.open_table(ANCHORED) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+            Err(e) => return Err(unavailable("table", e)),
+        };
+        Ok(table.get("acked").map_err(|e| unavailable("read", e))?.map_or(0, |v| v.value()))
+    }
+
+    /// Records, durably, that the upstream acknowledged the checkpoint of `size`; it never goes back.
+    pub fn set_anchored(&mut self, size: u64) -> Result<(), IfError> {
+        let db = self.db()?;
+        let mut txn = db.begin_write().map_err(|e| unavailable("transaction", e))?;
+        txn.set_durability(redb::Durability::Immediate).map_err(|e| unavailable("durability", e))?;
+        {
+            let mut table = txn.open_table(ANCHORED).map_err(|e| unavailable("table", e))?;
+            let now = table.get("acked").map_err(|e| unavailable("read", e))?.map_or(0, |v| v.value());
+            table.insert("acked", now.max(size)).map_err(|e| unavailable("write", e))?;
+        }
+        txn.commit().map_err(|e| unavailable("commit", e))
+    }
+
+    /// The leaf hashes of the first `size` records.
+    pub fn leaf_hashes(&mut self, size: u64) -> Result<Vec<Hash>, IfError> {
+        let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        let txn = self.db()?.begin_read().map_err(|e| unavailable("read", e))?;
+        let table = txn.open_table(RECORDS).map_err(|e| unavailable("table", e))?;
+        for row in table.range(0..size).map_err(|e| unavailable("read", e))? {
+            let (_, v) = row.map_err(|e| unavailable("read", e))?;
+            out.push(Record::leaf_hash(v.value()));
         }
         Ok(out)
     }

@@ -17,9 +17,13 @@ use super::store::{Append, CheckpointSigner, Store};
 /// Where a request's indices (or the commit error) go.
 type Done = oneshot::Sender<Result<Vec<u64>, IfError>>;
 
+/// Work on the store in the writer's thread, in turn with the appends.
+type Job = Box<dyn FnOnce(&mut Store) + Send>;
+
 enum Request {
     Append(Vec<Append>, Done),
     Checkpoint(oneshot::Sender<bool>),
+    Use(Job),
 }
 
 /// Counters of the writer, for status and benchmarks.
@@ -45,6 +49,7 @@ impl std::fmt::Debug for Request {
         match self {
             Request::Append(b, _) => write!(f, "Append({})", b.len()),
             Request::Checkpoint(_) => write!(f, "Checkpoint"),
+            Request::Use(_) => write!(f, "Use"),
         }
     }
 }
@@ -89,6 +94,20 @@ impl Witness {
         wait.await.unwrap_or(false)
     }
 
+    /// Runs `f` on the store in the writer's thread, after every append queued before this call: reads
+    /// that must see a consistent log, and small writes outside the record stream.
+    pub async fn with_store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T, IfError> + Send + 'static,
+    ) -> Result<T, IfError> {
+        let (done, wait) = oneshot::channel();
+        let job: Job = Box::new(move |store| {
+            let _ = done.send(f(store));
+        });
+        self.tx.send(Request::Use(job)).await.map_err(|_| gone())?;
+        wait.await.map_err(|_| gone())?
+    }
+
     /// The writer's counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
@@ -107,6 +126,7 @@ fn run(mut store: Store, signer: Option<CheckpointSigner>, mut rx: mpsc::Receive
         let mut batch = Vec::new();
         let mut waiters = Vec::new();
         let mut checkpoints = Vec::new();
+        let mut jobs = Vec::new();
         for r in group {
             match r {
                 Request::Append(items, done) => {
@@ -114,6 +134,7 @@ fn run(mut store: Store, signer: Option<CheckpointSigner>, mut rx: mpsc::Receive
                     batch.extend(items);
                 }
                 Request::Checkpoint(done) => checkpoints.push(done),
+                Request::Use(job) => jobs.push(job),
             }
         }
         if !batch.is_empty() {
@@ -129,6 +150,9 @@ fn run(mut store: Store, signer: Option<CheckpointSigner>, mut rx: mpsc::Receive
             for done in checkpoints {
                 let _ = done.send(written);
             }
+        }
+        for job in jobs {
+            job(&mut store);
         }
     }
 }

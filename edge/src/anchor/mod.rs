@@ -1,0 +1,99 @@
+//! Anchors upstream: the agent's signed checkpoints, published to the uplink broker in order with a
+//! consistency proof, until the upstream acknowledges them.
+//!
+//! The queue is durable by construction: every checkpoint is stored in the witness file when it is
+//! signed, and the file also keeps the largest checkpoint the upstream acknowledged. The checkpoints
+//! after that one are the anchors still to upload, across restarts and outages. Each anchor carries a
+//! proof from the checkpoint before it (the first, from the acknowledged one), so a verifier that
+//! accepted the previous anchor checks the next against it, and nothing else.
+//!
+//! Messages, JSON: an anchor on `if/v1/{site}/{agent}/anchors` (QoS 1, retained, so the latest stays)
+//! `{"agent", "size", "from", "note", "proof": [base64]}`; an acknowledgement on `.../anchors/ack`
+//! `{"size", "root"}` (root in base64).
+
+pub mod proof;
+pub mod uplink;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use if_protocol::witness::Hash;
+use if_protocol::witness::checkpoint::Checkpoint;
+use if_protocol::{ErrorCode, IfError};
+use serde::{Deserialize, Serialize};
+
+use crate::witness::store::Store;
+
+/// Most anchors offered in one round; the rest follow once these are acknowledged.
+pub const MAX_ROUND: usize = 512;
+
+/// A signed checkpoint on its way upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Anchor {
+    /// `site/agent`.
+    pub agent: String,
+    /// The checkpoint's tree size.
+    pub size: u64,
+    /// The tree size the proof starts from: the previous anchor's (0 for the first ever).
+    pub from: u64,
+    /// The signed checkpoint note, verbatim.
+    pub note: String,
+    /// The consistency proof from `from` to `size`, base64 hashes.
+    pub proof: Vec<String>,
+}
+
+/// The upstream's acknowledgement of an anchor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The anchor's tree size.
+    pub size: u64,
+    /// Its root hash, base64.
+    pub root: String,
+}
+
+impl Anchor {
+    /// The checkpoint inside the note (signature not checked here).
+    pub fn checkpoint(&self) -> Result<Checkpoint, IfError> {
+        let body = self.note.split("\n\n").next().unwrap_or("");
+        Checkpoint::parse_text(&format!("{body}\n"))
+    }
+
+    /// The proof's hashes.
+    pub fn proof_hashes(&self) -> Result<Vec<Hash>, IfError> {
+        self.proof
+            .iter()
+            .map(|h| {
+                B64.decode(h)
+                    .ok()
+                    .and_then(|b| Hash::try_from(b.as_slice()).ok())
+                    .ok_or_else(|| IfError::with(ErrorCode::InvalidProof, "a proof hash is not 32 bytes of base64"))
+            })
+            .collect()
+    }
+}
+
+/// The acknowledged size and how many checkpoints wait after it (cheap: no proofs).
+pub fn backlog(store: &mut Store) -> Result<(u64, u64), IfError> {
+    let acked = store.anchored()?;
+    let waiting = store.checkpoints()?.iter().filter(|(size, _)| *size > acked).count();
+    Ok((acked, waiting as u64))
+}
+
+/// The anchors the upstream has not acknowledged, oldest first, at most [`MAX_ROUND`], each with its
+/// proof from the one before; and the acknowledged size they start from.
+pub fn pending(store: &mut Store, agent: &str) -> Result<(u64, Vec<Anchor>), IfError> {
+    let acked = store.anchored()?;
+    let notes: Vec<(u64, String)> =
+        store.checkpoints()?.into_iter().filter(|(size, _)| *size > acked).take(MAX_ROUND).collect();
+    let Some(newest) = notes.last().map(|(size, _)| *size) else { return Ok((acked, Vec::new())) };
+    let leaves = store.leaf_hashes(newest)?;
+    let mut from = acked;
+    let mut out = Vec::with_capacity(notes.len());
+    for (size, note) in notes {
+        let upto = usize::try_from(size).unwrap_or(usize::MAX).min(leaves.len());
+        let hashes = proof::consistency(usize::try_from(from).unwrap_or(0), &leaves[..upto]);
+        let proof = hashes.iter().map(|h| B64.encode(h)).collect();
+        out.push(Anchor { agent: agent.to_string(), size, from, note, proof });
+        from = size;
+    }
+    Ok((acked, out))
+}

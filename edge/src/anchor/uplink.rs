@@ -1,0 +1,168 @@
+//! The uplink: a connection of its own to the fleet broker (or the control broker), apart from the
+//! command path, so that either may be down without stopping the other.
+//!
+//! Whenever it is connected it offers the pending anchors in order: at once on connecting, when a new
+//! checkpoint is signed, and again every `republish` while some are not acknowledged (an upstream that
+//! missed one asks for nothing: it simply does not acknowledge, and the next round starts from what it
+//! did acknowledge). An acknowledgement counts only if it names a checkpoint of this log by size and
+//! root; it is written to the witness file before it moves the queue.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{Ack, Anchor};
+use crate::capability::Health;
+use crate::config::BrokerAddr;
+use crate::witness::writer::Witness;
+
+/// Where anchors go and how often unacknowledged ones are offered again.
+#[derive(Debug, Clone)]
+pub struct Uplink {
+    /// The broker.
+    pub broker: BrokerAddr,
+    /// The MQTT client id.
+    pub client_id: String,
+    /// `if/v1/{site}/{agent}/anchors`.
+    pub topic: String,
+    /// `site/agent`.
+    pub agent: String,
+    /// Unacknowledged anchors go again after this long.
+    pub republish: Duration,
+    /// Reconnect delays.
+    pub backoff: Vec<Duration>,
+}
+
+enum Input {
+    Connected,
+    Lost,
+    Ack(Ack),
+}
+
+/// Runs until `stop` changes; then offers what is pending once more, if connected, and returns.
+pub async fn run(up: Uplink, witness: Witness, health: Arc<Health>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut options = MqttOptions::new(up.client_id.clone(), up.broker.host.clone(), up.broker.port);
+    options.set_keep_alive(Duration::from_secs(10)).set_clean_start(true).set_connection_timeout(5);
+    let (client, eventloop) = AsyncClient::new(options, 64);
+    let (tx, mut inputs) = mpsc::unbounded_channel();
+    let ack_topic = format!("{}/ack", up.topic);
+    tokio::spawn(drive(eventloop, client.clone(), ack_topic, up.backoff.clone(), tx));
+    let mut connected = false;
+    let mut offered: Vec<Anchor> = Vec::new();
+    let mut offered_at: Option<Instant> = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_round = false;
+    loop {
+        tokio::select! {
+            _ = stop.changed(), if !last_round => {
+                last_round = true;
+                offered_at = None;
+            }
+            input = inputs.recv() => match input {
+                None => return,
+                Some(Input::Connected) => {
+                    connected = true;
+                    offered_at = None;
+                }
+                Some(Input::Lost) => connected = false,
+                Some(Input::Ack(ack)) => acknowledge(&witness, &health, &offered, &ack).await,
+            },
+            _ = tick.tick() => {}
+        }
+        let Ok((acked, waiting)) = witness.with_store(super::backlog).await else { continue };
+        health.anchored.fetch_max(acked, Ordering::Relaxed);
+        health.anchors_pending.store(waiting, Ordering::Relaxed);
+        if !connected || waiting == 0 {
+            if last_round {
+                return;
+            }
+            continue;
+        }
+        let due = offered_at.is_none_or(|at| at.elapsed() >= up.republish);
+        let agent = up.agent.clone();
+        let Ok((_, pending)) = witness.with_store(move |s| super::pending(s, &agent)).await else { continue };
+        let newer = pending.last().map(|a| a.size) > offered.last().map(|a| a.size);
+        if pending.is_empty() || !(due || newer) {
+            if last_round {
+                return;
+            }
+            continue;
+        }
+        for a in &pending {
+            let Ok(bytes) = serde_json::to_vec(a) else { continue };
+            if client.publish(up.topic.clone(), QoS::AtLeastOnce, true, bytes).await.is_err() {
+                break;
+            }
+        }
+        offered = pending;
+        offered_at = Some(Instant::now());
+        if last_round {
+            return;
+        }
+    }
+}
+
+/// Moves the queue past an acknowledged anchor that is one of ours.
+async fn acknowledge(witness: &Witness, health: &Health, offered: &[Anchor], ack: &Ack) {
+    let ours = offered.iter().find(|a| a.size == ack.size).and_then(|a| a.checkpoint().ok());
+    let Some(cp) = ours.filter(|cp| B64.encode(cp.root) == ack.root) else {
+        tracing::debug!(size = ack.size, "an acknowledgement of no anchor of ours was ignored");
+        return;
+    };
+    let size = cp.size;
+    match witness.with_store(move |s| s.set_anchored(size)).await {
+        Ok(()) => {
+            health.anchored.fetch_max(size, Ordering::Relaxed);
+            tracing::debug!(size, "anchor acknowledged upstream");
+        }
+        Err(e) => tracing::warn!(error = %e, "an anchor acknowledgement could not be recorded"),
+    }
+}
+
+/// Polls the connection, subscribing to acknowledgements on every connect.
+async fn drive(
+    mut eventloop: rumqttc::v5::EventLoop,
+    client: AsyncClient,
+    ack_topic: String,
+    backoff: Vec<Duration>,
+    tx: mpsc::UnboundedSender<Input>,
+) {
+    let mut attempt = 0usize;
+    loop {
+        let input = match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                attempt = 0;
+                tracing::info!("uplink connected");
+                let _ = client.subscribe(ack_topic.clone(), QoS::AtLeastOnce).await;
+                Some(Input::Connected)
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic.as_ref() == ack_topic.as_bytes() => {
+                serde_json::from_slice::<Ack>(&p.payload).ok().map(Input::Ack)
+            }
+            Ok(_) => None,
+            Err(e) => {
+                if tx.send(Input::Lost).is_err() {
+                    return;
+                }
+                let delay = crate::mqtt::backoff_delay(&backoff, attempt);
+                tracing::debug!(error = %e, retry_in_ms = delay.as_millis() as u64, "uplink down");
+                attempt += 1;
+                tokio::time::sleep(delay).await;
+                None
+            }
+        };
+        if let Some(i) = input
+            && tx.send(i).is_err()
+        {
+            return;
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Anchors upstream, end to end: an agent with its commands on the site's broker and its anchors on a
+//! separate uplink broker, the collector (`ifctl witness verify-anchors --follow`) on the uplink. The
+//! uplink goes down while commands keep flowing, the agent restarts in between, the uplink comes back:
+//! every checkpoint reaches the collector in order and verifies. And the collector faced with forged,
+//! forked, shrunk and replayed anchors.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use if_edge::anchor::Anchor;
+use if_edge::anchor::proof::{consistency, subtree_root};
+use if_protocol::witness::Hash;
+use if_protocol::witness::checkpoint::{Checkpoint, sign_checkpoint};
+use if_protocol::witness::merkle::leaf_hash;
+use if_tests::agent::Agent;
+use if_tests::broker::Broker;
+use if_tests::collector::Collector;
+use if_tests::probe::Probe;
+use if_tests::talent::Talent;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Sends `n` pings and checks every one ran.
+fn pings(probe: &Probe, desk: &Talent, n: usize) {
+    for i in 0..n {
+        probe.request(desk.sign(&desk.next_ping()), &(i as u64).to_be_bytes());
+    }
+    let replies = probe.until_replies(n, WAIT);
+    let ok = replies.iter().filter(|m| m.topic == probe.response_topic && m.json()["ok"] == true).count();
+    assert_eq!(ok, n, "every command ran with the uplink up or down");
+}
+
+/// The agent's (acknowledged, pending) anchors from its retained status on the site broker.
+fn anchors(local: &Broker, agent: &Agent) -> (u64, u64) {
+    let w = Probe::connect(local, &agent.site, &agent.name);
+    w.subscribe(&w.topics.status);
+    let s = w.next_on(&w.topics.status, Duration::from_secs(5)).map(|m| m.json()).unwrap_or_default();
+    (s["anchors"]["acked"].as_u64().unwrap_or(0), s["anchors"]["pending"].as_u64().unwrap_or(u64::MAX))
+}
+
+fn until_all_acknowledged(local: &Broker, agent: &Agent, beyond: u64) -> u64 {
+    let acked = if_tests::wait_for(WAIT, || {
+        let (acked, pending) = anchors(local, agent);
+        (pending == 0 && acked > beyond).then_some(acked)
+    });
+    acked.unwrap_or_else(|| panic!("anchors not acknowledged; status {:?}", anchors(local, agent)))
+}
+
+#[test]
+fn every_checkpoint_reaches_the_collector_in_order_across_an_uplink_outage_and_an_agent_restart() {
+    let local = Broker::start();
+    let mut uplink = Broker::start();
+    let collector = Collector::start(&uplink);
+    let desk = Talent::new("desk");
+    let mut agent = Agent::init(&local, &[&desk]);
+    let up = uplink.url();
+    agent.edit_config(|t| {
+        t.replace("checkpoint_every = 1000", "checkpoint_every = 25")
+            .replace("replay_window = 64", "replay_window = 1024")
+            .replace("status_interval_s = 30", "status_interval_s = 1")
+            .replace("backoff_s = [1, 2, 5, 10, 30]", "backoff_s = [1]")
+            .replace("[uplink]", &format!("[uplink]\nbroker = \"{up}\""))
+            .replace("republish_s = 10", "republish_s = 1")
+    });
+    collector.trust(&agent.site, &agent.name, &agent.public_key());
+    agent.start();
+    let probe = Probe::connect(&local, &agent.site, &agent.name);
+
+    pings(&probe, &desk, 60);
+    let before_outage = until_all_acknowledged(&local, &agent, 0);
+
+    uplink.stop();
+    pings(&probe, &desk, 100);
+    agent.stop();
+    agent.start();
+    let probe = Probe::connect(&local, &agent.site, &agent.name);
+    pings(&probe, &desk, 50);
+    let (acked, pending) = anchors(&local, &agent);
+    assert_eq!(acked, before_outage, "nothing was acknowledged while the uplink was down");
+    assert!(pending >= 2, "the checkpoints of both runs wait in the queue: {pending}");
+
+    uplink.restart();
+    let after = until_all_acknowledged(&local, &agent, before_outage);
+    agent.stop();
+
+    let store = if_edge::witness::store::Store::open_existing(&agent.db());
+    let mut store = store.expect("open the agent's log");
+    let made: Vec<u64> = store.checkpoints().expect("checkpoints").into_iter().map(|(s, _)| s).collect();
+    assert_eq!(store.anchored().expect("anchored"), after);
+    let accepted = collector.accepted();
+    assert!(accepted.windows(2).all(|w| w[0] < w[1]), "accepted in order: {accepted:?}");
+    let due: Vec<u64> = made.iter().copied().filter(|s| *s <= after).collect();
+    assert_eq!(accepted[..due.len()], due[..], "every checkpoint up to the acknowledged one, each once");
+    let said = collector.said();
+    assert!(!said.iter().any(|l| l.contains("REFUSED") || l.contains("EVIDENCE")), "{said:#?}");
+    for size in &due {
+        let note = collector.archive().join(format!("anchors/{}/{}/{size:020}.note", agent.site, agent.name));
+        assert!(note.is_file(), "archived: {}", note.display());
+    }
+}
+
+const ORIGIN: &str = "local/if-edge/studio-b.edge-9";
+
+fn anchor(key: &ed25519_dalek::SigningKey, leaves: &[Hash], size: usize, from: usize) -> Vec<u8> {
+    let cp = Checkpoint {
+        origin: ORIGIN.try_into().expect("short"),
+        size: size as u64,
+        root: subtree_root(&leaves[..size]),
+    };
+    let note = sign_checkpoint(&cp, ORIGIN, key).expect("sign").as_str().to_string();
+    let proof = consistency(from, &leaves[..size]).iter().map(|h| B64.encode(h)).collect();
+    let a = Anchor { agent: "studio-b/edge-9".into(), size: size as u64, from: from as u64, note, proof };
+    serde_json::to_vec(&a).expect("json")
+}
+
+/// The collector's first `n` lines, once it has said that many.
+fn said(collector: &Collector, n: usize) -> Option<Vec<String>> {
+    if_tests::wait_for(WAIT, || (collector.said().len() >= n).then(|| collector.said()))
+}
+
+#[test]
+fn forged_forked_shrunk_and_replayed_anchors_are_refused_with_evidence_or_taken_as_repeats() {
+    let broker = Broker::start();
+    let mut collector = Collector::start(&broker);
+    let agent = Talent::new("edge-9");
+    let intruder = Talent::new("intruder");
+    collector.trust("studio-b", "edge-9", &agent.public);
+    let watcher = Probe::connect(&broker, "studio-b", "edge-9");
+    let anchors = "if/v1/studio-b/edge-9/anchors";
+    watcher.subscribe("if/v1/studio-b/edge-9/security");
+    watcher.subscribe("if/v1/studio-b/edge-9/anchors/ack");
+    let log: Vec<Hash> = (0..40u32).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+    let mut forked = log.clone();
+    forked[3] = leaf_hash(b"a record rewritten");
+
+    watcher.publish_to(anchors, anchor(&agent.key, &log, 10, 0), false);
+    watcher.publish_to(anchors, anchor(&agent.key, &log, 20, 10), false);
+    let lines = said(&collector, 2).expect("two verdicts");
+    assert!(
+        lines[0].ends_with("ACCEPTED size 10 (from 0)") && lines[1].ends_with("ACCEPTED size 20 (from 10)"),
+        "{lines:#?}"
+    );
+    for size in [10, 20] {
+        let ack = watcher.next_on("if/v1/studio-b/edge-9/anchors/ack", WAIT).expect("an ack").json();
+        assert_eq!(ack["size"], size);
+    }
+
+    // A restarted collector still knows what it accepted: the old one again is a repeat, acknowledged.
+    collector.restart();
+    std::thread::sleep(Duration::from_millis(500));
+    watcher.publish_to(anchors, anchor(&agent.key, &log, 10, 0), false);
+    let lines = said(&collector, 3).expect("a verdict");
+    assert!(lines[2].ends_with("AGAIN size 10, already accepted"), "{lines:#?}");
+    assert_eq!(watcher.next_on("if/v1/studio-b/edge-9/anchors/ack", WAIT).expect("ack again").json()["size"], 10);
+
+    watcher.publish_to(anchors, anchor(&intruder.key, &log, 30, 20), false);
+    watcher.publish_to(anchors, anchor(&agent.key, &forked, 30, 20), false);
+    watcher.publish_to(anchors, anchor(&agent.key, &log, 15, 10), false);
+    let lines = said(&collector, 6).expect("three verdicts");
+    assert!(lines[3].contains("REFUSED size 30: signature"), "{lines:#?}");
+    assert!(lines[4].contains("EVIDENCE fork"), "{lines:#?}");
+    assert!(lines[5].contains("EVIDENCE shrink"), "{lines:#?}");
+    for kind in ["fork", "shrink"] {
+        let e = watcher.next_on("if/v1/studio-b/edge-9/security", WAIT).expect("evidence").json();
+        assert_eq!(e["kind"], kind, "{e}");
+        assert!(e["accepted"].as_str().is_some_and(|n| n.contains("\n20\n")), "the accepted checkpoint: {e}");
+        assert!(e["offered"].as_str().is_some_and(|n| n.starts_with(ORIGIN)), "the offending one: {e}");
+    }
+    assert!(
+        watcher.next_on("if/v1/studio-b/edge-9/anchors/ack", Duration::from_millis(500)).is_none(),
+        "none acknowledged"
+    );
+    // The honest continuation is still accepted.
+    watcher.publish_to(anchors, anchor(&agent.key, &log, 30, 20), false);
+    let lines = said(&collector, 7).expect("a verdict");
+    assert!(lines[6].ends_with("ACCEPTED size 30 (from 20)"), "{lines:#?}");
+}

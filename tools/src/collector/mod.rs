@@ -1,0 +1,208 @@
+//! `ifctl witness verify-anchors`: the upstream verifier and collector of anchors.
+//!
+//! It subscribes to `if/v1/+/+/anchors`, checks each anchor (the agent's signature by its pinned key,
+//! the origin, and consistency with the last checkpoint it accepted from that agent), keeps what it
+//! accepted in its own redb file, archives each accepted note to object storage, and acknowledges it on
+//! `.../anchors/ack` so the agent's queue moves on. A checkpoint that contradicts an accepted one (a log
+//! that shrank or forked) is published with both notes on `if/v1/{site}/{agent}/security`.
+//!
+//! Agents' keys are files `KEYS/{site}.{agent}.pub` (the agent's `agent.pub`). The archive is a local
+//! directory by default; with the `s3` feature, any S3-compatible store by URL (`s3://bucket/prefix`).
+
+pub mod judge;
+pub mod store;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use if_edge::anchor::{Ack, Anchor};
+use if_edge::config::BrokerAddr;
+use if_protocol::{ErrorCode, IfError};
+use object_store::{ObjectStore, ObjectStoreExt as _};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+
+use judge::Verdict;
+
+/// What to verify and where to keep it.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `mqtt://HOST:PORT`.
+    pub broker: String,
+    /// Directory of `{site}.{agent}.pub` files.
+    pub keys: PathBuf,
+    /// The collector's redb file.
+    pub store: PathBuf,
+    /// Where accepted notes are archived: a directory or an object store URL.
+    pub archive: Option<String>,
+    /// Keep running; otherwise stop once nothing has arrived for `wait`.
+    pub follow: bool,
+    /// How long to wait for anchors when not following.
+    pub wait: Duration,
+    /// JSON lines instead of text.
+    pub json: bool,
+}
+
+fn failed(what: &str, e: impl std::fmt::Display) -> IfError {
+    IfError::format(ErrorCode::SystemError, format_args!("{what}: {e}"))
+}
+
+/// The archive: a directory or an object store URL.
+fn archive(spec: &str) -> Result<Box<dyn ObjectStore>, IfError> {
+    let url = if spec.contains("://") {
+        url::Url::parse(spec).map_err(|e| failed("--archive", e))?
+    } else {
+        std::fs::create_dir_all(spec).map_err(|e| failed("--archive", e))?;
+        let dir = std::fs::canonicalize(spec).map_err(|e| failed("--archive", e))?;
+        url::Url::from_directory_path(&dir).map_err(|()| failed("--archive", "not an absolute directory"))?
+    };
+    let (store, prefix) = object_store::parse_url(&url).map_err(|e| failed("--archive", e))?;
+    Ok(Box::new(object_store::prefix::PrefixStore::new(store, prefix)))
+}
+
+/// Runs the collector; an error when not following and some anchor contradicted an accepted one.
+pub async fn run(opts: Options) -> Result<(), IfError> {
+    let store = store::Store::open(&opts.store)?;
+    let archive = opts.archive.as_deref().map(archive).transpose()?;
+    let addr = BrokerAddr::parse(&opts.broker)
+        .map_err(|e| IfError::format(ErrorCode::ConfigInvalid, format_args!("--broker: {e}")))?;
+    let id = format!("ifctl-collector-{}", uuid::Uuid::new_v4());
+    let mut mqtt = MqttOptions::new(id, addr.host, addr.port);
+    mqtt.set_keep_alive(Duration::from_secs(10)).set_max_packet_size(Some(if_edge::mqtt::MAX_PACKET));
+    let (client, mut events) = AsyncClient::new(mqtt, 256);
+    let mut evidence = 0usize;
+    let mut quiet_until = tokio::time::Instant::now() + opts.wait;
+    loop {
+        let event = if opts.follow {
+            events.poll().await
+        } else {
+            match tokio::time::timeout_at(quiet_until, events.poll()).await {
+                Ok(e) => e,
+                Err(_) => break,
+            }
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                let _ = client.subscribe("if/v1/+/+/anchors", QoS::AtLeastOnce).await;
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                // Never a panic over a closed stderr: the collector outlives whoever started it.
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stderr(), "listening for anchors on {}", opts.broker);
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                quiet_until = tokio::time::Instant::now() + opts.wait;
+                let topic = String::from_utf8_lossy(&p.topic).into_owned();
+                let Some((site, agent)) = agent_of(&topic) else { continue };
+                let outcome = handle(&opts, &store, archive.as_deref(), &client, site, agent, &p.payload).await;
+                evidence += usize::from(outcome.starts_with("EVIDENCE"));
+                say(&opts, site, agent, &outcome);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if !opts.follow && evidence == 0 && tokio::time::Instant::now() >= quiet_until {
+                    return Err(failed(&format!("broker {}", opts.broker), e));
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    let _ = client.disconnect().await;
+    if evidence > 0 {
+        return Err(IfError::format(
+            ErrorCode::InvalidProof,
+            format_args!("{evidence} anchor(s) contradicted accepted ones"),
+        ));
+    }
+    Ok(())
+}
+
+fn agent_of(topic: &str) -> Option<(&str, &str)> {
+    let rest = topic.strip_prefix("if/v1/")?.strip_suffix("/anchors")?;
+    rest.split_once('/')
+}
+
+fn say(opts: &Options, site: &str, agent: &str, outcome: &str) {
+    use std::io::Write as _;
+    let line = if opts.json {
+        let (verdict, detail) = outcome.split_once(' ').unwrap_or((outcome, ""));
+        let v = serde_json::json!({ "agent": format!("{site}/{agent}"), "verdict": verdict.to_lowercase(), "detail": detail });
+        v.to_string()
+    } else {
+        format!("{site}/{agent}: {outcome}")
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+/// Judges one anchor and acts on the verdict; returns what happened, in a line.
+async fn handle(
+    opts: &Options,
+    store: &store::Store,
+    archive: Option<&dyn ObjectStore>,
+    client: &AsyncClient,
+    site: &str,
+    agent: &str,
+    payload: &[u8],
+) -> String {
+    let anchor: Anchor = match serde_json::from_slice(payload) {
+        Ok(a) => a,
+        Err(e) => return format!("refused: not an anchor ({e})"),
+    };
+    let id = format!("{site}.{agent}");
+    let key_file = opts.keys.join(format!("{id}.pub"));
+    let key = match if_edge::keyfile::read_public(&key_file) {
+        Ok(k) => k,
+        Err(e) => return format!("refused: no key for this agent ({})", e.detail()),
+    };
+    let name = format!("{site}/{agent}");
+    let last = match store.last(&name) {
+        Ok(l) => l,
+        Err(e) => return format!("refused: {}", e.detail()),
+    };
+    let ack_topic = format!("if/v1/{site}/{agent}/anchors/ack");
+    match judge::judge(&anchor, &id, &key, last.as_ref(), |size| store.seen(&name, size)) {
+        Verdict::Accept(a) => {
+            if let Err(e) = store.accept(&name, &a) {
+                return format!("refused: {}", e.detail());
+            }
+            if let Some(archive) = archive {
+                let path = object_store::path::Path::from(format!("anchors/{site}/{agent}/{:020}.note", a.size));
+                if let Err(e) = archive.put(&path, a.note.clone().into_bytes().into()).await {
+                    tracing::warn!(error = %e, "an accepted anchor could not be archived");
+                }
+            }
+            acknowledge(client, &ack_topic, a.size, &a.root).await;
+            format!("ACCEPTED size {} (from {})", a.size, anchor.from)
+        }
+        Verdict::Again => {
+            if let Ok(cp) = anchor.checkpoint() {
+                acknowledge(client, &ack_topic, cp.size, &cp.root).await;
+            }
+            format!("AGAIN size {}, already accepted", anchor.size)
+        }
+        Verdict::Refuse(why) => format!("REFUSED size {}: {why}", anchor.size),
+        Verdict::Evidence { kind, why } => {
+            let evidence = serde_json::json!({
+                "kind": kind,
+                "agent": name,
+                "why": why,
+                "accepted": last.map(|l| l.note),
+                "offered": anchor.note,
+            });
+            let topic = format!("if/v1/{site}/{agent}/security");
+            let _ = client.publish(topic, QoS::AtLeastOnce, false, evidence.to_string().into_bytes()).await;
+            format!("EVIDENCE {kind}: {why}")
+        }
+    }
+}
+
+async fn acknowledge(client: &AsyncClient, topic: &str, size: u64, root: &[u8; 32]) {
+    let ack = Ack { size, root: B64.encode(root) };
+    if let Ok(bytes) = serde_json::to_vec(&ack) {
+        let _ = client.publish(topic.to_string(), QoS::AtLeastOnce, false, bytes).await;
+    }
+}
