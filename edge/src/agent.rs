@@ -575,7 +575,8 @@ async fn receive(ctx: &Ctx, accepted: Vec<(Publish, Box<Accepted>)>, done: &mpsc
             let mut entry = body_entry(&a.body, now_ms);
             entry.digest = Some(a.digest);
             let route = ctx.route(p, Some(&a.body.sender));
-            let mut item = Append::record(Kind::Received, entry.clone());
+            let kind = if a.falsify { Kind::Falsify } else { Kind::Received };
+            let mut item = Append::record(kind, entry.clone());
             if let Some(c) = &a.charge {
                 item.entry.detail = c.describe();
                 item.budget = Some((c.provider.clone(), c.after));

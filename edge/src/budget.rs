@@ -91,6 +91,11 @@ impl Budgets {
         Ok(Some(Charge { provider: provider.to_string(), cost, after, before, limit }))
     }
 
+    /// Whether `cost` would fit `provider`'s budget now, charging nothing.
+    pub fn check(&self, provider: &str, cost: u64, now_s: u64) -> Result<(), IfError> {
+        self.clone().charge(provider, cost, now_s).map(|_| ())
+    }
+
     /// Undoes a charge whose record could not be written.
     pub fn refund(&mut self, c: &Charge) {
         match c.before {

@@ -29,6 +29,10 @@ pub trait Capability: Send + Sync + std::fmt::Debug {
     fn offers(&self, action: &str) -> bool;
     /// Runs an admitted, authorized, witnessed command. Called at most once per envelope.
     fn execute<'a>(&'a self, body: &'a EnvelopeBody) -> OutcomeFuture<'a>;
+    /// A dry run: what would be sent and every reason it would fail now, touching nothing.
+    fn plan(&self, _body: &EnvelopeBody) -> crate::lane::Plan {
+        crate::lane::Plan::default()
+    }
 }
 
 /// The capabilities an agent offers, by id.

@@ -74,6 +74,8 @@ pub struct Accepted {
     pub capability: Arc<dyn Capability>,
     /// Its cost, charged to its provider's budget (to persist, or refund if the record fails).
     pub charge: Option<Charge>,
+    /// A dry run (falsify mode): witnessed as FALSIFY, and `capability` only reports.
+    pub falsify: bool,
 }
 
 /// The state ingress decides with.
@@ -189,6 +191,17 @@ impl Ingress {
             }
             Err(e) => return Decision::Reject(Box::new(Refused { error: e, body: Some(body), digest: Some(digest) })),
         };
+        let falsify = match crate::falsify::requested(&body) {
+            Ok(f) => f,
+            Err(e) => {
+                self.admission.rollback(&ticket);
+                return Decision::Reject(Box::new(Refused { error: e, body: Some(body), digest: Some(digest) }));
+            }
+        };
+        if falsify {
+            let capability = self.dry_run(who, &body, now_ms);
+            return Decision::Accept(Box::new(Accepted { body, digest, ticket, capability, charge: None, falsify }));
+        }
         let authorized = authorize::authorize(&self.policy(), who, &body, now_ms / 1000);
         if let Err(e) = authorized {
             self.admission.rollback(&ticket);
@@ -201,13 +214,36 @@ impl Ingress {
         });
         match resolved {
             Ok((capability, charge)) => {
-                Decision::Accept(Box::new(Accepted { body, digest, ticket, capability, charge }))
+                Decision::Accept(Box::new(Accepted { body, digest, ticket, capability, charge, falsify: false }))
             }
             Err(e) => {
                 self.admission.rollback(&ticket);
                 Decision::Reject(Box::new(Refused { error: e, body: Some(body), digest: Some(digest) }))
             }
         }
+    }
+}
+
+impl Ingress {
+    /// Every check a command would face, each failure collected, nothing charged or touched.
+    fn dry_run(&self, who: Principal, body: &EnvelopeBody, now_ms: u64) -> Arc<dyn Capability> {
+        let real = crate::falsify::stripped(body);
+        let mut problems = Vec::new();
+        if let Err(e) = authorize::authorize(&self.policy(), who, &real, now_ms / 1000) {
+            problems.push(e);
+        }
+        let cost = self.policy().manifest(&real.capability).and_then(|m| m.action(&real.action)).map_or(0, |a| a.cost);
+        if let Err(e) = self.budgets.check(&real.capability, u64::from(cost), now_ms / 1000) {
+            problems.push(e);
+        }
+        let plan = match self.registry.resolve(&real) {
+            Ok(c) => c.plan(&real),
+            Err(e) => {
+                problems.push(e);
+                crate::lane::Plan::default()
+            }
+        };
+        Arc::new(crate::falsify::DryRun::new(&real.capability, problems, plan))
     }
 }
 

@@ -17,6 +17,7 @@ pub mod capability;
 pub mod clock;
 pub mod config;
 pub mod drivers;
+pub mod falsify;
 pub mod ingress;
 pub mod init;
 pub mod keyfile;

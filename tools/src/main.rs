@@ -4,10 +4,12 @@
 //! the code's stable exit status (10 + class); usage errors exit 2.
 
 mod broker;
+mod capability;
 mod collector;
 mod demo;
 mod message;
 mod policy;
+mod settings;
 mod sim;
 mod status;
 mod talent;
@@ -24,9 +26,12 @@ use if_protocol::{ErrorCode, IfError, keys};
 #[derive(Debug, Parser)]
 #[command(name = "ifctl", version, about = "Operate IF edge agents")]
 struct Cli {
-    /// Print results and errors as JSON.
+    /// Print results and errors as JSON (before the verb: `ifctl --json status ...`).
     #[arg(long)]
     json: bool,
+    /// Connection settings file (default: $IFCTL_CONFIG, else ./ifctl.toml when present).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -64,6 +69,35 @@ enum Command {
         #[command(subcommand)]
         command: ManifestCommand,
     },
+    /// What an agent offers, and commands by capability (with `--mode falsify`, a dry run).
+    Capability {
+        #[command(subcommand)]
+        command: CapabilityCommand,
+    },
+    /// Check a show's cue list against the agent's policy, limits, budgets and device health without
+    /// executing anything; lists every failing cue with its codes and exits non-zero if any would fail
+    /// (usable as a git pre-commit hook for show files).
+    Falsify {
+        /// The cue list: TOML `[[cue]]` tables or JSON `{"cue": [...]}`, each with name, capability,
+        /// action, and optional args, hazards and scope.
+        #[arg(long)]
+        task: PathBuf,
+        /// How the check runs; `pre-commit`: every cue as a dry run, nothing executed.
+        #[arg(long, value_enum, default_value_t = FalsifyMode::PreCommit)]
+        mode: FalsifyMode,
+        #[command(flatten)]
+        who: Signer,
+        /// Seconds to wait for each answer.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+    /// Print shell completions for ifctl.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print ifctl's man page (roff).
+    Man,
     /// Run a device simulator until killed.
     Sim {
         #[command(subcommand)]
@@ -106,6 +140,99 @@ enum Command {
     },
 }
 
+/// How `falsify` runs.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum FalsifyMode {
+    /// Dry-run every cue; exit non-zero if any would fail.
+    PreCommit,
+}
+
+/// How `capability apply` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ApplyMode {
+    /// Run it.
+    Run,
+    /// Ask the agent whether it would run, touching nothing.
+    Falsify,
+}
+
+/// Who signs, and which agent: flags, or `ifctl.toml`.
+#[derive(Debug, ClapArgs)]
+struct Signer {
+    #[command(flatten)]
+    to: AgentAddr,
+    /// The talent's secret key file (or `key` in ifctl.toml).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// The talent name (or `sender` in ifctl.toml).
+    #[arg(long)]
+    sender: Option<String>,
+}
+
+impl Signer {
+    fn command(&self, s: &settings::Settings) -> Result<message::Command, IfError> {
+        Ok(message::Command {
+            key: settings::pick(self.key.as_ref(), s.key.as_ref(), "key")?,
+            sender: settings::pick(self.sender.as_ref(), s.sender.as_ref(), "sender")?,
+            capability: String::new(),
+            action: String::new(),
+            args: Vec::new(),
+            why: String::new(),
+            trace: None,
+            seq: None,
+            ttl_s: 30,
+            scope: "studio:control".into(),
+            hazards: Vec::new(),
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum CapabilityCommand {
+    /// The agent's capabilities: id, version, driver, breaker state and actions (from its status).
+    List {
+        #[command(flatten)]
+        to: AgentAddr,
+        /// Milliseconds to wait for the agent's status.
+        #[arg(long, default_value_t = 1000)]
+        wait_ms: u64,
+    },
+    /// Sign and send one command to a capability and print the reply.
+    Apply(Box<ApplyArgs>),
+}
+
+#[derive(Debug, ClapArgs)]
+struct ApplyArgs {
+    /// The capability, if://capability/NAME.
+    id: String,
+    /// The action.
+    #[arg(long)]
+    action: String,
+    /// An argument KEY=VALUE (repeatable).
+    #[arg(long = "arg")]
+    args: Vec<String>,
+    /// Why (recorded in the witness log).
+    #[arg(long)]
+    why: String,
+    /// Trace token (a UUID) tying related commands together.
+    #[arg(long)]
+    trace: Option<uuid::Uuid>,
+    /// Declared hazard (repeatable).
+    #[arg(long = "hazard")]
+    hazards: Vec<String>,
+    /// Scope.
+    #[arg(long, default_value = "studio:control")]
+    scope: String,
+    /// `falsify`: a dry run that touches no hardware and lists every problem.
+    #[arg(long, value_enum, default_value_t = ApplyMode::Run)]
+    mode: ApplyMode,
+    #[command(flatten)]
+    who: Signer,
+    /// Seconds to wait for the reply.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+}
+
 #[derive(Debug, Subcommand)]
 enum MessageCommand {
     /// Sign an envelope, publish it, wait for the reply and print it; exit 0 on success, else the
@@ -113,28 +240,28 @@ enum MessageCommand {
     Send(Box<SendArgs>),
 }
 
-/// Which agent, on which broker.
+/// Which agent, on which broker: flags, or `ifctl.toml`.
 #[derive(Debug, ClapArgs)]
 struct AgentAddr {
     /// The broker, mqtt://HOST:PORT.
     #[arg(long)]
-    broker: String,
+    broker: Option<String>,
     /// The agent's site.
     #[arg(long)]
-    site: String,
+    site: Option<String>,
     /// The agent's name.
     #[arg(long)]
-    agent: String,
+    agent: Option<String>,
 }
 
 impl AgentAddr {
-    fn target(&self, timeout_s: u64) -> message::Target {
-        message::Target {
-            broker: self.broker.clone(),
-            site: self.site.clone(),
-            agent: self.agent.clone(),
+    fn target(&self, s: &settings::Settings, timeout_s: u64) -> Result<message::Target, IfError> {
+        Ok(message::Target {
+            broker: settings::pick(self.broker.as_ref(), s.broker.as_ref(), "broker")?,
+            site: settings::pick(self.site.as_ref(), s.site.as_ref(), "site")?,
+            agent: settings::pick(self.agent.as_ref(), s.agent.as_ref(), "agent")?,
             timeout: Duration::from_secs(timeout_s),
-        }
+        })
     }
 }
 
@@ -145,11 +272,11 @@ struct SendArgs {
     /// Send the frame described by this JSON view (@FILE or inline) instead of signing a new one.
     #[arg(long = "json", value_name = "@FILE", conflicts_with_all = ["key", "sender", "capability", "action", "why"])]
     frame_json: Option<String>,
-    /// The talent's secret key file.
-    #[arg(long, required_unless_present = "frame_json")]
+    /// The talent's secret key file (or `key` in ifctl.toml).
+    #[arg(long)]
     key: Option<PathBuf>,
-    /// The talent name.
-    #[arg(long, required_unless_present = "frame_json")]
+    /// The talent name (or `sender` in ifctl.toml).
+    #[arg(long)]
     sender: Option<String>,
     /// The capability, if://capability/NAME.
     #[arg(long, required_unless_present = "frame_json")]
@@ -386,6 +513,15 @@ enum WitnessCommand {
         #[arg(long)]
         key: Option<PathBuf>,
     },
+    /// Every record of one trace: received, executed or failed, rejected, falsified, with why.
+    Query {
+        /// The trace token.
+        #[arg(long)]
+        trace_token: uuid::Uuid,
+        /// The witness log file (of a stopped agent, or a copy).
+        #[arg(long)]
+        db: PathBuf,
+    },
     /// Print every record as a JSON line (`leaf` is the exact RFC 6962 leaf, base64).
     Export {
         /// The witness log file.
@@ -425,13 +561,36 @@ enum WitnessCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match &cli.command {
+    let result = settings::Settings::load(cli.config.as_deref()).and_then(|s| run(&cli, &s));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if cli.json {
+                let report = serde_json::to_string(&ErrorReport::from(&e)).unwrap_or_default();
+                eprintln!("{report}");
+            } else {
+                eprintln!("{e}");
+            }
+            ExitCode::from(e.code().exit_status())
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, IfError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| IfError::format(ErrorCode::SystemError, format_args!("runtime: {e}")))
+}
+
+fn run(cli: &Cli, settings: &settings::Settings) -> Result<(), IfError> {
+    match &cli.command {
         Command::Keygen { name, out } => keygen(name, out, cli.json),
         Command::Errors => {
             errors(cli.json);
             Ok(())
         }
-        Command::Message { command: MessageCommand::Send(args) } => send(args),
+        Command::Message { command: MessageCommand::Send(args) } => send(args, settings),
         Command::Witness { command } => witness_cmd(command, cli.json),
         Command::Demo { dir, keep_running } => {
             demo::run(&demo::Options { dir: dir.clone(), keep_running: *keep_running })
@@ -447,7 +606,7 @@ fn main() -> ExitCode {
         Command::Trust { command: TrustCommand::Rotate { current, current_keys, root } } => {
             policy::rotate_root(current, current_keys, &root.spec(), &root.out).map(say)
         }
-        Command::Talent { command } => talent_cmd(command),
+        Command::Talent { command } => talent_cmd(command, settings),
         Command::Sim { device: SimDevice::Vmix { port, record, fault_file, inputs } } => {
             sim::run(sim::Kind::Vmix(*inputs), *port, record.clone(), fault_file.clone())
         }
@@ -458,22 +617,48 @@ fn main() -> ExitCode {
             sim::run(sim::Kind::Videohub(*size), *port, record.clone(), fault_file.clone())
         }
         Command::Manifest { command: ManifestCommand::Push(a) } | Command::Trust { command: TrustCommand::Push(a) } => {
-            push(a)
+            push(a, settings)
         }
         Command::Manifest { command: ManifestCommand::Sign { file, keys, out } } => {
             policy::sign_manifest(file, keys, out).map(say)
         }
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            if cli.json {
-                let report = serde_json::to_string(&ErrorReport::from(&e)).unwrap_or_default();
-                eprintln!("{report}");
-            } else {
-                eprintln!("{e}");
-            }
-            ExitCode::from(e.code().exit_status())
+        Command::Capability { command: CapabilityCommand::List { to, wait_ms } } => {
+            let target = to.target(settings, 10)?;
+            runtime()?.block_on(capability::list(&target, Duration::from_millis(*wait_ms), cli.json))
+        }
+        Command::Capability { command: CapabilityCommand::Apply(a) } => {
+            let target = a.who.to.target(settings, a.timeout)?;
+            let cmd = message::Command {
+                capability: a.id.clone(),
+                action: a.action.clone(),
+                args: a.args.clone(),
+                why: a.why.clone(),
+                trace: a.trace,
+                scope: a.scope.clone(),
+                hazards: a.hazards.clone(),
+                ..a.who.command(settings)?
+            };
+            runtime()?.block_on(capability::apply(&target, cmd, a.mode == ApplyMode::Falsify))
+        }
+        Command::Falsify { task, mode: FalsifyMode::PreCommit, who, timeout } => {
+            let cues = capability::read_cues(task)?;
+            let target = who.to.target(settings, *timeout)?;
+            let base = who.command(settings)?;
+            runtime()?.block_on(capability::falsify_task(&target, &base, &cues, cli.json))
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            // Into memory first: the generator panics on a closed pipe, a write here only errs.
+            let mut text = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "ifctl", &mut text);
+            std::io::Write::write_all(&mut std::io::stdout(), &text)
+                .map_err(|e| IfError::format(ErrorCode::SystemError, format_args!("completions: {e}")))
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd)
+                .render(&mut std::io::stdout())
+                .map_err(|e| IfError::format(ErrorCode::SystemError, format_args!("man page: {e}")))
         }
     }
 }
@@ -520,12 +705,12 @@ fn errors(json: bool) {
     }
 }
 
-fn send(a: &SendArgs) -> Result<(), IfError> {
+fn send(a: &SendArgs, s: &settings::Settings) -> Result<(), IfError> {
     let frame = match &a.frame_json {
         Some(j) => message::frame_from_json(j)?,
         None => message::sign(&message::Command {
-            key: a.key.clone().unwrap_or_default(),
-            sender: a.sender.clone().unwrap_or_default(),
+            key: settings::pick(a.key.as_ref(), s.key.as_ref(), "key")?,
+            sender: settings::pick(a.sender.as_ref(), s.sender.as_ref(), "sender")?,
             capability: a.capability.clone().unwrap_or_default(),
             action: a.action.clone().unwrap_or_default(),
             args: a.args.clone(),
@@ -540,11 +725,11 @@ fn send(a: &SendArgs) -> Result<(), IfError> {
     if let Some(path) = &a.save {
         message::save(path, &frame)?;
     }
-    let target = a.to.target(a.timeout);
+    let target = a.to.target(s, a.timeout)?;
     deliver(&target, frame)
 }
 
-fn talent_cmd(command: &TalentCommand) -> Result<(), IfError> {
+fn talent_cmd(command: &TalentCommand, s: &settings::Settings) -> Result<(), IfError> {
     let (conn, action, args) = match command {
         TalentCommand::Add { name, role, pubkey, conn } => (conn, "talent.add", talent::add(name, role, pubkey)?),
         TalentCommand::Grant { name, capability, scopes, actions, hazards, expires, conn } => {
@@ -553,15 +738,15 @@ fn talent_cmd(command: &TalentCommand) -> Result<(), IfError> {
         TalentCommand::Revoke { name, conn } => (conn, "talent.revoke", talent::revoke(name)),
     };
     let frame = message::sign(&talent::command(action, args, &conn.key, conn.sender.as_deref(), &conn.why))?;
-    let target = conn.to.target(conn.timeout);
+    let target = conn.to.target(s, conn.timeout)?;
     deliver(&target, frame)
 }
 
 /// Publishes a signed policy document on the agent's policy topic and prints its answer.
-fn push(a: &PushArgs) -> Result<(), IfError> {
+fn push(a: &PushArgs, s: &settings::Settings) -> Result<(), IfError> {
     let text = if_edge::policy::file::read(&a.file)?;
-    let target = a.to.target(a.timeout);
-    let topic = if_edge::mqtt::Topics::new(&a.to.site, &a.to.agent).policy;
+    let target = a.to.target(s, a.timeout)?;
+    let topic = if_edge::mqtt::Topics::new(&target.site, &target.agent).policy;
     answer(&target, |t| message::request(t, &topic, "policy", text.into_bytes()))
 }
 
@@ -610,6 +795,7 @@ fn witness_cmd(command: &WitnessCommand, json: bool) -> Result<(), IfError> {
             Ok(())
         }
         WitnessCommand::Export { db } => witness::export(db),
+        WitnessCommand::Query { trace_token, db } => witness::query(db, *trace_token, json),
         WitnessCommand::VerifyAnchors { broker, keys, store, archive, follow, wait_ms } => {
             let opts = collector::Options {
                 broker: broker.clone(),

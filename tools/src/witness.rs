@@ -1,4 +1,4 @@
-//! `ifctl witness verify|export|checkpoint`: read an agent's witness log file.
+//! `ifctl witness verify|export|query|checkpoint`: read an agent's witness log file.
 //!
 //! The file is opened without creating anything; redb repairs a log left by a crash on open. While the
 //! agent runs it holds the file, so these commands are for a stopped agent or a copy of its file.
@@ -38,11 +38,50 @@ pub fn print_report(r: &Report, json: bool) {
 
 /// Prints one JSON line per record, with `leaf` the exact bytes hashed as the RFC 6962 leaf.
 pub fn export(db: &Path) -> Result<(), IfError> {
+    each_record(db, |_| true, |line, _| line.to_string())
+}
+
+/// `witness query --trace-token UUID --db FILE`: every record of one trace (received, executed or
+/// failed, rejected, falsified), with why; JSON lines with `json`.
+pub fn query(db: &Path, trace: uuid::Uuid, json: bool) -> Result<(), IfError> {
+    each_record(
+        db,
+        |r| r.entry.trace == Some(trace),
+        |line, r| {
+            if json {
+                return line.to_string();
+            }
+            let e = &r.entry;
+            let code = e.code.map(|c| format!(" IF_ERR_{c:03}")).unwrap_or_default();
+            format!(
+                "#{:<6} {:<11} {} {} by {} seq {}{code}: why {:?}{}",
+                r.index,
+                r.kind.name(),
+                e.capability,
+                e.action,
+                e.sender,
+                e.seq.unwrap_or(0),
+                e.why,
+                if e.detail.is_empty() { String::new() } else { format!("; {}", e.detail) }
+            )
+        },
+    )
+}
+
+/// Writes one line per record that `keep` selects, as `show` renders it from its JSON form.
+fn each_record(
+    db: &Path,
+    keep: impl Fn(&Record) -> bool,
+    show: impl Fn(&serde_json::Value, &Record) -> String,
+) -> Result<(), IfError> {
     let mut store = Store::open_existing(db)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     store.for_each_leaf(0, |index, leaf| {
         let r = Record::from_leaf(leaf)?;
+        if !keep(&r) {
+            return Ok(());
+        }
         let e = &r.entry;
         let line = serde_json::json!({
             "index": index,
@@ -63,7 +102,8 @@ pub fn export(db: &Path) -> Result<(), IfError> {
             "prev": hex::encode(r.prev),
             "leaf": B64.encode(leaf),
         });
-        writeln!(out, "{line}").map_err(|e| IfError::format(ErrorCode::SystemError, format_args!("stdout: {e}")))
+        writeln!(out, "{}", show(&line, &r))
+            .map_err(|e| IfError::format(ErrorCode::SystemError, format_args!("stdout: {e}")))
     })?;
     out.flush().map_err(|e| IfError::format(ErrorCode::SystemError, format_args!("stdout: {e}")))
 }

@@ -59,3 +59,46 @@ fn usage_errors_exit_2() {
     assert_eq!(ifctl(&["keygen"]).status.code(), Some(2));
     assert_eq!(ifctl(&["no-such-verb"]).status.code(), Some(2));
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_same_definition() {
+    let bash = ifctl(&["completions", "bash"]);
+    assert!(bash.status.success());
+    let text = String::from_utf8_lossy(&bash.stdout);
+    assert!(text.contains("ifctl") && text.contains("verify-anchors") && text.contains("falsify"), "bash completions");
+    let man = ifctl(&["man"]);
+    assert!(man.status.success());
+    let roff = String::from_utf8_lossy(&man.stdout);
+    assert!(roff.contains(".TH ifctl") && roff.contains("capability"), "{}", &roff[..roff.len().min(300)]);
+}
+
+#[test]
+fn a_missing_connection_setting_names_the_flag_and_the_file_in_text_and_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ifctl"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("IFCTL_CONFIG")
+            .output()
+            .expect("run")
+    };
+    let out = run(&["capability", "list"]);
+    assert_eq!(out.status.code(), Some(15));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("IF_ERR_503 CONFIG_INVALID: --broker is needed (or broker in ifctl.toml)"), "{err}");
+    let out = run(&["--json", "status"]);
+    assert_eq!(out.status.code(), Some(2), "clap usage error: --broker is required for status");
+    std::fs::write(
+        dir.path().join("ifctl.toml"),
+        "broker = \"mqtt://127.0.0.1:1\"\nsite = \"s\"\nagent = \"a\"\ncolour = 1\n",
+    )
+    .expect("write");
+    let out = run(&["--json", "capability", "list"]);
+    assert_eq!(out.status.code(), Some(15));
+    let e: serde_json::Value = serde_json::from_slice(&out.stderr).expect("json error");
+    assert_eq!(e["code"], "IF_ERR_503");
+    assert!(e["message"].as_str().is_some_and(|m| m.contains("ifctl.toml") && m.contains("colour")), "{e}");
+    let out = run(&["falsify", "--task", "missing.toml"]);
+    assert_eq!(out.status.code(), Some(15), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -220,6 +220,23 @@ impl Capability for Lane {
             wait.await.map_err(|_| IfError::with(ErrorCode::SystemError, "the device lane stopped"))?
         })
     }
+
+    fn plan(&self, body: &EnvelopeBody) -> Plan {
+        let mut plan = self.driver.plan(body);
+        let emergency = self.spec.emergency.contains(body.action.as_str());
+        if let Err(e) = self.gate.breaker().check(self.gate.now_ms()) {
+            plan.problems.insert(0, e);
+        } else if !emergency && self.queue.capacity() == 0 {
+            plan.problems.insert(
+                0,
+                IfError::format(
+                    ErrorCode::QueueFull,
+                    format_args!("{} has {} commands waiting", self.spec.id, self.spec.queue_depth),
+                ),
+            );
+        }
+        plan
+    }
 }
 
 /// The worker: queued jobs one at a time, one token each, each through the breaker.

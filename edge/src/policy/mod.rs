@@ -277,7 +277,15 @@ impl Policy {
         let manifests: Vec<serde_json::Value> = self
             .manifests
             .values()
-            .map(|m| serde_json::json!({ "id": m.doc.id.as_str(), "version": m.doc.version.to_string() }))
+            .map(|m| {
+                let actions: Vec<&str> = m.doc.actions.iter().map(|a| a.name.as_str()).collect();
+                serde_json::json!({
+                    "id": m.doc.id.as_str(),
+                    "version": m.doc.version.to_string(),
+                    "driver": m.doc.driver.as_str(),
+                    "actions": actions,
+                })
+            })
             .collect();
         let refused: Vec<serde_json::Value> = self
             .refused

@@ -30,6 +30,9 @@ pub enum Kind {
     Anchor,
     /// A device circuit breaker changed state.
     Breaker,
+    /// An envelope in falsify mode was verified and admitted: its dry run touches no hardware, and its
+    /// verdict follows as EXECUTED.
+    Falsify,
 }
 
 impl Kind {
@@ -45,6 +48,7 @@ impl Kind {
             Kind::Policy => "POLICY",
             Kind::Anchor => "ANCHOR",
             Kind::Breaker => "BREAKER",
+            Kind::Falsify => "FALSIFY",
         }
     }
 }
