@@ -196,6 +196,7 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     }
     let policy = Arc::new(Mutex::new(policy));
     let policy_handle = policy.clone();
+    registry.add(Arc::new(crate::witness::query::WitnessQuery::new(witness.clone())) as Arc<dyn Capability>);
     registry.add(Arc::new(PolicyCommands::new(policy.clone(), witness.clone(), clock.clone())) as Arc<dyn Capability>);
     let budgets = Budgets::new(config.budget_limits(), witness_budgets);
     let state = Arc::new(Mutex::new(State {

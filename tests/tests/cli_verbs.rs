@@ -1,6 +1,6 @@
 //! The operator verbs against a running agent and a vMix simulator: `capability list|apply` (also as a
-//! dry run), `falsify --task` on a good and a bad cue list, and `witness query` by trace token, with
-//! connection settings from an `ifctl.toml`. Dry runs must never reach the device.
+//! dry run), `falsify --task` on a good and a bad cue list, and `witness query` by trace token (of the
+//! running agent over MQTT, and of its file), with connection settings from an `ifctl.toml`. Dry runs must never reach the device.
 
 use std::path::Path;
 use std::process::Output;
@@ -129,6 +129,17 @@ fn capability_verbs_dry_runs_cue_lists_and_trace_queries() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
     assert_eq!(report.as_array().map(|a| a.iter().filter(|c| c["ok"] == false).count()), Some(3));
     assert_eq!(cuts(&sim), 1, "a cue list check runs nothing");
+
+    // Asked of the running agent, over MQTT: the same two records.
+    let live = ifctl(&config, &["--json", "witness", "query", "--trace-token", trace]);
+    assert!(live.status.success(), "{}", String::from_utf8_lossy(&live.stderr));
+    let records: Vec<serde_json::Value> = String::from_utf8_lossy(&live.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON record"))
+        .collect();
+    let kinds: Vec<&str> = records.iter().filter_map(|r| r["kind"].as_str()).collect();
+    assert_eq!(kinds, ["RECEIVED", "EXECUTED"], "{records:#?}");
+    assert!(records.iter().all(|r| r["trace"] == trace && r["why"] == "on air"), "{records:#?}");
 
     r.agent.stop();
     let db = r.agent.db();

@@ -518,9 +518,15 @@ enum WitnessCommand {
         /// The trace token.
         #[arg(long)]
         trace_token: uuid::Uuid,
-        /// The witness log file (of a stopped agent, or a copy).
+        /// Read this witness log file (of a stopped agent, or a copy) instead of asking the running
+        /// agent over MQTT.
         #[arg(long)]
-        db: PathBuf,
+        db: Option<PathBuf>,
+        #[command(flatten)]
+        who: Signer,
+        /// Seconds to wait for the agent's answer.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
     },
     /// Print every record as a JSON line (`leaf` is the exact RFC 6962 leaf, base64).
     Export {
@@ -591,7 +597,7 @@ fn run(cli: &Cli, settings: &settings::Settings) -> Result<(), IfError> {
             Ok(())
         }
         Command::Message { command: MessageCommand::Send(args) } => send(args, settings),
-        Command::Witness { command } => witness_cmd(command, cli.json),
+        Command::Witness { command } => witness_cmd(command, settings, cli.json),
         Command::Demo { dir, keep_running } => {
             demo::run(&demo::Options { dir: dir.clone(), keep_running: *keep_running })
         }
@@ -787,7 +793,7 @@ fn status_cmd(broker: &str, site: &str, wait_ms: u64, json: bool) -> Result<(), 
     Ok(())
 }
 
-fn witness_cmd(command: &WitnessCommand, json: bool) -> Result<(), IfError> {
+fn witness_cmd(command: &WitnessCommand, settings: &settings::Settings, json: bool) -> Result<(), IfError> {
     match command {
         WitnessCommand::Verify { db, key } => {
             let report = witness::verify_db(db, key.as_deref())?;
@@ -795,7 +801,26 @@ fn witness_cmd(command: &WitnessCommand, json: bool) -> Result<(), IfError> {
             Ok(())
         }
         WitnessCommand::Export { db } => witness::export(db),
-        WitnessCommand::Query { trace_token, db } => witness::query(db, *trace_token, json),
+        WitnessCommand::Query { trace_token, db: Some(db), .. } => witness::query(db, *trace_token, json),
+        WitnessCommand::Query { trace_token, db: None, who, timeout } => {
+            let target = who.to.target(settings, *timeout)?;
+            let cmd = message::Command {
+                capability: if_edge::witness::query::WitnessQuery::ID.into(),
+                action: "query".into(),
+                args: vec![format!("trace={trace_token}")],
+                why: format!("query of trace {trace_token}"),
+                ..who.command(settings)?
+            };
+            let reply = runtime()?.block_on(async { message::send(&target, message::sign(&cmd)?).await })?;
+            if let Some(e) = &reply.error {
+                return Err(IfError::from(e));
+            }
+            let result = reply.result.unwrap_or_default();
+            for r in result["records"].as_array().into_iter().flatten() {
+                println!("{}", witness::show_line(r, json));
+            }
+            Ok(())
+        }
         WitnessCommand::VerifyAnchors { broker, keys, store, archive, follow, wait_ms } => {
             let opts = collector::Options {
                 broker: broker.clone(),

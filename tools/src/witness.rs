@@ -38,33 +38,33 @@ pub fn print_report(r: &Report, json: bool) {
 
 /// Prints one JSON line per record, with `leaf` the exact bytes hashed as the RFC 6962 leaf.
 pub fn export(db: &Path) -> Result<(), IfError> {
-    each_record(db, |_| true, |line, _| line.to_string())
+    each_record(db, |_| true, |line| line.to_string())
 }
 
 /// `witness query --trace-token UUID --db FILE`: every record of one trace (received, executed or
 /// failed, rejected, falsified), with why; JSON lines with `json`.
 pub fn query(db: &Path, trace: uuid::Uuid, json: bool) -> Result<(), IfError> {
-    each_record(
-        db,
-        |r| r.entry.trace == Some(trace),
-        |line, r| {
-            if json {
-                return line.to_string();
-            }
-            let e = &r.entry;
-            let code = e.code.map(|c| format!(" IF_ERR_{c:03}")).unwrap_or_default();
-            format!(
-                "#{:<6} {:<11} {} {} by {} seq {}{code}: why {:?}{}",
-                r.index,
-                r.kind.name(),
-                e.capability,
-                e.action,
-                e.sender,
-                e.seq.unwrap_or(0),
-                e.why,
-                if e.detail.is_empty() { String::new() } else { format!("; {}", e.detail) }
-            )
-        },
+    each_record(db, |r| r.entry.trace == Some(trace), |line| show_line(line, json))
+}
+
+/// One record of a query: its JSON, or a line of text.
+pub fn show_line(line: &serde_json::Value, json: bool) -> String {
+    if json {
+        return line.to_string();
+    }
+    let s = |k: &str| line[k].as_str().unwrap_or("").to_string();
+    let code = line["code"].as_str().map(|c| format!(" {c}")).unwrap_or_default();
+    let detail = s("detail");
+    format!(
+        "#{:<6} {:<11} {} {} by {} seq {}{code}: why {:?}{}",
+        line["index"],
+        s("kind"),
+        s("capability"),
+        s("action"),
+        s("sender"),
+        line["seq"].as_u64().unwrap_or(0),
+        s("why"),
+        if detail.is_empty() { String::new() } else { format!("; {detail}") }
     )
 }
 
@@ -72,37 +72,19 @@ pub fn query(db: &Path, trace: uuid::Uuid, json: bool) -> Result<(), IfError> {
 fn each_record(
     db: &Path,
     keep: impl Fn(&Record) -> bool,
-    show: impl Fn(&serde_json::Value, &Record) -> String,
+    show: impl Fn(&serde_json::Value) -> String,
 ) -> Result<(), IfError> {
     let mut store = Store::open_existing(db)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    store.for_each_leaf(0, |index, leaf| {
+    store.for_each_leaf(0, |_, leaf| {
         let r = Record::from_leaf(leaf)?;
         if !keep(&r) {
             return Ok(());
         }
-        let e = &r.entry;
-        let line = serde_json::json!({
-            "index": index,
-            "kind": r.kind.name(),
-            "wall_ms": e.wall_ms,
-            "boot": e.boot,
-            "envelope": e.envelope,
-            "sender": e.sender,
-            "seq": e.seq,
-            "capability": e.capability,
-            "action": e.action,
-            "why": e.why,
-            "trace": e.trace,
-            "code": e.code.map(|c| format!("IF_ERR_{c:03}")),
-            "detail": e.detail,
-            "count": e.count,
-            "digest": e.digest.map(hex::encode),
-            "prev": hex::encode(r.prev),
-            "leaf": B64.encode(leaf),
-        });
-        writeln!(out, "{}", show(&line, &r))
+        let mut line = r.to_json();
+        line["leaf"] = serde_json::Value::String(B64.encode(leaf));
+        writeln!(out, "{}", show(&line))
             .map_err(|e| IfError::format(ErrorCode::SystemError, format_args!("stdout: {e}")))
     })?;
     out.flush().map_err(|e| IfError::format(ErrorCode::SystemError, format_args!("stdout: {e}")))

@@ -26,7 +26,7 @@ pub enum Principal {
 }
 
 /// Capabilities compiled into the agent, usable by any active talent.
-pub const BUILT_IN: &[&str] = &["if://capability/edge.ping"];
+pub const BUILT_IN: &[&str] = &["if://capability/edge.ping", "if://capability/edge.witness"];
 
 fn deny(code: ErrorCode, args: std::fmt::Arguments<'_>) -> IfError {
     IfError::format(code, args)

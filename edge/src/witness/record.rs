@@ -119,6 +119,29 @@ impl Record {
     pub fn leaf_hash(leaf: &[u8]) -> Hash {
         merkle::leaf_hash(leaf)
     }
+
+    /// The record as one JSON object, the form `ifctl witness export` and queries print.
+    pub fn to_json(&self) -> serde_json::Value {
+        let e = &self.entry;
+        serde_json::json!({
+            "index": self.index,
+            "kind": self.kind.name(),
+            "wall_ms": e.wall_ms,
+            "boot": e.boot,
+            "envelope": e.envelope,
+            "sender": e.sender,
+            "seq": e.seq,
+            "capability": e.capability,
+            "action": e.action,
+            "why": e.why,
+            "trace": e.trace,
+            "code": e.code.map(|c| format!("IF_ERR_{c:03}")),
+            "detail": e.detail,
+            "count": e.count,
+            "digest": e.digest.map(hex::encode),
+            "prev": hex::encode(self.prev),
+        })
+    }
 }
 
 #[cfg(test)]
