@@ -32,6 +32,16 @@ struct Cli {
     /// Connection settings file (default: $IFCTL_CONFIG, else ./ifctl.toml when present).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Why the command is sent; witnessed with it. Needed by every verb that sends one.
+    #[arg(long, global = true)]
+    why: Option<String>,
+    /// Trace token (a UUID) tying related commands together.
+    #[arg(long, global = true)]
+    trace: Option<uuid::Uuid>,
+    /// `falsify`: a dry run that touches no hardware and lists every problem (capability apply,
+    /// message send); `pre-commit`: how `falsify --task` checks a cue list (its default).
+    #[arg(long, global = true, value_enum)]
+    mode: Option<Mode>,
     #[command(subcommand)]
     command: Command,
 }
@@ -82,9 +92,6 @@ enum Command {
         /// action, and optional args, hazards and scope.
         #[arg(long)]
         task: PathBuf,
-        /// How the check runs; `pre-commit`: every cue as a dry run, nothing executed.
-        #[arg(long, value_enum, default_value_t = FalsifyMode::PreCommit)]
-        mode: FalsifyMode,
         #[command(flatten)]
         who: Signer,
         /// Seconds to wait for each answer.
@@ -140,20 +147,15 @@ enum Command {
     },
 }
 
-/// How `falsify` runs.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum FalsifyMode {
-    /// Dry-run every cue; exit non-zero if any would fail.
-    PreCommit,
-}
-
-/// How `capability apply` runs.
+/// How a command runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum ApplyMode {
+enum Mode {
     /// Run it.
     Run,
     /// Ask the agent whether it would run, touching nothing.
     Falsify,
+    /// `falsify --task`: dry-run every cue; exit non-zero if any would fail.
+    PreCommit,
 }
 
 /// Who signs, and which agent: flags, or `ifctl.toml`.
@@ -211,21 +213,12 @@ struct ApplyArgs {
     /// An argument KEY=VALUE (repeatable).
     #[arg(long = "arg")]
     args: Vec<String>,
-    /// Why (recorded in the witness log).
-    #[arg(long)]
-    why: String,
-    /// Trace token (a UUID) tying related commands together.
-    #[arg(long)]
-    trace: Option<uuid::Uuid>,
     /// Declared hazard (repeatable).
     #[arg(long = "hazard")]
     hazards: Vec<String>,
     /// Scope.
     #[arg(long, default_value = "studio:control")]
     scope: String,
-    /// `falsify`: a dry run that touches no hardware and lists every problem.
-    #[arg(long, value_enum, default_value_t = ApplyMode::Run)]
-    mode: ApplyMode,
     #[command(flatten)]
     who: Signer,
     /// Seconds to wait for the reply.
@@ -270,7 +263,7 @@ struct SendArgs {
     #[command(flatten)]
     to: AgentAddr,
     /// Send the frame described by this JSON view (@FILE or inline) instead of signing a new one.
-    #[arg(long = "json", value_name = "@FILE", conflicts_with_all = ["key", "sender", "capability", "action", "why"])]
+    #[arg(long = "json", value_name = "@FILE", conflicts_with_all = ["key", "sender", "capability", "action"])]
     frame_json: Option<String>,
     /// The talent's secret key file (or `key` in ifctl.toml).
     #[arg(long)]
@@ -287,12 +280,6 @@ struct SendArgs {
     /// An argument KEY=VALUE (repeatable; true/false and integers are typed).
     #[arg(long = "arg")]
     args: Vec<String>,
-    /// Why the command is sent (recorded in the witness log).
-    #[arg(long, required_unless_present = "frame_json")]
-    why: Option<String>,
-    /// Trace token (a UUID) tying related commands together.
-    #[arg(long)]
-    trace: Option<uuid::Uuid>,
     /// Declared hazard (repeatable): on_air, irreversible, motion, power, loud.
     #[arg(long = "hazard")]
     hazards: Vec<String>,
@@ -374,9 +361,6 @@ struct PolicyConn {
     /// The signer's name in the trust root (default: the key file's stem).
     #[arg(long)]
     sender: Option<String>,
-    /// Why (witnessed with the change).
-    #[arg(long)]
-    why: String,
     /// Seconds to wait for the reply.
     #[arg(long, default_value_t = 10)]
     timeout: u64,
@@ -596,7 +580,7 @@ fn run(cli: &Cli, settings: &settings::Settings) -> Result<(), IfError> {
             errors(cli.json);
             Ok(())
         }
-        Command::Message { command: MessageCommand::Send(args) } => send(args, settings),
+        Command::Message { command: MessageCommand::Send(args) } => send(args, cli, settings),
         Command::Witness { command } => witness_cmd(command, settings, cli.json),
         Command::Demo { dir, keep_running } => {
             demo::run(&demo::Options { dir: dir.clone(), keep_running: *keep_running })
@@ -612,7 +596,7 @@ fn run(cli: &Cli, settings: &settings::Settings) -> Result<(), IfError> {
         Command::Trust { command: TrustCommand::Rotate { current, current_keys, root } } => {
             policy::rotate_root(current, current_keys, &root.spec(), &root.out).map(say)
         }
-        Command::Talent { command } => talent_cmd(command, settings),
+        Command::Talent { command } => talent_cmd(command, &why(cli)?, settings),
         Command::Sim { device: SimDevice::Vmix { port, record, fault_file, inputs } } => {
             sim::run(sim::Kind::Vmix(*inputs), *port, record.clone(), fault_file.clone())
         }
@@ -633,20 +617,24 @@ fn run(cli: &Cli, settings: &settings::Settings) -> Result<(), IfError> {
             runtime()?.block_on(capability::list(&target, Duration::from_millis(*wait_ms), cli.json))
         }
         Command::Capability { command: CapabilityCommand::Apply(a) } => {
+            let why = why(cli)?;
             let target = a.who.to.target(settings, a.timeout)?;
             let cmd = message::Command {
                 capability: a.id.clone(),
                 action: a.action.clone(),
                 args: a.args.clone(),
-                why: a.why.clone(),
-                trace: a.trace,
+                why,
+                trace: cli.trace,
                 scope: a.scope.clone(),
                 hazards: a.hazards.clone(),
                 ..a.who.command(settings)?
             };
-            runtime()?.block_on(capability::apply(&target, cmd, a.mode == ApplyMode::Falsify))
+            runtime()?.block_on(capability::apply(&target, cmd, cli.mode == Some(Mode::Falsify)))
         }
-        Command::Falsify { task, mode: FalsifyMode::PreCommit, who, timeout } => {
+        Command::Falsify { .. } if matches!(cli.mode, Some(Mode::Run | Mode::Falsify)) => {
+            usage("falsify --task checks a cue list with --mode pre-commit (its default)")
+        }
+        Command::Falsify { task, who, timeout } => {
             let cues = capability::read_cues(task)?;
             let target = who.to.target(settings, *timeout)?;
             let base = who.command(settings)?;
@@ -667,6 +655,19 @@ fn run(cli: &Cli, settings: &settings::Settings) -> Result<(), IfError> {
                 .map_err(|e| IfError::format(ErrorCode::SystemError, format_args!("man page: {e}")))
         }
     }
+}
+
+/// `--why`, which every verb that sends a command needs.
+fn why(cli: &Cli) -> Result<String, IfError> {
+    match &cli.why {
+        Some(w) => Ok(w.clone()),
+        None => usage("--why is required: it is witnessed with the command"),
+    }
+}
+
+/// Ends with clap's usage error (exit status 2).
+fn usage<T>(message: &str) -> T {
+    <Cli as clap::CommandFactory>::command().error(clap::error::ErrorKind::MissingRequiredArgument, message).exit()
 }
 
 fn say(text: String) {
@@ -711,7 +712,7 @@ fn errors(json: bool) {
     }
 }
 
-fn send(a: &SendArgs, s: &settings::Settings) -> Result<(), IfError> {
+fn send(a: &SendArgs, cli: &Cli, s: &settings::Settings) -> Result<(), IfError> {
     let frame = match &a.frame_json {
         Some(j) => message::frame_from_json(j)?,
         None => message::sign(&message::Command {
@@ -719,9 +720,14 @@ fn send(a: &SendArgs, s: &settings::Settings) -> Result<(), IfError> {
             sender: settings::pick(a.sender.as_ref(), s.sender.as_ref(), "sender")?,
             capability: a.capability.clone().unwrap_or_default(),
             action: a.action.clone().unwrap_or_default(),
-            args: a.args.clone(),
-            why: a.why.clone().unwrap_or_default(),
-            trace: a.trace,
+            args: match cli.mode {
+                Some(Mode::Falsify) => {
+                    a.args.iter().cloned().chain([format!("{}=falsify", if_edge::falsify::MODE_ARG)]).collect()
+                }
+                _ => a.args.clone(),
+            },
+            why: why(cli)?,
+            trace: cli.trace,
             seq: a.seq,
             ttl_s: a.ttl,
             scope: a.scope.clone(),
@@ -735,7 +741,7 @@ fn send(a: &SendArgs, s: &settings::Settings) -> Result<(), IfError> {
     deliver(&target, frame)
 }
 
-fn talent_cmd(command: &TalentCommand, s: &settings::Settings) -> Result<(), IfError> {
+fn talent_cmd(command: &TalentCommand, why: &str, s: &settings::Settings) -> Result<(), IfError> {
     let (conn, action, args) = match command {
         TalentCommand::Add { name, role, pubkey, conn } => (conn, "talent.add", talent::add(name, role, pubkey)?),
         TalentCommand::Grant { name, capability, scopes, actions, hazards, expires, conn } => {
@@ -743,7 +749,7 @@ fn talent_cmd(command: &TalentCommand, s: &settings::Settings) -> Result<(), IfE
         }
         TalentCommand::Revoke { name, conn } => (conn, "talent.revoke", talent::revoke(name)),
     };
-    let frame = message::sign(&talent::command(action, args, &conn.key, conn.sender.as_deref(), &conn.why))?;
+    let frame = message::sign(&talent::command(action, args, &conn.key, conn.sender.as_deref(), why))?;
     let target = conn.to.target(s, conn.timeout)?;
     deliver(&target, frame)
 }

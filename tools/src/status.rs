@@ -87,8 +87,8 @@ pub fn print(known: &BTreeMap<String, Value>, json: bool) {
         return;
     }
     println!(
-        "{:<28} {:<8} {:>5} {:>7} {:>8} {:>8} {:>8}  breakers",
-        "agent", "state", "boot", "session", "uptime", "log", "executed"
+        "{:<28} {:<8} {:>5} {:>7} {:>8} {:>8} {:>8} {:>8}  breakers",
+        "agent", "state", "boot", "session", "uptime", "log", "executed", "anchors"
     );
     for (agent, v) in known {
         let n = |k: &str| v[k].as_u64().map_or("-".to_string(), |n| n.to_string());
@@ -105,9 +105,11 @@ pub fn print(known: &BTreeMap<String, Value>, json: bool) {
             .unwrap_or_default();
         let devices = v["breakers"].as_array().map_or(0, Vec::len);
         let breakers = if breakers.is_empty() { format!("{devices} closed") } else { breakers.join(", ") };
+        // Checkpoints signed but not yet acknowledged upstream.
+        let anchors = v["anchors"]["pending"].as_u64().map_or("-".to_string(), |p| format!("{p} due"));
         let uptime = v["uptime_s"].as_u64().map_or("-".to_string(), |s| format!("{s}s"));
         println!(
-            "{agent:<28} {:<8} {:>5} {:>7} {uptime:>8} {:>8} {:>8}  {breakers}",
+            "{agent:<28} {:<8} {:>5} {:>7} {uptime:>8} {:>8} {:>8} {anchors:>8}  {breakers}",
             v["state"].as_str().unwrap_or("?"),
             n("boot"),
             n("session"),
