@@ -21,7 +21,7 @@ use if_protocol::witness::checkpoint::Checkpoint;
 use if_protocol::{ErrorCode, IfError};
 use serde::{Deserialize, Serialize};
 
-use crate::witness::store::Store;
+use crate::witness::store::Reader;
 
 /// Most anchors offered in one round; the rest follow once these are acknowledged.
 pub const MAX_ROUND: usize = 512;
@@ -72,7 +72,7 @@ impl Anchor {
 }
 
 /// The acknowledged size and how many checkpoints wait after it (cheap: no proofs).
-pub fn backlog(store: &mut Store) -> Result<(u64, u64), IfError> {
+pub fn backlog(store: &Reader) -> Result<(u64, u64), IfError> {
     let acked = store.anchored()?;
     let waiting = store.checkpoints()?.iter().filter(|(size, _)| *size > acked).count();
     Ok((acked, waiting as u64))
@@ -80,7 +80,7 @@ pub fn backlog(store: &mut Store) -> Result<(u64, u64), IfError> {
 
 /// The anchors the upstream has not acknowledged, oldest first, at most [`MAX_ROUND`], each with its
 /// proof from the one before; and the acknowledged size they start from.
-pub fn pending(store: &mut Store, agent: &str) -> Result<(u64, Vec<Anchor>), IfError> {
+pub fn pending(store: &Reader, agent: &str) -> Result<(u64, Vec<Anchor>), IfError> {
     let acked = store.anchored()?;
     let notes: Vec<(u64, String)> =
         store.checkpoints()?.into_iter().filter(|(size, _)| *size > acked).take(MAX_ROUND).collect();

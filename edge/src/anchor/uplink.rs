@@ -77,7 +77,10 @@ pub async fn run(up: Uplink, witness: Witness, health: Arc<Health>, mut stop: to
             },
             _ = tick.tick() => {}
         }
-        let Ok((acked, waiting)) = witness.with_store(super::backlog).await else { continue };
+        // Reads go through a reader handle on a blocking thread: building proofs reads every leaf up to
+        // the newest checkpoint, and must not hold up the writer's commits.
+        let Ok(reader) = witness.with_store(|s| s.reader()).await else { continue };
+        let Ok((acked, waiting)) = super::backlog(&reader) else { continue };
         health.anchored.fetch_max(acked, Ordering::Relaxed);
         health.anchors_pending.store(waiting, Ordering::Relaxed);
         if !connected || waiting == 0 {
@@ -88,7 +91,8 @@ pub async fn run(up: Uplink, witness: Witness, health: Arc<Health>, mut stop: to
         }
         let due = offered_at.is_none_or(|at| at.elapsed() >= up.republish);
         let agent = up.agent.clone();
-        let Ok((_, pending)) = witness.with_store(move |s| super::pending(s, &agent)).await else { continue };
+        let round = tokio::task::spawn_blocking(move || super::pending(&reader, &agent));
+        let Ok(Ok((_, pending))) = round.await else { continue };
         let newer = pending.last().map(|a| a.size) > offered.last().map(|a| a.size);
         if pending.is_empty() || !(due || newer) {
             if last_round {

@@ -141,7 +141,7 @@ pub struct CheckpointSigner {
 pub struct Store {
     path: PathBuf,
     cache_bytes: usize,
-    db: Option<Database>,
+    db: Option<std::sync::Arc<Database>>,
     head: HeadState,
     tree: CompactTree,
 }
@@ -194,7 +194,7 @@ impl Store {
             let table = txn.open_table(HEAD).map_err(|e| corrupt(format_args!("not a witness log: {e}")))?;
             read_head(&table)?
         };
-        Ok(Store { path: path.to_path_buf(), cache_bytes: 16 << 20, db: Some(db), head, tree })
+        Ok(Store { path: path.to_path_buf(), cache_bytes: 16 << 20, db: Some(std::sync::Arc::new(db)), head, tree })
     }
 
     fn reopen(&mut self) -> Result<(), IfError> {
@@ -216,7 +216,7 @@ impl Store {
             (self.head, self.tree) = read_head(&table)?;
         }
         txn.commit().map_err(|e| unavailable("commit", e))?;
-        self.db = Some(db);
+        self.db = Some(std::sync::Arc::new(db));
         Ok(())
     }
 
@@ -224,7 +224,7 @@ impl Store {
         if self.db.is_none() {
             self.reopen()?;
         }
-        self.db.as_ref().ok_or_else(|| unavailable("", "not open"))
+        self.db.as_deref().ok_or_else(|| unavailable("", "not open"))
     }
 
     /// Number of records.
@@ -482,13 +482,15 @@ impl Store {
 
     /// The size of the largest checkpoint the upstream acknowledged (0: none yet).
     pub fn anchored(&mut self) -> Result<u64, IfError> {
-        let txn = self.db()?.begin_read().map_err(|e| unavailable("read", e))?;
-        let table = match txn.open_table(ANCHORED) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
-            Err(e) => return Err(unavailable("table", e)),
-        };
-        Ok(table.get("acked").map_err(|e| unavailable("read", e))?.map_or(0, |v| v.value()))
+        self.reader()?.anchored()
+    }
+
+    /// A handle for reading the log from another thread while this store keeps writing: anchors are
+    /// built from it, so their proofs never hold up a commit. Take one per use and drop it: a live
+    /// handle keeps the file open, and the store could not reopen it after an I/O error meanwhile.
+    pub fn reader(&mut self) -> Result<Reader, IfError> {
+        self.db()?;
+        self.db.clone().map(Reader).ok_or_else(|| unavailable("", "not open"))
     }
 
     /// Records, durably, that the upstream acknowledged the checkpoint of `size`; it never goes back.
@@ -506,8 +508,36 @@ impl Store {
 
     /// The leaf hashes of the first `size` records.
     pub fn leaf_hashes(&mut self, size: u64) -> Result<Vec<Hash>, IfError> {
+        self.reader()?.leaf_hashes(size)
+    }
+
+    /// Every stored checkpoint note, by tree size.
+    pub fn checkpoints(&mut self) -> Result<Vec<(u64, String)>, IfError> {
+        self.reader()?.checkpoints()
+    }
+}
+
+/// Read-only access to the log from any thread, next to the writer (redb serves readers concurrently
+/// with its one writer; each read sees a committed state).
+#[derive(Debug, Clone)]
+pub struct Reader(std::sync::Arc<Database>);
+
+impl Reader {
+    /// The size of the largest checkpoint the upstream acknowledged (0: none yet).
+    pub fn anchored(&self) -> Result<u64, IfError> {
+        let txn = self.0.begin_read().map_err(|e| unavailable("read", e))?;
+        let table = match txn.open_table(ANCHORED) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+            Err(e) => return Err(unavailable("table", e)),
+        };
+        Ok(table.get("acked").map_err(|e| unavailable("read", e))?.map_or(0, |v| v.value()))
+    }
+
+    /// The leaf hashes of the first `size` records.
+    pub fn leaf_hashes(&self, size: u64) -> Result<Vec<Hash>, IfError> {
         let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        let txn = self.db()?.begin_read().map_err(|e| unavailable("read", e))?;
+        let txn = self.0.begin_read().map_err(|e| unavailable("read", e))?;
         let table = txn.open_table(RECORDS).map_err(|e| unavailable("table", e))?;
         for row in table.range(0..size).map_err(|e| unavailable("read", e))? {
             let (_, v) = row.map_err(|e| unavailable("read", e))?;
@@ -517,8 +547,8 @@ impl Store {
     }
 
     /// Every stored checkpoint note, by tree size.
-    pub fn checkpoints(&mut self) -> Result<Vec<(u64, String)>, IfError> {
-        let txn = self.db()?.begin_read().map_err(|e| unavailable("read", e))?;
+    pub fn checkpoints(&self) -> Result<Vec<(u64, String)>, IfError> {
+        let txn = self.0.begin_read().map_err(|e| unavailable("read", e))?;
         let table = txn.open_table(CHECKPOINTS).map_err(|e| unavailable("table", e))?;
         let mut out = Vec::new();
         for row in table.iter().map_err(|e| unavailable("read", e))? {
