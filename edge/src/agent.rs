@@ -166,7 +166,7 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     let witness_budgets = store.budgets()?;
     let agent_name = format!("{}/{}", config.agent.site, config.agent.name);
     let health = Arc::new(Health::new(agent_name.clone(), store.boot_counter(), store.size()));
-    let (anchored, waiting) = crate::anchor::backlog(&store.reader()?)?;
+    let (anchored, waiting) = crate::anchor::backlog(&store.snapshot()?)?;
     health.anchored.store(anchored, Ordering::Relaxed);
     health.anchors_pending.store(waiting, Ordering::Relaxed);
     tracing::info!(agent = %agent_name, log_size = store.size(), interrupted = interrupted.len(), "witness log ready");

@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use if_edge::anchor::Anchor;
-use if_edge::anchor::proof::{consistency, subtree_root};
+use if_edge::witness::proof::{consistency, subtree_root};
 use if_protocol::witness::Hash;
 use if_protocol::witness::checkpoint::{Checkpoint, sign_checkpoint};
 use if_protocol::witness::merkle::leaf_hash;

@@ -38,13 +38,34 @@ pub fn print_report(r: &Report, json: bool) {
 
 /// Prints one JSON line per record, with `leaf` the exact bytes hashed as the RFC 6962 leaf.
 pub fn export(db: &Path) -> Result<(), IfError> {
-    each_record(db, |_| true, |line| line.to_string())
+    let mut store = Store::open_existing(db)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    store.for_each_leaf(0, |_, leaf| {
+        writeln!(out, "{}", json_line(&Record::from_leaf(leaf)?, leaf)).map_err(stdout_error)
+    })?;
+    out.flush().map_err(stdout_error)
 }
 
 /// `witness query --trace-token UUID --db FILE`: every record of one trace (received, executed or
-/// failed, rejected, falsified), with why; JSON lines with `json`.
+/// failed, rejected, falsified), with why; JSON lines with `json`. Read through the log's trace index.
 pub fn query(db: &Path, trace: uuid::Uuid, json: bool) -> Result<(), IfError> {
-    each_record(db, |r| r.entry.trace == Some(trace), |line| show_line(line, json))
+    let found = Store::open_existing(db)?.snapshot()?.trace(trace, usize::MAX)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for (record, leaf) in &found.records {
+        writeln!(out, "{}", show_line(&json_line(record, leaf), json)).map_err(stdout_error)?;
+    }
+    out.flush().map_err(stdout_error)
+}
+
+fn stdout_error(e: std::io::Error) -> IfError {
+    IfError::format(ErrorCode::SystemError, format_args!("stdout: {e}"))
+}
+
+/// A record's JSON form with `leaf`, the exact bytes hashed as its RFC 6962 leaf, in base64.
+fn json_line(record: &Record, leaf: &[u8]) -> serde_json::Value {
+    let mut line = record.to_json();
+    line["leaf"] = serde_json::Value::String(B64.encode(leaf));
+    line
 }
 
 /// One record of a query: its JSON, or a line of text.
@@ -66,28 +87,6 @@ pub fn show_line(line: &serde_json::Value, json: bool) -> String {
         s("why"),
         if detail.is_empty() { String::new() } else { format!("; {detail}") }
     )
-}
-
-/// Writes one line per record that `keep` selects, as `show` renders it from its JSON form.
-fn each_record(
-    db: &Path,
-    keep: impl Fn(&Record) -> bool,
-    show: impl Fn(&serde_json::Value) -> String,
-) -> Result<(), IfError> {
-    let mut store = Store::open_existing(db)?;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    store.for_each_leaf(0, |_, leaf| {
-        let r = Record::from_leaf(leaf)?;
-        if !keep(&r) {
-            return Ok(());
-        }
-        let mut line = r.to_json();
-        line["leaf"] = serde_json::Value::String(B64.encode(leaf));
-        writeln!(out, "{}", show(&line))
-            .map_err(|e| IfError::format(ErrorCode::SystemError, format_args!("stdout: {e}")))
-    })?;
-    out.flush().map_err(|e| IfError::format(ErrorCode::SystemError, format_args!("stdout: {e}")))
 }
 
 /// The latest signed checkpoint note, verbatim.

@@ -11,7 +11,6 @@
 //! `{"agent", "size", "from", "note", "proof": [base64]}`; an acknowledgement on `.../anchors/ack`
 //! `{"size", "root"}` (root in base64).
 
-pub mod proof;
 pub mod uplink;
 
 use base64::Engine as _;
@@ -21,7 +20,8 @@ use if_protocol::witness::checkpoint::Checkpoint;
 use if_protocol::{ErrorCode, IfError};
 use serde::{Deserialize, Serialize};
 
-use crate::witness::store::Reader;
+use crate::witness::proof::consistency_of;
+use crate::witness::reader::Snapshot;
 
 /// Most anchors offered in one round; the rest follow once these are acknowledged.
 pub const MAX_ROUND: usize = 512;
@@ -72,26 +72,21 @@ impl Anchor {
 }
 
 /// The acknowledged size and how many checkpoints wait after it (cheap: no proofs).
-pub fn backlog(store: &Reader) -> Result<(u64, u64), IfError> {
-    let acked = store.anchored()?;
-    let waiting = store.checkpoints()?.iter().filter(|(size, _)| *size > acked).count();
-    Ok((acked, waiting as u64))
+pub fn backlog(log: &Snapshot) -> Result<(u64, u64), IfError> {
+    let acked = log.anchored()?;
+    Ok((acked, log.count_checkpoints_after(acked)?))
 }
 
 /// The anchors the upstream has not acknowledged, oldest first, at most [`MAX_ROUND`], each with its
-/// proof from the one before; and the acknowledged size they start from.
-pub fn pending(store: &Reader, agent: &str) -> Result<(u64, Vec<Anchor>), IfError> {
-    let acked = store.anchored()?;
-    let notes: Vec<(u64, String)> =
-        store.checkpoints()?.into_iter().filter(|(size, _)| *size > acked).take(MAX_ROUND).collect();
-    let Some(newest) = notes.last().map(|(size, _)| *size) else { return Ok((acked, Vec::new())) };
-    let leaves = store.leaf_hashes(newest)?;
+/// proof from the one before; and the acknowledged size they start from. Each proof reads `O(log n)`
+/// stored tree nodes.
+pub fn pending(log: &Snapshot, agent: &str) -> Result<(u64, Vec<Anchor>), IfError> {
+    let acked = log.anchored()?;
+    let notes = log.checkpoints_after(acked, MAX_ROUND)?;
     let mut from = acked;
     let mut out = Vec::with_capacity(notes.len());
     for (size, note) in notes {
-        let upto = usize::try_from(size).unwrap_or(usize::MAX).min(leaves.len());
-        let hashes = proof::consistency(usize::try_from(from).unwrap_or(0), &leaves[..upto]);
-        let proof = hashes.iter().map(|h| B64.encode(h)).collect();
+        let proof = consistency_of(log, from, size)?.iter().map(|h| B64.encode(h)).collect();
         out.push(Anchor { agent: agent.to_string(), size, from, note, proof });
         from = size;
     }

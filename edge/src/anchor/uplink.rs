@@ -77,10 +77,16 @@ pub async fn run(up: Uplink, witness: Witness, health: Arc<Health>, mut stop: to
             },
             _ = tick.tick() => {}
         }
-        // Reads go through a reader handle on a blocking thread: building proofs reads every leaf up to
-        // the newest checkpoint, and must not hold up the writer's commits.
+        // Read from a snapshot on a blocking thread, beside the writer: a round never holds up a commit.
         let Ok(reader) = witness.with_store(|s| s.reader()).await else { continue };
-        let Ok((acked, waiting)) = super::backlog(&reader) else { continue };
+        let (agent, round) = (up.agent.clone(), connected);
+        let read = tokio::task::spawn_blocking(move || {
+            let log = reader.snapshot()?;
+            let (acked, waiting) = super::backlog(&log)?;
+            let pending = if round && waiting > 0 { super::pending(&log, &agent)?.1 } else { Vec::new() };
+            Ok::<_, if_protocol::IfError>((acked, waiting, pending))
+        });
+        let Ok(Ok((acked, waiting, pending))) = read.await else { continue };
         health.anchored.fetch_max(acked, Ordering::Relaxed);
         health.anchors_pending.store(waiting, Ordering::Relaxed);
         if !connected || waiting == 0 {
@@ -90,9 +96,6 @@ pub async fn run(up: Uplink, witness: Witness, health: Arc<Health>, mut stop: to
             continue;
         }
         let due = offered_at.is_none_or(|at| at.elapsed() >= up.republish);
-        let agent = up.agent.clone();
-        let round = tokio::task::spawn_blocking(move || super::pending(&reader, &agent));
-        let Ok(Ok((_, pending))) = round.await else { continue };
         let newer = pending.last().map(|a| a.size) > offered.last().map(|a| a.size);
         if pending.is_empty() || !(due || newer) {
             if last_round {

@@ -1,7 +1,10 @@
-//! The witness log: records, the redb store with its durability contract, the group-commit writer and
-//! the offline verifier.
+//! The witness log: records, the redb store with its durability contract, the group-commit writer,
+//! snapshots for readers beside the writer, consistency proofs from the stored tree, and the offline
+//! verifier.
 
+pub mod proof;
 pub mod query;
+pub mod reader;
 pub mod record;
 pub mod store;
 pub mod verify;

@@ -5,7 +5,6 @@
 use if_protocol::envelope::{ArgValue, EnvelopeBody};
 use if_protocol::{ErrorCode, IfError};
 
-use super::record::Record;
 use super::writer::Witness;
 use crate::capability::{Capability, OutcomeFuture};
 
@@ -49,25 +48,13 @@ impl Capability for WitnessQuery {
     fn execute<'a>(&'a self, body: &'a EnvelopeBody) -> OutcomeFuture<'a> {
         Box::pin(async move {
             let wanted = trace(body)?;
-            let (records, more) = self
-                .witness
-                .with_store(move |store| {
-                    let mut found = std::collections::VecDeque::new();
-                    let mut more = 0usize;
-                    store.for_each_leaf(0, |_, leaf| {
-                        let r = Record::from_leaf(leaf)?;
-                        if r.entry.trace == Some(wanted) {
-                            if found.len() == MAX_RECORDS {
-                                found.pop_front();
-                                more += 1;
-                            }
-                            found.push_back(r.to_json());
-                        }
-                        Ok(())
-                    })?;
-                    Ok((Vec::from(found), more))
-                })
-                .await?;
+            // From a snapshot on a blocking thread, beside the writer: a query never holds up a commit.
+            let reader = self.witness.with_store(|store| store.reader()).await?;
+            let found = tokio::task::spawn_blocking(move || reader.snapshot()?.trace(wanted, MAX_RECORDS))
+                .await
+                .map_err(|e| IfError::format(ErrorCode::SystemError, format_args!("witness query: {e}")))??;
+            let records: Vec<serde_json::Value> = found.records.iter().map(|(r, _)| r.to_json()).collect();
+            let more = found.older;
             Ok(serde_json::json!({ "trace": wanted, "records": records, "older_not_shown": more }))
         })
     }

@@ -12,31 +12,46 @@
 //! seq) -> digest and reply), `checkpoints` (tree size -> signed note), `policy` (key -> signed trust
 //! root, manifest, talent or grant, written only with its POLICY record), `budgets` (provider -> spending
 //! in the current period, written with the RECEIVED record that charged it), `anchored` (the largest
-//! checkpoint the upstream acknowledged: the checkpoints after it are the anchors still to upload).
+//! checkpoint the upstream acknowledged: the checkpoints after it are the anchors still to upload),
+//! `nodes` ((last leaf, level) -> root of every perfect subtree of 16 leaves or more, written with the
+//! record that completes it, so a proof reads `O(log n)` hashes and rehashes at most a few leaves) and `traces` ((trace token, index) of
+//! every record with a trace). A log written before `nodes` and `traces` existed gets both when it is next opened
+//! for writing, in one transaction.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 use if_protocol::replay::ReplayWindow;
 use if_protocol::witness::Hash;
 use if_protocol::witness::checkpoint::{Checkpoint, sign_checkpoint};
-use if_protocol::witness::merkle::CompactTree;
+use if_protocol::witness::merkle::{CompactTree, Node};
 use if_protocol::{ErrorCode, IfError};
-use redb::{Database, ReadableDatabase as _, ReadableTable, TableDefinition};
+use redb::{
+    Database, ReadableDatabase as _, ReadableTable, ReadableTableMetadata as _, TableDefinition, TableHandle as _,
+    WriteTransaction,
+};
 use serde::{Deserialize, Serialize};
 
+use super::reader::{Reader, Snapshot};
 use super::record::{Entry, Kind, Record};
 
-const RECORDS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("records");
+pub(super) const RECORDS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("records");
 const HEAD: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("head");
 const REPLAY: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("replay");
 const PENDING: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("pending");
 const REPLIES: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("replies");
-const CHECKPOINTS: TableDefinition<'_, u64, &str> = TableDefinition::new("checkpoints");
+pub(super) const CHECKPOINTS: TableDefinition<'_, u64, &str> = TableDefinition::new("checkpoints");
 const POLICY: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("policy");
 const BUDGETS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("budgets");
-const ANCHORED: TableDefinition<'_, &str, u64> = TableDefinition::new("anchored");
+pub(super) const ANCHORED: TableDefinition<'_, &str, u64> = TableDefinition::new("anchored");
+pub(super) const NODES: TableDefinition<'_, (u64, u8), Hash> = TableDefinition::new("nodes");
+/// The lowest subtrees whose roots are stored: those of 16 leaves and up. Smaller ones are rehashed from
+/// their leaves when a proof needs them (at most 15 hashes each), which keeps the nodes to one per 16
+/// records instead of one per record.
+pub(super) const STORED_LEVEL: u8 = 4;
+pub(super) const TRACES: TableDefinition<'_, (u128, u64), ()> = TableDefinition::new("traces");
 
 /// The persisted head of the log.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,16 +156,16 @@ pub struct CheckpointSigner {
 pub struct Store {
     path: PathBuf,
     cache_bytes: usize,
-    db: Option<std::sync::Arc<Database>>,
+    db: Option<Arc<Database>>,
     head: HeadState,
     tree: CompactTree,
 }
 
-fn unavailable(what: &str, e: impl std::fmt::Display) -> IfError {
+pub(super) fn unavailable(what: &str, e: impl std::fmt::Display) -> IfError {
     IfError::format(ErrorCode::WitnessUnavailable, format_args!("witness log {what}: {e}"))
 }
 
-fn corrupt(what: impl std::fmt::Display) -> IfError {
+pub(super) fn corrupt(what: impl std::fmt::Display) -> IfError {
     IfError::format(ErrorCode::InvalidProof, format_args!("witness log: {what}"))
 }
 
@@ -194,7 +209,7 @@ impl Store {
             let table = txn.open_table(HEAD).map_err(|e| corrupt(format_args!("not a witness log: {e}")))?;
             read_head(&table)?
         };
-        Ok(Store { path: path.to_path_buf(), cache_bytes: 16 << 20, db: Some(std::sync::Arc::new(db)), head, tree })
+        Ok(Store { path: path.to_path_buf(), cache_bytes: 16 << 20, db: Some(Arc::new(db)), head, tree })
     }
 
     fn reopen(&mut self) -> Result<(), IfError> {
@@ -215,8 +230,12 @@ impl Store {
             let table = txn.open_table(HEAD).map_err(|e| unavailable("table", e))?;
             (self.head, self.tree) = read_head(&table)?;
         }
+        let indexed = txn.list_tables().map_err(|e| unavailable("read", e))?.any(|t| t.name() == NODES.name());
+        if !indexed {
+            index_existing(&txn)?;
+        }
         txn.commit().map_err(|e| unavailable("commit", e))?;
-        self.db = Some(std::sync::Arc::new(db));
+        self.db = Some(Arc::new(db));
         Ok(())
     }
 
@@ -301,6 +320,7 @@ impl Store {
             let mut replay = txn.open_table(REPLAY).map_err(|e| unavailable("table", e))?;
             let mut pending = txn.open_table(PENDING).map_err(|e| unavailable("table", e))?;
             let mut replies = txn.open_table(REPLIES).map_err(|e| unavailable("table", e))?;
+            let mut index = Index::open(&txn)?;
             for item in batch {
                 let mut entry = item.entry.clone();
                 // The last net: no known secret value is ever written to the log.
@@ -315,7 +335,7 @@ impl Store {
                 let leaf = record.to_leaf()?;
                 records.insert(record.index, leaf.as_slice()).map_err(|e| unavailable("write", e))?;
                 head.last_leaf = Record::leaf_hash(&leaf);
-                tree.push(head.last_leaf);
+                index.add(&mut tree, &record, head.last_leaf)?;
                 head.last_wall_ms = record.entry.wall_ms;
                 indices.push(record.index);
                 head.size += 1;
@@ -443,15 +463,9 @@ impl Store {
     pub fn for_each_leaf(
         &mut self,
         start: u64,
-        mut f: impl FnMut(u64, &[u8]) -> Result<(), IfError>,
+        f: impl FnMut(u64, &[u8]) -> Result<(), IfError>,
     ) -> Result<(), IfError> {
-        let txn = self.db()?.begin_read().map_err(|e| unavailable("read", e))?;
-        let table = txn.open_table(RECORDS).map_err(|e| unavailable("table", e))?;
-        for row in table.range(start..).map_err(|e| unavailable("read", e))? {
-            let (k, v) = row.map_err(|e| unavailable("read", e))?;
-            f(k.value(), v.value())?;
-        }
-        Ok(())
+        self.snapshot()?.for_each_leaf(start, f)
     }
 
     /// Every stored policy document, by key. A log written before policy existed has none.
@@ -482,15 +496,18 @@ impl Store {
 
     /// The size of the largest checkpoint the upstream acknowledged (0: none yet).
     pub fn anchored(&mut self) -> Result<u64, IfError> {
-        self.reader()?.anchored()
+        self.snapshot()?.anchored()
     }
 
-    /// A handle for reading the log from another thread while this store keeps writing: anchors are
-    /// built from it, so their proofs never hold up a commit. Take one per use and drop it: a live
-    /// handle keeps the file open, and the store could not reopen it after an I/O error meanwhile.
+    /// A handle for reading the log from another thread while this store keeps writing.
     pub fn reader(&mut self) -> Result<Reader, IfError> {
         self.db()?;
-        self.db.clone().map(Reader).ok_or_else(|| unavailable("", "not open"))
+        self.db.clone().map(Reader::new).ok_or_else(|| unavailable("", "not open"))
+    }
+
+    /// One consistent view of the log as last committed.
+    pub fn snapshot(&mut self) -> Result<Snapshot, IfError> {
+        self.reader()?.snapshot()
     }
 
     /// Records, durably, that the upstream acknowledged the checkpoint of `size`; it never goes back.
@@ -506,57 +523,57 @@ impl Store {
         txn.commit().map_err(|e| unavailable("commit", e))
     }
 
-    /// The leaf hashes of the first `size` records.
-    pub fn leaf_hashes(&mut self, size: u64) -> Result<Vec<Hash>, IfError> {
-        self.reader()?.leaf_hashes(size)
-    }
-
     /// Every stored checkpoint note, by tree size.
     pub fn checkpoints(&mut self) -> Result<Vec<(u64, String)>, IfError> {
-        self.reader()?.checkpoints()
+        self.snapshot()?.checkpoints()
     }
 }
 
-/// Read-only access to the log from any thread, next to the writer (redb serves readers concurrently
-/// with its one writer; each read sees a committed state).
-#[derive(Debug, Clone)]
-pub struct Reader(std::sync::Arc<Database>);
+/// The tree nodes and trace entries a transaction adds with its records.
+struct Index<'t> {
+    nodes: redb::Table<'t, (u64, u8), Hash>,
+    traces: redb::Table<'t, (u128, u64), ()>,
+}
 
-impl Reader {
-    /// The size of the largest checkpoint the upstream acknowledged (0: none yet).
-    pub fn anchored(&self) -> Result<u64, IfError> {
-        let txn = self.0.begin_read().map_err(|e| unavailable("read", e))?;
-        let table = match txn.open_table(ANCHORED) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
-            Err(e) => return Err(unavailable("table", e)),
-        };
-        Ok(table.get("acked").map_err(|e| unavailable("read", e))?.map_or(0, |v| v.value()))
+impl<'t> Index<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Self, IfError> {
+        let nodes = txn.open_table(NODES).map_err(|e| unavailable("table", e))?;
+        let traces = txn.open_table(TRACES).map_err(|e| unavailable("table", e))?;
+        Ok(Index { nodes, traces })
     }
 
-    /// The leaf hashes of the first `size` records.
-    pub fn leaf_hashes(&self, size: u64) -> Result<Vec<Hash>, IfError> {
-        let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        let txn = self.0.begin_read().map_err(|e| unavailable("read", e))?;
-        let table = txn.open_table(RECORDS).map_err(|e| unavailable("table", e))?;
-        for row in table.range(0..size).map_err(|e| unavailable("read", e))? {
-            let (_, v) = row.map_err(|e| unavailable("read", e))?;
-            out.push(Record::leaf_hash(v.value()));
+    /// Pushes `record`'s leaf hash onto `tree`, storing every subtree root it completes and its trace.
+    fn add(&mut self, tree: &mut CompactTree, record: &Record, leaf: Hash) -> Result<(), IfError> {
+        let mut completed: heapless::Vec<Node, 64> = heapless::Vec::new();
+        tree.push_nodes(leaf, |n| {
+            // At most one node per level, and there are 64 levels.
+            let _ = completed.push(n);
+        });
+        for n in completed.iter().filter(|n| n.level >= STORED_LEVEL) {
+            self.nodes.insert((n.last, n.level), n.hash).map_err(|e| unavailable("write", e))?;
         }
-        Ok(out)
-    }
-
-    /// Every stored checkpoint note, by tree size.
-    pub fn checkpoints(&self) -> Result<Vec<(u64, String)>, IfError> {
-        let txn = self.0.begin_read().map_err(|e| unavailable("read", e))?;
-        let table = txn.open_table(CHECKPOINTS).map_err(|e| unavailable("table", e))?;
-        let mut out = Vec::new();
-        for row in table.iter().map_err(|e| unavailable("read", e))? {
-            let (k, v) = row.map_err(|e| unavailable("read", e))?;
-            out.push((k.value(), v.value().to_string()));
+        if let Some(trace) = record.entry.trace {
+            self.traces.insert((trace.as_u128(), record.index), ()).map_err(|e| unavailable("write", e))?;
         }
-        Ok(out)
+        Ok(())
     }
+}
+
+/// Builds the tree nodes and the trace index of a log written before they were kept, from its records.
+fn index_existing(txn: &WriteTransaction) -> Result<(), IfError> {
+    let records = txn.open_table(RECORDS).map_err(|e| unavailable("table", e))?;
+    let mut index = Index::open(txn)?;
+    let mut tree = CompactTree::new();
+    let count = records.len().map_err(|e| unavailable("read", e))?;
+    for row in records.iter().map_err(|e| unavailable("read", e))? {
+        let (_, v) = row.map_err(|e| unavailable("read", e))?;
+        let record = Record::from_leaf(v.value())?;
+        index.add(&mut tree, &record, Record::leaf_hash(v.value()))?;
+    }
+    if count > 0 {
+        tracing::info!(records = count, "witness log: tree nodes and trace index built");
+    }
+    Ok(())
 }
 
 /// The stored head and the tree it describes (an empty log when there is none yet).

@@ -2,8 +2,9 @@
 //!
 //! Used by `ifctl witness verify` and by the agent before it accepts work (cold start). Every record must
 //! decode, sit at its own index and link to the leaf hash of the one before; the tree rebuilt from the
-//! leaves must match each signed checkpoint at its size and the stored head at the end. The first fault
-//! stops the check and names the record index.
+//! leaves must match each signed checkpoint at its size and the stored head at the end, and every tree
+//! node and trace entry stored beside the records must match them. The first fault stops the check and
+//! names the record index.
 
 use std::collections::BTreeMap;
 
@@ -12,9 +13,10 @@ use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::VerifyingKey;
 use if_protocol::witness::Hash;
 use if_protocol::witness::checkpoint::NoteVerifier;
-use if_protocol::witness::merkle::CompactTree;
+use if_protocol::witness::merkle::{CompactTree, Node};
 use if_protocol::{ErrorCode, IfError};
 
+use super::reader::Snapshot;
 use super::record::{Kind, Record};
 use super::store::Store;
 
@@ -46,7 +48,8 @@ pub const BOOT_KEY_PREFIX: &str = "key ";
 /// Checks the whole log. Checkpoint signatures are checked with `key`, or else with the key the latest
 /// BOOT record names.
 pub fn verify(store: &mut Store, key: Option<&VerifyingKey>, origin: Option<&str>) -> Result<Report, Fault> {
-    let checkpoints = store.checkpoints().map_err(|error| Fault { index: 0, error })?;
+    let log = store.snapshot().map_err(|error| Fault { index: 0, error })?;
+    let checkpoints = log.checkpoints().map_err(|error| Fault { index: 0, error })?;
     let mut tree = CompactTree::new();
     let mut prev = [0u8; 32];
     let mut kinds = BTreeMap::new();
@@ -54,29 +57,33 @@ pub fn verify(store: &mut Store, key: Option<&VerifyingKey>, origin: Option<&str
     let wanted: std::collections::BTreeSet<u64> = checkpoints.iter().map(|(s, _)| *s).collect();
     let mut boot_key = None;
     let mut at = 0;
-    store
-        .for_each_leaf(0, |index, leaf| {
-            at = index;
-            let fault = |what: &str| IfError::format(ErrorCode::InvalidProof, format_args!("record {index}: {what}"));
-            let record = Record::from_leaf(leaf).map_err(|e| fault(e.detail()))?;
-            if record.index != index || index != tree.size() {
-                return Err(fault("index does not match its position"));
-            }
-            if record.prev != prev {
-                return Err(fault("does not link to the previous record's hash"));
-            }
-            prev = Record::leaf_hash(leaf);
-            tree.push(prev);
-            *kinds.entry(record.kind.name()).or_insert(0) += 1;
-            if record.kind == Kind::Boot {
-                boot_key = key_in(&record.entry.detail).or(boot_key);
-            }
-            if wanted.contains(&tree.size()) {
-                roots.insert(tree.size(), tree.root());
-            }
-            Ok(())
-        })
-        .map_err(|error| Fault { index: at, error })?;
+    log.for_each_leaf(0, |index, leaf| {
+        at = index;
+        let fault = |what: &str| IfError::format(ErrorCode::InvalidProof, format_args!("record {index}: {what}"));
+        let record = Record::from_leaf(leaf).map_err(|e| fault(e.detail()))?;
+        if record.index != index || index != tree.size() {
+            return Err(fault("index does not match its position"));
+        }
+        if record.prev != prev {
+            return Err(fault("does not link to the previous record's hash"));
+        }
+        prev = Record::leaf_hash(leaf);
+        let mut completed: heapless::Vec<Node, 64> = heapless::Vec::new();
+        // At most one node per level of a u64-sized tree.
+        tree.push_nodes(prev, |n| {
+            let _ = completed.push(n);
+        });
+        check_index(&log, &record, &completed).map_err(fault)?;
+        *kinds.entry(record.kind.name()).or_insert(0) += 1;
+        if record.kind == Kind::Boot {
+            boot_key = key_in(&record.entry.detail).or(boot_key);
+        }
+        if wanted.contains(&tree.size()) {
+            roots.insert(tree.size(), tree.root());
+        }
+        Ok(())
+    })
+    .map_err(|error| Fault { index: at, error })?;
     let size = tree.size();
     let head_fault = |what: &str| Fault {
         index: size,
@@ -106,6 +113,25 @@ pub fn verify(store: &mut Store, key: Option<&VerifyingKey>, origin: Option<&str
         }
     }
     Ok(Report { size, root: tree.root(), checkpoints: checkpoints.len(), kinds })
+}
+
+/// Checks what the log stores beside a record: the tree nodes it completed (anchor proofs are made of
+/// them) and its place in the trace index. A log written before those were kept has neither.
+fn check_index(log: &Snapshot, record: &Record, completed: &[Node]) -> Result<(), &'static str> {
+    if !log.indexed() {
+        return Ok(());
+    }
+    for n in completed.iter().filter(|n| n.level >= Snapshot::STORED_LEVEL) {
+        if log.stored_node(n.last, n.level).map_err(|_| "its tree node cannot be read")? != Some(n.hash) {
+            return Err("a stored tree node does not match the records");
+        }
+    }
+    if let Some(trace) = record.entry.trace {
+        if !log.trace_lists(trace, record.index).map_err(|_| "the trace index cannot be read")? {
+            return Err("missing from the trace index");
+        }
+    }
+    Ok(())
 }
 
 fn open_note(

@@ -30,6 +30,26 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
     h.finalize().into()
 }
 
+/// The root of a perfect subtree of `2^level` leaves whose last leaf is `last`; its first leaf is
+/// `last + 1 - 2^level`, a multiple of `2^level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Node {
+    /// Index of the subtree's last leaf.
+    pub last: u64,
+    /// Height above the leaves (1: a parent of two leaves).
+    pub level: u8,
+    /// The subtree's Merkle tree hash.
+    pub hash: Hash,
+}
+
+impl Node {
+    /// Index of the last leaf of the perfect subtree with `2^level` leaves that is the `index`-th of its
+    /// height, counted from the left.
+    pub const fn last_leaf(level: u8, index: u64) -> u64 {
+        ((index + 1) << level) - 1
+    }
+}
+
 /// A Merkle tree kept as its perfect-subtree roots ("peaks"), for appending and reading the head.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CompactTree {
@@ -65,15 +85,23 @@ impl CompactTree {
 
     /// Appends a leaf given its leaf hash.
     pub fn push(&mut self, leaf: Hash) {
+        self.push_nodes(leaf, |_| {});
+    }
+
+    /// Appends a leaf and hands `completed` every interior node the leaf completes, lowest first: the
+    /// roots of the perfect subtrees that end at this leaf (on average one per leaf). Storing them lets a
+    /// log answer proofs from `O(log n)` nodes instead of rehashing its leaves.
+    pub fn push_nodes(&mut self, leaf: Hash, mut completed: impl FnMut(Node)) {
+        let last = self.size;
         let mut carry = leaf;
         // Each trailing one bit of the old size is a peak of the same height to merge with.
-        let mut merges = self.size.trailing_ones();
-        while merges > 0 {
+        let merges = self.size.trailing_ones();
+        for level in 1..=merges {
             match self.peaks.pop() {
                 Some(left) => carry = node_hash(&left, &carry),
                 None => break,
             }
-            merges -= 1;
+            completed(Node { last, level: level as u8, hash: carry });
         }
         // At most 64 peaks exist for any u64 size and one was just freed or the size has fewer set bits.
         let _ = self.peaks.push(carry);
@@ -126,6 +154,26 @@ mod tests {
             assert_eq!(resumed, tree);
         }
         assert!(CompactTree::from_peaks(3, &[[0; 32]]).is_none());
+    }
+
+    #[test]
+    fn every_completed_node_is_the_root_of_its_perfect_subtree() {
+        let leaves: Vec<Hash> = (0u32..200).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+        let mut tree = CompactTree::new();
+        let mut nodes = Vec::new();
+        for leaf in &leaves {
+            tree.push_nodes(*leaf, |n| nodes.push(n));
+        }
+        // A tree of n leaves has n - 1 interior nodes once every subtree is perfect; for 200 leaves
+        // the unfinished right edge (200 = 128 + 64 + 8) leaves 2 peaks' merges to come.
+        assert_eq!(nodes.len(), 200 - 200u32.count_ones() as usize);
+        for n in &nodes {
+            let width = 1usize << n.level;
+            let first = n.last as usize + 1 - width;
+            assert_eq!(first % width, 0, "aligned: {n:?}");
+            assert_eq!(n.hash, reference_root(&leaves[first..=n.last as usize]), "{n:?}");
+            assert_eq!(Node::last_leaf(n.level, (first / width) as u64), n.last);
+        }
     }
 
     #[test]

@@ -101,7 +101,7 @@ mod tests {
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD as B64;
     use ed25519_dalek::SigningKey;
-    use if_edge::anchor::proof::{consistency, subtree_root};
+    use if_edge::witness::proof::{consistency, subtree_root};
     use if_protocol::witness::checkpoint::sign_checkpoint;
     use if_protocol::witness::merkle::leaf_hash;
 
