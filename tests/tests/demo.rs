@@ -41,3 +41,24 @@ fn the_demo_refuses_a_directory_that_is_not_empty() {
     assert!(err.starts_with("IF_ERR_503 CONFIG_INVALID:") && err.contains("is not empty"), "{err}");
     assert_eq!(std::fs::read_to_string(dir.path().join("keep.txt")).expect("kept"), "mine", "nothing was touched");
 }
+
+#[test]
+fn the_demo_as_json_is_one_object_per_step_then_the_summary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(if_tests::bin("ifctl"))
+        .args(["--json", "demo", "--dir"])
+        .arg(dir.path().join("site"))
+        .output()
+        .expect("run the demo");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    let steps: Vec<u64> = lines.iter().filter_map(|l| l["step"].as_u64()).collect();
+    assert_eq!(steps, (1..=9).collect::<Vec<_>>(), "{lines:#?}");
+    assert!(lines.iter().filter(|l| l["step"].is_u64()).all(|l| l["ok"] == true && l["what"].is_string()));
+    let last_step = &lines[8];
+    assert_eq!(last_step["checkpoint"]["origin"], "local/if-edge/demo.edge-1", "{last_step}");
+    assert_eq!(lines.last(), Some(&serde_json::json!({ "steps": 8, "ok": 8, "witness_verified": true })));
+}

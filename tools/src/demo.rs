@@ -38,6 +38,8 @@ pub struct Options {
     pub dir: Option<PathBuf>,
     /// Leave everything running after the story, until Ctrl-C.
     pub keep_running: bool,
+    /// Tell the story as JSON lines: one per step, then the summary.
+    pub json: bool,
 }
 
 fn failed(what: &str, e: impl std::fmt::Display) -> IfError {
@@ -81,6 +83,7 @@ struct Site {
     agent_dir: PathBuf,
     /// The director's next sequence number.
     seq: std::sync::atomic::AtomicU64,
+    out: Narrator,
 }
 
 /// Runs the demo; an error if a step did not behave as expected or the site could not start.
@@ -101,15 +104,15 @@ pub fn run(opts: &Options) -> Result<(), IfError> {
         .enable_all()
         .build()
         .map_err(|e| failed("runtime", e))?;
-    let result = runtime.block_on(story(&dir, opts.keep_running));
+    let result = runtime.block_on(story(&dir, opts.keep_running, Narrator { json: opts.json }));
     if temporary && !opts.keep_running {
         let _ = std::fs::remove_dir_all(&dir);
     }
     result
 }
 
-async fn story(dir: &Path, keep_running: bool) -> Result<(), IfError> {
-    println!("IF edge demo: one agent and simulated studio hardware on this machine\n");
+async fn story(dir: &Path, keep_running: bool, out: Narrator) -> Result<(), IfError> {
+    out.say(format_args!("IF edge demo: one agent and simulated studio hardware on this machine\n"));
     let addr = broker::start(0)?;
     let url = format!("mqtt://{addr}");
     let site = Site {
@@ -126,10 +129,11 @@ async fn story(dir: &Path, keep_running: bool) -> Result<(), IfError> {
         camera: Device::new(dir, "camera"),
         agent_dir: dir.join("agent"),
         seq: std::sync::atomic::AtomicU64::new(1),
+        out,
     };
     let endpoints = start_devices(&site).await?;
-    println!("  broker    {url} (inside this process)");
-    println!("  vMix      {}   Videohub {}   camera {}", endpoints[0], endpoints[1], endpoints[2]);
+    out.say(format_args!("  broker    {url} (inside this process)"));
+    out.say(format_args!("  vMix      {}   Videohub {}   camera {}", endpoints[0], endpoints[1], endpoints[2]));
     let config = set_up(&site, &url, &endpoints)?;
     let loaded = if_edge::config::Config::load(&config)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -137,7 +141,7 @@ async fn story(dir: &Path, keep_running: bool) -> Result<(), IfError> {
         .name("agent".into())
         .spawn(move || run_agent(loaded, stopped))
         .map_err(|e| failed("agent thread", e))?;
-    println!("  agent     {SITE}/{AGENT}, files in {}\n", site.agent_dir.display());
+    out.say(format_args!("  agent     {SITE}/{AGENT}, files in {}\n", site.agent_dir.display()));
     grant_director(&site).await?;
 
     let steps = steps(&site).await;
@@ -153,10 +157,14 @@ async fn story(dir: &Path, keep_running: bool) -> Result<(), IfError> {
         .map_err(|e| failed("agent thread", e))?
         .map_err(|_| failed("agent thread", "panicked"))??;
     let verified = verify(&site);
-    println!();
     match &verified {
-        Ok(()) => println!("demo: {good} of {} steps behaved as expected; the witness log verifies", steps.len()),
-        Err(e) => println!("demo: the witness log did not verify: {e}"),
+        Ok(_) if out.json => {
+            let summary = serde_json::json!({ "steps": steps.len(), "ok": good, "witness_verified": true });
+            println!("{summary}");
+        }
+        Ok(()) => println!("\ndemo: {good} of {} steps behaved as expected; the witness log verifies", steps.len()),
+        Err(e) if out.json => println!("{}", serde_json::json!({ "witness_verified": false, "error": e.to_string() })),
+        Err(e) => println!("\ndemo: the witness log did not verify: {e}"),
     }
     verified?;
     if good != steps.len() {
@@ -257,7 +265,7 @@ fn set_up(site: &Site, url: &str, endpoints: &[String; 3]) -> Result<PathBuf, If
         std::fs::write(&unsigned, text).map_err(|e| failed("manifest", e))?;
         let out = site.agent_dir.join("policy/manifests").join(format!("{name}.toml"));
         let said = policy::sign_manifest(&unsigned, &[site.keys.join("security.key")], &out)?;
-        allow.extend(said.lines().filter_map(|l| l.strip_prefix("allow = ")).map(String::from));
+        allow.push(said.json["allow"].to_string());
     }
     let config = std::fs::read_to_string(&written.config).map_err(|e| failed("edge.toml", e))?;
     let config = config.replace("allow = []", &format!("allow = [{}]", allow.join(", ")));
@@ -306,10 +314,30 @@ struct Step {
     ok: bool,
 }
 
-fn report(n: usize, title: &str, ok: bool, what: &str) -> Step {
-    println!("{n:>2}. {} {title}", if ok { "ok  " } else { "FAIL" });
-    println!("        {what}");
-    Step { ok }
+/// Tells the story: lines for people, or one JSON object per step.
+#[derive(Debug, Clone, Copy)]
+struct Narrator {
+    json: bool,
+}
+
+impl Narrator {
+    /// A line of the narration (not part of the JSON form).
+    fn say(&self, line: std::fmt::Arguments<'_>) {
+        if !self.json {
+            println!("{line}");
+        }
+    }
+
+    /// A step: its number, what was done, whether it behaved as expected and what happened.
+    fn step(&self, n: usize, title: &str, ok: bool, what: &str) -> Step {
+        if self.json {
+            println!("{}", serde_json::json!({ "step": n, "title": title, "ok": ok, "what": what }));
+        } else {
+            println!("{n:>2}. {} {title}", if ok { "ok  " } else { "FAIL" });
+            println!("        {what}");
+        }
+        Step { ok }
+    }
 }
 
 /// A director's command.
@@ -361,7 +389,7 @@ async fn steps(site: &Site) -> Vec<Step> {
     let cuts = || site.vmix.received().iter().filter(|l| l.starts_with("FUNCTION Cut")).count();
     let tally = retained(&site.target, "tally").await;
     let program = tally.as_ref().map(|t| t["program"].to_string()).unwrap_or_else(|| "none".into());
-    steps.push(report(
+    steps.push(site.out.step(
         1,
         "the director cuts vMix, declaring the on-air hazard",
         code(&first) == "OK" && cuts() == 1 && program == "[2]",
@@ -371,7 +399,7 @@ async fn steps(site: &Site) -> Vec<Step> {
     // 2. A salvo: three routes in one block, all or nothing.
     let salvo = send(site, &command(site, "salvo", HUB, &["routes=0:4,1:5,2:6"], &[])).await;
     let block = site.hub.received().into_iter().rev().find(|b| b.starts_with("VIDEO OUTPUT ROUTING:"));
-    steps.push(report(
+    steps.push(site.out.step(
         2,
         "a route salvo on the Videohub: outputs 0, 1, 2 from inputs 4, 5, 6",
         code(&salvo) == "OK" && block.as_deref() == Some("VIDEO OUTPUT ROUTING: | 0 4 | 1 5 | 2 6"),
@@ -381,7 +409,7 @@ async fn steps(site: &Site) -> Vec<Step> {
     // 3. A camera preset over the serial line.
     let preset = send(site, &command(site, "preset_recall", CAM, &["preset=2"], &["motion"])).await;
     let packet = site.camera.received().last().and_then(|l| l.split_once(' ').map(|(_, h)| h.to_string()));
-    steps.push(report(
+    steps.push(site.out.step(
         3,
         "camera 1 recalls preset 2, declaring motion",
         code(&preset) == "OK" && packet.as_deref() == Some("81 01 04 3F 02 02 FF"),
@@ -395,7 +423,7 @@ async fn steps(site: &Site) -> Vec<Step> {
     };
     let same =
         matches!((&first, &again), (Ok(a), Ok(b)) if serde_json::to_string(a).ok() == serde_json::to_string(b).ok());
-    steps.push(report(
+    steps.push(site.out.step(
         4,
         "the same signed cut is sent again (a replay)",
         same && cuts() == 1,
@@ -410,7 +438,7 @@ async fn steps(site: &Site) -> Vec<Step> {
     let forged =
         message::Command { key: site.keys.join("intruder.key"), ..command(site, "cut", VMIX, &[], &["on_air"]) };
     let forged = send(site, &forged).await;
-    steps.push(report(
+    steps.push(site.out.step(
         5,
         "a cut in the director's name, signed with another key",
         code(&forged) == "IF_ERR_004" && cuts() == 1,
@@ -419,7 +447,7 @@ async fn steps(site: &Site) -> Vec<Step> {
 
     // 6. A hazard without consent.
     let bare = send(site, &command(site, "cut", VMIX, &[], &[])).await;
-    steps.push(report(
+    steps.push(site.out.step(
         6,
         "a cut that does not declare the on-air hazard",
         code(&bare) == "IF_ERR_205" && cuts() == 1,
@@ -435,7 +463,7 @@ async fn steps(site: &Site) -> Vec<Step> {
     }
     let opened =
         codes[0] == "IF_ERR_402" && (codes[1] == "IF_ERR_401" || codes[1] == "IF_ERR_402") && codes[2] == "IF_ERR_303";
-    steps.push(report(
+    steps.push(site.out.step(
         7,
         "vMix stops answering",
         opened,
@@ -457,7 +485,7 @@ async fn steps(site: &Site) -> Vec<Step> {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    steps.push(report(
+    steps.push(site.out.step(
         8,
         "vMix answers again",
         code(&back) == "OK",
@@ -501,17 +529,22 @@ fn verify(site: &Site) -> Result<(), IfError> {
         }
     }
     let report = report?;
-    println!();
+    let note = crate::witness::checkpoint(&db)?;
     let kinds: Vec<String> = report.kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
-    println!(" 9. ok   the agent stopped; its witness log verifies record by record");
-    println!(
-        "        {} records ({}), {} signed checkpoint(s) match",
-        report.size,
-        kinds.join(", "),
-        report.checkpoints
-    );
+    let title = "the agent stopped; its witness log verifies record by record";
+    let what =
+        format!("{} records ({}), {} signed checkpoint(s) match", report.size, kinds.join(", "), report.checkpoints);
+    if site.out.json {
+        let checkpoint = crate::witness::checkpoint_json(&note)?;
+        println!(
+            "{}",
+            serde_json::json!({ "step": 9, "title": title, "ok": true, "what": what, "checkpoint": checkpoint })
+        );
+        return Ok(());
+    }
+    println!("\n 9. ok   {title}\n        {what}");
     println!("        its latest signed checkpoint (origin, size, root hash, signature):");
-    for line in crate::witness::checkpoint(&db)?.lines() {
+    for line in note.lines() {
         println!("        | {line}");
     }
     Ok(())
@@ -519,6 +552,15 @@ fn verify(site: &Site) -> Result<(), IfError> {
 
 fn print_how_to_reach(site: &Site) {
     let t = &site.target;
+    let key = site.keys.join("director.key");
+    let fault = site.vmix.files.fault.as_deref().unwrap_or(Path::new(""));
+    if site.out.json {
+        let site = serde_json::json!({
+            "broker": t.broker, "site": t.site, "agent": t.agent, "director_key": key, "vmix_fault_file": fault,
+        });
+        println!("{}", serde_json::json!({ "running": site }));
+        return;
+    }
     println!("\nThe site stays up until Ctrl-C. From another shell:");
     println!(
         "  ifctl message send --broker {} --site {} --agent {} --key {} --sender director \\\n    \
@@ -526,10 +568,7 @@ fn print_how_to_reach(site: &Site) {
         t.broker,
         t.site,
         t.agent,
-        site.keys.join("director.key").display()
+        key.display()
     );
-    println!(
-        "  vMix fault file: {} (hang, refuse, er, ...)",
-        site.vmix.files.fault.as_deref().unwrap_or(Path::new("")).display()
-    );
+    println!("  vMix fault file: {} (hang, refuse, er, ...)", fault.display());
 }

@@ -583,34 +583,40 @@ fn run(cli: &Cli, settings: &settings::Settings) -> Result<(), IfError> {
         Command::Message { command: MessageCommand::Send(args) } => send(args, cli, settings),
         Command::Witness { command } => witness_cmd(command, settings, cli.json),
         Command::Demo { dir, keep_running } => {
-            demo::run(&demo::Options { dir: dir.clone(), keep_running: *keep_running })
+            demo::run(&demo::Options { dir: dir.clone(), keep_running: *keep_running, json: cli.json })
         }
         Command::Status { broker, site, wait_ms } => status_cmd(broker, site, *wait_ms, cli.json),
         Command::Broker { port } => broker::start(*port).map(|addr| {
-            println!("broker listening on mqtt://{addr}");
+            if cli.json {
+                println!("{}", serde_json::json!({ "broker": format!("mqtt://{addr}") }));
+            } else {
+                println!("broker listening on mqtt://{addr}");
+            }
             loop {
                 std::thread::park();
             }
         }),
-        Command::Trust { command: TrustCommand::Init(root) } => policy::init_root(&root.spec(), &root.out).map(say),
+        Command::Trust { command: TrustCommand::Init(root) } => {
+            policy::init_root(&root.spec(), &root.out).map(|w| w.print(cli.json))
+        }
         Command::Trust { command: TrustCommand::Rotate { current, current_keys, root } } => {
-            policy::rotate_root(current, current_keys, &root.spec(), &root.out).map(say)
+            policy::rotate_root(current, current_keys, &root.spec(), &root.out).map(|w| w.print(cli.json))
         }
         Command::Talent { command } => talent_cmd(command, &why(cli)?, settings),
         Command::Sim { device: SimDevice::Vmix { port, record, fault_file, inputs } } => {
-            sim::run(sim::Kind::Vmix(*inputs), *port, record.clone(), fault_file.clone())
+            sim::run(sim::Kind::Vmix(*inputs), *port, record.clone(), fault_file.clone(), cli.json)
         }
         Command::Sim { device: SimDevice::Visca { link, record, fault_file } } => {
-            sim::run_visca(link.clone(), record.clone(), fault_file.clone())
+            sim::run_visca(link.clone(), record.clone(), fault_file.clone(), cli.json)
         }
         Command::Sim { device: SimDevice::Videohub { port, record, fault_file, size } } => {
-            sim::run(sim::Kind::Videohub(*size), *port, record.clone(), fault_file.clone())
+            sim::run(sim::Kind::Videohub(*size), *port, record.clone(), fault_file.clone(), cli.json)
         }
         Command::Manifest { command: ManifestCommand::Push(a) } | Command::Trust { command: TrustCommand::Push(a) } => {
             push(a, settings)
         }
         Command::Manifest { command: ManifestCommand::Sign { file, keys, out } } => {
-            policy::sign_manifest(file, keys, out).map(say)
+            policy::sign_manifest(file, keys, out).map(|w| w.print(cli.json))
         }
         Command::Capability { command: CapabilityCommand::List { to, wait_ms } } => {
             let target = to.target(settings, 10)?;
@@ -668,10 +674,6 @@ fn why(cli: &Cli) -> Result<String, IfError> {
 /// Ends with clap's usage error (exit status 2).
 fn usage<T>(message: &str) -> T {
     <Cli as clap::CommandFactory>::command().error(clap::error::ErrorKind::MissingRequiredArgument, message).exit()
-}
-
-fn say(text: String) {
-    println!("{text}");
 }
 
 fn keygen(name: &str, out: &std::path::Path, json: bool) -> Result<(), IfError> {
@@ -844,7 +846,11 @@ fn witness_cmd(command: &WitnessCommand, settings: &settings::Settings, json: bo
                 .block_on(collector::run(opts))
         }
         WitnessCommand::Checkpoint { db } => {
-            print!("{}", witness::checkpoint(db)?);
+            let note = witness::checkpoint(db)?;
+            match json {
+                true => println!("{}", witness::checkpoint_json(&note)?),
+                false => print!("{note}"),
+            }
             Ok(())
         }
     }

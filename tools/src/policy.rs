@@ -83,21 +83,47 @@ fn build(spec: &RootSpec, version: u32, also_sign: &[SigningKey]) -> Result<Sign
     Ok(signed)
 }
 
+/// What a verb that writes a file says: a line for people, the same facts as JSON for `--json`.
+#[derive(Debug)]
+pub struct Written {
+    /// For people.
+    pub text: String,
+    /// For programs.
+    pub json: serde_json::Value,
+}
+
+impl Written {
+    /// Prints it in the form asked for.
+    pub fn print(&self, json: bool) {
+        if json {
+            println!("{}", self.json);
+        } else {
+            println!("{}", self.text);
+        }
+    }
+}
+
 /// `ifctl trust init`: root version 1, signed by its own keys.
-pub fn init_root(spec: &RootSpec, out: &Path) -> Result<String, IfError> {
+pub fn init_root(spec: &RootSpec, out: &Path) -> Result<Written, IfError> {
     let root = build(spec, 1, &[])?;
     trust::check_initial(&root, now_s())?;
     write(out, &file::to_text(&root)?)?;
-    Ok(format!(
-        "wrote {} (trust root v1, {} keys, threshold {})",
-        out.display(),
-        root.doc.keys.len(),
-        root.doc.threshold
-    ))
+    Ok(Written {
+        text: format!(
+            "wrote {} (trust root v1, {} keys, threshold {})",
+            out.display(),
+            root.doc.keys.len(),
+            root.doc.threshold
+        ),
+        json: serde_json::json!({
+            "wrote": out, "version": 1, "keys": root.doc.keys.len(), "threshold": root.doc.threshold,
+            "signatures": root.signatures.len(),
+        }),
+    })
 }
 
 /// `ifctl trust rotate`: the next version of `current`, signed by the new keys and `current_keys`.
-pub fn rotate_root(current: &Path, current_keys: &[PathBuf], spec: &RootSpec, out: &Path) -> Result<String, IfError> {
+pub fn rotate_root(current: &Path, current_keys: &[PathBuf], spec: &RootSpec, out: &Path) -> Result<Written, IfError> {
     let cur: Signed<TrustRoot> = file::parse_signed(&file::read(current)?, &current.display().to_string())?;
     let old: Vec<SigningKey> =
         current_keys.iter().map(|p| if_edge::keyfile::read_secret(p)).collect::<Result<_, _>>()?;
@@ -105,11 +131,17 @@ pub fn rotate_root(current: &Path, current_keys: &[PathBuf], spec: &RootSpec, ou
     let root = build(spec, version, &old)?;
     trust::check_rotation(&cur.doc, &root, now_s())?;
     write(out, &file::to_text(&root)?)?;
-    Ok(format!("wrote {} (trust root v{version}, signed by {} keys)", out.display(), root.signatures.len()))
+    Ok(Written {
+        text: format!("wrote {} (trust root v{version}, signed by {} keys)", out.display(), root.signatures.len()),
+        json: serde_json::json!({
+            "wrote": out, "version": version, "keys": root.doc.keys.len(), "threshold": root.doc.threshold,
+            "signatures": root.signatures.len(),
+        }),
+    })
 }
 
 /// `ifctl manifest sign`: signs (or adds signatures to) a manifest and prints its allow-list line.
-pub fn sign_manifest(input: &Path, keys: &[PathBuf], out: &Path) -> Result<String, IfError> {
+pub fn sign_manifest(input: &Path, keys: &[PathBuf], out: &Path) -> Result<Written, IfError> {
     let text = file::read(input)?;
     let name = input.display().to_string();
     // An already signed manifest gets more signatures; an unsigned one its first.
@@ -124,13 +156,14 @@ pub fn sign_manifest(input: &Path, keys: &[PathBuf], out: &Path) -> Result<Strin
     }
     write(out, &file::to_text(&signed)?)?;
     let digest = hex::encode(manifests::digest(&signed.doc)?);
-    Ok(format!(
-        "wrote {} ({} signature(s))\nallow = \"{}@{}#sha256:{digest}\"",
-        out.display(),
-        signed.signatures.len(),
-        signed.doc.id,
-        signed.doc.version
-    ))
+    let allow = format!("{}@{}#sha256:{digest}", signed.doc.id, signed.doc.version);
+    Ok(Written {
+        text: format!("wrote {} ({} signature(s))\nallow = \"{allow}\"", out.display(), signed.signatures.len()),
+        json: serde_json::json!({
+            "wrote": out, "id": signed.doc.id, "version": signed.doc.version,
+            "signatures": signed.signatures.len(), "sha256": digest, "allow": allow,
+        }),
+    })
 }
 
 fn write(path: &Path, text: &str) -> Result<(), IfError> {

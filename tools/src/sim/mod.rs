@@ -19,20 +19,24 @@ pub enum Kind {
 }
 
 /// Runs the VISCA camera on a pseudo-terminal whose slave is linked at `link`.
-pub fn run_visca(link: PathBuf, record: Option<PathBuf>, fault: Option<PathBuf>) -> Result<(), IfError> {
+pub fn run_visca(link: PathBuf, record: Option<PathBuf>, fault: Option<PathBuf>, json: bool) -> Result<(), IfError> {
     let failed = |e: std::io::Error| IfError::format(ErrorCode::SystemError, format_args!("visca simulator: {e}"));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(failed)?;
     runtime.block_on(async {
         let pty = visca::open(&link).map_err(failed)?;
-        println!("visca simulator on {} ({})", link.display(), pty.name);
+        match json {
+            true => println!("{}", serde_json::json!({ "simulator": "visca", "link": link, "pty": pty.name })),
+            false => println!("visca simulator on {} ({})", link.display(), pty.name),
+        }
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
         visca::serve(pty, vmix::Files { record, fault }).await.map_err(failed)
     })
 }
 
-/// Runs a simulator on `127.0.0.1:port` (0: any free port) and prints the address it listens on.
-pub fn run(kind: Kind, port: u16, record: Option<PathBuf>, fault: Option<PathBuf>) -> Result<(), IfError> {
+/// Runs a simulator on `127.0.0.1:port` (0: any free port) and prints the address it listens on (as
+/// `{"simulator", "listening"}` with `json`).
+pub fn run(kind: Kind, port: u16, record: Option<PathBuf>, fault: Option<PathBuf>, json: bool) -> Result<(), IfError> {
     let failed = |e: std::io::Error| IfError::format(ErrorCode::SystemError, format_args!("simulator: {e}"));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(failed)?;
     runtime.block_on(async {
@@ -43,7 +47,10 @@ pub fn run(kind: Kind, port: u16, record: Option<PathBuf>, fault: Option<PathBuf
             Kind::Vmix(_) => "vmix",
             Kind::Videohub(_) => "videohub",
         };
-        println!("{name} simulator listening on {addr}");
+        match json {
+            true => println!("{}", serde_json::json!({ "simulator": name, "listening": addr.to_string() })),
+            false => println!("{name} simulator listening on {addr}"),
+        }
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
         match kind {
