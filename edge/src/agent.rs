@@ -108,6 +108,12 @@ impl Ctx {
         }
     }
 
+    /// Publishes the retained `online` status as it is now.
+    async fn publish_status(&self) {
+        let status = online_status(&self.health, &self.state);
+        let _ = self.client.publish(self.topics.status.clone(), QoS::AtLeastOnce, true, status).await;
+    }
+
     async fn dead_letter(&self, letter: DeadLetter) {
         let r = self.client.publish(self.topics.dlq.clone(), QoS::AtLeastOnce, false, letter.to_bytes()).await;
         if r.is_err() {
@@ -316,8 +322,7 @@ async fn status_updates(ctx: Ctx, every: Duration) {
     tick.tick().await;
     loop {
         tick.tick().await;
-        let status = online_status(&ctx.health, &ctx.state);
-        let _ = ctx.client.publish(ctx.topics.status.clone(), QoS::AtLeastOnce, true, status).await;
+        ctx.publish_status().await;
     }
 }
 
@@ -368,8 +373,7 @@ async fn policy_loop(ctx: Ctx, mut pushed: mpsc::UnboundedReceiver<Publish>) {
         if let Some(route) = route {
             ctx.publish(&route, reply.to_bytes()).await;
         }
-        let status = online_status(&ctx.health, &ctx.state);
-        let _ = ctx.client.publish(ctx.topics.status.clone(), QoS::AtLeastOnce, true, status).await;
+        ctx.publish_status().await;
     }
 }
 
@@ -431,8 +435,7 @@ async fn breaker_loop(ctx: Ctx, mut changes: mpsc::UnboundedReceiver<BreakerEven
         if let Err(e) = ctx.witness.append(vec![Append::record(Kind::Breaker, entry)]).await {
             tracing::warn!(error = %e, "a breaker change could not be witnessed");
         }
-        let status = online_status(&ctx.health, &ctx.state);
-        let _ = ctx.client.publish(ctx.topics.status.clone(), QoS::AtLeastOnce, true, status).await;
+        ctx.publish_status().await;
     }
 }
 
@@ -670,8 +673,15 @@ async fn complete(ctx: Ctx, mut done: mpsc::UnboundedReceiver<Done>) {
         let executed = group.iter().filter(|d| d.outcome.is_ok()).count();
         ctx.health.executed.fetch_add(executed as u64, Ordering::Relaxed);
         ctx.health.log_size.store(ctx.witness.stats().size.load(Ordering::Relaxed), Ordering::Relaxed);
+        // A talent or grant change shows on the status topic at once, like a pushed document.
+        let policy_changed = group
+            .iter()
+            .any(|d| d.outcome.is_ok() && d.body.capability.as_str() == crate::policy::commands::POLICY_CAPABILITY);
         for (d, reply) in group.into_iter().zip(replies) {
             answer(&ctx, d, reply).await;
+        }
+        if policy_changed {
+            ctx.publish_status().await;
         }
     }
     if !unwritten.is_empty() {

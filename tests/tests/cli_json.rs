@@ -205,6 +205,9 @@ fn verbs_that_talk_to_the_agent_and_read_its_log_print_json() {
     let status = ok(&["status", "--broker", &url]);
     let row = &status.as_array().expect("rows")[0];
     assert_eq!((row["agent"].as_str(), row["state"].as_str()), (Some("studio-a/edge-1"), Some("online")), "{row}");
+    // Published again after each policy command, not only every status_interval_s (30 s): the grant
+    // counts, and the revoked talent does not.
+    assert_eq!((row["policy"]["talents"].as_u64(), row["policy"]["grants"].as_u64()), (Some(1), Some(1)), "{row}");
 
     // The trace, asked of the running agent.
     let (code, lines, _) = run(with(&["witness", "query", "--trace-token", trace], &desk_key));

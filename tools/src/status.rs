@@ -87,8 +87,8 @@ pub fn print(known: &BTreeMap<String, Value>, json: bool) {
         return;
     }
     println!(
-        "{:<28} {:<8} {:>5} {:>7} {:>8} {:>8} {:>8} {:>8}  breakers",
-        "agent", "state", "boot", "session", "uptime", "log", "executed", "anchors"
+        "{:<28} {:<8} {:>5} {:>7} {:>8} {:>8} {:>8} {:>8} {:>14}  breakers",
+        "agent", "state", "boot", "session", "uptime", "log", "executed", "anchors", "budget"
     );
     for (agent, v) in known {
         let n = |k: &str| v[k].as_u64().map_or("-".to_string(), |n| n.to_string());
@@ -109,19 +109,43 @@ pub fn print(known: &BTreeMap<String, Value>, json: bool) {
         let anchors = v["anchors"]["pending"].as_u64().map_or("-".to_string(), |p| format!("{p} due"));
         let uptime = v["uptime_s"].as_u64().map_or("-".to_string(), |s| format!("{s}s"));
         println!(
-            "{agent:<28} {:<8} {:>5} {:>7} {uptime:>8} {:>8} {:>8} {anchors:>8}  {breakers}",
+            "{agent:<28} {:<8} {:>5} {:>7} {uptime:>8} {:>8} {:>8} {anchors:>8} {:>14}  {breakers}",
             v["state"].as_str().unwrap_or("?"),
             n("boot"),
             n("session"),
             n("log_size"),
             n("executed"),
+            fullest_budget(v),
         );
     }
+}
+
+/// The budget closest to its limit in this period, as `provider spent/units` (`-` when none is set).
+fn fullest_budget(status: &Value) -> String {
+    let rows = status["budgets"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let used = |b: &Value| {
+        let (spent, units) = (b["spent"].as_u64().unwrap_or(0), b["units"].as_u64().unwrap_or(0).max(1));
+        spent as f64 / units as f64
+    };
+    rows.iter()
+        .max_by(|a, b| used(a).total_cmp(&used(b)))
+        .map_or("-".into(), |b| format!("{} {}/{}", b["provider"].as_str().unwrap_or("?"), b["spent"], b["units"]))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_budget_shown_is_the_one_closest_to_its_limit() {
+        let v = serde_json::json!({ "budgets": [
+            { "provider": "cam", "units": 100, "spent": 30 },
+            { "provider": "vmix", "units": 10, "spent": 9 },
+        ]});
+        assert_eq!(fullest_budget(&v), "vmix 9/10");
+        assert_eq!(fullest_budget(&serde_json::json!({ "budgets": [] })), "-");
+        assert_eq!(fullest_budget(&serde_json::json!({})), "-", "an agent that reports none");
+    }
 
     #[test]
     fn a_late_will_never_marks_a_newer_session_offline() {
