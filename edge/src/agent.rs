@@ -147,6 +147,7 @@ fn valid_topic(t: &str) -> bool {
 pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>) -> Result<(), IfError> {
     let config = &loaded.config;
     let key = crate::keyfile::read_secret(&config.agent.key)?;
+    let (control_tls, uplink_tls) = config.tls()?;
     let origin = config.origin();
     let mut store = open_store(&config.witness.path, config.witness.cache_mb)?;
     verify::verify(&mut store, Some(&key.verifying_key()), Some(&origin)).map_err(|f| {
@@ -212,7 +213,7 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     }));
 
     let topics = Topics::new(&config.agent.site, &config.agent.name);
-    let (client, eventloop) = AsyncClient::new(mqtt::options(config, &topics, &health), 1024);
+    let (client, eventloop) = AsyncClient::new(mqtt::options(config, &topics, &health, control_tls.as_ref())?, 1024);
     let ctx = Ctx {
         client: client.clone(),
         topics: topics.clone(),
@@ -252,6 +253,7 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
             agent: format!("{}/{}", config.agent.site, config.agent.name),
             republish: Duration::from_secs(u64::from(config.uplink.republish_s)),
             backoff: config.backoff(),
+            tls: uplink_tls,
         },
         witness.clone(),
         health.clone(),

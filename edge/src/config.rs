@@ -43,9 +43,12 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UplinkSection {
-    /// `mqtt://HOST:PORT`; defaults to `mqtt.broker`.
+    /// `mqtt://HOST:PORT` or `mqtts://HOST:PORT`; defaults to `mqtt.broker` (and its `tls`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broker: Option<String>,
+    /// TLS files for an `mqtts://` uplink broker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::TlsFiles>,
     /// Seconds after which anchors not yet acknowledged are published again.
     #[serde(default = "default_republish")]
     pub republish_s: u32,
@@ -53,7 +56,7 @@ pub struct UplinkSection {
 
 impl Default for UplinkSection {
     fn default() -> Self {
-        UplinkSection { broker: None, republish_s: default_republish() }
+        UplinkSection { broker: None, tls: None, republish_s: default_republish() }
     }
 }
 
@@ -102,8 +105,11 @@ pub struct AgentSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttSection {
-    /// `mqtt://HOST:PORT`.
+    /// `mqtt://HOST:PORT`, or `mqtts://HOST:PORT` with `[mqtt.tls]`.
     pub broker: String,
+    /// TLS files for an `mqtts://` broker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::TlsFiles>,
     /// Client id; defaults to `if-edge-<site>-<name>`.
     #[serde(default)]
     pub client_id: Option<String>,
@@ -237,21 +243,27 @@ pub struct BrokerAddr {
     pub host: String,
     /// TCP port.
     pub port: u16,
+    /// `mqtts://`: the connection is TLS.
+    pub tls: bool,
 }
 
 impl BrokerAddr {
-    /// Parses `mqtt://HOST[:PORT]` (1883 by default).
+    /// Parses `mqtt://HOST[:PORT]` (1883 by default) or `mqtts://HOST[:PORT]` (TLS, 8883 by default).
     pub fn parse(url: &str) -> Result<BrokerAddr, String> {
-        let rest = url.strip_prefix("mqtt://").ok_or("must start with mqtt://")?;
+        let (rest, tls, default_port) = match (url.strip_prefix("mqtt://"), url.strip_prefix("mqtts://")) {
+            (Some(rest), _) => (rest, false, 1883),
+            (_, Some(rest)) => (rest, true, 8883),
+            _ => return Err("must start with mqtt:// or mqtts://".into()),
+        };
         let rest = rest.trim_end_matches('/');
         let (host, port) = match rest.rsplit_once(':') {
             Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("port {p:?} is not a number 1..65535"))?),
-            None => (rest, 1883),
+            None => (rest, default_port),
         };
         if host.is_empty() || port == 0 {
             return Err("needs a host and a port 1..65535".into());
         }
-        Ok(BrokerAddr { host: host.trim_start_matches('[').trim_end_matches(']').to_string(), port })
+        Ok(BrokerAddr { host: host.trim_start_matches('[').trim_end_matches(']').to_string(), port, tls })
     }
 }
 
@@ -393,11 +405,22 @@ impl Config {
                 bad(key, e.detail());
             }
         }
-        if let Err(e) = BrokerAddr::parse(&self.mqtt.broker) {
-            bad("mqtt.broker", &e);
-        }
-        if let Some(Err(e)) = self.uplink.broker.as_deref().map(BrokerAddr::parse) {
-            bad("uplink.broker", &e);
+        for (at, url, tls) in [
+            ("mqtt", Some(&self.mqtt.broker), &self.mqtt.tls),
+            ("uplink", self.uplink.broker.as_ref(), &self.uplink.tls),
+        ] {
+            match (url.map(|u| BrokerAddr::parse(u)), tls) {
+                (Some(Err(e)), _) => bad(&format!("{at}.broker"), &e),
+                (Some(Ok(a)), None) if a.tls => {
+                    bad(&format!("{at}.tls"), "an mqtts:// broker needs [tls] with ca = FILE")
+                }
+                (Some(Ok(a)), Some(_)) if !a.tls => bad(&format!("{at}.tls"), "is set, but the broker is mqtt://"),
+                (None, Some(_)) => bad("uplink.tls", "is set, but uplink.broker is not"),
+                _ => {}
+            }
+            for (key, what) in tls.iter().flat_map(|t| t.problems(&format!("{at}.tls"))) {
+                bad(&key, &what);
+            }
         }
         if self.uplink.republish_s == 0 {
             bad("uplink.republish_s", "must be at least 1");
@@ -478,11 +501,25 @@ impl Config {
         if let Some(p) = &mut self.vault.dir {
             abs(p);
         }
+        for tls in [self.mqtt.tls.as_mut(), self.uplink.tls.as_mut()].into_iter().flatten() {
+            tls.resolve(base);
+        }
+    }
+
+    /// The checked TLS settings of the control broker and of the uplink (each `None` for `mqtt://`);
+    /// the uplink shares the control broker's when it has no broker of its own.
+    pub fn tls(&self) -> Result<(Option<crate::tls::Tls>, Option<crate::tls::Tls>), IfError> {
+        let control = self.mqtt.tls.as_ref().map(|t| t.load("mqtt.tls")).transpose()?;
+        let uplink = match &self.uplink.broker {
+            Some(_) => self.uplink.tls.as_ref().map(|t| t.load("uplink.tls")).transpose()?,
+            None => control.clone(),
+        };
+        Ok((control, uplink))
     }
 
     /// The broker address (checked by [`Config::parse`]).
     pub fn broker(&self) -> BrokerAddr {
-        BrokerAddr::parse(&self.mqtt.broker).unwrap_or(BrokerAddr { host: String::new(), port: 0 })
+        BrokerAddr::parse(&self.mqtt.broker).unwrap_or(BrokerAddr { host: String::new(), port: 0, tls: false })
     }
 
     /// The broker anchors go to.
@@ -560,7 +597,7 @@ broker = "mqtt://127.0.0.1:1883"
         assert_eq!(c.admission.replay_window, 64);
         assert_eq!(c.mqtt.backoff_s, vec![1, 2, 5, 10, 30]);
         assert_eq!(c.client_id(), "if-edge-studio-a-edge-1");
-        assert_eq!(c.broker(), BrokerAddr { host: "127.0.0.1".into(), port: 1883 });
+        assert_eq!(c.broker(), BrokerAddr { host: "127.0.0.1".into(), port: 1883, tls: false });
         assert_eq!(c.origin(), "local/if-edge/studio-a.edge-1");
     }
 
@@ -633,5 +670,27 @@ broker = "mqtt://127.0.0.1:1883"
         assert!(BrokerAddr::parse("mqtt://host:0").is_err());
         assert!(BrokerAddr::parse("mqtt://:99").is_err());
         assert!(BrokerAddr::parse("mqtt://h:99999").is_err());
+        let tls = BrokerAddr::parse("mqtts://fleet.example").expect("ok");
+        assert_eq!((tls.port, tls.tls), (8883, true));
+        assert!(BrokerAddr::parse("tcp://h:1883").is_err());
+    }
+
+    #[test]
+    fn tls_goes_with_mqtts_and_a_client_cert_with_its_key() {
+        let with = |extra: &str| format!("{GOOD}{extra}");
+        let e = err(&with("[uplink]\nbroker = \"mqtts://fleet:8883\"\n"));
+        assert!(e.contains("uplink.tls: an mqtts:// broker needs [tls] with ca = FILE"), "{e}");
+        let e = err(&with("[mqtt.tls]\nca = \"ca.pem\"\n"));
+        assert!(e.contains("mqtt.tls: is set, but the broker is mqtt://"), "{e}");
+        let e = err(&with("[uplink]\nbroker = \"mqtts://f\"\n[uplink.tls]\nca = \"ca.pem\"\ncert = \"c.pem\"\n"));
+        assert!(e.contains("uplink.tls.key: a client certificate needs its key"), "{e}");
+        let e = err(&with("[uplink.tls]\nca = \"ca.pem\"\n"));
+        assert!(e.contains("uplink.tls: is set, but uplink.broker is not"), "{e}");
+        let ok = with(
+            "[uplink]\nbroker = \"mqtts://f\"\n[uplink.tls]\nca = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"c.key\"\n",
+        );
+        let c = Config::parse(Path::new("edge.toml"), &ok).expect("parses");
+        assert!(c.uplink_broker().tls);
+        assert_eq!(c.uplink.tls.and_then(|t| t.key), Some(PathBuf::from("c.key")));
     }
 }

@@ -25,6 +25,8 @@ pub struct InitRequest {
     pub agent: String,
     /// The site's signed trust root, if there is one yet.
     pub trust_root: Option<PathBuf>,
+    /// TLS files for an `mqtts://` broker (stored as absolute paths).
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 /// What `init` wrote.
@@ -59,6 +61,7 @@ pub fn init(req: &InitRequest) -> Result<Written, IfError> {
         },
         mqtt: MqttSection {
             broker: req.broker.clone(),
+            tls: req.tls.clone().map(absolute).transpose()?,
             client_id: None,
             keep_alive_s: 10,
             session_expiry_s: 86_400,
@@ -83,7 +86,8 @@ pub fn init(req: &InitRequest) -> Result<Written, IfError> {
     };
     let text = toml::to_string(&config).map_err(|e| invalid(format_args!("config does not serialize: {e}")))?;
     // Check everything before writing anything.
-    Config::parse(&config_path, &text)?;
+    let checked = Config::parse(&config_path, &text)?;
+    checked.tls()?;
     let root_text = match &req.trust_root {
         Some(file) => {
             let text = crate::policy::file::read(file)?;
@@ -109,6 +113,13 @@ pub fn init(req: &InitRequest) -> Result<Written, IfError> {
         &format!("# IF edge agent {}/{}; see README for every key.\n{text}", req.site, req.agent),
     )?;
     Ok(Written { config: config_path, key: paths.secret, public: paths.public, trust_root: copied })
+}
+
+/// The TLS files with paths made absolute from the current directory, where they were named.
+fn absolute(mut files: crate::tls::TlsFiles) -> Result<crate::tls::TlsFiles, IfError> {
+    let here = std::env::current_dir().map_err(|e| invalid(format_args!("current directory: {e}")))?;
+    files.resolve(&here);
+    Ok(files)
 }
 
 fn write_file(path: &Path, text: &str) -> Result<(), IfError> {

@@ -68,8 +68,8 @@ fn decode32(path: &Path, text: &str, what: &str) -> Result<[u8; 32], IfError> {
         .ok_or_else(|| config_err(path, &format!("not a {what} (one line of base64, 32 bytes)")))
 }
 
-/// Reads a secret key; refuses files that group or others can read.
-pub fn read_secret(path: &Path) -> Result<SigningKey, IfError> {
+/// Refuses a secret file that group or others can read, as `ssh` does.
+pub fn check_private(path: &Path) -> Result<(), IfError> {
     let meta = fs::metadata(path).map_err(|e| config_err(path, &format!("cannot read: {e}")))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
@@ -78,6 +78,12 @@ pub fn read_secret(path: &Path) -> Result<SigningKey, IfError> {
             &format!("secret key is readable by group or others (mode {mode:03o}); chmod 600 it"),
         ));
     }
+    Ok(())
+}
+
+/// Reads a secret key; refuses files that group or others can read.
+pub fn read_secret(path: &Path) -> Result<SigningKey, IfError> {
+    check_private(path)?;
     let text = read_line(path)?;
     Ok(SigningKey::from_bytes(&decode32(path, &text, "secret key")?))
 }

@@ -27,6 +27,7 @@ pub mod policy;
 pub mod redact;
 pub mod rejections;
 pub mod reply;
+pub mod tls;
 pub mod vault;
 pub mod witness;
 

@@ -30,9 +30,18 @@ enum Command {
         /// Directory to write (created if missing).
         #[arg(long)]
         dir: PathBuf,
-        /// The control broker, mqtt://HOST:PORT.
+        /// The control broker, mqtt://HOST:PORT or mqtts://HOST:PORT (with --tls-ca).
         #[arg(long)]
         broker: String,
+        /// The CA certificate (PEM) of an mqtts:// broker.
+        #[arg(long, value_name = "FILE")]
+        tls_ca: Option<PathBuf>,
+        /// This agent's client certificate (PEM), for a broker that requires one.
+        #[arg(long, value_name = "FILE", requires_all = ["tls_ca", "tls_key"])]
+        tls_cert: Option<PathBuf>,
+        /// The client certificate's key (PEM, mode 0600).
+        #[arg(long, value_name = "FILE", requires_all = ["tls_ca", "tls_cert"])]
+        tls_key: Option<PathBuf>,
         /// Site name.
         #[arg(long)]
         site: String,
@@ -67,7 +76,10 @@ fn main() -> ExitCode {
             eprintln!("usage: if-edge <init|check-config|run|version>; see if-edge --help");
             return ExitCode::from(2);
         }
-        Some(Command::Init { dir, broker, site, agent, trust_root }) => run_init(dir, broker, site, agent, trust_root),
+        Some(Command::Init { dir, broker, site, agent, trust_root, tls_ca, tls_cert, tls_key }) => {
+            let tls = tls_ca.map(|ca| if_edge::tls::TlsFiles { ca, cert: tls_cert, key: tls_key });
+            run_init(InitRequest { dir, broker, site, agent, trust_root, tls })
+        }
         Some(Command::CheckConfig { file }) => return check_config(&file),
         Some(Command::Run { config }) => run(config),
     };
@@ -90,7 +102,12 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             return status;
         }
     };
-    match Config::problems(file, &text) {
+    // The TLS files are read too: a missing CA or a key others can read is a config problem.
+    let checked = Config::problems(file, &text).and_then(|c| match Config::load(file).and_then(|l| l.config.tls()) {
+        Ok(_) => Ok(c),
+        Err(e) => Err(if_edge::config::Problems { file: file.to_path_buf(), list: vec![e.detail().to_string()] }),
+    });
+    match checked {
         Ok(c) => {
             println!(
                 "{}: ok (agent {}/{}, broker {}, trust root {}, {} allowed manifest(s), witness {})",
@@ -119,14 +136,8 @@ fn version() -> Result<(), IfError> {
     Ok(())
 }
 
-fn run_init(
-    dir: PathBuf,
-    broker: String,
-    site: String,
-    agent: String,
-    trust_root: Option<PathBuf>,
-) -> Result<(), IfError> {
-    let written = init(&InitRequest { dir, broker, site, agent, trust_root })?;
+fn run_init(req: InitRequest) -> Result<(), IfError> {
+    let written = init(&req)?;
     println!("wrote {} (agent config)", written.config.display());
     println!("wrote {} (agent identity key, mode 0600)", written.key.display());
     println!("wrote {} (agent public key: checkpoints verify against it)", written.public.display());

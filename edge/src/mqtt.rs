@@ -17,6 +17,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::capability::Health;
 use crate::config::Config;
+use crate::tls::Tls;
+use if_protocol::IfError;
 
 /// Largest MQTT packet the agent accepts; the broker drops bigger ones instead of sending them.
 pub const MAX_PACKET: u32 = 64 * 1024;
@@ -81,10 +83,10 @@ pub fn stale_offline(payload: &[u8], health: &Health) -> bool {
     v["state"] == "offline" && (v["boot"].as_u64().unwrap_or(0), v["session"].as_u64().unwrap_or(0)) != current
 }
 
-/// Connection options: persistent session, manual acks, receive maximum, Will `offline` of session 1.
-pub fn options(config: &Config, topics: &Topics, health: &Health) -> MqttOptions {
-    let broker = config.broker();
-    let mut o = MqttOptions::new(config.client_id(), broker.host, broker.port);
+/// Connection options: persistent session, manual acks, receive maximum, Will `offline` of session 1, and
+/// TLS for an `mqtts://` broker.
+pub fn options(config: &Config, topics: &Topics, health: &Health, tls: Option<&Tls>) -> Result<MqttOptions, IfError> {
+    let mut o = crate::tls::client_options(config.client_id(), &config.broker(), tls)?;
     // Replies are small and latency matters more than packet count: no Nagle delay.
     let mut net = rumqttc::NetworkOptions::new();
     net.set_tcp_nodelay(true);
@@ -99,7 +101,7 @@ pub fn options(config: &Config, topics: &Topics, health: &Health) -> MqttOptions
         .set_max_packet_size(Some(MAX_PACKET))
         .set_connection_timeout(5)
         .set_last_will(will(topics, health, 1));
-    o
+    Ok(o)
 }
 
 /// The delay before reconnect attempt `attempt` (from 0): the schedule's entry, jittered by +-20%.

@@ -2,7 +2,9 @@
 //!
 //! Mosquitto's defaults drop QoS 1 messages under a flood (`max_queued_messages 1000`,
 //! `max_inflight_messages 20`); the suites raise both on purpose. Persistence is on, so a restarted
-//! broker keeps the agent's session and its queued commands.
+//! broker keeps the agent's session and its queued commands. Started as root (as CI runs), Mosquitto
+//! would switch to its own user and could no longer read the test's private directory (its persistence
+//! file, and the certificates of a TLS listener): `user root` keeps it as it was started.
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -17,6 +19,8 @@ pub const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 pub struct Broker {
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// A TLS listener that requires a client certificate of the CA: (port, CA, server identity).
+    tls: Option<(u16, PathBuf, crate::pki::Identity)>,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -25,9 +29,25 @@ impl Broker {
     /// Starts a broker on a free port.
     pub fn start() -> Broker {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut b = Broker { port: crate::free_port(), dir, child: None };
+        let mut b = Broker { port: crate::free_port(), tls: None, dir, child: None };
         b.restart();
         b
+    }
+
+    /// Starts a broker with a plain listener and a TLS one that serves `pki`'s server certificate and
+    /// accepts only clients with a certificate `pki` signed.
+    pub fn start_tls(pki: &crate::pki::Pki) -> Broker {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tls = Some((crate::free_port(), pki.ca.clone(), pki.server.clone()));
+        let mut b = Broker { port: crate::free_port(), tls, dir, child: None };
+        b.restart();
+        b
+    }
+
+    /// `mqtts://127.0.0.1:PORT` of the TLS listener.
+    pub fn tls_url(&self) -> String {
+        let port = self.tls.as_ref().map_or(0, |t| t.0);
+        format!("mqtts://127.0.0.1:{port}")
     }
 
     /// `mqtt://127.0.0.1:PORT`.
@@ -38,13 +58,22 @@ impl Broker {
     fn config(&self) -> PathBuf {
         let path = self.dir.path().join("mosquitto.conf");
         let text = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\n\
+            "user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\n\
              autosave_interval 1\nmax_queued_messages 100000\nmax_inflight_messages 1000\nmax_packet_size 131072\nset_tcp_nodelay true\n\
              log_dest file {dir}/mosquitto.log\n",
             port = self.port,
             dir = self.dir.path().display()
         );
-        std::fs::write(&path, text).expect("write mosquitto.conf");
+        let tls = match &self.tls {
+            Some((port, ca, server)) => format!(
+                "listener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+                ca.display(),
+                server.cert.display(),
+                server.key.display()
+            ),
+            None => String::new(),
+        };
+        std::fs::write(&path, text + &tls).expect("write mosquitto.conf");
         path
     }
 
@@ -60,8 +89,11 @@ impl Broker {
             .spawn()
             .expect("start mosquitto");
         self.child = Some(child);
-        let up = crate::wait_for(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", self.port)).ok());
-        assert!(up.is_some(), "mosquitto did not start on port {}", self.port);
+        let ports = [Some(self.port), self.tls.as_ref().map(|t| t.0)];
+        for port in ports.into_iter().flatten() {
+            let up = crate::wait_for(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).ok());
+            assert!(up.is_some(), "mosquitto did not start on port {port}");
+        }
     }
 
     /// Stops it with SIGTERM (it saves its sessions) and waits for it to exit.

@@ -11,15 +11,22 @@ use crate::broker::Broker;
 pub struct Collector {
     dir: tempfile::TempDir,
     url: String,
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
 impl Collector {
     /// Starts it against `broker`.
     pub fn start(broker: &Broker) -> Collector {
+        Collector::start_at(&broker.url(), &[])
+    }
+
+    /// Starts it against the broker at `url`, with more arguments (e.g. `--tls-ca FILE`).
+    pub fn start_at(url: &str, extra: &[&str]) -> Collector {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("keys")).expect("keys dir");
-        let mut c = Collector { dir, url: broker.url(), child: None };
+        let extra = extra.iter().map(|a| a.to_string()).collect();
+        let mut c = Collector { dir, url: url.to_string(), extra, child: None };
         c.launch();
         c
     }
@@ -37,6 +44,7 @@ impl Collector {
             .arg(self.dir.path().join("collector.redb"))
             .arg("--archive")
             .arg(self.archive())
+            .args(&self.extra)
             .stdout(out)
             .stderr(err)
             .spawn()

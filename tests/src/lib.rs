@@ -10,6 +10,7 @@ pub mod bench;
 pub mod broker;
 pub mod collector;
 pub mod device;
+pub mod pki;
 pub mod probe;
 pub mod sim;
 pub mod talent;

@@ -16,7 +16,7 @@ use crate::message::{self, Target};
 
 /// The agent's capabilities from its retained status: id, version, driver, actions, breaker.
 pub async fn list(target: &Target, wait: Duration, json: bool) -> Result<(), IfError> {
-    let known = crate::status::collect(&target.broker, &target.site, wait).await?;
+    let known = crate::status::collect(&target.broker, target.tls.as_ref(), &target.site, wait).await?;
     let name = format!("{}/{}", target.site, target.agent);
     let status = known.get(&name).ok_or_else(|| {
         IfError::format(ErrorCode::SystemError, format_args!("no status from {name} on {}", target.broker))

@@ -123,6 +123,7 @@ async fn story(dir: &Path, keep_running: bool, out: Narrator) -> Result<(), IfEr
             site: SITE.into(),
             agent: AGENT.into(),
             timeout: Duration::from_secs(10),
+            tls: None,
         },
         vmix: Device::new(dir, "vmix"),
         hub: Device::new(dir, "videohub"),
@@ -242,6 +243,7 @@ fn set_up(site: &Site, url: &str, endpoints: &[String; 3]) -> Result<PathBuf, If
         site: SITE.into(),
         agent: AGENT.into(),
         trust_root: Some(root),
+        tls: None,
     })?;
     let manifests = [
         (

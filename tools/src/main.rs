@@ -6,6 +6,7 @@
 mod broker;
 mod capability;
 mod collector;
+mod connect;
 mod demo;
 mod message;
 mod policy;
@@ -42,6 +43,15 @@ struct Cli {
     /// message send); `pre-commit`: how `falsify --task` checks a cue list (its default).
     #[arg(long, global = true, value_enum)]
     mode: Option<Mode>,
+    /// The CA certificate (PEM) of an mqtts:// broker (or tls_ca in ifctl.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// A client certificate (PEM) for a broker that requires one (or tls_cert in ifctl.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The client certificate's key (PEM, mode 0600; or tls_key in ifctl.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -254,6 +264,7 @@ impl AgentAddr {
             site: settings::pick(self.site.as_ref(), s.site.as_ref(), "site")?,
             agent: settings::pick(self.agent.as_ref(), s.agent.as_ref(), "agent")?,
             timeout: Duration::from_secs(timeout_s),
+            tls: s.tls()?,
         })
     }
 }
@@ -551,7 +562,17 @@ enum WitnessCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = settings::Settings::load(cli.config.as_deref()).and_then(|s| run(&cli, &s));
+    let result = settings::Settings::load(cli.config.as_deref()).and_then(|mut s| {
+        // A flag wins over the file.
+        for (flag, file) in
+            [(&cli.tls_ca, &mut s.tls_ca), (&cli.tls_cert, &mut s.tls_cert), (&cli.tls_key, &mut s.tls_key)]
+        {
+            if flag.is_some() {
+                file.clone_from(flag);
+            }
+        }
+        run(&cli, &s)
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -585,7 +606,9 @@ fn run(cli: &Cli, settings: &settings::Settings) -> Result<(), IfError> {
         Command::Demo { dir, keep_running } => {
             demo::run(&demo::Options { dir: dir.clone(), keep_running: *keep_running, json: cli.json })
         }
-        Command::Status { broker, site, wait_ms } => status_cmd(broker, site, *wait_ms, cli.json),
+        Command::Status { broker, site, wait_ms } => {
+            status_cmd(broker, settings.tls()?.as_ref(), site, *wait_ms, cli.json)
+        }
         Command::Broker { port } => broker::start(*port).map(|addr| {
             if cli.json {
                 println!("{}", serde_json::json!({ "broker": format!("mqtt://{addr}") }));
@@ -791,12 +814,18 @@ fn print_reply(reply: &if_edge::reply::Reply) -> Result<(), IfError> {
     }
 }
 
-fn status_cmd(broker: &str, site: &str, wait_ms: u64, json: bool) -> Result<(), IfError> {
+fn status_cmd(
+    broker: &str,
+    tls: Option<&if_edge::tls::Tls>,
+    site: &str,
+    wait_ms: u64,
+    json: bool,
+) -> Result<(), IfError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| IfError::format(ErrorCode::SystemError, format_args!("runtime: {e}")))?;
-    let known = runtime.block_on(status::collect(broker, site, Duration::from_millis(wait_ms)))?;
+    let known = runtime.block_on(status::collect(broker, tls, site, Duration::from_millis(wait_ms)))?;
     status::print(&known, json);
     Ok(())
 }
@@ -832,6 +861,7 @@ fn witness_cmd(command: &WitnessCommand, settings: &settings::Settings, json: bo
         WitnessCommand::VerifyAnchors { broker, keys, store, archive, follow, wait_ms } => {
             let opts = collector::Options {
                 broker: broker.clone(),
+                tls: settings.tls()?,
                 keys: keys.clone(),
                 store: store.clone(),
                 archive: archive.clone(),

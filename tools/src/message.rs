@@ -9,14 +9,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use if_edge::config::BrokerAddr;
 use if_edge::mqtt::Topics;
 use if_edge::reply::Reply;
 use if_protocol::envelope::{ArgValue, Args, EnvelopeBody, Hazards, Nonce, ProtocolVersion};
 use if_protocol::{ErrorCode, IfError, frame, json};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
-use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use rumqttc::v5::{AsyncClient, Event};
 use uuid::Uuid;
 
 /// Where to send and how long to wait.
@@ -30,6 +29,8 @@ pub struct Target {
     pub agent: String,
     /// How long to wait for the reply.
     pub timeout: Duration,
+    /// TLS for an `mqtts://` broker.
+    pub tls: Option<if_edge::tls::Tls>,
 }
 
 /// What to sign.
@@ -146,13 +147,10 @@ pub async fn send(target: &Target, frame: Vec<u8>) -> Result<Reply, IfError> {
 
 /// Publishes `payload` on `topic` with a response topic under `reply/{who}` and waits for the answer.
 pub async fn request(target: &Target, topic: &str, who: &str, payload: Vec<u8>) -> Result<Reply, IfError> {
-    let broker = BrokerAddr::parse(&target.broker)
-        .map_err(|e| IfError::format(ErrorCode::ConfigInvalid, format_args!("--broker: {e}")))?;
     let call = Uuid::new_v4();
     let topics = Topics::new(&target.site, &target.agent);
     let reply_topic = format!("{}/{call}", topics.reply_for(who));
-    let mut opts = MqttOptions::new(format!("ifctl-{call}"), broker.host, broker.port);
-    opts.set_keep_alive(Duration::from_secs(10)).set_max_packet_size(Some(if_edge::mqtt::MAX_PACKET));
+    let mut opts = crate::connect::options(&target.broker, format!("ifctl-{call}"), target.tls.as_ref())?;
     let mut net = rumqttc::NetworkOptions::new();
     net.set_tcp_nodelay(true);
     opts.set_network_options(net);

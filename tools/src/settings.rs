@@ -7,6 +7,7 @@
 //! agent = "edge-1"
 //! key = "keys/desk.key"      # relative to the file
 //! sender = "desk"
+//! tls_ca = "certs/ca.pem"    # for an mqtts:// broker; tls_cert and tls_key for a client certificate
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -28,6 +29,12 @@ pub struct Settings {
     pub key: Option<PathBuf>,
     /// The talent's name.
     pub sender: Option<String>,
+    /// The CA certificate of an `mqtts://` broker.
+    pub tls_ca: Option<PathBuf>,
+    /// A client certificate, for a broker that requires one.
+    pub tls_cert: Option<PathBuf>,
+    /// The client certificate's key.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Settings {
@@ -45,10 +52,24 @@ impl Settings {
         };
         let text = std::fs::read_to_string(&path).map_err(|e| bad(&e))?;
         let mut s: Settings = toml::from_str(&text).map_err(|e| bad(&e.message().trim()))?;
-        if let (Some(k), Some(dir)) = (&s.key, path.parent()) {
-            s.key = Some(dir.join(k));
+        if let Some(dir) = path.parent() {
+            for p in [&mut s.key, &mut s.tls_ca, &mut s.tls_cert, &mut s.tls_key].into_iter().flatten() {
+                *p = dir.join(&*p);
+            }
         }
         Ok(s)
+    }
+
+    /// The TLS settings for an `mqtts://` broker, checked (`None` when no CA is given).
+    pub fn tls(&self) -> Result<Option<if_edge::tls::Tls>, IfError> {
+        let Some(ca) = &self.tls_ca else {
+            if self.tls_cert.is_some() || self.tls_key.is_some() {
+                return Err(IfError::with(ErrorCode::ConfigInvalid, "--tls-cert and --tls-key need --tls-ca"));
+            }
+            return Ok(None);
+        };
+        let files = if_edge::tls::TlsFiles { ca: ca.clone(), cert: self.tls_cert.clone(), key: self.tls_key.clone() };
+        files.load("tls").map(Some)
     }
 }
 

@@ -8,11 +8,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use if_edge::config::BrokerAddr;
 use if_protocol::{ErrorCode, IfError};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Packet;
-use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use rumqttc::v5::{AsyncClient, Event};
 use serde_json::Value;
 
 /// The session a status belongs to; later sessions compare greater.
@@ -36,13 +35,16 @@ pub fn fold(known: &mut BTreeMap<String, Value>, agent: &str, status: Value) {
 }
 
 /// Collects the retained statuses (and any that arrive within `wait`) for `site` (`+`: every site).
-pub async fn collect(broker: &str, site: &str, wait: Duration) -> Result<BTreeMap<String, Value>, IfError> {
-    let addr = BrokerAddr::parse(broker)
-        .map_err(|e| IfError::format(ErrorCode::ConfigInvalid, format_args!("--broker: {e}")))?;
+pub async fn collect(
+    broker: &str,
+    tls: Option<&if_edge::tls::Tls>,
+    site: &str,
+    wait: Duration,
+) -> Result<BTreeMap<String, Value>, IfError> {
     let unreachable =
         |e: &dyn std::fmt::Display| IfError::format(ErrorCode::SystemError, format_args!("broker {broker}: {e}"));
     let id = format!("ifctl-status-{}", uuid::Uuid::new_v4());
-    let (client, mut events) = AsyncClient::new(MqttOptions::new(id, addr.host, addr.port), 256);
+    let (client, mut events) = AsyncClient::new(crate::connect::options(broker, id, tls)?, 256);
     let filter = format!("if/v1/{site}/+/status");
     let mut known = BTreeMap::new();
     let mut connected = false;

@@ -15,7 +15,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Packet;
-use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use rumqttc::v5::{AsyncClient, Event};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -39,6 +39,8 @@ pub struct Uplink {
     pub republish: Duration,
     /// Reconnect delays.
     pub backoff: Vec<Duration>,
+    /// TLS for an `mqtts://` broker.
+    pub tls: Option<crate::tls::Tls>,
 }
 
 enum Input {
@@ -49,7 +51,15 @@ enum Input {
 
 /// Runs until `stop` changes; then offers what is pending once more, if connected, and returns.
 pub async fn run(up: Uplink, witness: Witness, health: Arc<Health>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut options = MqttOptions::new(up.client_id.clone(), up.broker.host.clone(), up.broker.port);
+    let mut options = match crate::tls::client_options(up.client_id.clone(), &up.broker, up.tls.as_ref()) {
+        Ok(o) => o,
+        Err(e) => {
+            // Checked with the config before the agent starts; an uplink that cannot be set up
+            // leaves the anchors queued in the witness file.
+            tracing::error!(code = %e.code(), "uplink: {}", e.detail());
+            return;
+        }
+    };
     options.set_keep_alive(Duration::from_secs(10)).set_clean_start(true).set_connection_timeout(5);
     let (client, eventloop) = AsyncClient::new(options, 64);
     let (tx, mut inputs) = mpsc::unbounded_channel();
@@ -160,7 +170,12 @@ async fn drive(
                     return;
                 }
                 let delay = crate::mqtt::backoff_delay(&backoff, attempt);
-                tracing::debug!(error = %e, retry_in_ms = delay.as_millis() as u64, "uplink down");
+                // Said once per outage (a refused handshake included), then quietly retried.
+                if attempt == 0 {
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "uplink down; anchors wait");
+                } else {
+                    tracing::debug!(error = %e, retry_in_ms = delay.as_millis() as u64, "uplink down");
+                }
                 attempt += 1;
                 tokio::time::sleep(delay).await;
                 None

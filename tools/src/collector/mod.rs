@@ -18,20 +18,21 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use if_edge::anchor::{Ack, Anchor};
-use if_edge::config::BrokerAddr;
 use if_protocol::{ErrorCode, IfError};
 use object_store::{ObjectStore, ObjectStoreExt as _};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Packet;
-use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use rumqttc::v5::{AsyncClient, Event};
 
 use judge::Verdict;
 
 /// What to verify and where to keep it.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// `mqtt://HOST:PORT`.
+    /// `mqtt://HOST:PORT` or `mqtts://HOST:PORT`.
     pub broker: String,
+    /// TLS for an `mqtts://` broker.
+    pub tls: Option<if_edge::tls::Tls>,
     /// Directory of `{site}.{agent}.pub` files.
     pub keys: PathBuf,
     /// The collector's redb file.
@@ -67,11 +68,8 @@ fn archive(spec: &str) -> Result<Box<dyn ObjectStore>, IfError> {
 pub async fn run(opts: Options) -> Result<(), IfError> {
     let store = store::Store::open(&opts.store)?;
     let archive = opts.archive.as_deref().map(archive).transpose()?;
-    let addr = BrokerAddr::parse(&opts.broker)
-        .map_err(|e| IfError::format(ErrorCode::ConfigInvalid, format_args!("--broker: {e}")))?;
     let id = format!("ifctl-collector-{}", uuid::Uuid::new_v4());
-    let mut mqtt = MqttOptions::new(id, addr.host, addr.port);
-    mqtt.set_keep_alive(Duration::from_secs(10)).set_max_packet_size(Some(if_edge::mqtt::MAX_PACKET));
+    let mqtt = crate::connect::options(&opts.broker, id, opts.tls.as_ref())?;
     let (client, mut events) = AsyncClient::new(mqtt, 256);
     let mut evidence = 0usize;
     let mut quiet_until = tokio::time::Instant::now() + opts.wait;
