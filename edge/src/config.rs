@@ -506,6 +506,16 @@ impl Config {
         }
     }
 
+    /// Every problem of the TLS files (missing, not PEM, a key others can read), one line each; paths
+    /// must be resolved. The agent stops at the first, through [`Config::tls`].
+    pub fn tls_problems(&self) -> Vec<String> {
+        [("mqtt.tls", &self.mqtt.tls), ("uplink.tls", &self.uplink.tls)]
+            .into_iter()
+            .filter_map(|(at, files)| files.as_ref()?.load(at).err())
+            .map(|e| e.detail().to_string())
+            .collect()
+    }
+
     /// The checked TLS settings of the control broker and of the uplink (each `None` for `mqtt://`);
     /// the uplink shares the control broker's when it has no broker of its own.
     pub fn tls(&self) -> Result<(Option<crate::tls::Tls>, Option<crate::tls::Tls>), IfError> {
@@ -673,6 +683,23 @@ broker = "mqtt://127.0.0.1:1883"
         let tls = BrokerAddr::parse("mqtts://fleet.example").expect("ok");
         assert_eq!((tls.port, tls.tls), (8883, true));
         assert!(BrokerAddr::parse("tcp://h:1883").is_err());
+    }
+
+    #[test]
+    fn every_tls_file_problem_is_listed_with_its_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("edge.toml");
+        let text = GOOD.replace("mqtt://127.0.0.1:1883", "mqtts://127.0.0.1:8883")
+            + "[mqtt.tls]\nca = \"missing-ca.pem\"\n[uplink]\nbroker = \"mqtts://fleet\"\n[uplink.tls]\nca = \"ca.pem\"\n";
+        std::fs::write(&file, text).expect("write");
+        std::fs::write(dir.path().join("ca.pem"), "no certificate here\n").expect("write");
+        let problems = Config::load(&file).expect("the rules pass").config.tls_problems();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("mqtt.tls.ca (") && problems[0].contains("cannot read"), "{problems:?}");
+        assert!(
+            problems[1].starts_with("uplink.tls.ca (") && problems[1].contains("no PEM certificate"),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -103,9 +103,9 @@ fn check_config(file: &std::path::Path) -> ExitCode {
         }
     };
     // The TLS files are read too: a missing CA or a key others can read is a config problem.
-    let checked = Config::problems(file, &text).and_then(|c| match Config::load(file).and_then(|l| l.config.tls()) {
-        Ok(_) => Ok(c),
-        Err(e) => Err(if_edge::config::Problems { file: file.to_path_buf(), list: vec![e.detail().to_string()] }),
+    let checked = Config::problems(file, &text).and_then(|c| {
+        let list = Config::load(file).map_or_else(|e| vec![e.detail().to_string()], |l| l.config.tls_problems());
+        if list.is_empty() { Ok(c) } else { Err(if_edge::config::Problems { file: file.to_path_buf(), list }) }
     });
     match checked {
         Ok(c) => {

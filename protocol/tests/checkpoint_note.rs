@@ -113,3 +113,17 @@ fn checkpoint_text_rules() {
         assert!(Checkpoint::parse_text(&bad).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn parse_note_reads_the_checkpoint_of_a_signed_note_or_of_bare_text_without_checking_signatures() {
+    let note = sign_checkpoint(&checkpoint(), "studio-a-edge-1", &key()).expect("sign");
+    assert_eq!(Checkpoint::parse_note(&note).expect("signed note"), checkpoint());
+    let bare = checkpoint().to_text().expect("text");
+    assert_eq!(Checkpoint::parse_note(&bare).expect("bare text"), checkpoint());
+    let forged = note.replace("\n1234\n", "\n1235\n");
+    assert_eq!(Checkpoint::parse_note(&forged).expect("unchecked").size, 1235, "signatures are not its job");
+    assert_eq!(
+        Checkpoint::parse_note("example.org/x\nnot a size\n\nsig").expect_err("bad").code(),
+        ErrorCode::InvalidProof
+    );
+}

@@ -101,7 +101,6 @@ pub fn checkpoint(db: &Path) -> Result<String, IfError> {
 
 /// A checkpoint note as JSON: what its body says, and the note verbatim.
 pub fn checkpoint_json(note: &str) -> Result<serde_json::Value, IfError> {
-    let body = note.split_once("\n\n").map_or(note, |(body, _)| body);
-    let cp = if_protocol::witness::checkpoint::Checkpoint::parse_text(&format!("{body}\n"))?;
+    let cp = if_protocol::witness::checkpoint::Checkpoint::parse_note(note)?;
     Ok(serde_json::json!({ "origin": cp.origin.as_str(), "size": cp.size, "root": B64.encode(cp.root), "note": note }))
 }

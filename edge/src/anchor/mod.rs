@@ -53,8 +53,7 @@ pub struct Ack {
 impl Anchor {
     /// The checkpoint inside the note (signature not checked here).
     pub fn checkpoint(&self) -> Result<Checkpoint, IfError> {
-        let body = self.note.split("\n\n").next().unwrap_or("");
-        Checkpoint::parse_text(&format!("{body}\n"))
+        Checkpoint::parse_note(&self.note)
     }
 
     /// The proof's hashes.

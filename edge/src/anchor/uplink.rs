@@ -87,16 +87,13 @@ pub async fn run(up: Uplink, witness: Witness, health: Arc<Health>, mut stop: to
             },
             _ = tick.tick() => {}
         }
-        // Read from a snapshot on a blocking thread, beside the writer: a round never holds up a commit.
-        let Ok(reader) = witness.with_store(|s| s.reader()).await else { continue };
         let (agent, round) = (up.agent.clone(), connected);
-        let read = tokio::task::spawn_blocking(move || {
-            let log = reader.snapshot()?;
-            let (acked, waiting) = super::backlog(&log)?;
-            let pending = if round && waiting > 0 { super::pending(&log, &agent)?.1 } else { Vec::new() };
-            Ok::<_, if_protocol::IfError>((acked, waiting, pending))
+        let read = witness.read(move |log| {
+            let (acked, waiting) = super::backlog(log)?;
+            let pending = if round && waiting > 0 { super::pending(log, &agent)?.1 } else { Vec::new() };
+            Ok((acked, waiting, pending))
         });
-        let Ok(Ok((acked, waiting, pending))) = read.await else { continue };
+        let Ok((acked, waiting, pending)) = read.await else { continue };
         health.anchored.fetch_max(acked, Ordering::Relaxed);
         health.anchors_pending.store(waiting, Ordering::Relaxed);
         if !connected || waiting == 0 {

@@ -173,9 +173,9 @@ mod tests {
         let mut tree = CompactTree::new();
         let mut stored = Stored { leaves: Vec::new(), nodes: Default::default(), lookups: Cell::new(0) };
         for leaf in &all {
-            tree.push_nodes(*leaf, |n| {
+            for n in tree.push_nodes(*leaf) {
                 stored.nodes.insert((n.last, n.level), n.hash);
-            });
+            }
             stored.leaves.push(*leaf);
         }
         for (m, n) in [(1u64, 2u64), (3, 7), (8, 9), (500, 1000), (1000, 1024), (1023, 1100), (1, 1100)] {

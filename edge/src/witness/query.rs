@@ -48,11 +48,7 @@ impl Capability for WitnessQuery {
     fn execute<'a>(&'a self, body: &'a EnvelopeBody) -> OutcomeFuture<'a> {
         Box::pin(async move {
             let wanted = trace(body)?;
-            // From a snapshot on a blocking thread, beside the writer: a query never holds up a commit.
-            let reader = self.witness.with_store(|store| store.reader()).await?;
-            let found = tokio::task::spawn_blocking(move || reader.snapshot()?.trace(wanted, MAX_RECORDS))
-                .await
-                .map_err(|e| IfError::format(ErrorCode::SystemError, format_args!("witness query: {e}")))??;
+            let found = self.witness.read(move |log| log.trace(wanted, MAX_RECORDS)).await?;
             let records: Vec<serde_json::Value> = found.records.iter().map(|(r, _)| r.to_json()).collect();
             let more = found.older;
             Ok(serde_json::json!({ "trace": wanted, "records": records, "older_not_shown": more }))

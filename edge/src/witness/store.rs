@@ -14,9 +14,9 @@
 //! in the current period, written with the RECEIVED record that charged it), `anchored` (the largest
 //! checkpoint the upstream acknowledged: the checkpoints after it are the anchors still to upload),
 //! `nodes` ((last leaf, level) -> root of every perfect subtree of 16 leaves or more, written with the
-//! record that completes it, so a proof reads `O(log n)` hashes and rehashes at most a few leaves) and `traces` ((trace token, index) of
-//! every record with a trace). A log written before `nodes` and `traces` existed gets both when it is next opened
-//! for writing, in one transaction.
+//! record that completes it, so a proof reads `O(log n)` hashes and rehashes at most a few leaves) and
+//! `traces` ((trace token, index) of every record with a trace). A log written before `nodes` and
+//! `traces` existed gets both when it is next opened for writing, in one transaction.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,7 +26,7 @@ use ed25519_dalek::SigningKey;
 use if_protocol::replay::ReplayWindow;
 use if_protocol::witness::Hash;
 use if_protocol::witness::checkpoint::{Checkpoint, sign_checkpoint};
-use if_protocol::witness::merkle::{CompactTree, Node};
+use if_protocol::witness::merkle::CompactTree;
 use if_protocol::{ErrorCode, IfError};
 use redb::{
     Database, ReadableDatabase as _, ReadableTable, ReadableTableMetadata as _, TableDefinition, TableHandle as _,
@@ -544,12 +544,7 @@ impl<'t> Index<'t> {
 
     /// Pushes `record`'s leaf hash onto `tree`, storing every subtree root it completes and its trace.
     fn add(&mut self, tree: &mut CompactTree, record: &Record, leaf: Hash) -> Result<(), IfError> {
-        let mut completed: heapless::Vec<Node, 64> = heapless::Vec::new();
-        tree.push_nodes(leaf, |n| {
-            // At most one node per level, and there are 64 levels.
-            let _ = completed.push(n);
-        });
-        for n in completed.iter().filter(|n| n.level >= STORED_LEVEL) {
+        for n in tree.push_nodes(leaf).iter().filter(|n| n.level >= STORED_LEVEL) {
             self.nodes.insert((n.last, n.level), n.hash).map_err(|e| unavailable("write", e))?;
         }
         if let Some(trace) = record.entry.trace {
@@ -566,8 +561,9 @@ fn index_existing(txn: &WriteTransaction) -> Result<(), IfError> {
     let mut tree = CompactTree::new();
     let count = records.len().map_err(|e| unavailable("read", e))?;
     for row in records.iter().map_err(|e| unavailable("read", e))? {
-        let (_, v) = row.map_err(|e| unavailable("read", e))?;
-        let record = Record::from_leaf(v.value())?;
+        let (k, v) = row.map_err(|e| unavailable("read", e))?;
+        let record =
+            Record::from_leaf(v.value()).map_err(|e| corrupt(format_args!("record {}: {}", k.value(), e.detail())))?;
         index.add(&mut tree, &record, Record::leaf_hash(v.value()))?;
     }
     if count > 0 {

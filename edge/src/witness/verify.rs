@@ -68,11 +68,7 @@ pub fn verify(store: &mut Store, key: Option<&VerifyingKey>, origin: Option<&str
             return Err(fault("does not link to the previous record's hash"));
         }
         prev = Record::leaf_hash(leaf);
-        let mut completed: heapless::Vec<Node, 64> = heapless::Vec::new();
-        // At most one node per level of a u64-sized tree.
-        tree.push_nodes(prev, |n| {
-            let _ = completed.push(n);
-        });
+        let completed = tree.push_nodes(prev);
         check_index(&log, &record, &completed).map_err(fault)?;
         *kinds.entry(record.kind.name()).or_insert(0) += 1;
         if record.kind == Kind::Boot {
@@ -99,7 +95,7 @@ pub fn verify(store: &mut Store, key: Option<&VerifyingKey>, origin: Option<&str
         };
         let cp = match key {
             Some(k) => open_note(note, k, origin),
-            None => if_protocol::witness::checkpoint::Checkpoint::parse_text(note_body(note)),
+            None => if_protocol::witness::checkpoint::Checkpoint::parse_note(note),
         }
         .map_err(|e| Fault { index: *cp_size, error: e })?;
         if cp.size != *cp_size || &cp.root != root {
@@ -139,14 +135,9 @@ fn open_note(
     key: VerifyingKey,
     origin: Option<&str>,
 ) -> Result<if_protocol::witness::checkpoint::Checkpoint, IfError> {
-    let body = if_protocol::witness::checkpoint::Checkpoint::parse_text(note_body(note))?;
+    let body = if_protocol::witness::checkpoint::Checkpoint::parse_note(note)?;
     let origin = origin.unwrap_or(&body.origin);
     NoteVerifier::new(origin, key)?.open_checkpoint(note, origin)
-}
-
-/// The text part of a signed note (up to the blank line).
-fn note_body(note: &str) -> &str {
-    note.split_once("\n\n").map_or(note, |(body, _)| &note[..body.len() + 1])
 }
 
 fn key_in(detail: &str) -> Option<VerifyingKey> {

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use if_protocol::{ErrorCode, IfError};
 use tokio::sync::{mpsc, oneshot};
 
+use super::reader::Snapshot;
 use super::store::{Append, CheckpointSigner, Store};
 
 /// Where a request's indices (or the commit error) go.
@@ -106,6 +107,19 @@ impl Witness {
         });
         self.tx.send(Request::Use(job)).await.map_err(|_| gone())?;
         wait.await.map_err(|_| gone())?
+    }
+
+    /// Runs `f` on a snapshot of the log, taken after every append queued before this call, on a
+    /// blocking thread beside the writer: a long read (anchor proofs, a witness query) never holds up
+    /// a commit.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Snapshot) -> Result<T, IfError> + Send + 'static,
+    ) -> Result<T, IfError> {
+        let reader = self.with_store(|store| store.reader()).await?;
+        tokio::task::spawn_blocking(move || f(&reader.snapshot()?))
+            .await
+            .map_err(|e| IfError::format(ErrorCode::SystemError, format_args!("witness read: {e}")))?
     }
 
     /// The writer's counters.

@@ -66,6 +66,13 @@ impl Checkpoint {
         Ok(out)
     }
 
+    /// The checkpoint a signed note carries, its signatures not checked: to show a note, or to learn its
+    /// origin before checking it with [`NoteVerifier::open_checkpoint`].
+    pub fn parse_note(note: &str) -> Result<Checkpoint> {
+        let text = note.split_once("\n\n").map_or(note, |(body, _)| &note[..body.len() + 1]);
+        Checkpoint::parse_text(text)
+    }
+
     /// Parses note text; extension lines after the head are allowed and ignored.
     pub fn parse_text(text: &str) -> Result<Checkpoint> {
         let Some(body) = text.strip_suffix('\n') else { return Err(bad("checkpoint text must end with a newline")) };

@@ -85,14 +85,15 @@ impl CompactTree {
 
     /// Appends a leaf given its leaf hash.
     pub fn push(&mut self, leaf: Hash) {
-        self.push_nodes(leaf, |_| {});
+        self.push_nodes(leaf);
     }
 
-    /// Appends a leaf and hands `completed` every interior node the leaf completes, lowest first: the
-    /// roots of the perfect subtrees that end at this leaf (on average one per leaf). Storing them lets a
-    /// log answer proofs from `O(log n)` nodes instead of rehashing its leaves.
-    pub fn push_nodes(&mut self, leaf: Hash, mut completed: impl FnMut(Node)) {
+    /// Appends a leaf and returns every interior node the leaf completes, lowest first: the roots of the
+    /// perfect subtrees that end at this leaf (on average one per leaf). Storing them lets a log answer
+    /// proofs from `O(log n)` nodes instead of rehashing its leaves.
+    pub fn push_nodes(&mut self, leaf: Hash) -> heapless::Vec<Node, 64> {
         let last = self.size;
+        let mut completed = heapless::Vec::new();
         let mut carry = leaf;
         // Each trailing one bit of the old size is a peak of the same height to merge with.
         let merges = self.size.trailing_ones();
@@ -101,11 +102,13 @@ impl CompactTree {
                 Some(left) => carry = node_hash(&left, &carry),
                 None => break,
             }
-            completed(Node { last, level: level as u8, hash: carry });
+            // One node per level, and a u64 size has at most 64 levels.
+            let _ = completed.push(Node { last, level: level as u8, hash: carry });
         }
         // At most 64 peaks exist for any u64 size and one was just freed or the size has fewer set bits.
         let _ = self.peaks.push(carry);
         self.size += 1;
+        completed
     }
 
     /// The tree head (RFC 6962 MTH).
@@ -162,7 +165,7 @@ mod tests {
         let mut tree = CompactTree::new();
         let mut nodes = Vec::new();
         for leaf in &leaves {
-            tree.push_nodes(*leaf, |n| nodes.push(n));
+            nodes.extend(tree.push_nodes(*leaf));
         }
         // A tree of n leaves has n - 1 interior nodes once every subtree is perfect; for 200 leaves
         // the unfinished right edge (200 = 128 + 64 + 8) leaves 2 peaks' merges to come.
