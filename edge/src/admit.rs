@@ -204,6 +204,7 @@ mod tests {
         EnvelopeBody {
             version: ProtocolVersion::CURRENT,
             id: Uuid::from_u128(u128::from(seq)),
+            audience: if_protocol::envelope::Audience::Fleet,
             sender: "desk".try_into().expect("fits"),
             seq,
             nonce: Nonce([nonce; 16]),

@@ -24,6 +24,7 @@ use rumqttc::v5::mqttbytes::v5::{Publish, PublishProperties};
 use tokio::sync::{mpsc, watch};
 
 use crate::admit::{Admission, Limits};
+use crate::attest::Signer;
 use crate::budget::Budgets;
 use crate::capability::{Capability, Health, Ping, Registry};
 use crate::clock::Clock;
@@ -76,6 +77,7 @@ struct Done {
 #[derive(Debug, Clone)]
 struct Ctx {
     client: AsyncClient,
+    signer: Signer,
     topics: Topics,
     witness: Witness,
     health: Arc<Health>,
@@ -110,12 +112,13 @@ impl Ctx {
 
     /// Publishes the retained `online` status as it is now.
     async fn publish_status(&self) {
-        let status = online_status(&self.health, &self.state);
+        let status = self.signer.publication(&self.topics.status, online_status(&self.health, &self.state));
         let _ = self.client.publish(self.topics.status.clone(), QoS::AtLeastOnce, true, status).await;
     }
 
     async fn dead_letter(&self, letter: DeadLetter) {
-        let r = self.client.publish(self.topics.dlq.clone(), QoS::AtLeastOnce, false, letter.to_bytes()).await;
+        let bytes = self.signer.publication(&self.topics.dlq, letter.to_bytes());
+        let r = self.client.publish(self.topics.dlq.clone(), QoS::AtLeastOnce, false, bytes).await;
         if r.is_err() {
             tracing::warn!("dead letter could not be queued");
         }
@@ -147,6 +150,7 @@ fn valid_topic(t: &str) -> bool {
 pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>) -> Result<(), IfError> {
     let config = &loaded.config;
     let key = crate::keyfile::read_secret(&config.agent.key)?;
+    let signer = Signer::new(key.clone());
     let (control_tls, uplink_tls) = config.tls()?;
     let origin = config.origin();
     let mut store = open_store(&config.witness.path, config.witness.cache_mb)?;
@@ -162,7 +166,9 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
         env!("CARGO_PKG_VERSION"),
         B64.encode(key.verifying_key().as_bytes())
     );
-    let interrupted = store.boot(clock.now_ms(), &boot_detail)?;
+    let interrupted = store.boot(clock.now_ms(), &boot_detail, |index, p| {
+        signer.reply(&p.digest, Reply::interrupted(&p.entry, index).to_bytes())
+    })?;
     let mut policy = crate::policy::load::at_start(&mut store, &config.trust, clock.now_ms())?;
     let limits = Limits {
         width: config.admission.replay_window,
@@ -172,13 +178,15 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     let admission = Admission::new(limits, store.replay_windows()?, store.replies()?);
     let witness_budgets = store.budgets()?;
     let agent_name = format!("{}/{}", config.agent.site, config.agent.name);
-    let health = Arc::new(Health::new(agent_name.clone(), store.boot_counter(), store.size()));
+    let mut health = Health::new(agent_name.clone(), store.boot_counter(), store.size());
+    health.status_interval_s = config.mqtt.status_interval_s;
+    let health = Arc::new(health);
     let (anchored, waiting) = crate::anchor::backlog(&store.snapshot()?)?;
     health.anchored.store(anchored, Ordering::Relaxed);
     health.anchors_pending.store(waiting, Ordering::Relaxed);
     tracing::info!(agent = %agent_name, log_size = store.size(), interrupted = interrupted.len(), "witness log ready");
-    let signer = CheckpointSigner { key, origin, every: config.witness.checkpoint_every };
-    let witness = Witness::spawn(store, Some(signer), 4096)?;
+    let checkpointing = CheckpointSigner { key, origin, every: config.witness.checkpoint_every };
+    let witness = Witness::spawn(store, Some(checkpointing), 4096)?;
     let clock = Arc::new(Mutex::new(clock));
 
     let mut registry = Registry::default();
@@ -207,15 +215,23 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     registry.add(Arc::new(PolicyCommands::new(policy.clone(), witness.clone(), clock.clone())) as Arc<dyn Capability>);
     let budgets = Budgets::new(config.budget_limits(), witness_budgets);
     let state = Arc::new(Mutex::new(State {
-        ingress: Ingress { admission, registry, policy, budgets },
+        ingress: Ingress {
+            me: (config.agent.site.clone(), config.agent.name.clone()),
+            admission,
+            registry,
+            policy,
+            budgets,
+        },
         waiting: HashMap::new(),
         lanes,
     }));
 
     let topics = Topics::new(&config.agent.site, &config.agent.name);
-    let (client, eventloop) = AsyncClient::new(mqtt::options(config, &topics, &health, control_tls.as_ref())?, 1024);
+    let (client, eventloop) =
+        AsyncClient::new(mqtt::options(config, &topics, &health, &signer, control_tls.as_ref())?, 1024);
     let ctx = Ctx {
         client: client.clone(),
+        signer: signer.clone(),
         topics: topics.clone(),
         witness: witness.clone(),
         health: health.clone(),
@@ -228,9 +244,20 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     };
     let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
     let (connected_tx, _connected) = watch::channel(false);
-    let (birth_health, birth_state) = (health.clone(), state.clone());
-    let birth = move || online_status(&birth_health, &birth_state);
-    let link = mqtt::Link { client, topics, health: health.clone(), birth, schedule: config.backoff() };
+    let (birth_health, birth_state, birth_signer, birth_topic) =
+        (health.clone(), state.clone(), signer.clone(), topics.status.clone());
+    let birth: mqtt::Birth =
+        Arc::new(move || birth_signer.publication(&birth_topic, online_status(&birth_health, &birth_state)));
+    let (conflicts_tx, conflicts_rx) = mpsc::unbounded_channel();
+    let link = mqtt::Link {
+        client,
+        topics,
+        health: health.clone(),
+        signer: signer.clone(),
+        birth,
+        schedule: config.backoff(),
+        conflicts: conflicts_tx,
+    };
     let driver = tokio::spawn(mqtt::drive(eventloop, link, inbound_tx, connected_tx));
     tell_interrupted(&ctx, interrupted);
     let (done_tx, done_rx) = mpsc::unbounded_channel();
@@ -239,6 +266,7 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     let pushes = tokio::spawn(policy_loop(ctx.clone(), policy_rx));
     let breakers = tokio::spawn(breaker_loop(ctx.clone(), breaker_rx));
     let tallies = tokio::spawn(tally_loop(ctx.clone(), tally_rx));
+    let conflicts = tokio::spawn(conflict_loop(ctx.clone(), conflicts_rx));
     let ticker = tokio::spawn(checkpoints(
         witness.clone(),
         Duration::from_secs(u64::from(config.witness.checkpoint_interval_s)),
@@ -271,6 +299,7 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     pushes.abort();
     breakers.abort();
     tallies.abort();
+    conflicts.abort();
     let _ = tokio::time::timeout(Duration::from_secs(3), completion).await;
     let _ = tokio::time::timeout(Duration::from_secs(3), witness.checkpoint()).await;
     // The last checkpoint goes upstream too, if the uplink is there to take it.
@@ -278,7 +307,7 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     let _ = tokio::time::timeout(Duration::from_secs(2), uplink).await;
     let session = ctx.health.session.load(Ordering::Relaxed);
     let who = serde_json::json!({ "agent": ctx.health.agent, "boot": ctx.health.boot, "session": session });
-    let offline = mqtt::status_payload("offline", who);
+    let offline = ctx.signer.publication(&ctx.topics.status, mqtt::status_payload("offline", who));
     let _ = ctx.client.publish(ctx.topics.status.clone(), QoS::AtLeastOnce, true, offline).await;
     let _ = ctx.client.disconnect().await;
     let _ = tokio::time::timeout(Duration::from_secs(2), driver).await;
@@ -331,6 +360,7 @@ async fn status_updates(ctx: Ctx, every: Duration) {
 /// The retained `online` status: health, policy and budgets.
 fn online_status(health: &Health, state: &Mutex<State>) -> Vec<u8> {
     let mut extra = health.snapshot();
+    extra["interval_s"] = health.status_interval_s.into();
     let state = lock(state);
     extra["policy"] = lock(&state.ingress.policy).status();
     extra["budgets"] = state.ingress.budgets.status(Clock::system_ms() / 1000);
@@ -373,7 +403,8 @@ async fn policy_loop(ctx: Ctx, mut pushed: mpsc::UnboundedReceiver<Publish>) {
             }
         };
         if let Some(route) = route {
-            ctx.publish(&route, reply.to_bytes()).await;
+            let request = if_protocol::frame::digest(&p.payload);
+            ctx.publish(&route, ctx.signer.reply(&request, reply.to_bytes())).await;
         }
         ctx.publish_status().await;
     }
@@ -416,8 +447,26 @@ async fn tally_loop(ctx: Ctx, mut changes: mpsc::UnboundedReceiver<Tally>) {
             "program": program,
             "preview": preview,
         });
-        let bytes = serde_json::to_vec(&payload).unwrap_or_default();
+        let bytes = ctx.signer.publication(&ctx.topics.tally, serde_json::to_vec(&payload).unwrap_or_default());
         let _ = ctx.client.publish(ctx.topics.tally.clone(), QoS::AtLeastOnce, true, bytes).await;
+    }
+}
+
+/// Another process with this agent's identity: a SECURITY record, and the status (which now shows it).
+async fn conflict_loop(ctx: Ctx, mut found: mpsc::UnboundedReceiver<crate::identity::Conflict>) {
+    while let Some(c) = found.recv().await {
+        let entry = Entry {
+            wall_ms: ctx.now_ms(),
+            action: "identity.conflict".into(),
+            code: Some(ErrorCode::IdentityConflict.number()),
+            detail: format!("{}; other instance {}", c.how, c.other.as_deref().unwrap_or("unknown")),
+            count: 1,
+            ..Entry::default()
+        };
+        if let Err(e) = ctx.witness.append(vec![Append::record(Kind::Security, entry)]).await {
+            tracing::warn!(error = %e, "an identity conflict could not be witnessed");
+        }
+        ctx.publish_status().await;
     }
 }
 
@@ -567,7 +616,9 @@ async fn refuse(ctx: &Ctx, p: &Publish, r: &Refused) {
         None => (None, None, None),
     };
     if let Some(route) = ctx.route(p, sender) {
-        ctx.publish(&route, Reply::error(&r.error, id, sender, seq).to_bytes()).await;
+        // Bound to the frame it answers, or to the payload when there was no frame.
+        let request = r.digest.unwrap_or_else(|| if_protocol::frame::digest(&p.payload));
+        ctx.publish(&route, ctx.signer.reply(&request, Reply::error(&r.error, id, sender, seq).to_bytes())).await;
     }
     ctx.dead_letter(DeadLetter::new(&r.error, id, sender, &p.payload)).await;
     tracing::debug!(error = %r.error, "refused");
@@ -664,7 +715,8 @@ async fn complete(ctx: Ctx, mut done: mpsc::UnboundedReceiver<Done>) {
         while let Ok(d) = done.try_recv() {
             group.push(d);
         }
-        let replies: Vec<Vec<u8>> = group.iter().map(|d| reply_for(d).to_bytes()).collect();
+        let replies: Vec<Vec<u8>> =
+            group.iter().map(|d| ctx.signer.reply(&d.digest, reply_for(d).to_bytes())).collect();
         let keep: Vec<u64> = {
             let state = lock(&ctx.state);
             group.iter().map(|d| state.ingress.admission.keep_from(&d.body.sender)).collect()

@@ -72,6 +72,12 @@ pub struct Health {
     pub agent: String,
     /// The boot counter.
     pub boot: u32,
+    /// Seconds between periodic status messages: a reader takes an `online` older than a few of these as
+    /// stale (a replayed old status, or an agent gone without its Will).
+    pub status_interval_s: u32,
+    /// A random number of this process, so two processes with one identity (a copied config) are told
+    /// apart on the status topic.
+    pub instance: u64,
     started: Instant,
     /// Records in the witness log.
     pub log_size: AtomicU64,
@@ -85,6 +91,8 @@ pub struct Health {
     pub anchored: AtomicU64,
     /// Checkpoints signed but not yet acknowledged upstream.
     pub anchors_pending: AtomicU64,
+    /// Another process using this identity, once noticed (shown on every status from then on).
+    conflict: std::sync::Mutex<Option<serde_json::Value>>,
 }
 
 impl Health {
@@ -93,6 +101,8 @@ impl Health {
         Health {
             agent,
             boot,
+            instance: rand::random(),
+            status_interval_s: 30,
             started: Instant::now(),
             log_size: AtomicU64::new(log_size),
             executed: AtomicU64::new(0),
@@ -100,7 +110,19 @@ impl Health {
             session: AtomicU64::new(1),
             anchored: AtomicU64::new(0),
             anchors_pending: AtomicU64::new(0),
+            conflict: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Records a conflict over this agent's identity for the status topic.
+    pub fn set_conflict(&self, c: &crate::identity::Conflict) {
+        let v = serde_json::json!({
+            "code": if_protocol::ErrorCode::IdentityConflict,
+            "how": c.how,
+            "other_instance": c.other,
+            "since_ms": crate::clock::Clock::system_ms(),
+        });
+        *self.conflict.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(v);
     }
 
     /// A JSON snapshot.
@@ -110,6 +132,8 @@ impl Health {
             "version": env!("CARGO_PKG_VERSION"),
             "boot": self.boot,
             "session": self.session.load(Ordering::Relaxed),
+            "instance": format!("{:016x}", self.instance),
+            "at_ms": crate::clock::Clock::system_ms(),
             "uptime_s": self.started.elapsed().as_secs(),
             "log_size": self.log_size.load(Ordering::Relaxed),
             "executed": self.executed.load(Ordering::Relaxed),
@@ -118,6 +142,7 @@ impl Health {
                 "acked": self.anchored.load(Ordering::Relaxed),
                 "pending": self.anchors_pending.load(Ordering::Relaxed),
             },
+            "conflict": self.conflict.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone(),
         })
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! A burst of payloads goes through the first half of the life of a command: size cap and layout,
 //! signature (one batch equation for the burst, one-by-one only when it fails), canonical decoding, the
-//! binding of key to sender, admission, and authorization. The result is a [`Decision`] per payload, in
+//! audience (an envelope for another agent stops here, before it touches any state), the binding of key
+//! to sender, admission, and authorization. The result is a [`Decision`] per payload, in
 //! order. Writing the RECEIVED records, acknowledging and executing happen in the agent, which undoes the
 //! admission of the accepted ones if the witness cannot be written.
 //!
@@ -81,6 +82,8 @@ pub struct Accepted {
 /// The state ingress decides with.
 #[derive(Debug)]
 pub struct Ingress {
+    /// This agent's site and name: the audience an envelope must include.
+    pub me: (String, String),
     /// Replay and duplicate state.
     pub admission: Admission,
     /// Offered capabilities.
@@ -167,6 +170,16 @@ impl Ingress {
             Err(e) => return reject(e, Some(frame)),
         };
         let digest = frame::digest(frame);
+        if !body.audience.includes(&self.me.0, &self.me.1) {
+            let e = IfError::format(
+                ErrorCode::WrongAudience,
+                format_args!(
+                    "addressed to {}, not to {}/{}: refused before anything else",
+                    body.audience, self.me.0, self.me.1
+                ),
+            );
+            return Decision::Reject(Box::new(Refused { error: e, body: Some(body), digest: Some(digest) }));
+        }
         if body.sender.as_str() != talent {
             let e = if self.policy().knows(&body.sender) {
                 IfError::format(

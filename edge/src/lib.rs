@@ -12,12 +12,14 @@
 pub mod admit;
 pub mod agent;
 pub mod anchor;
+pub mod attest;
 pub mod budget;
 pub mod capability;
 pub mod clock;
 pub mod config;
 pub mod drivers;
 pub mod falsify;
+pub mod identity;
 pub mod ingress;
 pub mod init;
 pub mod keyfile;

@@ -15,6 +15,7 @@ use rumqttc::v5::mqttbytes::v5::{LastWill, Packet, Publish};
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use tokio::sync::{mpsc, watch};
 
+use crate::attest::Signer;
 use crate::capability::Health;
 use crate::config::Config;
 use crate::tls::Tls;
@@ -68,24 +69,28 @@ pub fn status_payload(state: &str, extra: serde_json::Value) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap_or_default()
 }
 
-/// The Will of MQTT session `session` of this boot: `offline`, retained, naming the session it ends, so
-/// a Will the broker sends late (after a newer session's birth) is told apart and ignored.
-pub fn will(topics: &Topics, health: &Health, session: u64) -> LastWill {
-    let who = serde_json::json!({ "agent": health.agent, "boot": health.boot, "session": session });
-    LastWill::new(topics.status.clone(), status_payload("offline", who), QoS::AtLeastOnce, true, None)
-}
-
-/// Whether a status message is an `offline` that does not end this session: a late Will of an earlier
-/// session, or of an earlier boot, which must not stand as the retained status.
-pub fn stale_offline(payload: &[u8], health: &Health) -> bool {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) else { return false };
-    let current = (u64::from(health.boot), health.session.load(std::sync::atomic::Ordering::Relaxed));
-    v["state"] == "offline" && (v["boot"].as_u64().unwrap_or(0), v["session"].as_u64().unwrap_or(0)) != current
+/// The Will of MQTT session `session` of this boot: `offline`, retained, signed, naming the session it
+/// ends, so a Will the broker sends late (after a newer session's birth) is told apart and ignored.
+pub fn will(topics: &Topics, health: &Health, signer: &Signer, session: u64) -> LastWill {
+    let who = serde_json::json!({
+        "agent": health.agent,
+        "boot": health.boot,
+        "session": session,
+        "instance": format!("{:016x}", health.instance),
+    });
+    let payload = signer.publication(&topics.status, status_payload("offline", who));
+    LastWill::new(topics.status.clone(), payload, QoS::AtLeastOnce, true, None)
 }
 
 /// Connection options: persistent session, manual acks, receive maximum, Will `offline` of session 1, and
 /// TLS for an `mqtts://` broker.
-pub fn options(config: &Config, topics: &Topics, health: &Health, tls: Option<&Tls>) -> Result<MqttOptions, IfError> {
+pub fn options(
+    config: &Config,
+    topics: &Topics,
+    health: &Health,
+    signer: &Signer,
+    tls: Option<&Tls>,
+) -> Result<MqttOptions, IfError> {
     let mut o = crate::tls::client_options(config.client_id(), &config.broker(), tls)?;
     // Replies are small and latency matters more than packet count: no Nagle delay.
     let mut net = rumqttc::NetworkOptions::new();
@@ -100,7 +105,7 @@ pub fn options(config: &Config, topics: &Topics, health: &Health, tls: Option<&T
         .set_outgoing_inflight_upper_limit(config.mqtt.outgoing_inflight)
         .set_max_packet_size(Some(MAX_PACKET))
         .set_connection_timeout(5)
-        .set_last_will(will(topics, health, 1));
+        .set_last_will(will(topics, health, signer, 1));
     Ok(o)
 }
 
@@ -110,35 +115,68 @@ pub fn backoff_delay(schedule: &[Duration], attempt: usize) -> Duration {
     base.mul_f64(rand::random_range(0.8..1.2))
 }
 
+/// The birth message: the retained, signed `online` status as it is now.
+pub type Birth = Arc<dyn Fn() -> Vec<u8> + Send + Sync>;
+
 /// What the connection driver needs besides the event loop.
-#[derive(Debug)]
-pub struct Link<B> {
+pub struct Link {
     /// The client the event loop serves.
     pub client: AsyncClient,
     /// The agent's topics.
     pub topics: Topics,
     /// Boot and session, for the Will and the birth.
     pub health: Arc<Health>,
-    /// The birth (the retained `online` status).
-    pub birth: B,
+    /// Signs the Will; checks that a status is the agent's own.
+    pub signer: Signer,
+    /// The birth.
+    pub birth: Birth,
     /// Reconnect delays.
     pub schedule: Vec<Duration>,
+    /// Where a conflict over this agent's identity is reported (to be witnessed).
+    pub conflicts: mpsc::UnboundedSender<crate::identity::Conflict>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link").field("topics", &self.topics).finish_non_exhaustive()
+    }
+}
+
+/// Publishes the birth whenever asked, at most once a second, however often it is asked.
+fn births(client: AsyncClient, topic: String, birth: Birth) -> Arc<tokio::sync::Notify> {
+    let asked = Arc::new(tokio::sync::Notify::new());
+    let wait = asked.clone();
+    tokio::spawn(async move {
+        loop {
+            wait.notified().await;
+            if client.publish(topic.clone(), QoS::AtLeastOnce, true, birth()).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    asked
 }
 
 /// Drives the event loop until `inbound` is closed. Sends `true` on `connected` after each session
 /// is set up and `false` when the connection drops. Each new connection is a new session of this boot
-/// (`health.session`), with its own Will. The agent listens to its own status topic: a late Will of an
-/// earlier session that overwrote the retained status is answered with the birth again.
-pub async fn drive<B: Fn() -> Vec<u8>>(
+/// (`health.session`), with its own Will. The agent watches its own status topic and its session (see
+/// [`crate::identity`]): a status it did not sign, or a late Will, is answered with the birth again; a
+/// second process with its identity is reported, and the agent then waits the longest reconnect delay.
+pub async fn drive(
     mut eventloop: EventLoop,
-    link: Link<B>,
+    link: Link,
     inbound: mpsc::UnboundedSender<Publish>,
     connected: watch::Sender<bool>,
 ) {
-    let Link { client, topics, health, birth, schedule } = link;
+    let Link { client, topics, health, signer, birth, schedule, conflicts } = link;
+    let rebirth = births(client.clone(), topics.status.clone(), birth.clone());
+    let mut identity = crate::identity::Watch::new(format!("{:016x}", health.instance));
     let mut attempt = 0usize;
     loop {
-        match eventloop.poll().await {
+        let event = eventloop.poll().await;
+        let now_ms = crate::clock::Clock::system_ms();
+        let action = match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 attempt = 0;
                 tracing::info!(session_present = ack.session_present, "connected to the broker");
@@ -155,12 +193,18 @@ pub async fn drive<B: Fn() -> Vec<u8>>(
                     }
                 });
                 let _ = connected.send(true);
+                crate::identity::Action::None
             }
             Ok(Event::Incoming(Packet::Publish(p))) if p.topic.as_ref() == topics.status.as_bytes() => {
-                if stale_offline(&p.payload, &health) {
-                    tracing::info!("a late Will of an earlier session replaced the status: born again");
-                    let (client, topic, birth) = (client.clone(), topics.status.clone(), birth());
-                    tokio::spawn(async move { client.publish(topic, QoS::AtLeastOnce, true, birth).await });
+                if identity.should_check(now_ms) {
+                    let own = signer
+                        .own_publication(&topics.status, &p.payload)
+                        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o).ok());
+                    let seen = own.as_ref().map_or(crate::identity::Seen::NotOwn, crate::identity::Seen::Own);
+                    let current = (u64::from(health.boot), health.session.load(std::sync::atomic::Ordering::Relaxed));
+                    identity.status(seen, current)
+                } else {
+                    crate::identity::Action::Rebirth("a flood on the status topic")
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -168,21 +212,65 @@ pub async fn drive<B: Fn() -> Vec<u8>>(
                 if ours && inbound.send(p).is_err() {
                     return;
                 }
+                crate::identity::Action::None
             }
-            Ok(_) => {}
+            Ok(_) => crate::identity::Action::None,
             Err(e) => {
                 let _ = connected.send(false);
                 if inbound.is_closed() {
                     return;
                 }
+                let taken = matches!(
+                    &e,
+                    rumqttc::v5::ConnectionError::MqttState(rumqttc::v5::StateError::ServerDisconnect {
+                        reason_code: rumqttc::v5::mqttbytes::v5::DisconnectReasonCode::SessionTakenOver,
+                        ..
+                    })
+                );
+                let action = if taken {
+                    tracing::warn!("the broker gave this agent's MQTT session to another client");
+                    identity.taken_over(now_ms)
+                } else {
+                    crate::identity::Action::None
+                };
+                report(&action, &health, &conflicts);
                 let session = health.session.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                eventloop.options.set_last_will(will(&topics, &health, session));
-                let delay = backoff_delay(&schedule, attempt);
+                eventloop.options.set_last_will(will(&topics, &health, &signer, session));
+                // While another process holds this identity, take the session back only now and then.
+                let step = if identity.conflict.is_some() { usize::MAX } else { attempt };
+                let delay = backoff_delay(&schedule, step);
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "broker connection lost");
                 attempt += 1;
                 tokio::time::sleep(delay).await;
+                continue;
             }
+        };
+        match action {
+            crate::identity::Action::Rebirth(why) => {
+                tracing::debug!("{why}: the birth is published again");
+                rebirth.notify_one();
+            }
+            other => report(&other, &health, &conflicts),
         }
+    }
+}
+
+/// Says loudly that another process holds this identity: log, status, and the witness (by the agent).
+fn report(
+    action: &crate::identity::Action,
+    health: &Health,
+    conflicts: &mpsc::UnboundedSender<crate::identity::Conflict>,
+) {
+    if let crate::identity::Action::Conflict(c) = action {
+        tracing::error!(
+            code = %if_protocol::ErrorCode::IdentityConflict,
+            other = c.other.as_deref().unwrap_or("unknown"),
+            "another process is using this agent's identity ({}): is a copy of its configuration running \
+             elsewhere? This agent goes on, and reconnects only after the longest delay while it lasts",
+            c.how
+        );
+        health.set_conflict(c);
+        let _ = conflicts.send(c.clone());
     }
 }
 
@@ -196,20 +284,6 @@ mod tests {
         assert_eq!(t.cmd, "if/v1/studio-a/edge-1/cmd");
         assert_eq!(t.reply_for("desk"), "if/v1/studio-a/edge-1/reply/desk");
         assert_eq!(t.dlq, "if/v1/studio-a/edge-1/dlq");
-    }
-
-    #[test]
-    fn only_an_offline_of_another_session_is_stale() {
-        let h = Health::new("s/a".into(), 7, 0);
-        h.session.store(3, std::sync::atomic::Ordering::Relaxed);
-        let status = |state: &str, boot: u32, session: u64| {
-            status_payload(state, serde_json::json!({ "boot": boot, "session": session }))
-        };
-        assert!(stale_offline(&status("offline", 7, 2), &h), "an earlier session's Will");
-        assert!(stale_offline(&status("offline", 6, 9), &h), "an earlier boot's Will");
-        assert!(!stale_offline(&status("offline", 7, 3), &h), "this session's own offline");
-        assert!(!stale_offline(&status("online", 6, 1), &h));
-        assert!(!stale_offline(b"not json", &h));
     }
 
     #[test]

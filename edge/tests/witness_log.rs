@@ -46,7 +46,7 @@ fn appends_survive_reopen_and_verify() {
     let s = signer(3);
     {
         let mut store = Store::open(&path, 1 << 20).expect("open");
-        store.boot(1, "test").expect("boot");
+        store.boot(1, "test", interrupted_reply).expect("boot");
         let idx = store.append(&[received("desk", 1), received("desk", 2)], Some(&s)).expect("append");
         assert_eq!(idx, vec![1, 2]);
         assert_eq!(store.last_checkpoint_size(), 3, "a checkpoint is due after 3 records");
@@ -62,19 +62,23 @@ fn appends_survive_reopen_and_verify() {
     assert_eq!((fault.index, fault.error.code()), (3, ErrorCode::InvalidProof));
 }
 
+fn interrupted_reply(index: u64, p: &if_edge::witness::store::Pending) -> Vec<u8> {
+    if_edge::reply::Reply::interrupted(&p.entry, index).to_bytes()
+}
+
 #[test]
 fn boot_interrupts_open_received_records_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("w.redb");
     let mut store = Store::open(&path, 1 << 20).expect("open");
-    store.boot(1, "first").expect("boot");
+    store.boot(1, "first", interrupted_reply).expect("boot");
     store.append(&[received("desk", 1), received("desk", 2)], None).expect("append");
     let mut settle = Append::record(Kind::Executed, entry("desk", 1));
     settle.settles = Some(1);
     store.append(&[settle], None).expect("settle");
     drop(store);
     let mut store = Store::open(&path, 1 << 20).expect("reopen");
-    let interrupted = store.boot(2, "second").expect("boot");
+    let interrupted = store.boot(2, "second", interrupted_reply).expect("boot");
     assert_eq!(interrupted.len(), 1, "only seq 2 had no outcome");
     assert_eq!(interrupted[0].pending.seq, 2);
     assert_eq!(interrupted[0].pending.reply_topic.as_deref(), Some("r/t"), "the sender can still be told");
@@ -84,7 +88,7 @@ fn boot_interrupts_open_received_records_once() {
     let reply: serde_json::Value = serde_json::from_slice(&cached.reply).expect("json");
     assert_eq!(reply["error"]["code"], "IF_ERR_500");
     assert_eq!(cached.reply, interrupted[0].reply);
-    assert!(store.boot(3, "third").expect("boot").is_empty(), "never interrupted twice");
+    assert!(store.boot(3, "third", interrupted_reply).expect("boot").is_empty(), "never interrupted twice");
     let mut kinds = Vec::new();
     store
         .for_each_leaf(0, |_, leaf| {
@@ -104,7 +108,7 @@ fn a_tampered_record_is_found_by_index() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("w.redb");
     let mut store = Store::open(&path, 1 << 20).expect("open");
-    store.boot(1, "x").expect("boot");
+    store.boot(1, "x", interrupted_reply).expect("boot");
     for seq in 1..=5 {
         store.append(&[received("desk", seq)], None).expect("append");
     }

@@ -7,7 +7,7 @@ use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use ed25519_dalek::{Signer as _, SigningKey, Verifier as _};
-use if_protocol::envelope::{ArgValue, Args, EnvelopeBody, Hazards, Nonce, ProtocolVersion};
+use if_protocol::envelope::{ArgValue, Args, Audience, EnvelopeBody, Hazards, Nonce, ProtocolVersion};
 use if_protocol::frame::{self, SignedFrame};
 use if_protocol::witness::merkle;
 use if_protocol::{batch, keys};
@@ -19,6 +19,7 @@ fn body(seq: u64) -> EnvelopeBody {
     EnvelopeBody {
         version: ProtocolVersion::CURRENT,
         id: Uuid::from_bytes([7; 16]),
+        audience: Audience::agent("studio-a", "edge-1").unwrap_or(Audience::Fleet),
         sender: "desk-a".try_into().unwrap_or_default(),
         seq,
         nonce: Nonce([9; 16]),

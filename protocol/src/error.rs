@@ -67,6 +67,9 @@ error_codes! {
     Duplicate = 106, "DUPLICATE", false, "duplicate of an accepted message; the original reply is returned";
     FrameTooLarge = 107, "FRAME_TOO_LARGE", false, "frame exceeds the size cap";
     NonCanonical = 108, "NON_CANONICAL", false, "body bytes are not the canonical encoding";
+    WrongAudience = 109, "WRONG_AUDIENCE", false, "envelope is addressed to another agent";
+    SequenceAhead = 110, "SEQUENCE_AHEAD", false, "sequence number runs ahead of the clock bound";
+    ResponseTopicDenied = 111, "RESPONSE_TOPIC_DENIED", false, "response topic is outside the reply namespace";
     CapabilityNotAllowed = 201, "CAPABILITY_NOT_ALLOWED", false, "capability is not allowed";
     VersionNotAllowed = 202, "VERSION_NOT_ALLOWED", false, "capability version is not allowed";
     TalentNotFound = 203, "TALENT_NOT_FOUND", false, "talent is not known";
@@ -83,9 +86,10 @@ error_codes! {
     DeviceTimeout = 402, "DEVICE_TIMEOUT", true, "device did not answer in time";
     DeviceRejected = 403, "DEVICE_REJECTED", false, "device rejected the command";
     SystemError = 500, "SYSTEM_ERROR", true, "internal system error";
-    WitnessUnavailable = 501, "WITNESS_UNAVAILABLE", false, "witness log cannot be written; nothing was executed";
-    StorageFull = 502, "STORAGE_FULL", false, "storage is full";
+    WitnessUnavailable = 501, "WITNESS_UNAVAILABLE", true, "witness log cannot be written; nothing was executed";
+    StorageFull = 502, "STORAGE_FULL", true, "storage is full; nothing was executed";
     ConfigInvalid = 503, "CONFIG_INVALID", false, "configuration is invalid";
+    IdentityConflict = 504, "IDENTITY_CONFLICT", false, "another process is using this agent's identity";
 }
 
 impl ErrorCode {
@@ -327,7 +331,9 @@ mod tests {
                 "QUEUE_FULL",
                 "DEVICE_UNREACHABLE",
                 "DEVICE_TIMEOUT",
-                "SYSTEM_ERROR"
+                "SYSTEM_ERROR",
+                "WITNESS_UNAVAILABLE",
+                "STORAGE_FULL"
             ]
         );
     }

@@ -3,11 +3,11 @@
 //! ```text
 //! offset  size  field
 //!      0     4  magic "IFCN"
-//!      4     1  frame version 0x21 (IF.connect 2.1)
+//!      4     1  frame version 0x22 (IF.connect 2.2)
 //!      5     8  key id of the signing key (SHA-256(public key)[..8])
 //!     13     2  body length, big-endian
 //!     15     n  body: postcard encoding of EnvelopeBody
-//!   15+n    64  Ed25519 signature over "IF.connect/v2.1\0" || body
+//!   15+n    64  Ed25519 signature over "IF.connect/v2.2\0" || body
 //! ```
 //!
 //! Opening a frame goes in a fixed order, each step only on what the previous one proved:
@@ -17,6 +17,11 @@
 //!    (`NON_CANONICAL` if they differ), then [`EnvelopeBody::validate`].
 //!
 //! A body can only be decoded from a [`VerifiedFrame`], so unverified bytes never reach the decoder.
+//!
+//! Version 2.2 added the body's `audience`. A 2.1 frame (version byte 0x21) named no audience, so it
+//! could be replayed on any agent: it is refused at step 1, before its signature is looked at, with a
+//! detail that says to sign it again. Its signature domain was `IF.connect/v2.1`, so no 2.1 signature
+//! verifies as a 2.2 one either.
 
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
@@ -28,10 +33,12 @@ use crate::keys::{self, KEY_ID_LEN, KeyId};
 
 /// First four bytes of every frame.
 pub const MAGIC: [u8; 4] = *b"IFCN";
-/// Frame format version: IF.connect 2.1.
-pub const FRAME_VERSION: u8 = 0x21;
+/// Frame format version: IF.connect 2.2.
+pub const FRAME_VERSION: u8 = 0x22;
+/// The version byte of IF.connect 2.1 frames, which named no audience and are refused.
+pub const FRAME_VERSION_2_1: u8 = 0x21;
 /// The signature domain of envelopes.
-pub const ENVELOPE_DOMAIN: &[u8] = b"IF.connect/v2.1\0";
+pub const ENVELOPE_DOMAIN: &[u8] = b"IF.connect/v2.2\0";
 /// Bytes before the body.
 pub const HEADER_LEN: usize = 4 + 1 + KEY_ID_LEN + 2;
 /// Bytes after the body.
@@ -101,6 +108,12 @@ impl<'a> SignedFrame<'a> {
         }
         if frame[..4] != MAGIC {
             if_bail!(ErrorCode::InvalidEnvelope, "not an IF.connect frame (bad magic)");
+        }
+        if frame[4] == FRAME_VERSION_2_1 {
+            if_bail!(
+                ErrorCode::InvalidEnvelope,
+                "an IF.connect 2.1 frame names no audience and is no longer accepted: sign it again with 2.2"
+            );
         }
         if frame[4] != FRAME_VERSION {
             if_bail!(

@@ -1,7 +1,7 @@
 //! Key ids and domain-separated Ed25519 signatures.
 //!
 //! Every signature in IF edge is made over `domain || bytes`, where the domain names what is signed
-//! (`"IF.connect/v2.1\0"` for envelopes, other domains for policy documents), so a signature made for one
+//! (`"IF.connect/v2.2\0"` for envelopes, other domains for policy documents), so a signature made for one
 //! kind of document can never be replayed as another. Verification always uses `verify_strict`, which
 //! rejects weak keys and non-canonical or small-order signature components.
 //!

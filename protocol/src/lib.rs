@@ -1,4 +1,4 @@
-//! IF.connect v2.1: the protocol shared by the IF edge agent, the `ifctl` CLI and the rack-node firmware.
+//! IF.connect v2.2: the protocol shared by the IF edge agent, the `ifctl` CLI and the rack-node firmware.
 //!
 //! Pure logic, no I/O, `no_std` (the `std` feature adds `std::error::Error`, the JSON view of envelopes and
 //! batch signature verification). Everything that crosses a trust boundary is decoded here with a size cap
@@ -8,7 +8,8 @@
 //! - [`error`]: the error taxonomy (`IF_ERR_xxx NAME: detail`).
 //! - [`keys`]: key ids and domain-separated Ed25519 signing.
 //! - [`envelope`] and [`frame`]: the command envelope body and its signed wire frame.
-//! - [`replay`]: the per-sender sliding replay window.
+//! - [`replay`]: the per-sender sliding replay window and the clock bound on sequence numbers.
+//! - `attest` (with `alloc`): the agent's signature on its replies and on the JSON it publishes.
 //! - [`link`]: serial link frames for the rack node (postcard + CRC + COBS, sequence/ack).
 //! - [`policy`]: trust root, capability manifests, talents and grants, and their signatures.
 //! - [`witness`]: RFC 6962 Merkle hashing and proofs, and C2SP signed-note checkpoints.
@@ -17,6 +18,8 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+#[cfg(feature = "alloc")]
+pub mod attest;
 #[cfg(feature = "std")]
 pub mod batch;
 pub mod bytes;

@@ -5,6 +5,11 @@
 //! window is new once; a number below the window is too old to tell and is refused. `width = 1` gives
 //! strict monotonic order.
 //!
+//! A sequence number may never run ahead of time: it is at most the receiver's clock in microseconds
+//! plus the allowed skew ([`seq_limit`]). A sender that counts 1, 2, 3 stays far below that bound, and
+//! one that takes its numbers from the clock stays at it; but no single envelope can push a sender's
+//! window so far up (to `u64::MAX`, say) that every later number of that sender is too old.
+//!
 //! Checking and recording are separate ([`ReplayWindow::check`] then [`ReplayWindow::accept`]) so the agent
 //! can write the new state in the same transaction as the witness record before it commits to it. The
 //! state is plain data (`Serialize`/`Deserialize`) for that purpose.
@@ -15,9 +20,15 @@ use crate::error::{ErrorCode, IfError, Result};
 
 /// Widest window supported.
 pub const MAX_WIDTH: u16 = 1024;
-/// The default width.
-pub const DEFAULT_WIDTH: u16 = 64;
+/// The default width: wide enough for many senders sharing one identity to arrive out of order.
+pub const DEFAULT_WIDTH: u16 = 1024;
 const WORDS: usize = MAX_WIDTH as usize / 64;
+
+/// The largest sequence number accepted at `now_ms` with `skew_ms` of allowed clock difference: the
+/// clock in microseconds plus the skew.
+pub const fn seq_limit(now_ms: u64, skew_ms: u64) -> u64 {
+    now_ms.saturating_add(skew_ms).saturating_mul(1000)
+}
 
 /// Why a sequence number was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +163,13 @@ impl ReplayWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_clock_bounds_sequence_numbers() {
+        assert_eq!(seq_limit(1_800_000_000_000, 30_000), 1_800_000_030_000_000);
+        assert_eq!(seq_limit(u64::MAX, 1), u64::MAX);
+        assert!(seq_limit(1_800_000_000_000, 0) < u64::MAX / 1000);
+    }
 
     #[test]
     fn width_bounds() {

@@ -2,7 +2,7 @@
 
 mod common;
 
-use if_protocol::envelope::{ArgValue, Args, EnvelopeBody, Hazards, Nonce, ProtocolVersion};
+use if_protocol::envelope::{ArgValue, Args, Audience, EnvelopeBody, Hazards, Nonce, ProtocolVersion};
 use if_protocol::link::{self, Accumulator, LinkFrame, Message, TallyState};
 use if_protocol::policy::{Grant, Manifest, Signed, Talent, TrustRoot};
 use if_protocol::replay::ReplayWindow;
@@ -49,6 +49,11 @@ fn body() -> impl Strategy<Value = EnvelopeBody> {
                 Some(EnvelopeBody {
                     version: ProtocolVersion::CURRENT,
                     id: Uuid::from_bytes(id),
+                    audience: match seq % 3 {
+                        0 => Audience::Fleet,
+                        1 => Audience::Site { site: sender.as_str().try_into().ok()? },
+                        _ => Audience::agent(&sender, &action).ok()?,
+                    },
                     sender: sender.as_str().try_into().ok()?,
                     seq,
                     nonce: Nonce(nonce),

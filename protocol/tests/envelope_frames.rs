@@ -4,7 +4,7 @@ mod common;
 
 use ed25519_dalek::SigningKey;
 use if_protocol::ErrorCode;
-use if_protocol::envelope::{Arg, ArgValue, EnvelopeBody, Hazards};
+use if_protocol::envelope::{Arg, ArgValue, Audience, EnvelopeBody, Hazards, Reach};
 use if_protocol::frame::{self, ENVELOPE_DOMAIN, HEADER_LEN, MAX_FRAME_LEN, SIGNATURE_LEN, SignedFrame};
 use if_protocol::{json, keys};
 
@@ -91,7 +91,7 @@ fn oversize_is_rejected_before_decoding() {
 
 /// Byte offset of `ttl_s` in the encoded body: the encoded length of the fields before it.
 fn ttl_offset(b: &EnvelopeBody) -> usize {
-    let prefix = (&b.version, &b.id, &b.sender, b.seq, &b.nonce, b.issued_at_ms);
+    let prefix = (&b.version, &b.id, &b.audience, &b.sender, b.seq, &b.nonce, b.issued_at_ms);
     postcard::to_allocvec(&prefix).expect("encode").len()
 }
 
@@ -126,7 +126,8 @@ fn unsorted_args_are_non_canonical() {
     let b = common::body();
     let mut args: Vec<Arg> = b.args.iter().cloned().collect();
     args.reverse();
-    let fields = (&b.version, &b.id, &b.sender, b.seq, &b.nonce, b.issued_at_ms, b.ttl_s, &b.scope, &b.hazards);
+    let fields =
+        (&b.version, &b.id, &b.audience, &b.sender, b.seq, &b.nonce, b.issued_at_ms, b.ttl_s, &b.scope, &b.hazards);
     let mut bytes = postcard::to_allocvec(&fields).expect("encode");
     bytes.extend(postcard::to_allocvec(&(&b.capability, &b.action, &args, &b.why, &b.trace)).expect("encode"));
     let e = open_with(&frame_for_bytes(&key, &bytes), &key).expect_err("unsorted");
@@ -146,6 +147,10 @@ fn invalid_bodies_are_refused_by_signer_and_verifier() {
         ("zero ttl", Box::new(|b| b.ttl_s = 0)),
         ("ttl over a day", Box::new(|b| b.ttl_s = 86_401)),
         ("old version", Box::new(|b| b.version.minor = 0)),
+        (
+            "space in audience",
+            Box::new(|b| b.audience = Audience::Site { site: "studio a".try_into().expect("short") }),
+        ),
         (
             "newline in arg",
             Box::new(|b| b.args.insert("Value", ArgValue::Text("a\nb".try_into().expect("short"))).expect("arg")),
@@ -168,7 +173,7 @@ fn unknown_hazard_bits_do_not_decode() {
     let key = common::key(1);
     let b = common::body();
     let canonical = frame::encode_body(&b).expect("encode").to_vec();
-    let prefix = (&b.version, &b.id, &b.sender, b.seq, &b.nonce, b.issued_at_ms, b.ttl_s, &b.scope);
+    let prefix = (&b.version, &b.id, &b.audience, &b.sender, b.seq, &b.nonce, b.issued_at_ms, b.ttl_s, &b.scope);
     let at = postcard::to_allocvec(&prefix).expect("encode").len();
     assert_eq!(canonical[at], Hazards::ON_AIR.bits() as u8);
     let mut bytes = canonical.clone();
@@ -200,7 +205,8 @@ fn json_view_round_trips_byte_for_byte() {
         "\"hazards\": [\n      \"on_air\"",
         "\"Input\": 3",
         "\"Preview\": true",
-        "\"version\": \"2.1\"",
+        "\"version\": \"2.2\"",
+        "\"audience\": \"studio-a/edge-1\"",
         "07070707-0707-0707-0707-070707070707",
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
@@ -275,4 +281,40 @@ fn batch_verification_finds_the_bad_frames() {
     // All good: one batch, all verified.
     let good: Vec<_> = items.iter().enumerate().filter(|(i, _)| *i != 3 && *i != 5).map(|(_, x)| *x).collect();
     assert!(if_protocol::batch::verify_frames(&good).iter().all(Result::is_ok));
+}
+
+#[test]
+fn the_audience_is_signed_and_read_in_its_three_forms() {
+    let key = common::key(1);
+    for (text, reach) in [("studio-a/edge-1", Reach::Agent), ("studio-a/*", Reach::Site), ("*", Reach::Fleet)] {
+        let mut b = common::body();
+        b.audience = Audience::parse(text).expect(text);
+        assert_eq!(b.audience.to_string(), text);
+        assert_eq!(b.audience.reach(), reach);
+        let f = frame::sign_envelope(&key, &b).expect("sign");
+        let view = serde_json::to_string(&json::frame_to_json(&f).expect("view")).expect("json");
+        assert!(view.contains(&format!("\"audience\":\"{text}\"")), "{view}");
+        assert_eq!(open_with(&f, &key).expect("opens").audience, b.audience);
+    }
+    let one = Audience::parse("studio-a/edge-1").expect("agent");
+    assert!(one.includes("studio-a", "edge-1"));
+    assert!(!one.includes("studio-a", "edge-2") && !one.includes("studio-b", "edge-1"));
+    assert!(Audience::parse("studio-a/*").expect("site").includes("studio-a", "edge-9"));
+    assert!(!Audience::parse("studio-a/*").expect("site").includes("studio-b", "edge-9"));
+    assert!(Audience::Fleet.includes("any", "one"));
+    for bad in ["", "studio-a", "a/b/c", "/edge-1", "studio a/edge-1", "*/edge-1"] {
+        assert_eq!(Audience::parse(bad).expect_err(bad).code(), ErrorCode::InvalidEnvelope, "{bad}");
+    }
+}
+
+#[test]
+fn a_frame_of_version_2_1_is_refused_before_its_signature_is_looked_at() {
+    let key = common::key(1);
+    let mut f = frame::sign_envelope(&key, &common::body()).expect("sign").to_vec();
+    f[4] = frame::FRAME_VERSION_2_1;
+    let e = SignedFrame::parse(&f).expect_err("2.1");
+    assert_eq!(e.code(), ErrorCode::InvalidEnvelope);
+    assert!(e.detail().contains("names no audience") && e.detail().contains("sign it again"), "{e}");
+    f[4] = 0x23;
+    assert!(SignedFrame::parse(&f).expect_err("unknown").detail().contains("0x23"));
 }

@@ -107,6 +107,7 @@ fn domains_separate_document_kinds() {
         actions: heapless::Vec::new(),
         hazards: Hazards::NONE,
         expires: None,
+        reach: Default::default(),
     };
     let as_grant = Signed { doc: grant, signatures: signed_root.signatures.clone() };
     assert_eq!(as_grant.count_valid(&[k(1).verifying_key()]).expect("count"), 0);

@@ -66,7 +66,7 @@ fn rfc8032_vectors_sign_and_verify() {
         tampered.push(0);
         let e = keys::verify(&public, b"", &tampered, &expected).expect_err("longer message");
         assert_eq!(e.code(), ErrorCode::InvalidSignature);
-        let e = keys::verify(&public, b"IF.connect/v2.1\0", &message, &expected).expect_err("other domain");
+        let e = keys::verify(&public, b"IF.connect/v2.2\0", &message, &expected).expect_err("other domain");
         assert_eq!(e.code(), ErrorCode::InvalidSignature, "{}: a domain changes what is signed", v.name);
     }
 }

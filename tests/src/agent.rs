@@ -3,6 +3,7 @@
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::broker::Broker;
@@ -23,9 +24,9 @@ pub struct Agent {
     /// Agent name.
     pub name: String,
     /// The policy key of the agent's trust root, when [`Agent::init`] made one.
-    pub policy_key: Option<Talent>,
+    pub policy_key: Option<Arc<Talent>>,
     /// The key that signed that root and signs manifests for it.
-    pub root_key: Option<Talent>,
+    pub root_key: Option<Arc<Talent>>,
     /// `RUST_LOG` for the next start.
     pub log_filter: String,
     broker_url: String,
@@ -54,8 +55,19 @@ impl Agent {
         ]);
         assert!(out.status.success(), "ifctl trust init: {}", String::from_utf8_lossy(&out.stderr));
         let mut agent = Agent::init_with(broker, &["--trust-root", path(&root)]);
-        agent.policy_key = Some(policy_key);
-        agent.root_key = Some(root_key);
+        agent.policy_key = Some(Arc::new(policy_key));
+        agent.root_key = Some(Arc::new(root_key));
+        agent.to_add = talents.iter().map(|t| (t.name.clone(), t.public.clone())).collect();
+        agent
+    }
+
+    /// Agent `name` of site `site` with the same trust root (and policy key) as `like`, one more box of
+    /// the same fleet; `talents` are added at its first start.
+    pub fn init_like(like: &Agent, broker: &Broker, site: &str, name: &str, talents: &[&Talent]) -> Agent {
+        let root = like.home().join("policy/root.toml");
+        let mut agent = Agent::init_as(broker, site, name, &["--trust-root", path(&root)]);
+        agent.policy_key.clone_from(&like.policy_key);
+        agent.root_key.clone_from(&like.root_key);
         agent.to_add = talents.iter().map(|t| (t.name.clone(), t.public.clone())).collect();
         agent
     }
@@ -102,13 +114,33 @@ impl Agent {
         agent
     }
 
+    /// A copy of this (not yet started) agent's directory: the same key, name and config, as a copied
+    /// configuration on a second box would be, with a witness log of its own.
+    pub fn twin(&self) -> Agent {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let status = Command::new("cp").arg("-a").arg(self.home()).arg(dir.path()).status().expect("cp");
+        assert!(status.success(), "copy the agent directory");
+        Agent {
+            dir,
+            site: self.site.clone(),
+            name: self.name.clone(),
+            policy_key: self.policy_key.clone(),
+            root_key: self.root_key.clone(),
+            log_filter: self.log_filter.clone(),
+            broker_url: self.broker_url.clone(),
+            to_add: Vec::new(),
+            child: None,
+        }
+    }
+
     /// `ifctl talent VERB ARGS` signed with the agent's policy key; its output.
     pub fn talent(&self, verb: &str, args: &[&str]) -> Output {
         let key = self.policy_key.as_ref().expect("an agent made by Agent::init has a policy key");
         let mut all = vec!["talent", verb];
         all.extend_from_slice(args);
+        let pinned = self.public_key();
         all.extend(["--broker", &self.broker_url, "--site", &self.site, "--agent", &self.name]);
-        all.extend(["--key", path(&key.secret), "--why", "test set-up"]);
+        all.extend(["--key", path(&key.secret), "--why", "test set-up", "--agent-key", path(&pinned)]);
         Agent::ifctl(&all)
     }
 
@@ -149,6 +181,34 @@ impl Agent {
     /// The agent's public key file.
     pub fn public_key(&self) -> PathBuf {
         self.home().join("agent.pub")
+    }
+
+    /// An `ifctl.toml` for `talent` (key file `secret`) commanding this agent, with its key pinned.
+    pub fn ifctl_toml(&self, talent: &str, secret: &Path) -> String {
+        format!(
+            "broker = \"{}\"\nsite = \"{}\"\nagent = \"{}\"\nkey = \"{}\"\nsender = \"{talent}\"\nagent_key = \"{}\"\n",
+            self.broker_url,
+            self.site,
+            self.name,
+            secret.display(),
+            self.public_key().display()
+        )
+    }
+
+    /// Copies the agent's public key into `dir` as `{site}.{agent}.pub`, where `ifctl --agent-keys DIR`
+    /// and the collector look for it.
+    pub fn pin(&self, dir: &Path) {
+        std::fs::create_dir_all(dir).expect("key directory");
+        std::fs::copy(self.public_key(), dir.join(format!("{}.{}.pub", self.site, self.name))).expect("pin key");
+    }
+
+    /// `--broker URL --site S --agent A --agent-key agent.pub`: where `ifctl` finds this agent and the key
+    /// its answers must be signed with.
+    pub fn addr(&self) -> Vec<String> {
+        let key = self.public_key().to_str().expect("utf-8 path").to_string();
+        ["--broker", &self.broker_url, "--site", &self.site, "--agent", &self.name, "--agent-key", &key]
+            .map(String::from)
+            .to_vec()
     }
 
     /// The log of every run so far.

@@ -25,6 +25,8 @@ pub struct Msg {
     pub payload: Vec<u8>,
     /// Its correlation data, if any.
     pub correlation: Option<Vec<u8>>,
+    /// Its MQTT 5 response topic, if any.
+    pub response_topic: Option<String>,
 }
 
 impl Msg {
@@ -86,10 +88,12 @@ impl Probe {
                         let _ = sub_tx.send(());
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let props = p.properties.unwrap_or_default();
                         let msg = Msg {
                             topic: String::from_utf8_lossy(&p.topic).into_owned(),
                             payload: p.payload.to_vec(),
-                            correlation: p.properties.and_then(|pp| pp.correlation_data).map(|b| b.to_vec()),
+                            correlation: props.correlation_data.map(|b| b.to_vec()),
+                            response_topic: props.response_topic,
                         };
                         if tx.send(msg).is_err() {
                             return;
@@ -138,12 +142,17 @@ impl Probe {
 
     /// Publishes with this probe's response topic and `correlation`.
     pub fn request(&self, payload: Vec<u8>, correlation: &[u8]) {
+        self.request_to(&self.topics.cmd, payload, Some(&self.response_topic), Some(correlation));
+    }
+
+    /// Publishes on `topic` (QoS 1) with a response topic and correlation data, when given.
+    pub fn request_to(&self, topic: &str, payload: Vec<u8>, response: Option<&str>, correlation: Option<&[u8]>) {
         let props = PublishProperties {
-            response_topic: Some(self.response_topic.clone()),
-            correlation_data: Some(Bytes::copy_from_slice(correlation)),
+            response_topic: response.map(String::from),
+            correlation_data: correlation.map(Bytes::copy_from_slice),
             ..PublishProperties::default()
         };
-        let (c, t) = (self.client.clone(), self.topics.cmd.clone());
+        let (c, t) = (self.client.clone(), topic.to_string());
         self.rt
             .block_on(async move { c.publish_with_properties(t, QoS::AtLeastOnce, false, payload, props).await })
             .expect("queue publish");

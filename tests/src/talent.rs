@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
-use if_protocol::envelope::{Args, EnvelopeBody, Hazards, Nonce, ProtocolVersion};
+use if_protocol::envelope::{Args, Audience, EnvelopeBody, Hazards, Nonce, ProtocolVersion};
 use if_protocol::frame;
 use uuid::Uuid;
 
@@ -43,13 +43,15 @@ impl Talent {
         self.ping(self.seq.fetch_add(1, Ordering::Relaxed) + 1)
     }
 
-    /// A ping envelope with sequence number `seq`, issued now.
+    /// A ping envelope with sequence number `seq`, issued now, for agent `studio-a/edge-1` (the agent
+    /// [`crate::agent::Agent::init`] makes).
     pub fn ping(&self, seq: u64) -> EnvelopeBody {
         let mut nonce = [0u8; 16];
         rand::fill(&mut nonce[..]);
         EnvelopeBody {
             version: ProtocolVersion::CURRENT,
             id: Uuid::new_v4(),
+            audience: Audience::agent("studio-a", "edge-1").expect("names"),
             sender: self.name.as_str().try_into().expect("short name"),
             seq,
             nonce: Nonce(nonce),

@@ -61,6 +61,8 @@ fn signed_pings_are_answered_witnessed_and_verified() {
         &agent.site,
         "--agent",
         &agent.name,
+        "--agent-key",
+        agent.public_key().to_str().expect("utf8"),
         "--key",
         desk.secret.to_str().expect("utf8"),
         "--sender",

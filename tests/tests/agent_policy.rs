@@ -11,7 +11,7 @@ use if_protocol::envelope::{ArgValue, Args, EnvelopeBody, Hazards};
 use if_tests::agent::Agent;
 use if_tests::broker::Broker;
 use if_tests::probe::Probe;
-use if_tests::talent::Talent;
+use if_tests::talent::{Talent, now_ms};
 
 const LOOP: &str = "if://capability/studio.loop";
 const AUX: &str = "if://capability/studio.aux";
@@ -42,7 +42,9 @@ impl Site {
         let mut all = vec!["talent", verb];
         all.extend_from_slice(args);
         let url = self.broker.url();
+        let pinned = self.agent.public_key();
         all.extend(["--broker", &url, "--site", &self.agent.site, "--agent", &self.agent.name]);
+        all.extend(["--agent-key", p(&pinned)]);
         all.extend(["--key", p(&self.sec.secret), "--why", "policy test"]);
         Agent::ifctl(&all)
     }
@@ -140,10 +142,26 @@ fn talents_and_grants_decide_every_command_and_survive_a_crash() {
         "grant",
         &["--name", "guest", "--capability", AUX, "--scope", ctl, "--action", "cut", "--action", "preview"],
     );
-    s.talent_ok(
+    // A grant that has already expired is refused when it is sent, and would not replace a working one.
+    let past = s.talent(
         "grant",
         &["--name", "desk", "--capability", AUX, "--scope", ctl, "--action", "preview", "--expires", "1000"],
     );
+    assert_eq!(past.status.code(), Some(10), "PERMISSION_DENIED exits 10");
+    assert!(
+        String::from_utf8_lossy(&past.stderr)
+            .contains("IF_ERR_003 PERMISSION_DENIED: the grant would have expired at 1000")
+    );
+    // One that expires in two seconds is taken, and refuses its commands once the time is past.
+    let soon = now_ms() / 1000 + 2;
+    let expires = soon.to_string();
+    s.talent_ok(
+        "grant",
+        &["--name", "desk", "--capability", AUX, "--scope", ctl, "--action", "preview", "--expires", &expires],
+    );
+    while now_ms() / 1000 < soon {
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     let cases: Vec<(&str, &Talent, EnvelopeBody, &str)> = vec![
         ("granted, no hazard", &desk, command(&desk, LOOP, "preview", Hazards::NONE, ctl), "OK"),
@@ -233,8 +251,9 @@ fn policy_commands_are_refused_with_their_code() {
     // A key that is not a policy key of the root cannot sign policy.
     let mut args = vec!["talent", "revoke", "--name", "desk"];
     let url = s.broker.url();
+    let pinned = s.agent.public_key();
     args.extend(["--broker", &url, "--site", &s.agent.site, "--agent", &s.agent.name]);
-    args.extend(["--key", p(&desk.secret), "--why", "self-revoke"]);
+    args.extend(["--key", p(&desk.secret), "--why", "self-revoke", "--agent-key", p(&pinned)]);
     let out = Agent::ifctl(&args);
     assert!(String::from_utf8_lossy(&out.stderr).contains("IF_ERR_003"), "{}", String::from_utf8_lossy(&out.stderr));
 }
@@ -298,6 +317,7 @@ fn a_manifest_pushed_at_run_time_is_checked_witnessed_and_offered() {
     let forged = s.files.join("forged.toml");
     ifctl_ok(&["manifest", "sign", p(&unsigned), "--key", p(&s.sec.secret), "--out", p(&forged)]);
     let url = s.broker.url();
+    let pinned = s.agent.public_key();
     let push = |file: &Path| {
         Agent::ifctl(&[
             "manifest",
@@ -309,6 +329,8 @@ fn a_manifest_pushed_at_run_time_is_checked_witnessed_and_offered() {
             &s.agent.site,
             "--agent",
             &s.agent.name,
+            "--agent-key",
+            p(&pinned),
         ])
     };
 

@@ -32,13 +32,7 @@ fn every_error_class_has_its_exit_status_and_json_form() {
     assert_eq!(code(&r.ask("preview", Hazards::NONE, &[])), "OK");
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("ifctl.toml");
-    let settings = format!(
-        "broker = \"{}\"\nsite = \"{}\"\nagent = \"{}\"\nkey = \"{}\"\nsender = \"desk\"\n",
-        r.broker.url(),
-        r.agent.site,
-        r.agent.name,
-        r.desk.secret.display()
-    );
+    let settings = r.agent.ifctl_toml("desk", &r.desk.secret);
     std::fs::write(&config, settings).expect("ifctl.toml");
     let apply = |args: &[&str]| {
         let mut all = vec!["capability", "apply", LOOP, "--why", "exit status check"];

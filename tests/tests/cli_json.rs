@@ -113,7 +113,9 @@ fn verbs_that_talk_to_the_agent_and_read_its_log_print_json() {
     let mut agent = Agent::init(&broker, &[&desk]);
     agent.start();
     let url = broker.url();
+    let pinned = agent.public_key();
     let to = ["--broker", url.as_str(), "--site", agent.site.as_str(), "--agent", agent.name.as_str()];
+    let to = [&to[..], &["--agent-key", p(&pinned)]].concat();
     let policy = agent.policy_key.as_ref().expect("policy key");
     let with = |args: &[&str], extra: &[&str]| -> Vec<String> {
         args.iter().chain(&to).chain(extra).map(|s| s.to_string()).collect()
@@ -202,7 +204,9 @@ fn verbs_that_talk_to_the_agent_and_read_its_log_print_json() {
     let (code, lines, _) = run(with(&["capability", "list"], &[]));
     assert_eq!(code, Some(0));
     assert!(lines[0].as_array().is_some_and(|a| a.is_empty()), "no manifest is trusted: {}", lines[0]);
-    let status = ok(&["status", "--broker", &url]);
+    let keys = tempfile::tempdir().expect("tempdir");
+    agent.pin(keys.path());
+    let status = ok(&["status", "--broker", &url, "--agent-keys", p(keys.path())]);
     let row = &status.as_array().expect("rows")[0];
     assert_eq!((row["agent"].as_str(), row["state"].as_str()), (Some("studio-a/edge-1"), Some("online")), "{row}");
     // Published again after each policy command, not only every status_interval_s (30 s): the grant

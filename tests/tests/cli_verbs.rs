@@ -41,13 +41,7 @@ fn capability_verbs_dry_runs_cue_lists_and_trace_queries() {
     assert!(ready.is_some());
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("ifctl.toml");
-    let settings = format!(
-        "broker = \"{}\"\nsite = \"{}\"\nagent = \"{}\"\nkey = \"{}\"\nsender = \"desk\"\n",
-        r.broker.url(),
-        r.agent.site,
-        r.agent.name,
-        r.desk.secret.display()
-    );
+    let settings = r.agent.ifctl_toml("desk", &r.desk.secret);
     std::fs::write(&config, settings).expect("ifctl.toml");
 
     let list = ifctl(&config, &["--json", "capability", "list"]);

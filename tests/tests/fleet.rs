@@ -12,9 +12,10 @@ use if_tests::probe::Probe;
 const SIZE: usize = 20;
 const KILLED: [usize; 5] = [1, 4, 9, 13, 18];
 
-/// `ifctl status --json`, by agent.
-fn status(broker: &Broker) -> BTreeMap<String, serde_json::Value> {
-    let out = Agent::ifctl(&["--json", "status", "--broker", &broker.url(), "--wait-ms", "700"]);
+/// `ifctl status --json` with the agents' keys pinned in `keys`, by agent.
+fn status(broker: &Broker, keys: &std::path::Path) -> BTreeMap<String, serde_json::Value> {
+    let keys = keys.to_str().expect("utf-8 path");
+    let out = Agent::ifctl(&["--json", "status", "--broker", &broker.url(), "--wait-ms", "700", "--agent-keys", keys]);
     assert!(out.status.success(), "ifctl status: {}", String::from_utf8_lossy(&out.stderr));
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("JSON");
     rows.into_iter().map(|r| (r["agent"].as_str().unwrap_or("").to_string(), r)).collect()
@@ -25,10 +26,10 @@ fn name(i: usize) -> String {
 }
 
 /// Waits until `ifctl status` shows `want` for each listed agent; returns the last status.
-fn until(broker: &Broker, want: &[(usize, &str)]) -> BTreeMap<String, serde_json::Value> {
+fn until(broker: &Broker, keys: &std::path::Path, want: &[(usize, &str)]) -> BTreeMap<String, serde_json::Value> {
     let mut last = BTreeMap::new();
     let ok = if_tests::wait_for(Duration::from_secs(20), || {
-        last = status(broker);
+        last = status(broker, keys);
         want.iter()
             .all(|(i, s)| last.get(&format!("fleet/{}", name(*i))).is_some_and(|v| v["state"] == *s))
             .then_some(())
@@ -41,11 +42,14 @@ fn until(broker: &Broker, want: &[(usize, &str)]) -> BTreeMap<String, serde_json
 fn twenty_agents_killed_and_restarted_show_offline_by_will_then_online_with_the_next_boot() {
     let broker = Broker::start();
     let mut fleet: Vec<Agent> = (0..SIZE).map(|i| Agent::init_named(&broker, "fleet", &name(i))).collect();
+    let pinned = tempfile::tempdir().expect("tempdir");
+    let keys = pinned.path();
     for a in &mut fleet {
+        a.pin(keys);
         a.start();
     }
     let all_online: Vec<(usize, &str)> = (0..SIZE).map(|i| (i, "online")).collect();
-    let first = until(&broker, &all_online);
+    let first = until(&broker, keys, &all_online);
     assert_eq!(first.len(), SIZE, "{first:#?}");
     let boot = |s: &BTreeMap<String, serde_json::Value>, i: usize| s[&format!("fleet/{}", name(i))]["boot"].as_u64();
 
@@ -56,7 +60,7 @@ fn twenty_agents_killed_and_restarted_show_offline_by_will_then_online_with_the_
     for &i in &KILLED {
         want[i].1 = "offline";
     }
-    let after_kill = until(&broker, &want);
+    let after_kill = until(&broker, keys, &want);
     for &i in &KILLED {
         let v = &after_kill[&format!("fleet/{}", name(i))];
         assert_eq!(v["boot"].as_u64(), boot(&first, i), "the Will names the session it ends: {v}");
@@ -66,7 +70,7 @@ fn twenty_agents_killed_and_restarted_show_offline_by_will_then_online_with_the_
     for &i in &KILLED {
         fleet[i].start();
     }
-    let back = until(&broker, &all_online);
+    let back = until(&broker, keys, &all_online);
     for &i in &KILLED {
         assert_eq!(boot(&back, i), boot(&first, i).map(|b| b + 1), "restarted with the next boot");
     }
@@ -79,14 +83,18 @@ fn twenty_agents_killed_and_restarted_show_offline_by_will_then_online_with_the_
         watcher.next_on(&watcher.topics.status, Duration::from_secs(5)).expect("retained").json()["state"],
         "online"
     );
+    // The Will of the killed run was signed by the agent's key when that session began; sign one like it.
+    let identity = if_edge::keyfile::read_secret(&fleet[i].home().join("agent.key")).expect("agent key");
     let stale = serde_json::json!({ "state": "offline", "agent": format!("fleet/{}", name(i)), "boot": boot(&first, i), "session": 1 });
-    watcher.publish_to(&watcher.topics.status, stale.to_string().into_bytes(), true);
+    let will =
+        if_edge::attest::Signer::new(identity).publication(&watcher.topics.status, stale.to_string().into_bytes());
+    watcher.publish_to(&watcher.topics.status, will, true);
     let seen = watcher.next_on(&watcher.topics.status, Duration::from_secs(5)).expect("the late Will").json();
     assert_eq!(seen["state"], "offline");
     let reborn = watcher.next_on(&watcher.topics.status, Duration::from_secs(5)).expect("the agent answers it").json();
     assert_eq!(reborn["state"], "online", "born again over the late Will: {reborn}");
     assert_eq!(reborn["boot"].as_u64(), boot(&back, i));
-    let now = status(&broker);
+    let now = status(&broker, keys);
     assert_eq!(now[&format!("fleet/{}", name(i))]["state"], "online", "ifctl status: {now:#?}");
     assert_eq!(now.values().filter(|v| v["state"] == "online").count(), SIZE);
 }

@@ -10,6 +10,7 @@ fn body() -> envelope::EnvelopeBody {
     envelope::EnvelopeBody {
         version: envelope::ProtocolVersion::CURRENT,
         id: Uuid::from_bytes([1; 16]),
+        audience: envelope::Audience::agent("studio-a", "edge-1").expect("names"),
         sender: "desk-a".try_into().expect("short"),
         seq: 1,
         nonce: envelope::Nonce([2; 16]),
@@ -53,7 +54,7 @@ fn keygen_keys_sign_frames_that_verify_against_the_pub_file() {
 fn if_edge_binary_reports_its_protocol() {
     let out = Command::new(if_tests::bin("if-edge")).arg("--version").output().expect("run if-edge");
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("IF.connect 2.1"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("IF.connect 2.2"));
     let bad = Command::new(if_tests::bin("if-edge")).arg("frobnicate").output().expect("run if-edge");
     assert_eq!(bad.status.code(), Some(2));
 }

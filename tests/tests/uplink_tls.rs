@@ -98,7 +98,8 @@ fn anchors_reach_the_collector_through_a_broker_that_requires_client_certificate
 
 /// `ifctl --json status` against `url` with `args`: exit status and the error's code.
 fn status(url: &str, args: &[&str]) -> (Option<i32>, String) {
-    let mut all = vec!["--json", "status", "--broker", url, "--wait-ms", "300"];
+    let keys = tempfile::tempdir().expect("tempdir");
+    let mut all = vec!["--json", "status", "--broker", url, "--wait-ms", "300", "--agent-keys", p(keys.path())];
     all.extend_from_slice(args);
     let out = Agent::ifctl(&all);
     let err: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap_or_default();
@@ -208,7 +209,9 @@ fn the_control_connection_and_ifctl_over_tls_and_init_writes_the_tls_table() {
     assert!(config.contains(&format!("broker = \"{url}\"")), "the agent is on the TLS listener: {config}");
     agent.start();
     let desk_tls = ["--tls-ca", p(&pki.ca), "--tls-cert", p(&edge.cert), "--tls-key", p(&edge.key)];
+    let pinned = agent.public_key();
     let mut args = vec!["--json", "message", "send", "--broker", &url, "--site", "studio-a", "--agent", "edge-1"];
+    args.extend(["--agent-key", p(&pinned)]);
     args.extend(["--key", p(&desk.secret), "--sender", "desk", "--capability", "if://capability/edge.ping"]);
     args.extend(["--action", "ping", "--why", "over TLS"]);
     args.extend_from_slice(&desk_tls);

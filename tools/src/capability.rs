@@ -16,10 +16,15 @@ use crate::message::{self, Target};
 
 /// The agent's capabilities from its retained status: id, version, driver, actions, breaker.
 pub async fn list(target: &Target, wait: Duration, json: bool) -> Result<(), IfError> {
-    let known = crate::status::collect(&target.broker, target.tls.as_ref(), &target.site, wait).await?;
+    let pinned = |site: &str, agent: &str| (site == target.site && agent == target.agent).then_some(target.key);
+    let statuses = crate::status::collect(&target.broker, target.tls.as_ref(), &target.site, wait, &pinned).await?;
     let name = format!("{}/{}", target.site, target.agent);
-    let status = known.get(&name).ok_or_else(|| {
-        IfError::format(ErrorCode::SystemError, format_args!("no status from {name} on {}", target.broker))
+    let status = statuses.known.get(&name).ok_or_else(|| match statuses.forged.get(&name) {
+        Some(n) => IfError::format(
+            ErrorCode::InvalidSignature,
+            format_args!("{n} status message(s) of {name} were not signed by its pinned key; none was"),
+        ),
+        None => IfError::format(ErrorCode::SystemError, format_args!("no status from {name} on {}", target.broker)),
     })?;
     let breakers: BTreeMap<&str, &str> = status["breakers"]
         .as_array()
@@ -84,7 +89,7 @@ pub async fn apply(target: &Target, mut cmd: message::Command, falsify: bool) ->
     if falsify {
         cmd.args.push(format!("{}=falsify", if_edge::falsify::MODE_ARG));
     }
-    let reply = message::send(target, message::sign(&cmd)?).await?;
+    let reply = message::send(target, message::sign(&cmd, target)?).await?;
     println!("{}", serde_json::to_string(&reply).unwrap_or_default());
     if let Some(e) = &reply.error {
         return Err(IfError::from(e));
@@ -164,7 +169,7 @@ pub async fn falsify_task(target: &Target, base: &message::Command, cues: &[Cue]
             scope: cue.scope.clone().unwrap_or_else(|| "studio:control".into()),
             ..base.clone()
         };
-        let found: Vec<(String, String, String)> = match message::send(target, message::sign(&cmd)?).await {
+        let found: Vec<(String, String, String)> = match message::send(target, message::sign(&cmd, target)?).await {
             Ok(reply) => match &reply.error {
                 Some(e) => vec![(format!("IF_ERR_{:03}", e.code.number()), e.name.to_string(), e.message.to_string())],
                 None => problems(&reply),

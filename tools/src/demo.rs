@@ -74,7 +74,6 @@ impl Device {
 
 /// The running site.
 struct Site {
-    dir: PathBuf,
     keys: PathBuf,
     target: Target,
     vmix: Device,
@@ -115,27 +114,30 @@ async fn story(dir: &Path, keep_running: bool, out: Narrator) -> Result<(), IfEr
     out.say(format_args!("IF edge demo: one agent and simulated studio hardware on this machine\n"));
     let addr = broker::start(0)?;
     let url = format!("mqtt://{addr}");
+    let (vmix, hub, camera) = (Device::new(dir, "vmix"), Device::new(dir, "videohub"), Device::new(dir, "camera"));
+    let endpoints = start_devices(dir, [&vmix, &hub, &camera]).await?;
+    out.say(format_args!("  broker    {url} (inside this process)"));
+    out.say(format_args!("  vMix      {}   Videohub {}   camera {}", endpoints[0], endpoints[1], endpoints[2]));
+    let (keys, agent_dir) = (dir.join("keys"), dir.join("agent"));
+    let config = set_up(dir, &keys, &agent_dir, &url, &endpoints)?;
     let site = Site {
-        dir: dir.to_path_buf(),
-        keys: dir.join("keys"),
         target: Target {
             broker: url.clone(),
             site: SITE.into(),
             agent: AGENT.into(),
             timeout: Duration::from_secs(10),
             tls: None,
+            // Every answer the story shows is checked against the agent's own key.
+            key: if_edge::keyfile::read_public(&agent_dir.join("agent.pub"))?,
         },
-        vmix: Device::new(dir, "vmix"),
-        hub: Device::new(dir, "videohub"),
-        camera: Device::new(dir, "camera"),
-        agent_dir: dir.join("agent"),
+        keys,
+        vmix,
+        hub,
+        camera,
+        agent_dir,
         seq: std::sync::atomic::AtomicU64::new(1),
         out,
     };
-    let endpoints = start_devices(&site).await?;
-    out.say(format_args!("  broker    {url} (inside this process)"));
-    out.say(format_args!("  vMix      {}   Videohub {}   camera {}", endpoints[0], endpoints[1], endpoints[2]));
-    let config = set_up(&site, &url, &endpoints)?;
     let loaded = if_edge::config::Config::load(&config)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let agent = std::thread::Builder::new()
@@ -193,20 +195,21 @@ fn run_agent(loaded: if_edge::config::Loaded, stopped: tokio::sync::oneshot::Rec
 }
 
 /// Starts the three simulators; returns their endpoints as manifests name them.
-async fn start_devices(site: &Site) -> Result<[String; 3], IfError> {
-    for d in [&site.vmix, &site.hub, &site.camera] {
+async fn start_devices(dir: &Path, devices: [&Device; 3]) -> Result<[String; 3], IfError> {
+    for d in devices {
         d.fault("")?;
     }
+    let [vmix_files, hub_files, camera_files] = devices.map(|d| d.files.clone());
     let vmix = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| failed("vMix simulator", e))?;
     let hub = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| failed("Videohub simulator", e))?;
     let endpoint = |l: &tokio::net::TcpListener| l.local_addr().map(|a| format!("tcp://{a}"));
     let (vmix_at, hub_at) =
         (endpoint(&vmix).map_err(|e| failed("vMix", e))?, endpoint(&hub).map_err(|e| failed("Videohub", e))?);
-    let link = site.dir.join("camera.tty");
+    let link = dir.join("camera.tty");
     let camera = crate::sim::visca::open(&link).map_err(|e| failed("camera simulator", e))?;
-    tokio::spawn(crate::sim::vmix::serve(vmix, site.vmix.files.clone(), 4));
-    tokio::spawn(crate::sim::videohub::serve(hub, site.hub.files.clone(), 12));
-    tokio::spawn(crate::sim::visca::serve(camera, site.camera.files.clone()));
+    tokio::spawn(crate::sim::vmix::serve(vmix, vmix_files, 4));
+    tokio::spawn(crate::sim::videohub::serve(hub, hub_files, 12));
+    tokio::spawn(crate::sim::visca::serve(camera, camera_files));
     Ok([vmix_at, hub_at, format!("serial://{}?baud=9600&address=1", link.display())])
 }
 
@@ -225,20 +228,20 @@ fn manifest(id: &str, driver: &str, endpoint: &str, actions: &[(&str, &str, bool
 }
 
 /// Keys, trust root, signed manifests and the agent's directory; returns the agent's config file.
-fn set_up(site: &Site, url: &str, endpoints: &[String; 3]) -> Result<PathBuf, IfError> {
+fn set_up(dir: &Path, keys: &Path, agent_dir: &Path, url: &str, endpoints: &[String; 3]) -> Result<PathBuf, IfError> {
     for name in ["security", "policy", "director", "intruder"] {
-        if_edge::keyfile::generate(&site.keys, name)?;
+        if_edge::keyfile::generate(keys, name)?;
     }
-    let root = site.dir.join("root.toml");
+    let root = dir.join("root.toml");
     let spec = policy::RootSpec {
-        keys: vec![site.keys.join("security.key")],
-        policy_keys: vec![site.keys.join("policy.pub")],
+        keys: vec![keys.join("security.key")],
+        policy_keys: vec![keys.join("policy.pub")],
         threshold: 1,
         expires_days: 30,
     };
     policy::init_root(&spec, &root)?;
     let written = if_edge::init::init(&if_edge::init::InitRequest {
-        dir: site.agent_dir.clone(),
+        dir: agent_dir.to_path_buf(),
         broker: url.to_string(),
         site: SITE.into(),
         agent: AGENT.into(),
@@ -263,10 +266,10 @@ fn set_up(site: &Site, url: &str, endpoints: &[String; 3]) -> Result<PathBuf, If
     ];
     let mut allow = Vec::new();
     for (name, text) in manifests {
-        let unsigned = site.dir.join(format!("{name}.manifest.toml"));
+        let unsigned = dir.join(format!("{name}.manifest.toml"));
         std::fs::write(&unsigned, text).map_err(|e| failed("manifest", e))?;
-        let out = site.agent_dir.join("policy/manifests").join(format!("{name}.toml"));
-        let said = policy::sign_manifest(&unsigned, &[site.keys.join("security.key")], &out)?;
+        let out = agent_dir.join("policy/manifests").join(format!("{name}.toml"));
+        let said = policy::sign_manifest(&unsigned, &[keys.join("security.key")], &out)?;
         allow.push(said.json["allow"].to_string());
     }
     let config = std::fs::read_to_string(&written.config).map_err(|e| failed("edge.toml", e))?;
@@ -282,7 +285,7 @@ async fn grant_director(site: &Site) -> Result<(), IfError> {
     let quick = Target { timeout: Duration::from_secs(1), ..site.target.clone() };
     let mut added = None;
     for _ in 0..20 {
-        let frame = message::sign(&talent::command("talent.add", add.clone(), &policy_key, None, "demo desk"))?;
+        let frame = message::sign(&talent::command("talent.add", add.clone(), &policy_key, None, "demo desk"), &quick)?;
         if let Ok(reply) = message::send(&quick, frame).await {
             added = Some(reply);
             break;
@@ -297,8 +300,9 @@ async fn grant_director(site: &Site) -> Result<(), IfError> {
     for (capability, actions, hazards) in grants {
         let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let args =
-            talent::grant("director", capability, &["studio:control".into()], &own(actions), &own(hazards), None);
-        let frame = message::sign(&talent::command("talent.grant", args, &policy_key, None, "demo grants"))?;
+            talent::grant("director", capability, &["studio:control".into()], &own(actions), &own(hazards), None, None);
+        let frame =
+            message::sign(&talent::command("talent.grant", args, &policy_key, None, "demo grants"), &site.target)?;
         expect_ok(message::send(&site.target, frame).await?, "talent.grant")?;
     }
     Ok(())
@@ -356,11 +360,12 @@ fn command(site: &Site, action: &str, capability: &str, args: &[&str], hazards: 
         ttl_s: 30,
         scope: "studio:control".into(),
         hazards: hazards.iter().map(|s| s.to_string()).collect(),
+        audience: None,
     }
 }
 
 async fn send(site: &Site, cmd: &message::Command) -> Result<Reply, IfError> {
-    message::send(&site.target, message::sign(cmd)?).await
+    message::send(&site.target, message::sign(cmd, &site.target)?).await
 }
 
 fn code(reply: &Result<Reply, IfError>) -> String {
@@ -383,7 +388,7 @@ async fn steps(site: &Site) -> Vec<Step> {
 
     // 1. A cut, with the on-air hazard declared.
     let cut = command(site, "cut", VMIX, &[], &["on_air"]);
-    let cut_frame = message::sign(&cut);
+    let cut_frame = message::sign(&cut, &site.target);
     let first = match &cut_frame {
         Ok(f) => message::send(&site.target, f.clone()).await,
         Err(e) => Err(e.clone()),
@@ -496,7 +501,8 @@ async fn steps(site: &Site) -> Vec<Step> {
     steps
 }
 
-/// The retained message on the agent's `kind` topic (`tally`, `status`), if one comes within 2 s.
+/// The retained message on the agent's `kind` topic (`tally`, `status`), if one comes within 2 s signed
+/// by the agent.
 async fn retained(target: &Target, kind: &str) -> Option<serde_json::Value> {
     let broker = if_edge::config::BrokerAddr::parse(&target.broker).ok()?;
     let topic = format!("if/v1/{}/{}/{kind}", target.site, target.agent);
@@ -508,7 +514,11 @@ async fn retained(target: &Target, kind: &str) -> Option<serde_json::Value> {
             Event::Incoming(Packet::ConnAck(_)) => client.subscribe(topic.clone(), QoS::AtLeastOnce).await.ok()?,
             Event::Incoming(Packet::Publish(p)) => {
                 let _ = client.disconnect().await;
-                return serde_json::from_slice(&p.payload).ok();
+                let context = if_protocol::attest::topic_context(&topic);
+                let object =
+                    if_protocol::attest::verify(&target.key, if_protocol::attest::PUBLISH_DOMAIN, &context, &p.payload)
+                        .ok()?;
+                return serde_json::from_slice(&object).ok();
             }
             _ => {}
         }

@@ -43,6 +43,10 @@ struct Cli {
     /// message send); `pre-commit`: how `falsify --task` checks a cue list (its default).
     #[arg(long, global = true, value_enum)]
     mode: Option<Mode>,
+    /// Whom a command is for: SITE/* (every agent of the site) or * (the fleet); a grant must reach that
+    /// far (`talent grant --reach`). Default: the one agent named by --site and --agent.
+    #[arg(long, global = true, value_name = "AUDIENCE")]
+    audience: Option<String>,
     /// The CA certificate (PEM) of an mqtts:// broker (or tls_ca in ifctl.toml).
     #[arg(long, global = true, value_name = "FILE")]
     tls_ca: Option<PathBuf>,
@@ -52,6 +56,14 @@ struct Cli {
     /// The client certificate's key (PEM, mode 0600; or tls_key in ifctl.toml).
     #[arg(long, global = true, value_name = "FILE")]
     tls_key: Option<PathBuf>,
+    /// The agent's public key (its agent.pub): every reply must be signed by it (or agent_key in
+    /// ifctl.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    agent_key: Option<PathBuf>,
+    /// A directory of agents' public keys, {site}.{agent}.pub, for replies and statuses (or agent_keys
+    /// in ifctl.toml).
+    #[arg(long, global = true, value_name = "DIR")]
+    agent_keys: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -157,6 +169,17 @@ enum Command {
     },
 }
 
+/// How wide a grant reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Reach {
+    /// Envelopes for one named agent.
+    Agent,
+    /// Also envelopes for every agent of a site (SITE/*).
+    Site,
+    /// Also envelopes for the whole fleet (*).
+    Fleet,
+}
+
 /// How a command runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Mode {
@@ -195,6 +218,7 @@ impl Signer {
             ttl_s: 30,
             scope: "studio:control".into(),
             hazards: Vec::new(),
+            audience: None,
         })
     }
 }
@@ -259,10 +283,14 @@ struct AgentAddr {
 
 impl AgentAddr {
     fn target(&self, s: &settings::Settings, timeout_s: u64) -> Result<message::Target, IfError> {
+        let broker = settings::pick(self.broker.as_ref(), s.broker.as_ref(), "broker")?;
+        let site = settings::pick(self.site.as_ref(), s.site.as_ref(), "site")?;
+        let agent = settings::pick(self.agent.as_ref(), s.agent.as_ref(), "agent")?;
         Ok(message::Target {
-            broker: settings::pick(self.broker.as_ref(), s.broker.as_ref(), "broker")?,
-            site: settings::pick(self.site.as_ref(), s.site.as_ref(), "site")?,
-            agent: settings::pick(self.agent.as_ref(), s.agent.as_ref(), "agent")?,
+            broker,
+            key: s.keys(Some(&site), Some(&agent)).require(&site, &agent)?,
+            site,
+            agent,
             timeout: Duration::from_secs(timeout_s),
             tls: s.tls()?,
         })
@@ -407,9 +435,12 @@ enum TalentCommand {
         /// An allowed hazard (repeatable).
         #[arg(long = "hazard")]
         hazards: Vec<String>,
-        /// Unix seconds after which the grant no longer applies.
+        /// Unix seconds after which the grant no longer applies (in the future).
         #[arg(long)]
         expires: Option<u64>,
+        /// The widest audience the talent's envelopes may name: agent (the default), site or fleet.
+        #[arg(long, value_enum, default_value_t = Reach::Agent)]
+        reach: Reach,
         #[command(flatten)]
         conn: PolicyConn,
     },
@@ -564,9 +595,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = settings::Settings::load(cli.config.as_deref()).and_then(|mut s| {
         // A flag wins over the file.
-        for (flag, file) in
-            [(&cli.tls_ca, &mut s.tls_ca), (&cli.tls_cert, &mut s.tls_cert), (&cli.tls_key, &mut s.tls_key)]
-        {
+        for (flag, file) in [
+            (&cli.tls_ca, &mut s.tls_ca),
+            (&cli.tls_cert, &mut s.tls_cert),
+            (&cli.tls_key, &mut s.tls_key),
+            (&cli.agent_key, &mut s.agent_key),
+            (&cli.agent_keys, &mut s.agent_keys),
+        ] {
             if flag.is_some() {
                 file.clone_from(flag);
             }
@@ -606,9 +641,7 @@ fn run(cli: &Cli, settings: &settings::Settings) -> Result<(), IfError> {
         Command::Demo { dir, keep_running } => {
             demo::run(&demo::Options { dir: dir.clone(), keep_running: *keep_running, json: cli.json })
         }
-        Command::Status { broker, site, wait_ms } => {
-            status_cmd(broker, settings.tls()?.as_ref(), site, *wait_ms, cli.json)
-        }
+        Command::Status { broker, site, wait_ms } => status_cmd(broker, settings, site, *wait_ms, cli.json),
         Command::Broker { port } => broker::start(*port).map(|addr| {
             if cli.json {
                 println!("{}", serde_json::json!({ "broker": format!("mqtt://{addr}") }));
@@ -625,7 +658,7 @@ fn run(cli: &Cli, settings: &settings::Settings) -> Result<(), IfError> {
         Command::Trust { command: TrustCommand::Rotate { current, current_keys, root } } => {
             policy::rotate_root(current, current_keys, &root.spec(), &root.out).map(|w| w.print(cli.json))
         }
-        Command::Talent { command } => talent_cmd(command, &why(cli)?, settings),
+        Command::Talent { command } => talent_cmd(command, cli, settings),
         Command::Sim { device: SimDevice::Vmix { port, record, fault_file, inputs } } => {
             sim::run(sim::Kind::Vmix(*inputs), *port, record.clone(), fault_file.clone(), cli.json)
         }
@@ -656,6 +689,7 @@ fn run(cli: &Cli, settings: &settings::Settings) -> Result<(), IfError> {
                 trace: cli.trace,
                 scope: a.scope.clone(),
                 hazards: a.hazards.clone(),
+                audience: cli.audience.clone(),
                 ..a.who.command(settings)?
             };
             runtime()?.block_on(capability::apply(&target, cmd, cli.mode == Some(Mode::Falsify)))
@@ -738,45 +772,56 @@ fn errors(json: bool) {
 }
 
 fn send(a: &SendArgs, cli: &Cli, s: &settings::Settings) -> Result<(), IfError> {
+    let target = a.to.target(s, a.timeout)?;
     let frame = match &a.frame_json {
         Some(j) => message::frame_from_json(j)?,
-        None => message::sign(&message::Command {
-            key: settings::pick(a.key.as_ref(), s.key.as_ref(), "key")?,
-            sender: settings::pick(a.sender.as_ref(), s.sender.as_ref(), "sender")?,
-            capability: a.capability.clone().unwrap_or_default(),
-            action: a.action.clone().unwrap_or_default(),
-            args: match cli.mode {
-                Some(Mode::Falsify) => {
-                    a.args.iter().cloned().chain([format!("{}=falsify", if_edge::falsify::MODE_ARG)]).collect()
-                }
-                _ => a.args.clone(),
+        None => message::sign(
+            &message::Command {
+                key: settings::pick(a.key.as_ref(), s.key.as_ref(), "key")?,
+                sender: settings::pick(a.sender.as_ref(), s.sender.as_ref(), "sender")?,
+                capability: a.capability.clone().unwrap_or_default(),
+                action: a.action.clone().unwrap_or_default(),
+                args: match cli.mode {
+                    Some(Mode::Falsify) => {
+                        a.args.iter().cloned().chain([format!("{}=falsify", if_edge::falsify::MODE_ARG)]).collect()
+                    }
+                    _ => a.args.clone(),
+                },
+                why: why(cli)?,
+                trace: cli.trace,
+                seq: a.seq,
+                ttl_s: a.ttl,
+                scope: a.scope.clone(),
+                hazards: a.hazards.clone(),
+                audience: cli.audience.clone(),
             },
-            why: why(cli)?,
-            trace: cli.trace,
-            seq: a.seq,
-            ttl_s: a.ttl,
-            scope: a.scope.clone(),
-            hazards: a.hazards.clone(),
-        })?,
+            &target,
+        )?,
     };
     if let Some(path) = &a.save {
         message::save(path, &frame)?;
     }
-    let target = a.to.target(s, a.timeout)?;
     deliver(&target, frame)
 }
 
-fn talent_cmd(command: &TalentCommand, why: &str, s: &settings::Settings) -> Result<(), IfError> {
+fn talent_cmd(command: &TalentCommand, cli: &Cli, s: &settings::Settings) -> Result<(), IfError> {
+    let why = why(cli)?;
     let (conn, action, args) = match command {
         TalentCommand::Add { name, role, pubkey, conn } => (conn, "talent.add", talent::add(name, role, pubkey)?),
-        TalentCommand::Grant { name, capability, scopes, actions, hazards, expires, conn } => {
-            (conn, "talent.grant", talent::grant(name, capability, scopes, actions, hazards, *expires))
+        TalentCommand::Grant { name, capability, scopes, actions, hazards, expires, reach, conn } => {
+            let reach = match reach {
+                Reach::Agent => None,
+                Reach::Site => Some("site"),
+                Reach::Fleet => Some("fleet"),
+            };
+            (conn, "talent.grant", talent::grant(name, capability, scopes, actions, hazards, *expires, reach))
         }
         TalentCommand::Revoke { name, conn } => (conn, "talent.revoke", talent::revoke(name)),
     };
-    let frame = message::sign(&talent::command(action, args, &conn.key, conn.sender.as_deref(), why))?;
     let target = conn.to.target(s, conn.timeout)?;
-    deliver(&target, frame)
+    let mut cmd = talent::command(action, args, &conn.key, conn.sender.as_deref(), &why);
+    cmd.audience.clone_from(&cli.audience);
+    deliver(&target, message::sign(&cmd, &target)?)
 }
 
 /// Publishes a signed policy document on the agent's policy topic and prints its answer.
@@ -816,18 +861,29 @@ fn print_reply(reply: &if_edge::reply::Reply) -> Result<(), IfError> {
 
 fn status_cmd(
     broker: &str,
-    tls: Option<&if_edge::tls::Tls>,
+    settings: &settings::Settings,
     site: &str,
     wait_ms: u64,
     json: bool,
 ) -> Result<(), IfError> {
+    let keys = settings.keys(None, None);
+    if keys.is_empty() {
+        return Err(IfError::with(
+            ErrorCode::ConfigInvalid,
+            "no pinned agent keys: a status cannot be told from a forged one without them; give --agent-keys DIR \
+             ({site}.{agent}.pub files), or --agent-key FILE with site and agent in ifctl.toml",
+        ));
+    }
+    let pinned = |site: &str, agent: &str| keys.get(site, agent).ok().flatten();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| IfError::format(ErrorCode::SystemError, format_args!("runtime: {e}")))?;
-    let known = runtime.block_on(status::collect(broker, tls, site, Duration::from_millis(wait_ms)))?;
-    status::print(&known, json);
-    Ok(())
+    let tls = settings.tls()?;
+    let statuses =
+        runtime.block_on(status::collect(broker, tls.as_ref(), site, Duration::from_millis(wait_ms), &pinned))?;
+    status::print(&statuses, json);
+    status::forged_error(&statuses)
 }
 
 fn witness_cmd(command: &WitnessCommand, settings: &settings::Settings, json: bool) -> Result<(), IfError> {
@@ -848,7 +904,7 @@ fn witness_cmd(command: &WitnessCommand, settings: &settings::Settings, json: bo
                 why: format!("query of trace {trace_token}"),
                 ..who.command(settings)?
             };
-            let reply = runtime()?.block_on(async { message::send(&target, message::sign(&cmd)?).await })?;
+            let reply = runtime()?.block_on(async { message::send(&target, message::sign(&cmd, &target)?).await })?;
             if let Some(e) = &reply.error {
                 return Err(IfError::from(e));
             }

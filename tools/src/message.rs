@@ -1,9 +1,11 @@
 //! `ifctl message send`: sign an envelope, publish it, wait for the agent's reply.
 //!
 //! The reply comes back on a response topic unique to this call (MQTT 5 response topic plus correlation
-//! data), so concurrent senders never see each other's answers. `--save` writes the exact frame bytes
-//! that were published; `--json @frame.json` publishes a frame described by its JSON view instead of
-//! signing a new one.
+//! data), so concurrent senders never see each other's answers. Anyone on the broker can publish there
+//! too, so a reply counts only when the agent's pinned key signed it as the answer to exactly this
+//! request; anything else on the topic is reported and ignored, and the wait goes on for the real one.
+//! `--save` writes the exact frame bytes that were published; `--json @frame.json` publishes a frame
+//! described by its JSON view instead of signing a new one.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -11,7 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use if_edge::mqtt::Topics;
 use if_edge::reply::Reply;
-use if_protocol::envelope::{ArgValue, Args, EnvelopeBody, Hazards, Nonce, ProtocolVersion};
+use if_protocol::attest::{self, REPLY_DOMAIN};
+use if_protocol::envelope::{ArgValue, Args, Audience, EnvelopeBody, Hazards, Nonce, ProtocolVersion};
 use if_protocol::{ErrorCode, IfError, frame, json};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
@@ -31,6 +34,8 @@ pub struct Target {
     pub timeout: Duration,
     /// TLS for an `mqtts://` broker.
     pub tls: Option<if_edge::tls::Tls>,
+    /// The agent's pinned public key: only a reply it signed is believed.
+    pub key: ed25519_dalek::VerifyingKey,
 }
 
 /// What to sign.
@@ -58,6 +63,15 @@ pub struct Command {
     pub scope: String,
     /// Declared hazards by name.
     pub hazards: Vec<String>,
+    /// Whom it is for, `SITE/AGENT`, `SITE/*` or `*`; `None`: the target agent alone.
+    pub audience: Option<String>,
+}
+
+impl Target {
+    /// The audience of exactly this agent.
+    pub fn audience(&self) -> Result<Audience, IfError> {
+        Audience::agent(&self.site, &self.agent)
+    }
 }
 
 fn invalid(what: impl std::fmt::Display) -> IfError {
@@ -88,8 +102,12 @@ fn text<const N: usize>(what: &str, v: &str) -> Result<heapless::String<N>, IfEr
     v.try_into().map_err(|_| invalid(format_args!("{what} is longer than {N} bytes")))
 }
 
-/// Signs `cmd` into a frame.
-pub fn sign(cmd: &Command) -> Result<Vec<u8>, IfError> {
+/// Signs `cmd` into a frame for `target` (or the wider audience `cmd` names).
+pub fn sign(cmd: &Command, target: &Target) -> Result<Vec<u8>, IfError> {
+    let audience = match &cmd.audience {
+        Some(text) => Audience::parse(text)?,
+        None => target.audience()?,
+    };
     let key = if_edge::keyfile::read_secret(&cmd.key)?;
     let mut args = Args::new();
     for kv in &cmd.args {
@@ -105,6 +123,7 @@ pub fn sign(cmd: &Command) -> Result<Vec<u8>, IfError> {
     let body = EnvelopeBody {
         version: ProtocolVersion::CURRENT,
         id: Uuid::new_v4(),
+        audience,
         sender: text("sender", &cmd.sender)?,
         seq: cmd.seq.unwrap_or_else(now_micros),
         nonce: Nonce(nonce),
@@ -138,6 +157,22 @@ pub fn save(path: &Path, frame: &[u8]) -> Result<(), IfError> {
         .map_err(|e| IfError::format(ErrorCode::ConfigInvalid, format_args!("{}: cannot write: {e}", path.display())))
 }
 
+/// The error when no genuine reply came in time: INVALID_SIGNATURE when forged ones came instead.
+fn no_reply(target: &Target, forged: usize) -> IfError {
+    let secs = target.timeout.as_secs();
+    if forged > 0 {
+        IfError::format(
+            ErrorCode::InvalidSignature,
+            format_args!(
+                "no reply signed by {}/{} within {secs} s; {forged} forged one(s) ignored",
+                target.site, target.agent
+            ),
+        )
+    } else {
+        IfError::format(ErrorCode::SystemError, format_args!("no reply within {secs} s"))
+    }
+}
+
 /// Publishes `frame` and waits for the reply.
 pub async fn send(target: &Target, frame: Vec<u8>) -> Result<Reply, IfError> {
     let sender = json::frame_to_json(&frame).map(|v| v.body.sender.to_string()).unwrap_or_else(|_| "unknown".into());
@@ -145,8 +180,11 @@ pub async fn send(target: &Target, frame: Vec<u8>) -> Result<Reply, IfError> {
     request(target, &topic, &sender, frame).await
 }
 
-/// Publishes `payload` on `topic` with a response topic under `reply/{who}` and waits for the answer.
+/// Publishes `payload` on `topic` with a response topic under `reply/{who}` and waits for the answer
+/// signed by the agent for this payload (whose digest is the request's: a frame is its own digest).
 pub async fn request(target: &Target, topic: &str, who: &str, payload: Vec<u8>) -> Result<Reply, IfError> {
+    let request = frame::digest(&payload);
+    let mut forged = 0usize;
     let call = Uuid::new_v4();
     let topics = Topics::new(&target.site, &target.agent);
     let reply_topic = format!("{}/{call}", topics.reply_for(who));
@@ -164,9 +202,7 @@ pub async fn request(target: &Target, topic: &str, who: &str, payload: Vec<u8>) 
     loop {
         let event = tokio::time::timeout_at(deadline, events.poll())
             .await
-            .map_err(|_| {
-                IfError::format(ErrorCode::SystemError, format_args!("no reply within {} s", target.timeout.as_secs()))
-            })?
+            .map_err(|_| no_reply(target, forged))?
             .map_err(|e| unreachable(&e))?;
         match event {
             Event::Incoming(Packet::ConnAck(_)) => {
@@ -187,10 +223,26 @@ pub async fn request(target: &Target, topic: &str, who: &str, payload: Vec<u8>) 
             }
             Event::Incoming(Packet::Publish(p)) if p.topic.as_ref() == reply_topic.as_bytes() => {
                 let matches = p.properties.as_ref().and_then(|pp| pp.correlation_data.as_ref()) == Some(&correlation);
-                if matches {
-                    let _ = client.disconnect().await;
-                    return serde_json::from_slice(&p.payload)
-                        .map_err(|e| IfError::format(ErrorCode::SystemError, format_args!("reply is not JSON: {e}")));
+                if !matches {
+                    continue;
+                }
+                match attest::verify(&target.key, REPLY_DOMAIN, &request, &p.payload) {
+                    Ok(object) => {
+                        let _ = client.disconnect().await;
+                        return serde_json::from_slice(&object).map_err(|e| {
+                            IfError::format(ErrorCode::SystemError, format_args!("reply is not JSON: {e}"))
+                        });
+                    }
+                    Err(e) => {
+                        forged += 1;
+                        eprintln!(
+                            "ifctl: ignored a reply that {}/{}'s key did not sign for this request ({}); waiting for \
+                             the agent's own",
+                            target.site,
+                            target.agent,
+                            e.detail()
+                        );
+                    }
                 }
             }
             _ => {}

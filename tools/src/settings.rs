@@ -8,7 +8,13 @@
 //! key = "keys/desk.key"      # relative to the file
 //! sender = "desk"
 //! tls_ca = "certs/ca.pem"    # for an mqtts:// broker; tls_cert and tls_key for a client certificate
+//! agent_key = "keys/studio-a.edge-1.pub"   # the agent's pinned public key (its agent.pub) ...
+//! agent_keys = "keys"        # ... or a directory of them, {site}.{agent}.pub, as the collector reads
 //! ```
+//!
+//! Every answer of an agent is signed by its identity key, and `ifctl` believes nothing it cannot check
+//! against the pinned key: a reply, a status or a dry-run verdict that does not verify is reported and
+//! ignored.
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +41,55 @@ pub struct Settings {
     pub tls_cert: Option<PathBuf>,
     /// The client certificate's key.
     pub tls_key: Option<PathBuf>,
+    /// The agent's public key (`agent.pub`), pinned.
+    pub agent_key: Option<PathBuf>,
+    /// A directory of pinned agent keys, `{site}.{agent}.pub`.
+    pub agent_keys: Option<PathBuf>,
+}
+
+/// The agents' pinned keys that `ifctl` checks answers and statuses against.
+#[derive(Debug, Clone, Default)]
+pub struct KeyRing {
+    /// `{site}.{agent}.pub` files.
+    dir: Option<PathBuf>,
+    /// One key for one agent (`site/agent`).
+    single: Option<(String, PathBuf)>,
+}
+
+impl KeyRing {
+    /// The pinned key of `site/agent`, if the ring has one; a key file that does not read is an error.
+    pub fn get(&self, site: &str, agent: &str) -> Result<Option<ed25519_dalek::VerifyingKey>, IfError> {
+        let name = format!("{site}/{agent}");
+        if let Some((who, file)) = &self.single
+            && *who == name
+        {
+            return if_edge::keyfile::read_public(file).map(Some);
+        }
+        let Some(dir) = &self.dir else { return Ok(None) };
+        let file = dir.join(format!("{site}.{agent}.pub"));
+        if !file.exists() {
+            return Ok(None);
+        }
+        if_edge::keyfile::read_public(&file).map(Some)
+    }
+
+    /// Whether it holds any key at all.
+    pub fn is_empty(&self) -> bool {
+        self.dir.is_none() && self.single.is_none()
+    }
+
+    /// The key of `site/agent`, which a command to it needs.
+    pub fn require(&self, site: &str, agent: &str) -> Result<ed25519_dalek::VerifyingKey, IfError> {
+        self.get(site, agent)?.ok_or_else(|| {
+            IfError::format(
+                ErrorCode::ConfigInvalid,
+                format_args!(
+                    "no pinned key for agent {site}/{agent}: give --agent-key FILE (its agent.pub) or --agent-keys \
+                     DIR ({site}.{agent}.pub), or agent_key / agent_keys in ifctl.toml"
+                ),
+            )
+        })
+    }
 }
 
 impl Settings {
@@ -53,11 +108,22 @@ impl Settings {
         let text = std::fs::read_to_string(&path).map_err(|e| bad(&e))?;
         let mut s: Settings = toml::from_str(&text).map_err(|e| bad(&e.message().trim()))?;
         if let Some(dir) = path.parent() {
-            for p in [&mut s.key, &mut s.tls_ca, &mut s.tls_cert, &mut s.tls_key].into_iter().flatten() {
+            let paths =
+                [&mut s.key, &mut s.tls_ca, &mut s.tls_cert, &mut s.tls_key, &mut s.agent_key, &mut s.agent_keys];
+            for p in paths.into_iter().flatten() {
                 *p = dir.join(&*p);
             }
         }
         Ok(s)
+    }
+
+    /// The pinned agent keys: `agent_key` stands for the agent `site` and `agent` name (flags or file).
+    pub fn keys(&self, site: Option<&String>, agent: Option<&String>) -> KeyRing {
+        let single = match (&self.agent_key, site.or(self.site.as_ref()), agent.or(self.agent.as_ref())) {
+            (Some(file), Some(s), Some(a)) => Some((format!("{s}/{a}"), file.clone())),
+            _ => None,
+        };
+        KeyRing { dir: self.agent_keys.clone(), single }
     }
 
     /// The TLS settings for an `mqtts://` broker, checked (`None` when no CA is given).

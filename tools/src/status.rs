@@ -4,10 +4,17 @@
 //! A status names the MQTT session it belongs to (`boot`, `session`). For each agent the message of the
 //! newest session wins, and an `offline` counts only for its own session or a newer one: a Will the
 //! broker sends late, after the agent's next birth, never marks a live agent offline.
+//!
+//! Every status is signed by its agent's identity key for its own topic. Only a status that verifies
+//! against the agent's pinned key counts; any other is shown as `forged` (it never hides or replaces a
+//! genuine one) and makes the command fail once the table is printed. A genuine `online` whose time
+//! (`at_ms`) is more than three status intervals old is shown as `stale`: the agent has gone quiet, or
+//! someone replayed an old retained status.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use if_protocol::attest::{self, PUBLISH_DOMAIN};
 use if_protocol::{ErrorCode, IfError};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Packet;
@@ -34,19 +41,43 @@ pub fn fold(known: &mut BTreeMap<String, Value>, agent: &str, status: Value) {
     }
 }
 
-/// Collects the retained statuses (and any that arrive within `wait`) for `site` (`+`: every site).
+/// What the status topics said, checked.
+#[derive(Debug, Default)]
+pub struct Statuses {
+    /// The newest genuine status of each agent (`site/agent`).
+    pub known: BTreeMap<String, Value>,
+    /// Agents with status messages that did not verify against their pinned key, and how many.
+    pub forged: BTreeMap<String, usize>,
+}
+
+/// The pinned key of an agent (site, name), if there is one.
+pub type Keys<'a> = &'a dyn Fn(&str, &str) -> Option<ed25519_dalek::VerifyingKey>;
+
+/// The status on `topic` if `keys` holds its agent's key and it verifies; the agent's name either way.
+fn check(keys: Keys<'_>, topic: &str, payload: &[u8]) -> (String, Option<Value>) {
+    let agent = topic.strip_prefix("if/v1/").and_then(|t| t.strip_suffix("/status")).unwrap_or(topic).to_string();
+    let Some((site, name)) = agent.split_once('/') else { return (agent, None) };
+    let key = keys(site, name);
+    let object = key.and_then(|k| attest::verify(&k, PUBLISH_DOMAIN, &attest::topic_context(topic), payload).ok());
+    let value = object.and_then(|o| serde_json::from_slice::<Value>(&o).ok());
+    (agent, value)
+}
+
+/// Collects the retained statuses (and any that arrive within `wait`) for `site` (`+`: every site),
+/// each checked against its agent's pinned key in `keys`.
 pub async fn collect(
     broker: &str,
     tls: Option<&if_edge::tls::Tls>,
     site: &str,
     wait: Duration,
-) -> Result<BTreeMap<String, Value>, IfError> {
+    keys: Keys<'_>,
+) -> Result<Statuses, IfError> {
     let unreachable =
         |e: &dyn std::fmt::Display| IfError::format(ErrorCode::SystemError, format_args!("broker {broker}: {e}"));
     let id = format!("ifctl-status-{}", uuid::Uuid::new_v4());
     let (client, mut events) = AsyncClient::new(crate::connect::options(broker, id, tls)?, 256);
     let filter = format!("if/v1/{site}/+/status");
-    let mut known = BTreeMap::new();
+    let mut out = Statuses::default();
     let mut connected = false;
     let deadline = tokio::time::Instant::now() + wait;
     loop {
@@ -62,29 +93,55 @@ pub async fn collect(
             }
             Event::Incoming(Packet::Publish(p)) => {
                 let topic = String::from_utf8_lossy(&p.topic).into_owned();
-                let agent = topic.strip_prefix("if/v1/").and_then(|t| t.strip_suffix("/status")).unwrap_or(&topic);
-                if let Ok(v) = serde_json::from_slice::<Value>(&p.payload) {
-                    fold(&mut known, agent, v);
+                match check(keys, &topic, &p.payload) {
+                    (agent, Some(v)) => fold(&mut out.known, &agent, v),
+                    (agent, None) => *out.forged.entry(agent).or_insert(0) += 1,
                 }
             }
             _ => {}
         }
     }
     let _ = client.disconnect().await;
-    Ok(known)
+    Ok(out)
 }
 
-/// Prints one line per agent, or a JSON array.
-pub fn print(known: &BTreeMap<String, Value>, json: bool) {
+/// Whether a genuine `online` is older than three of its status intervals (plus a margin for clocks).
+pub fn stale(status: &Value, now_ms: u64) -> bool {
+    let interval_ms = status["interval_s"].as_u64().unwrap_or(30).saturating_mul(1000);
+    let at = status["at_ms"].as_u64().unwrap_or(0);
+    status["state"] == "online" && now_ms.saturating_sub(at) > interval_ms.saturating_mul(3).saturating_add(10_000)
+}
+
+/// The error when any status did not verify, after the table is shown.
+pub fn forged_error(statuses: &Statuses) -> Result<(), IfError> {
+    if statuses.forged.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = statuses.forged.iter().map(|(a, n)| format!("{a} ({n})")).collect();
+    Err(IfError::format(
+        ErrorCode::InvalidSignature,
+        format_args!("status messages not signed by the agent's pinned key were ignored: {}", names.join(", ")),
+    ))
+}
+
+/// Prints one line per agent, or a JSON array (each row with `verified` and `stale`).
+pub fn print(statuses: &Statuses, json: bool) {
+    let now_ms = if_edge::clock::Clock::system_ms();
+    let known = &statuses.known;
     if json {
-        let rows: Vec<Value> = known
+        let mut rows: Vec<Value> = known
             .iter()
             .map(|(agent, v)| {
                 let mut v = v.clone();
                 v["agent"] = Value::String(agent.clone());
+                v["verified"] = Value::Bool(true);
+                v["stale"] = Value::Bool(stale(&v, now_ms));
                 v
             })
             .collect();
+        for (agent, n) in statuses.forged.iter().filter(|(a, _)| !known.contains_key(*a)) {
+            rows.push(serde_json::json!({ "agent": agent, "state": "forged", "verified": false, "forged": n }));
+        }
         println!("{}", Value::Array(rows));
         return;
     }
@@ -110,15 +167,22 @@ pub fn print(known: &BTreeMap<String, Value>, json: bool) {
         // Checkpoints signed but not yet acknowledged upstream.
         let anchors = v["anchors"]["pending"].as_u64().map_or("-".to_string(), |p| format!("{p} due"));
         let uptime = v["uptime_s"].as_u64().map_or("-".to_string(), |s| format!("{s}s"));
+        let state = match v["state"].as_str() {
+            Some("online") if stale(v, now_ms) => "stale",
+            Some(s) => s,
+            None => "?",
+        };
         println!(
-            "{agent:<28} {:<8} {:>5} {:>7} {uptime:>8} {:>8} {:>8} {anchors:>8} {:>14}  {breakers}",
-            v["state"].as_str().unwrap_or("?"),
+            "{agent:<28} {state:<8} {:>5} {:>7} {uptime:>8} {:>8} {:>8} {anchors:>8} {:>14}  {breakers}",
             n("boot"),
             n("session"),
             n("log_size"),
             n("executed"),
             fullest_budget(v),
         );
+    }
+    for (agent, n) in statuses.forged.iter().filter(|(a, _)| !known.contains_key(*a)) {
+        println!("{agent:<28} {:<8} ({n} status message(s) not signed by its pinned key)", "forged");
     }
 }
 

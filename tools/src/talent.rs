@@ -21,6 +21,7 @@ pub fn grant(
     actions: &[String],
     hazards: &[String],
     expires: Option<u64>,
+    reach: Option<&str>,
 ) -> Vec<String> {
     let mut args = vec![
         format!("name={name}"),
@@ -33,6 +34,9 @@ pub fn grant(
     }
     if let Some(e) = expires {
         args.push(format!("expires={e}"));
+    }
+    if let Some(r) = reach {
+        args.push(format!("reach={r}"));
     }
     args
 }
@@ -67,5 +71,6 @@ pub fn command(
         ttl_s: 30,
         scope: "policy".into(),
         hazards: Vec::new(),
+        audience: None,
     }
 }

@@ -44,9 +44,12 @@ impl Capability for PolicyCommands {
     fn execute<'a>(&'a self, body: &'a EnvelopeBody) -> OutcomeFuture<'a> {
         Box::pin(async move {
             let _turn = self.one_at_a_time.lock().await;
-            let change =
-                self.policy.lock().unwrap_or_else(PoisonError::into_inner).offer_command(body, &body.sender)?;
             let now_ms = self.clock.lock().unwrap_or_else(PoisonError::into_inner).now_ms();
+            let change = self.policy.lock().unwrap_or_else(PoisonError::into_inner).offer_command(
+                body,
+                &body.sender,
+                now_ms / 1000,
+            )?;
             let mut item = record(Ok(&change), &format!("envelope {}", body.id), now_ms);
             item.entry.sender = body.sender.to_string();
             item.entry.envelope = Some(body.id);

@@ -5,9 +5,12 @@
 //! (KEY_REVOKED); built-in capabilities need only an active talent; otherwise a trusted, unexpired
 //! manifest offers the capability (CAPABILITY_NOT_ALLOWED, MANIFEST_EXPIRED) in the envelope's scope
 //! (SCOPE_DENIED) with the action (ACTION_NOT_ALLOWED); the talent holds an unexpired grant for it
-//! (PERMISSION_DENIED) covering the scope and the action (SCOPE_DENIED, ACTION_NOT_ALLOWED); and every
-//! hazard the manifest lists for the action is declared in the envelope and allowed by the grant
-//! (HAZARD_NOT_ACKNOWLEDGED).
+//! (PERMISSION_DENIED) covering the scope and the action (SCOPE_DENIED, ACTION_NOT_ALLOWED) and reaching
+//! as wide as the envelope's audience (WRONG_AUDIENCE: a grant reaches one agent unless it says a site
+//! or the fleet); and every hazard the manifest lists for the action is declared in the envelope and
+//! allowed by the grant (HAZARD_NOT_ACKNOWLEDGED).
+//!
+//! Whether the audience includes this agent at all is checked earlier, in ingress, before anything else.
 
 use if_protocol::envelope::{EnvelopeBody, Hazards};
 use if_protocol::policy::{Grant, Manifest, TalentStatus};
@@ -108,6 +111,19 @@ fn granted(g: &Grant, body: &EnvelopeBody, now_s: u64) -> Result<(), IfError> {
             format_args!("{} is not granted action {:?} on {}", g.talent, body.action.as_str(), g.capability),
         ));
     }
+    if body.audience.reach() > g.reach {
+        return Err(deny(
+            ErrorCode::WrongAudience,
+            format_args!(
+                "{} is addressed to {}, but the grant of {} on {} reaches one {} only",
+                body.id,
+                body.audience,
+                g.talent,
+                g.capability,
+                g.reach.name()
+            ),
+        ));
+    }
     Ok(())
 }
 
@@ -152,6 +168,7 @@ pub(crate) mod tests {
         EnvelopeBody {
             version: ProtocolVersion::CURRENT,
             id: uuid::Uuid::nil(),
+            audience: if_protocol::envelope::Audience::agent("studio-a", "edge-1").expect("names"),
             sender: "desk".try_into().expect("short"),
             seq: 1,
             nonce: Nonce([0; 16]),
@@ -175,6 +192,7 @@ pub(crate) mod tests {
             actions: actions.iter().map(|a| (*a).try_into().expect("short")).collect(),
             hazards,
             expires,
+            reach: if_protocol::envelope::Reach::Agent,
         }
     }
 
@@ -218,6 +236,27 @@ pub(crate) mod tests {
         assert_eq!(code(&full, Principal::Talent(TalentStatus::Revoked), &cut), Some(ErrorCode::KeyRevoked));
         let unknown = body("if://capability/videohub.router", "route");
         assert_eq!(code(&full, ACTIVE, &unknown), Some(ErrorCode::CapabilityNotAllowed));
+    }
+
+    #[test]
+    fn a_wide_audience_needs_a_grant_that_reaches_as_far() {
+        use if_protocol::envelope::{Audience, Reach};
+        let mut cut = body("if://capability/vmix.switcher", "cut");
+        cut.hazards = Hazards::ON_AIR;
+        cut.audience = Audience::Site { site: "studio-a".try_into().expect("short") };
+        let agent_only = policy(Some(grant(&["cut"], Hazards::ON_AIR, None)));
+        assert_eq!(code(&agent_only, ACTIVE, &cut), Some(ErrorCode::WrongAudience));
+        let mut site = grant(&["cut"], Hazards::ON_AIR, None);
+        site.reach = Reach::Site;
+        assert_eq!(code(&policy(Some(site.clone())), ACTIVE, &cut), None);
+        cut.audience = Audience::Fleet;
+        assert_eq!(code(&policy(Some(site)), ACTIVE, &cut), Some(ErrorCode::WrongAudience));
+        let mut fleet = grant(&["cut"], Hazards::ON_AIR, None);
+        fleet.reach = Reach::Fleet;
+        assert_eq!(code(&policy(Some(fleet)), ACTIVE, &cut), None);
+        let mut ping = body("if://capability/edge.ping", "ping");
+        ping.audience = Audience::Fleet;
+        assert_eq!(code(&agent_only, ACTIVE, &ping), None, "a fleet-wide line check needs no grant");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! | action | arguments |
 //! |---|---|
 //! | `talent.add` | `name`, `role`, `pubkey` (base64 Ed25519 public key) |
-//! | `talent.grant` | `name`, `capability`, `scopes` and `actions` (comma lists), `hazards` (comma list, may be empty), `expires` (unix s, optional) |
+//! | `talent.grant` | `name`, `capability`, `scopes` and `actions` (comma lists), `hazards` (comma list, may be empty), `expires` (unix s, optional, in the future), `reach` (`agent`, `site` or `fleet`: the widest audience its envelopes may name; default `agent`) |
 //! | `talent.revoke` | `name` |
 //!
 //! This module turns a command into the talent or grant document it sets, checking it against what the
@@ -15,7 +15,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use if_protocol::bytes::FixedBytes;
-use if_protocol::envelope::{ArgValue, EnvelopeBody, Hazards};
+use if_protocol::envelope::{ArgValue, EnvelopeBody, Hazards, Reach};
 use if_protocol::policy::{Grant, Talent, TalentStatus};
 use if_protocol::{ErrorCode, IfError, keys};
 
@@ -54,8 +54,8 @@ fn list(v: &str) -> impl Iterator<Item = &str> {
     v.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
 
-/// The talent or grant `body` sets, given the current talent of that name.
-pub fn decide(body: &EnvelopeBody, current: Option<&Talent>) -> Result<Set, IfError> {
+/// The talent or grant `body` sets at `now_s`, given the current talent of that name.
+pub fn decide(body: &EnvelopeBody, current: Option<&Talent>, now_s: u64) -> Result<Set, IfError> {
     let name = text(body, "name")?;
     let name_token = name.try_into().map_err(|_| bad(format_args!("talent name {name:?} is too long")))?;
     match body.action.as_str() {
@@ -84,7 +84,7 @@ pub fn decide(body: &EnvelopeBody, current: Option<&Talent>) -> Result<Set, IfEr
         }
         "talent.grant" => {
             current.ok_or_else(|| not_found(name))?;
-            grant(body, name_token).map(|g| Set::Grant(Box::new(g)))
+            grant(body, name_token, now_s).map(|g| Set::Grant(Box::new(g)))
         }
         other => Err(IfError::format(ErrorCode::ActionNotAllowed, format_args!("edge.policy has no action {other:?}"))),
     }
@@ -94,7 +94,7 @@ fn not_found(name: &str) -> IfError {
     IfError::format(ErrorCode::TalentNotFound, format_args!("talent {name:?} is not known"))
 }
 
-fn grant(body: &EnvelopeBody, talent: if_protocol::envelope::Name) -> Result<Grant, IfError> {
+fn grant(body: &EnvelopeBody, talent: if_protocol::envelope::Name, now_s: u64) -> Result<Grant, IfError> {
     let capability = text(body, "capability")?;
     if_protocol::envelope::capability_name(capability)?;
     let mut g = Grant {
@@ -108,7 +108,20 @@ fn grant(body: &EnvelopeBody, talent: if_protocol::envelope::Name) -> Result<Gra
             None => None,
             Some(_) => return Err(bad(format_args!("expires must be unix seconds"))),
         },
+        reach: match body.args.get("reach") {
+            None => Reach::Agent,
+            Some(ArgValue::Text(t)) => Reach::by_name(t)
+                .ok_or_else(|| bad(format_args!("reach must be agent, site or fleet, not {:?}", t.as_str())))?,
+            Some(_) => return Err(bad(format_args!("reach must be agent, site or fleet"))),
+        },
     };
+    if let Some(at) = g.expires.filter(|at| *at <= now_s) {
+        // A grant that has already expired would replace the one that works with one that never does.
+        return Err(IfError::format(
+            ErrorCode::PermissionDenied,
+            format_args!("the grant would have expired at {at}, before now ({now_s}); the current grant stays"),
+        ));
+    }
     for s in list(text(body, "scopes")?) {
         let scope = s.try_into().map_err(|_| bad(format_args!("scope {s:?} is too long")))?;
         g.scopes.push(scope).map_err(|_| bad(format_args!("a grant names at most 8 scopes")))?;
@@ -134,6 +147,8 @@ mod tests {
     use super::*;
     use crate::policy::trust::tests::key;
 
+    const NOW: u64 = 1_800_000_000;
+
     pub(crate) fn command(action: &str, args: &[(&str, ArgValue)]) -> EnvelopeBody {
         let mut a = Args::new();
         for (k, v) in args {
@@ -155,12 +170,13 @@ mod tests {
 
     #[test]
     fn add_revoke_and_grant_set_their_documents() {
-        let Set::Talent(desk) = decide(&add("desk", 1), None).expect("add") else { panic!("a talent") };
+        let Set::Talent(desk) = decide(&add("desk", 1), None, NOW).expect("add") else { panic!("a talent") };
         assert_eq!(desk.status, TalentStatus::Active);
-        assert_eq!(decide(&add("desk", 1), Some(&desk)).expect("same again"), Set::Talent(desk.clone()));
-        let clash = decide(&add("desk", 2), Some(&desk)).expect_err("other key");
+        assert_eq!(decide(&add("desk", 1), Some(&desk), NOW).expect("same again"), Set::Talent(desk.clone()));
+        let clash = decide(&add("desk", 2), Some(&desk), NOW).expect_err("other key");
         assert_eq!(clash.code(), ErrorCode::PermissionDenied);
-        let Set::Talent(gone) = decide(&command("talent.revoke", &[("name", t("desk"))]), Some(&desk)).expect("revoke")
+        let Set::Talent(gone) =
+            decide(&command("talent.revoke", &[("name", t("desk"))]), Some(&desk), NOW).expect("revoke")
         else {
             panic!("a talent")
         };
@@ -176,16 +192,42 @@ mod tests {
                 ("expires", ArgValue::Int(2_000_000_000)),
             ],
         );
-        let Set::Grant(grant) = decide(&g, Some(&desk)).expect("grant") else { panic!("a grant") };
+        let Set::Grant(grant) = decide(&g, Some(&desk), NOW).expect("grant") else { panic!("a grant") };
         assert_eq!(grant.actions.len(), 2);
         assert!(grant.hazards.contains(Hazards::ON_AIR));
         assert_eq!(grant.expires, Some(2_000_000_000));
-        assert_eq!(decide(&g, None).expect_err("no talent").code(), ErrorCode::TalentNotFound);
+        assert_eq!(decide(&g, None, NOW).expect_err("no talent").code(), ErrorCode::TalentNotFound);
+        assert_eq!(grant.reach, Reach::Agent, "a grant reaches one agent unless it says more");
+    }
+
+    #[test]
+    fn a_grant_that_has_already_expired_is_refused_and_reach_is_read() {
+        let Ok(Set::Talent(desk)) = decide(&add("desk", 1), None, NOW) else { panic!("a talent") };
+        let g = |extra: &[(&str, ArgValue)]| {
+            let mut args = vec![
+                ("name", t("desk")),
+                ("capability", t("if://capability/vmix.switcher")),
+                ("scopes", t("studio:control")),
+                ("actions", t("cut")),
+            ];
+            args.extend(extra.iter().cloned());
+            command("talent.grant", &args)
+        };
+        for past in [1, NOW as i64] {
+            let e = decide(&g(&[("expires", ArgValue::Int(past))]), Some(&desk), NOW).expect_err("expired");
+            assert_eq!(e.code(), ErrorCode::PermissionDenied, "{e}");
+            assert!(e.detail().contains("the current grant stays"), "{e}");
+        }
+        assert!(decide(&g(&[("expires", ArgValue::Int(NOW as i64 + 1))]), Some(&desk), NOW).is_ok());
+        let Ok(Set::Grant(site)) = decide(&g(&[("reach", t("site"))]), Some(&desk), NOW) else { panic!("grant") };
+        assert_eq!(site.reach, Reach::Site);
+        let e = decide(&g(&[("reach", t("galaxy"))]), Some(&desk), NOW).expect_err("no such reach");
+        assert_eq!(e.code(), ErrorCode::InvalidEnvelope);
     }
 
     #[test]
     fn malformed_commands_say_what_is_wrong() {
-        let desk = match decide(&add("desk", 1), None) {
+        let desk = match decide(&add("desk", 1), None, NOW) {
             Ok(Set::Talent(t)) => t,
             other => panic!("{other:?}"),
         };
@@ -213,13 +255,13 @@ mod tests {
             ),
         ];
         for c in &cases {
-            let e = decide(c, Some(&desk)).expect_err("refused");
+            let e = decide(c, Some(&desk), NOW).expect_err("refused");
             assert!(
                 matches!(e.code(), ErrorCode::InvalidEnvelope | ErrorCode::UnknownKey | ErrorCode::InvalidSignature),
                 "{e}"
             );
         }
         let other = command("talent.rename", &[("name", t("desk"))]);
-        assert_eq!(decide(&other, Some(&desk)).expect_err("no such action").code(), ErrorCode::ActionNotAllowed);
+        assert_eq!(decide(&other, Some(&desk), NOW).expect_err("no such action").code(), ErrorCode::ActionNotAllowed);
     }
 }

@@ -106,7 +106,7 @@ impl Policy {
             } else if key.starts_with(TALENT_PREFIX) {
                 Doc::Talent(Box::new(postcard::from_bytes(&value).map_err(|e| stored(&key, e))?))
             } else if key.starts_with(GRANT_PREFIX) {
-                Doc::Grant(Box::new(postcard::from_bytes(&value).map_err(|e| stored(&key, e))?))
+                Doc::Grant(Box::new(Grant::from_stored(&value).map_err(|e| stored(&key, e))?))
             } else {
                 return Err(stored(&key, "unknown kind of entry"));
             };
@@ -162,13 +162,13 @@ impl Policy {
         self.talents.contains_key(name) || self.root().is_some_and(|r| r.keys.iter().any(|k| k.name == name))
     }
 
-    /// Decides a policy command signed by policy signer `signer`.
-    pub fn offer_command(&self, body: &EnvelopeBody, signer: &str) -> Result<Change, IfError> {
+    /// Decides a policy command signed by policy signer `signer`, at `now_s`.
+    pub fn offer_command(&self, body: &EnvelopeBody, signer: &str, now_s: u64) -> Result<Change, IfError> {
         let name = match body.args.get("name") {
             Some(if_protocol::envelope::ArgValue::Text(t)) => t.as_str(),
             _ => "",
         };
-        let set = commands::decide(body, self.talents.get(name))?;
+        let set = commands::decide(body, self.talents.get(name), now_s)?;
         let (key, value, summary, doc) = match set {
             Set::Talent(t) => {
                 let id = keys::key_id(&keys::verifying_key(&t.public_key.0)?);
@@ -184,8 +184,12 @@ impl Policy {
                 (format!("{TALENT_PREFIX}{}", t.name), encode(&t)?, summary, Doc::Talent(Box::new(t)))
             }
             Set::Grant(g) => {
+                let reach = match g.reach {
+                    if_protocol::envelope::Reach::Agent => String::new(),
+                    wide => format!(" reaching the {}", wide.name()),
+                };
                 let summary = format!(
-                    "talent {} granted {} on {} by {signer}",
+                    "talent {} granted {} on {}{reach} by {signer}",
                     g.talent,
                     g.actions.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(","),
                     g.capability

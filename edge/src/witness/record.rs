@@ -33,6 +33,8 @@ pub enum Kind {
     /// An envelope in falsify mode was verified and admitted: its dry run touches no hardware, and its
     /// verdict follows as EXECUTED.
     Falsify,
+    /// Something on the broker that should not be: another process using this agent's identity.
+    Security,
 }
 
 impl Kind {
@@ -49,6 +51,7 @@ impl Kind {
             Kind::Anchor => "ANCHOR",
             Kind::Breaker => "BREAKER",
             Kind::Falsify => "FALSIFY",
+            Kind::Security => "SECURITY",
         }
     }
 }

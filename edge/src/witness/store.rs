@@ -384,9 +384,15 @@ impl Store {
         Ok(indices)
     }
 
-    /// Starts a run: bumps the boot counter, writes BOOT, and an INTERRUPTED record (with a cached
-    /// failure reply) for every RECEIVED that has no outcome. Returns the interrupted commands.
-    pub fn boot(&mut self, wall_ms: u64, detail: &str) -> Result<Vec<Interrupted>, IfError> {
+    /// Starts a run: bumps the boot counter, writes BOOT, and an INTERRUPTED record (IF_ERR_500) for every
+    /// RECEIVED that has no outcome, with the reply `answer` gives for it (RECEIVED's index, what it was)
+    /// cached for redeliveries. Returns the interrupted commands.
+    pub fn boot(
+        &mut self,
+        wall_ms: u64,
+        detail: &str,
+        answer: impl Fn(u64, &Pending) -> Vec<u8>,
+    ) -> Result<Vec<Interrupted>, IfError> {
         let pending = self.pending()?;
         self.head.boot = self.head.boot.wrapping_add(1);
         let mut batch = vec![Append::record(
@@ -395,21 +401,21 @@ impl Store {
         )];
         let mut interrupted = Vec::with_capacity(pending.len());
         for (index, p) in &pending {
-            let reply = crate::reply::Reply::interrupted(&p.entry, *index);
+            let reply = answer(*index, p);
             let mut entry = p.entry.clone();
             entry.wall_ms = wall_ms;
-            entry.code = Some(reply.error_code().map_or(0, ErrorCode::number));
+            entry.code = Some(ErrorCode::SystemError.number());
             entry.detail = format!("RECEIVED #{index} has no outcome; it is not run again");
             let mut item = Append::record(Kind::Interrupted, entry);
             item.settles = Some(*index);
             item.reply = Some(ReplyUpdate {
                 sender: p.sender.clone(),
                 seq: p.seq,
-                cached: CachedReply { digest: p.digest, reply: reply.to_bytes() },
+                cached: CachedReply { digest: p.digest, reply: reply.clone() },
                 keep_from: 0,
             });
             batch.push(item);
-            interrupted.push(Interrupted { pending: p.clone(), reply: reply.to_bytes() });
+            interrupted.push(Interrupted { pending: p.clone(), reply });
         }
         let result = self.append(&batch, None);
         if result.is_err() {

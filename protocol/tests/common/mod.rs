@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use ed25519_dalek::SigningKey;
-use if_protocol::envelope::{ArgValue, Args, EnvelopeBody, Hazards, Nonce, ProtocolVersion};
+use if_protocol::envelope::{ArgValue, Args, Audience, EnvelopeBody, Hazards, Nonce, ProtocolVersion};
 use uuid::Uuid;
 
 pub fn key(seed: u8) -> SigningKey {
@@ -18,6 +18,7 @@ pub fn body() -> EnvelopeBody {
     EnvelopeBody {
         version: ProtocolVersion::CURRENT,
         id: Uuid::from_bytes([7; 16]),
+        audience: Audience::agent("studio-a", "edge-1").expect("names"),
         sender: "desk-a".try_into().expect("short"),
         seq: 300,
         nonce: Nonce([9; 16]),

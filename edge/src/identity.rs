@@ -1,0 +1,175 @@
+//! The agent's own identity on the broker, watched from its status topic and its session: the state
+//! machine, without I/O (the MQTT driver feeds it and acts on what it answers).
+//!
+//! Anyone on the broker may publish on the agent's status topic, and a retained message there is what
+//! every operator sees. The agent subscribes to its own topic and answers:
+//! - a message that is not its own signed status (forged, or garbage): by publishing its birth again,
+//!   so the genuine status is the retained one a moment later;
+//! - its own `offline` of an earlier session or boot (a late Will): by its birth again, as before;
+//! - its own signed `online` with another process's `instance`: a second process runs with this
+//!   agent's key and name (a copied configuration). So is a broker that hands this agent's MQTT session
+//!   to another client (`SESSION_TAKEN_OVER`) twice within a minute. Either is a conflict: the agent says
+//!   so loudly (log, status, a SECURITY record) and, rather than take the session back every second, it
+//!   waits the longest reconnect delay before each reconnect while the conflict lasts.
+//!
+//! Births answer at most one per second however many messages arrive, and past [`CHECKS_PER_S`]
+//! messages a second the rest are not even verified: a flood on the status topic costs the agent a
+//! bounded amount of work and one retained publish per second.
+
+use std::collections::VecDeque;
+
+/// Status messages verified per second; past that, each only asks for a (coalesced) birth.
+pub const CHECKS_PER_S: u32 = 50;
+/// Takeovers within this window that make a conflict.
+const TAKEOVER_WINDOW_MS: u64 = 60_000;
+
+/// What the driver should do about a status message or a takeover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing.
+    None,
+    /// Publish the birth again (coalesced to one per second by the caller).
+    Rebirth(&'static str),
+    /// Another process holds this identity: report it, and keep the long reconnect delay.
+    Conflict(Conflict),
+}
+
+/// A second process with this agent's identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// How it was noticed.
+    pub how: String,
+    /// The other process's `instance`, when its status was seen.
+    pub other: Option<String>,
+}
+
+/// The watch over the status topic and the session.
+#[derive(Debug)]
+pub struct Watch {
+    instance: String,
+    second: u64,
+    checked: u32,
+    takeovers: VecDeque<u64>,
+    /// The conflict in force, if any.
+    pub conflict: Option<Conflict>,
+}
+
+/// What a status message turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen<'a> {
+    /// Not this agent's signed status.
+    NotOwn,
+    /// This agent's own signed status (the object, without its signature).
+    Own(&'a serde_json::Value),
+}
+
+impl Watch {
+    /// The watch of the process whose random instance id is `instance`.
+    pub fn new(instance: String) -> Self {
+        Watch { instance, second: 0, checked: 0, takeovers: VecDeque::new(), conflict: None }
+    }
+
+    /// Whether the next status message at `now_ms` is to be verified; past [`CHECKS_PER_S`] in a second
+    /// it only asks for a birth.
+    pub fn should_check(&mut self, now_ms: u64) -> bool {
+        let second = now_ms / 1000;
+        if second != self.second {
+            self.second = second;
+            self.checked = 0;
+        }
+        self.checked += 1;
+        self.checked <= CHECKS_PER_S
+    }
+
+    /// Decides about a status message; `current` is (boot, session) of this process.
+    pub fn status(&mut self, seen: Seen<'_>, current: (u64, u64)) -> Action {
+        let status = match seen {
+            Seen::NotOwn => return Action::Rebirth("a status this agent did not sign replaced its own"),
+            Seen::Own(v) => v,
+        };
+        let instance = status["instance"].as_str().unwrap_or_default();
+        if status["state"] == "online" && !instance.is_empty() && instance != self.instance {
+            let c = Conflict {
+                how: "another process published this agent's signed status".into(),
+                other: Some(instance.to_string()),
+            };
+            return self.raise(c);
+        }
+        let of = (status["boot"].as_u64().unwrap_or(0), status["session"].as_u64().unwrap_or(0));
+        let mine = instance.is_empty() || instance == self.instance;
+        if status["state"] == "offline" && (of != current || !mine) {
+            return Action::Rebirth("a late Will of an earlier session replaced the status");
+        }
+        Action::None
+    }
+
+    /// The broker gave this agent's session to another client at `now_ms`.
+    pub fn taken_over(&mut self, now_ms: u64) -> Action {
+        self.takeovers.push_back(now_ms);
+        while self.takeovers.front().is_some_and(|t| now_ms.saturating_sub(*t) > TAKEOVER_WINDOW_MS) {
+            self.takeovers.pop_front();
+        }
+        if self.takeovers.len() >= 2 {
+            let how = format!(
+                "the broker gave this agent's session to another client {} times in a minute",
+                self.takeovers.len()
+            );
+            return self.raise(Conflict { how, other: None });
+        }
+        Action::None
+    }
+
+    fn raise(&mut self, c: Conflict) -> Action {
+        let first = self.conflict.is_none();
+        let other = c.other.clone().or_else(|| self.conflict.as_ref().and_then(|old| old.other.clone()));
+        self.conflict = Some(Conflict { other, ..c.clone() });
+        if first { Action::Conflict(c) } else { Action::None }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(state: &str, boot: u64, session: u64, instance: &str) -> serde_json::Value {
+        serde_json::json!({ "state": state, "boot": boot, "session": session, "instance": instance })
+    }
+
+    #[test]
+    fn forged_and_late_statuses_ask_for_a_birth_and_its_own_do_not() {
+        let mut w = Watch::new("aa".into());
+        assert!(matches!(w.status(Seen::NotOwn, (3, 1)), Action::Rebirth(_)));
+        assert_eq!(w.status(Seen::Own(&status("online", 3, 1, "aa")), (3, 1)), Action::None);
+        assert_eq!(w.status(Seen::Own(&status("offline", 3, 1, "aa")), (3, 1)), Action::None, "its own end");
+        assert!(matches!(w.status(Seen::Own(&status("offline", 2, 4, "")), (3, 1)), Action::Rebirth(_)));
+        assert!(matches!(w.status(Seen::Own(&status("offline", 3, 0, "aa")), (3, 1)), Action::Rebirth(_)));
+        assert!(
+            matches!(w.status(Seen::Own(&status("offline", 3, 1, "bb")), (3, 1)), Action::Rebirth(_)),
+            "another process's Will"
+        );
+        assert!(w.conflict.is_none());
+    }
+
+    #[test]
+    fn another_instance_or_repeated_takeovers_are_a_conflict_reported_once() {
+        let mut w = Watch::new("aa".into());
+        let Action::Conflict(c) = w.status(Seen::Own(&status("online", 3, 1, "bb")), (3, 1)) else {
+            panic!("a conflict")
+        };
+        assert_eq!(c.other.as_deref(), Some("bb"));
+        assert_eq!(w.status(Seen::Own(&status("online", 3, 1, "bb")), (3, 1)), Action::None, "said once");
+        let mut w = Watch::new("aa".into());
+        assert_eq!(w.taken_over(1_000), Action::None, "one takeover can be a broker restart or a reconnect race");
+        assert_eq!(w.taken_over(70_000), Action::None, "a minute apart");
+        assert!(matches!(w.taken_over(75_000), Action::Conflict(_)));
+        assert!(w.conflict.is_some());
+    }
+
+    #[test]
+    fn a_flood_is_checked_only_so_far_each_second() {
+        let mut w = Watch::new("aa".into());
+        let checked = (0..1000).filter(|_| w.should_check(5_000)).count();
+        assert_eq!(checked, CHECKS_PER_S as usize);
+        assert!(w.should_check(6_000), "a new second");
+    }
+}

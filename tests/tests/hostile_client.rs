@@ -1,0 +1,211 @@
+//! A client on the same broker that holds no key at all, only network access to MQTT: the threat the
+//! signed envelope exists for. Each test is one thing such a client tried against the real agent and
+//! the real `ifctl` on a real Mosquitto, and what the agent and `ifctl` do about it.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use if_protocol::envelope::Audience;
+use if_tests::agent::Agent;
+use if_tests::broker::Broker;
+use if_tests::device::{self, DeviceRig, Limits};
+use if_tests::probe::Probe;
+use if_tests::talent::Talent;
+
+const WAIT: Duration = Duration::from_secs(10);
+const LOOP: &str = "if://capability/studio.loop";
+
+fn p(path: &std::path::Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+fn executed_pings(agent: &Agent) -> usize {
+    agent.export().iter().filter(|r| r["kind"] == "EXECUTED" && r["capability"] == "if://capability/edge.ping").count()
+}
+
+/// Two agents of one fleet with the same trust root, both knowing `desk`.
+fn two_agents(broker: &Broker, desk: &Talent) -> (Agent, Agent) {
+    let mut a1 = Agent::init(broker, &[desk]);
+    let mut a3 = Agent::init_like(&a1, broker, "studio-b", "edge-3", &[desk]);
+    a1.start();
+    a3.start();
+    (a1, a3)
+}
+
+#[test]
+fn a_frame_captured_on_one_agent_is_refused_by_another_before_anything_happens() {
+    let broker = Broker::start();
+    let desk = Talent::new("desk");
+    let (mut a1, mut a3) = two_agents(&broker, &desk);
+    let hostile = Probe::connect(&broker, &a3.site, &a3.name);
+    hostile.subscribe(&format!("if/v1/{}/{}/cmd", a1.site, a1.name));
+
+    // The desk pings a1 with ifctl; the hostile client sees the frame go by and sends it to a3.
+    let mut ping = vec!["message", "send", "--key", p(&desk.secret), "--sender", "desk"];
+    ping.extend(["--capability", "if://capability/edge.ping", "--action", "ping", "--why", "line check"]);
+    let addr = a1.addr();
+    let out = Agent::ifctl(&[&ping[..], &addr.iter().map(String::as_str).collect::<Vec<_>>()].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let captured = hostile.next_on(&format!("if/v1/{}/{}/cmd", a1.site, a1.name), WAIT).expect("captured");
+    hostile.request(captured.payload.clone(), b"replayed-ping");
+    let reply = hostile.next_on(&hostile.response_topic, WAIT).expect("a3 answers");
+    assert_eq!(reply.code().as_deref(), Some("IF_ERR_109"), "{}", reply.json());
+    assert!(reply.json()["error"]["message"].as_str().is_some_and(|m| m.contains("studio-a/edge-1")));
+    let dlq = hostile.next_on(&hostile.topics.dlq, WAIT).expect("dead letter");
+    assert_eq!(dlq.code().as_deref(), Some("IF_ERR_109"));
+
+    // A policy command for a1 (a talent added there only), captured and sent to a3.
+    let bot = Talent::new("bot");
+    let add = a1.talent("add", &["--name", "bot", "--role", "automation", "--pubkey", p(&bot.public)]);
+    assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
+    let captured = hostile.next_on(&format!("if/v1/{}/{}/cmd", a1.site, a1.name), WAIT).expect("captured");
+    hostile.request(captured.payload, b"replayed-add");
+    let reply = hostile.next_on(&hostile.response_topic, WAIT).expect("a3 answers");
+    assert_eq!(reply.code().as_deref(), Some("IF_ERR_109"), "{}", reply.json());
+
+    // On a3, the bot is unknown and only the desk can ping; nothing of a1's ran there.
+    let frame = bot.sign(&bot.ping(1));
+    hostile.request(frame, b"bot-on-a3");
+    let reply = hostile.next_on(&hostile.response_topic, WAIT).expect("a3 answers");
+    assert_eq!(reply.code().as_deref(), Some("IF_ERR_004"), "the bot's key is not known on a3: {}", reply.json());
+    let mut for_a3 = desk.ping(7);
+    for_a3.audience = Audience::agent("studio-b", "edge-3").expect("names");
+    hostile.request(desk.sign(&for_a3), b"desk-on-a3");
+    let reply = hostile.next_on(&hostile.response_topic, WAIT).expect("a3 answers");
+    assert_eq!(reply.json()["ok"], true, "a frame for a3 runs on a3: {}", reply.json());
+    a1.stop();
+    a3.stop();
+    assert_eq!(executed_pings(&a1), 1);
+    assert_eq!(executed_pings(&a3), 1, "only the ping addressed to a3 ran on a3");
+    let refused = a3.export().into_iter().filter(|r| r["kind"] == "REJECTED" && r["code"] == "IF_ERR_109").count();
+    assert_eq!(refused, 2, "both refusals are witnessed on a3");
+}
+
+#[test]
+fn a_forged_reply_published_before_the_agents_own_is_reported_and_ignored() {
+    let m = device::manifest(LOOP, "loopback", "loopback:", Limits::default(), &["preview"], &[], &[]);
+    let rig = DeviceRig::new(&m, LOOP, &["preview"], |_, _| {});
+    let hostile = Probe::connect(&rig.broker, &rig.agent.site, &rig.agent.name);
+    hostile.subscribe(&hostile.topics.cmd);
+
+    // The device is unreachable: the agent retries on its backoff before it answers IF_ERR_401.
+    let mut args = vec!["capability", "apply", LOOP, "--action", "preview", "--arg", "fail=unreachable"];
+    args.extend(["--key", p(&rig.desk.secret), "--sender", "desk", "--why", "forged reply test"]);
+    let addr = rig.agent.addr();
+    args.extend(addr.iter().map(String::as_str));
+    let ifctl = Command::new(if_tests::bin("ifctl"))
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ifctl");
+    let request = hostile.next_on(&hostile.topics.cmd, WAIT).expect("the request goes by");
+    let response = request.response_topic.clone().expect("ifctl names a response topic");
+    let body = if_protocol::json::frame_to_json(&request.payload).expect("a frame").body;
+    let fake = serde_json::json!({
+        "id": body.id, "sender": "desk", "seq": body.seq, "ok": true, "result": { "loopback": "preview" }
+    });
+    hostile.request_to(&response, fake.to_string().into_bytes(), None, request.correlation.as_deref());
+    // A reply signed with someone else's key, and a genuine signature over another request, too.
+    let other = if_edge::attest::Signer::new(Talent::new("mallory").key);
+    hostile.request_to(
+        &response,
+        other.reply(&[0; 32], fake.to_string().into_bytes()),
+        None,
+        request.correlation.as_deref(),
+    );
+
+    let out = ifctl.wait_with_output().expect("ifctl ends");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(14), "the agent's real answer, a device error: {stdout} {stderr}");
+    assert!(stdout.contains("IF_ERR_401") && !stdout.contains("\"ok\":true"), "{stdout}");
+    assert_eq!(stderr.matches("ignored a reply").count(), 2, "both forgeries are reported: {stderr}");
+}
+
+#[test]
+fn a_forged_status_is_never_believed_and_the_agent_restores_its_own() {
+    let broker = Broker::start();
+    let desk = Talent::new("desk");
+    let mut agent = Agent::init(&broker, &[&desk]);
+    agent.start();
+    let keys = tempfile::tempdir().expect("tempdir");
+    agent.pin(keys.path());
+    let hostile = Probe::connect(&broker, &agent.site, &agent.name);
+    hostile.subscribe(&hostile.topics.status);
+    let status = || {
+        let out = Agent::ifctl(&["--json", "status", "--broker", &broker.url(), "--agent-keys", p(keys.path())]);
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        (
+            out.status.code(),
+            rows.into_iter().next().unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    assert_eq!(status().1["state"], "online");
+
+    // While the agent runs, a forged retained `offline` is answered with its signed birth at once.
+    let fake = serde_json::json!({ "state": "offline", "agent": "studio-a/edge-1", "boot": 99, "session": 9 });
+    hostile.publish_to(&hostile.topics.status, fake.to_string().into_bytes(), true);
+    let restored = if_tests::wait_for(WAIT, || {
+        let m = hostile.next_on(&hostile.topics.status, Duration::from_millis(200))?;
+        (m.json()["state"] == "online" && m.json()["sig"].is_string()).then_some(())
+    });
+    assert!(restored.is_some(), "the agent published its own status over the forged one");
+    let (code, row, _) = status();
+    assert_eq!(
+        (code, row["state"].as_str(), row["verified"].as_bool()),
+        (Some(0), Some("online"), Some(true)),
+        "{row}"
+    );
+
+    // Stopped, its signed `offline` is retained; a forged `online` over it is shown as forged.
+    agent.stop();
+    let fake = serde_json::json!({ "state": "online", "agent": "studio-a/edge-1", "boot": 99, "session": 1 });
+    hostile.publish_to(&hostile.topics.status, fake.to_string().into_bytes(), true);
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, row, err) = status();
+    assert_eq!(code, Some(10), "INVALID_SIGNATURE: {err}");
+    assert_eq!((row["state"].as_str(), row["verified"].as_bool()), (Some("forged"), Some(false)), "{row}");
+    assert!(err.contains("IF_ERR_001") && err.contains("studio-a/edge-1"), "{err}");
+
+    // A genuine but old `online`, replayed: signed by the agent, so it verifies, and shown as stale.
+    let identity = if_edge::keyfile::read_secret(&agent.home().join("agent.key")).expect("agent key");
+    let old = serde_json::json!({
+        "state": "online", "agent": "studio-a/edge-1", "boot": 1, "session": 1,
+        "at_ms": if_tests::talent::now_ms() - 600_000, "interval_s": 30,
+    });
+    let replayed =
+        if_edge::attest::Signer::new(identity).publication(&hostile.topics.status, old.to_string().into_bytes());
+    hostile.publish_to(&hostile.topics.status, replayed, true);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = Agent::ifctl(&["status", "--broker", &broker.url(), "--agent-keys", p(keys.path())]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(table.lines().any(|l| l.starts_with("studio-a/edge-1") && l.contains("stale")), "{table}");
+}
+
+#[test]
+fn a_second_process_with_the_same_identity_is_reported_instead_of_fought() {
+    let broker = Broker::start();
+    let mut first = Agent::init_bare(&broker);
+    let mut copy = first.twin();
+    first.start();
+    copy.start();
+    let both = [&first, &copy];
+    let found = if_tests::wait_for(Duration::from_secs(20), || {
+        both.iter().all(|a| a.log().contains("another process is using this agent's identity")).then_some(())
+    });
+    assert!(found.is_some(), "both say so:\n{}\n---\n{}", first.log(), copy.log());
+    // From then on each takes the session back only after the longest reconnect delay (30 s, jittered).
+    let connects = || both.iter().map(|a| a.log().matches("connected to the broker").count()).sum::<usize>();
+    let before = connects();
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(connects() <= before + 2, "no fight over the session: {} more connects in 8 s", connects() - before);
+    first.stop();
+    copy.stop();
+    for a in [&first, &copy] {
+        let security: Vec<_> = a.export().into_iter().filter(|r| r["kind"] == "SECURITY").collect();
+        assert_eq!(security.len(), 1, "one SECURITY record each: {security:?}");
+        assert_eq!(security[0]["code"], "IF_ERR_504");
+    }
+}
