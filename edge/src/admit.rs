@@ -4,8 +4,10 @@
 //! 1. A (sender, seq) already answered: the same frame digest gets the cached reply (DUPLICATE, nothing
 //!    runs); another digest is an attack (REPLAY_DETECTED). The same holds for one still running.
 //! 2. TTL and clock skew (EXPIRED_MESSAGE, FUTURE_DATED).
-//! 3. The sender's replay window (REPLAY_DETECTED inside it, OUT_OF_ORDER below it).
-//! 4. The nonce cache: a nonce reused under another seq is REPLAY_DETECTED.
+//! 3. The clock bound: a seq above the agent's clock in microseconds plus the skew is SEQUENCE_AHEAD,
+//!    so no envelope can push its sender's window out of reach of every later number.
+//! 4. The sender's replay window (REPLAY_DETECTED inside it, OUT_OF_ORDER below it).
+//! 5. The nonce cache: a nonce reused under another seq is REPLAY_DETECTED.
 //!
 //! Admitting changes state at once, so later envelopes of the same burst see it; a [`Ticket`] undoes it
 //! when the RECEIVED record cannot be written. The windows reach disk only inside the witness
@@ -15,7 +17,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use if_protocol::envelope::EnvelopeBody;
-use if_protocol::replay::{Refusal, ReplayWindow};
+use if_protocol::replay::{self, Refusal, ReplayWindow};
 use if_protocol::{ErrorCode, IfError};
 
 use crate::witness::store::CachedReply;
@@ -98,6 +100,16 @@ impl Admission {
             return if *running == digest { Ok(Admitted::InProgress) } else { Err(conflict(body.seq)) };
         }
         body.check_time(now_ms, self.limits.skew_ms)?;
+        let limit = replay::seq_limit(now_ms, self.limits.skew_ms);
+        if body.seq > limit {
+            return Err(IfError::format(
+                ErrorCode::SequenceAhead,
+                format_args!(
+                    "seq {} is above {limit}, this agent's clock in microseconds plus the allowed skew; nothing changed",
+                    body.seq
+                ),
+            ));
+        }
         let previous = self.windows.get(key.0.as_str()).cloned();
         let mut window = match &previous {
             Some(w) => w.clone(),
@@ -147,6 +159,17 @@ impl Admission {
             self.replies.retain(|(s, q), _| s != sender || *q >= keep_from);
         }
         keep_from
+    }
+
+    /// Forgets everything about `sender`'s sequence numbers: its window and its cached replies.
+    pub fn forget(&mut self, sender: &str) {
+        self.windows.remove(sender);
+        self.replies.retain(|(s, _), _| s != sender);
+    }
+
+    /// The lowest seq that is sure to be new for `sender`: one above the newest it sent, if any.
+    pub fn next_seq(&self, sender: &str) -> Option<u64> {
+        self.windows.get(sender).and_then(ReplayWindow::top).map(|t| t.saturating_add(1))
     }
 
     /// The lowest seq of `sender` inside its replay window.
@@ -252,6 +275,19 @@ mod tests {
         assert_eq!(code(a.admit(&body(6, 2), [2; 32], NOW)), ErrorCode::OutOfOrder);
         assert_eq!(code(a.admit(&body(9, 1), [3; 32], NOW)), ErrorCode::ReplayDetected, "nonce reuse");
         assert!(matches!(a.admit(&body(9, 3), [3; 32], NOW), Ok(Admitted::New(_))));
+    }
+
+    #[test]
+    fn a_seq_ahead_of_the_clock_is_refused_and_changes_nothing() {
+        let mut a = admission(64);
+        let limit = replay::seq_limit(NOW, 1000);
+        assert_eq!(code(a.admit(&body(u64::MAX, 1), [1; 32], NOW)), ErrorCode::SequenceAhead);
+        assert_eq!(code(a.admit(&body(limit + 1, 1), [1; 32], NOW)), ErrorCode::SequenceAhead);
+        assert!(a.windows.is_empty() && a.nonces.is_empty(), "nothing was recorded");
+        assert!(matches!(a.admit(&body(limit, 2), [2; 32], NOW), Ok(Admitted::New(_))), "the bound itself is fine");
+        assert_eq!(a.next_seq("desk"), Some(limit + 1));
+        assert!(a.admit(&body(3, 3), [3; 32], NOW + 1).is_err(), "3 is far below the window now");
+        assert_eq!(a.next_seq("nobody"), None);
     }
 
     #[test]

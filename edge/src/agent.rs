@@ -212,7 +212,9 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     let policy = Arc::new(Mutex::new(policy));
     let policy_handle = policy.clone();
     registry.add(Arc::new(crate::witness::query::WitnessQuery::new(witness.clone())) as Arc<dyn Capability>);
-    registry.add(Arc::new(PolicyCommands::new(policy.clone(), witness.clone(), clock.clone())) as Arc<dyn Capability>);
+    let (forget_tx, forgets) = mpsc::unbounded_channel();
+    let commands = PolicyCommands::new(policy.clone(), witness.clone(), clock.clone(), forget_tx);
+    registry.add(Arc::new(commands) as Arc<dyn Capability>);
     let budgets = Budgets::new(config.budget_limits(), witness_budgets);
     let state = Arc::new(Mutex::new(State {
         ingress: Ingress {
@@ -291,7 +293,7 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
         tokio::spawn(status_updates(ctx.clone(), Duration::from_secs(u64::from(config.mqtt.status_interval_s))));
 
     tokio::select! {
-        () = ingress_loop(ctx.clone(), inbound_rx, policy_tx, done_tx, sampler) => {}
+        () = ingress_loop(ctx.clone(), Inputs { inbound: inbound_rx, forgets, policy: policy_tx, done: done_tx }, sampler) => {}
         () = shutdown => tracing::info!("shutting down"),
     }
     ticker.abort();
@@ -490,17 +492,28 @@ async fn breaker_loop(ctx: Ctx, mut changes: mpsc::UnboundedReceiver<BreakerEven
     }
 }
 
-async fn ingress_loop(
-    ctx: Ctx,
-    mut inbound: mpsc::UnboundedReceiver<Publish>,
+/// What the ingress loop reads from and hands on to.
+struct Inputs {
+    /// Commands and pushed documents, as they arrive.
+    inbound: mpsc::UnboundedReceiver<Publish>,
+    /// Policy changes that forget a sender's window, committed here between bursts.
+    forgets: mpsc::UnboundedReceiver<crate::policy::apply::Forget>,
+    /// Pushed documents go on to the policy loop.
     policy: mpsc::UnboundedSender<Publish>,
+    /// Commands that ran go on to the completion loop.
     done: mpsc::UnboundedSender<Done>,
-    mut sampler: Rejections,
-) {
+}
+
+async fn ingress_loop(ctx: Ctx, inputs: Inputs, mut sampler: Rejections) {
+    let Inputs { mut inbound, mut forgets, policy, done } = inputs;
     let mut summary = tokio::time::interval(Duration::from_secs(1));
     loop {
         let first = tokio::select! {
             p = inbound.recv() => match p { Some(p) => p, None => return },
+            Some(f) = forgets.recv() => {
+                forget(&ctx, f).await;
+                continue;
+            }
             _ = summary.tick() => {
                 if let Some(entry) = sampler.summary(ctx.now_ms()) {
                     witness_rejections(&ctx, vec![Append::record(Kind::Rejected, entry)]);
@@ -575,6 +588,20 @@ async fn handle_burst(ctx: &Ctx, burst: Vec<Publish>, done: &mpsc::UnboundedSend
     }
 }
 
+/// Commits a change that forgets a sender's window, then applies it: between bursts, so no RECEIVED
+/// written later carries the window it removed.
+async fn forget(ctx: &Ctx, f: crate::policy::apply::Forget) {
+    let result = ctx.witness.append(vec![f.item]).await.map(|_| ());
+    if result.is_ok() {
+        let mut state = lock(&ctx.state);
+        if let Some(sender) = &f.change.forget {
+            state.ingress.admission.forget(sender);
+        }
+        lock(&ctx.policy).apply(f.change);
+    }
+    let _ = f.done.send(result);
+}
+
 /// Witnesses REJECTED records in the background: a refusal is already answered and runs nothing.
 fn witness_rejections(ctx: &Ctx, batch: Vec<Append>) {
     let witness = ctx.witness.clone();
@@ -616,9 +643,14 @@ async fn refuse(ctx: &Ctx, p: &Publish, r: &Refused) {
         None => (None, None, None),
     };
     if let Some(route) = ctx.route(p, sender) {
+        let mut reply = Reply::error(&r.error, id, sender, seq);
+        // A sequence number refused as taken or too old: the sender may sign again above the newest.
+        if let (Some(s), ErrorCode::ReplayDetected | ErrorCode::OutOfOrder) = (sender, r.error.code()) {
+            reply.next_seq = lock(&ctx.state).ingress.admission.next_seq(s);
+        }
         // Bound to the frame it answers, or to the payload when there was no frame.
         let request = r.digest.unwrap_or_else(|| if_protocol::frame::digest(&p.payload));
-        ctx.publish(&route, ctx.signer.reply(&request, Reply::error(&r.error, id, sender, seq).to_bytes())).await;
+        ctx.publish(&route, ctx.signer.reply(&request, reply.to_bytes())).await;
     }
     ctx.dead_letter(DeadLetter::new(&r.error, id, sender, &p.payload)).await;
     tracing::debug!(error = %r.error, "refused");

@@ -139,7 +139,8 @@ pub struct MqttSection {
 pub struct AdmissionSection {
     /// Allowed clock difference to senders, ms.
     pub clock_skew_ms: u64,
-    /// Replay window width per sender, 1..=1024 (1 = strict order).
+    /// Replay window width per sender, 1..=1024 (1 = strict order); also how many replies per sender are
+    /// kept for redeliveries.
     pub replay_window: u16,
     /// Most nonces remembered.
     pub nonce_cache: usize,
@@ -147,7 +148,11 @@ pub struct AdmissionSection {
 
 impl Default for AdmissionSection {
     fn default() -> Self {
-        AdmissionSection { clock_skew_ms: 30_000, replay_window: 64, nonce_cache: 100_000 }
+        AdmissionSection {
+            clock_skew_ms: 30_000,
+            replay_window: if_protocol::replay::DEFAULT_WIDTH,
+            nonce_cache: 100_000,
+        }
     }
 }
 
@@ -604,7 +609,7 @@ broker = "mqtt://127.0.0.1:1883"
     #[test]
     fn a_minimal_file_gets_defaults() {
         let c = Config::parse(Path::new("edge.toml"), GOOD).expect("parses");
-        assert_eq!(c.admission.replay_window, 64);
+        assert_eq!(c.admission.replay_window, 1024);
         assert_eq!(c.mqtt.backoff_s, vec![1, 2, 5, 10, 30]);
         assert_eq!(c.client_id(), "if-edge-studio-a-edge-1");
         assert_eq!(c.broker(), BrokerAddr { host: "127.0.0.1".into(), port: 1883, tls: false });

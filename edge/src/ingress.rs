@@ -194,6 +194,9 @@ impl Ingress {
             };
             return Decision::Reject(Box::new(Refused { error: e, body: Some(body), digest: Some(digest) }));
         }
+        if let Some(e) = self.before_admission(&body, talent, who, now_ms) {
+            return Decision::Reject(Box::new(Refused { error: e, body: Some(body), digest: Some(digest) }));
+        }
         let ticket = match self.admission.admit(&body, digest, now_ms) {
             Ok(Admitted::New(t)) => t,
             Ok(Admitted::Duplicate(reply)) => {
@@ -238,6 +241,27 @@ impl Ingress {
 }
 
 impl Ingress {
+    /// What refuses an envelope of a known sender before it takes a sequence number: sent before the
+    /// sender's numbers were reset, or a policy command that would be refused when it runs (so a
+    /// mistaken talent or grant command does not use up the policy key's number).
+    fn before_admission(&self, body: &EnvelopeBody, talent: &str, who: Principal, now_ms: u64) -> Option<IfError> {
+        let policy = self.policy();
+        if let Some(floor) = policy.reset_floor(talent).filter(|f| body.issued_at_ms < *f) {
+            return Some(IfError::format(
+                ErrorCode::OutOfOrder,
+                format_args!(
+                    "issued at {}, before the sequence numbers of {talent} were reset at {floor}",
+                    body.issued_at_ms
+                ),
+            ));
+        }
+        let policy_command = body.capability.as_str() == crate::policy::commands::POLICY_CAPABILITY;
+        if who == Principal::PolicySigner && policy_command && !crate::falsify::requested(body).unwrap_or(false) {
+            return policy.offer_command(body, talent, now_ms).err();
+        }
+        None
+    }
+
     /// Every check a command would face, each failure collected, nothing charged or touched.
     fn dry_run(&self, who: Principal, body: &EnvelopeBody, now_ms: u64) -> Arc<dyn Capability> {
         let real = crate::falsify::stripped(body);

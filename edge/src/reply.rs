@@ -35,12 +35,24 @@ pub struct Reply {
     /// Index of the witness record of the outcome, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub witness: Option<u64>,
+    /// For a sequence number refused as already taken or below the window: one that is sure to be new.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_seq: Option<u64>,
 }
 
 impl Reply {
     /// A success that answers no envelope (a pushed policy document).
     pub fn result(result: serde_json::Value) -> Self {
-        Reply { id: None, sender: None, seq: None, ok: true, result: Some(result), error: None, witness: None }
+        Reply {
+            id: None,
+            sender: None,
+            seq: None,
+            ok: true,
+            result: Some(result),
+            error: None,
+            witness: None,
+            next_seq: None,
+        }
     }
 
     /// A success.
@@ -53,6 +65,7 @@ impl Reply {
             result: Some(result),
             error: None,
             witness: None,
+            next_seq: None,
         }
     }
 
@@ -66,6 +79,7 @@ impl Reply {
             result: None,
             error: Some(ErrorReport::from(err)),
             witness: None,
+            next_seq: None,
         }
     }
 

@@ -14,14 +14,14 @@ struct Model {
 
 impl Model {
     fn accept(&mut self, width: u64, seq: u64) -> Result<(), Refusal> {
-        if let Some(&top) = self.seen.last() {
-            if seq <= top {
-                if top - seq >= width {
-                    return Err(Refusal::TooOld);
-                }
-                if self.seen.contains(&seq) {
-                    return Err(Refusal::Duplicate);
-                }
+        if let Some(&top) = self.seen.last()
+            && seq <= top
+        {
+            if top - seq >= width {
+                return Err(Refusal::TooOld);
+            }
+            if self.seen.contains(&seq) {
+                return Err(Refusal::Duplicate);
             }
         }
         self.seen.insert(seq);

@@ -98,7 +98,7 @@ fn hostile_input_is_refused_with_its_code_and_nothing_runs() {
     let mut legit = 0;
 
     // A good frame first; then the same bytes twice more: one execution, the same reply every time.
-    let first = rig.desk.sign(&rig.desk.ping(1000));
+    let first = rig.desk.sign(&rig.desk.ping(5000));
     let (r1, d1) = rig.ask(first.clone());
     assert_eq!(r1.json()["ok"], true, "{}", r1.json());
     assert!(d1.is_none());
@@ -110,39 +110,41 @@ fn hostile_input_is_refused_with_its_code_and_nothing_runs() {
     }
 
     // Same seq, different body: an attack.
-    let other = rig.desk.sign(&rig.desk.ping(1000));
+    let other = rig.desk.sign(&rig.desk.ping(5000));
     rig.refused("same seq, other body", other, "IF_ERR_103");
-    // Below the window (width 64).
-    rig.refused("below the window", rig.desk.sign(&rig.desk.ping(1000 - 64)), "IF_ERR_104");
+    // Below the window (width 1024).
+    rig.refused("below the window", rig.desk.sign(&rig.desk.ping(5000 - 1024)), "IF_ERR_104");
+    // Ahead of the agent's clock in microseconds (plus the skew): it would lock the sender out.
+    rig.refused("ahead of the clock", rig.desk.sign(&rig.desk.ping(u64::MAX)), "IF_ERR_110");
     // Time.
-    let mut old = rig.desk.ping(1001);
+    let mut old = rig.desk.ping(5001);
     old.issued_at_ms = now_ms() - 120_000;
     rig.refused("expired", rig.desk.sign(&old), "IF_ERR_102");
-    let mut future = rig.desk.ping(1002);
+    let mut future = rig.desk.ping(5002);
     future.issued_at_ms = now_ms() + 120_000;
     rig.refused("future-dated", rig.desk.sign(&future), "IF_ERR_105");
     // Who signed.
-    let mut ghost = rig.desk.ping(1003);
+    let mut ghost = rig.desk.ping(5003);
     ghost.sender = "ghost".try_into().expect("short");
     rig.refused("unknown sender", rig.desk.sign(&ghost), "IF_ERR_203");
     let stranger = Talent::new("desk");
-    rig.refused("wrong key", stranger.sign(&stranger.ping(1004)), "IF_ERR_004");
-    rig.refused("another talent's key", rig.op.sign(&rig.desk.ping(1005)), "IF_ERR_003");
+    rig.refused("wrong key", stranger.sign(&stranger.ping(5004)), "IF_ERR_004");
+    rig.refused("another talent's key", rig.op.sign(&rig.desk.ping(5005)), "IF_ERR_003");
     // Capability and action.
-    let mut cap = rig.desk.ping(1006);
+    let mut cap = rig.desk.ping(5006);
     cap.capability = "if://capability/vmix.switcher".try_into().expect("short");
     rig.refused("unknown capability", rig.desk.sign(&cap), "IF_ERR_201");
-    let mut act = rig.desk.ping(1007);
+    let mut act = rig.desk.ping(5007);
     act.action = "reboot".try_into().expect("short");
     rig.refused("unknown action", rig.desk.sign(&act), "IF_ERR_206");
 
     // Broken frames.
-    let good = rig.desk.sign(&rig.desk.ping(1008));
+    let good = rig.desk.sign(&rig.desk.ping(5008));
     rig.refused("truncated", good[..good.len() - 1].to_vec(), "IF_ERR_101");
     let mut big = good.clone();
     big.resize(9000, 0);
     rig.refused("oversize", big, "IF_ERR_107");
-    rig.refused("non-canonical", non_canonical(&rig.desk, &rig.desk.ping(1009)), "IF_ERR_108");
+    rig.refused("non-canonical", non_canonical(&rig.desk, &rig.desk.ping(5009)), "IF_ERR_108");
     rig.refused("empty", Vec::new(), "IF_ERR_101");
     rig.refused("JSON with wrong types", br#"{"key_id": 5, "body": [], "signature": true}"#.to_vec(), "IF_ERR_101");
     // A value in a malformed JSON view is never quoted back, not in the reply and not in the DLQ.
@@ -175,7 +177,7 @@ fn hostile_input_is_refused_with_its_code_and_nothing_runs() {
     let (ok, _) = rig.ask(good);
     assert_eq!(ok.json()["ok"], true);
     legit += 1;
-    let view = if_protocol::json::frame_to_json(&rig.desk.sign(&rig.desk.ping(1010))).expect("view");
+    let view = if_protocol::json::frame_to_json(&rig.desk.sign(&rig.desk.ping(5010))).expect("view");
     let (ok, _) = rig.ask(serde_json::to_vec(&view).expect("json"));
     assert_eq!(ok.json()["ok"], true, "the JSON view is accepted: {}", ok.json());
     legit += 1;

@@ -56,9 +56,10 @@ fn every_error_class_has_its_exit_status_and_json_form() {
     );
     assert_eq!(outcome(&forged), (Some(10), "IF_ERR_004".into()), "signature class");
 
-    // A sequence number above every default one (those are unix microseconds).
+    // A sequence number above ifctl's own counter (which starts at the clock in microseconds), within the
+    // agent's clock bound (its clock plus 30 s of skew).
     let micros = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_micros();
-    let seq = (micros * 2).to_string();
+    let seq = (micros + 10_000_000).to_string();
     let send = |why: &str| {
         ifctl(
             &config,

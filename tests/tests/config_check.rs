@@ -16,7 +16,7 @@ fn check_config_reports_every_problem_at_once() {
 
     agent.edit_config(|t| {
         t.replace("keep_alive_s = 10", "keep_alive_s = 1")
-            .replace("replay_window = 64", "replay_window = 0")
+            .replace("replay_window = 1024", "replay_window = 0")
             .replace("checkpoint_every = 1000", "checkpoint_every = 0")
             .replace("[trust]\n", "[trust]\nallow = [\"vmix\"]\n")
             .replace("allow = []\n", "")

@@ -89,7 +89,7 @@ pub async fn apply(target: &Target, mut cmd: message::Command, falsify: bool) ->
     if falsify {
         cmd.args.push(format!("{}=falsify", if_edge::falsify::MODE_ARG));
     }
-    let reply = message::send(target, message::sign(&cmd, target)?).await?;
+    let reply = message::send_command(target, &cmd).await?;
     println!("{}", serde_json::to_string(&reply).unwrap_or_default());
     if let Some(e) = &reply.error {
         return Err(IfError::from(e));
@@ -169,7 +169,7 @@ pub async fn falsify_task(target: &Target, base: &message::Command, cues: &[Cue]
             scope: cue.scope.clone().unwrap_or_else(|| "studio:control".into()),
             ..base.clone()
         };
-        let found: Vec<(String, String, String)> = match message::send(target, message::sign(&cmd, target)?).await {
+        let found: Vec<(String, String, String)> = match message::send_command(target, &cmd).await {
             Ok(reply) => match &reply.error {
                 Some(e) => vec![(format!("IF_ERR_{:03}", e.code.number()), e.name.to_string(), e.message.to_string())],
                 None => problems(&reply),

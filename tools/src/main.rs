@@ -10,6 +10,7 @@ mod connect;
 mod demo;
 mod message;
 mod policy;
+mod seq;
 mod settings;
 mod sim;
 mod status;
@@ -325,7 +326,9 @@ struct SendArgs {
     /// Scope the command acts in.
     #[arg(long, default_value = "studio:control")]
     scope: String,
-    /// Sequence number; defaults to the current unix time in microseconds.
+    /// Sequence number; by default the next of this key's counter (kept locked in ifctl's state
+    /// directory, so concurrent ifctl processes with one key never share one). A number ifctl chose and
+    /// the agent refused as taken or too old is signed again once, and ifctl says so.
     #[arg(long)]
     seq: Option<u64>,
     /// Seconds the envelope stays valid.
@@ -446,6 +449,14 @@ enum TalentCommand {
     },
     /// Revoke a talent: its envelopes are refused with KEY_REVOKED.
     Revoke {
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        conn: PolicyConn,
+    },
+    /// Start a sender's sequence numbers over (a talent, or a policy key of the root): its replay window
+    /// is forgotten, and its envelopes issued before now are refused. Witnessed like every policy change.
+    Reset {
         #[arg(long)]
         name: String,
         #[command(flatten)]
@@ -773,35 +784,37 @@ fn errors(json: bool) {
 
 fn send(a: &SendArgs, cli: &Cli, s: &settings::Settings) -> Result<(), IfError> {
     let target = a.to.target(s, a.timeout)?;
-    let frame = match &a.frame_json {
-        Some(j) => message::frame_from_json(j)?,
-        None => message::sign(
-            &message::Command {
-                key: settings::pick(a.key.as_ref(), s.key.as_ref(), "key")?,
-                sender: settings::pick(a.sender.as_ref(), s.sender.as_ref(), "sender")?,
-                capability: a.capability.clone().unwrap_or_default(),
-                action: a.action.clone().unwrap_or_default(),
-                args: match cli.mode {
-                    Some(Mode::Falsify) => {
-                        a.args.iter().cloned().chain([format!("{}=falsify", if_edge::falsify::MODE_ARG)]).collect()
-                    }
-                    _ => a.args.clone(),
-                },
-                why: why(cli)?,
-                trace: cli.trace,
-                seq: a.seq,
-                ttl_s: a.ttl,
-                scope: a.scope.clone(),
-                hazards: a.hazards.clone(),
-                audience: cli.audience.clone(),
-            },
-            &target,
-        )?,
-    };
-    if let Some(path) = &a.save {
-        message::save(path, &frame)?;
+    if let Some(j) = &a.frame_json {
+        return deliver(&target, message::frame_from_json(j)?);
     }
-    deliver(&target, frame)
+    let cmd = message::Command {
+        key: settings::pick(a.key.as_ref(), s.key.as_ref(), "key")?,
+        sender: settings::pick(a.sender.as_ref(), s.sender.as_ref(), "sender")?,
+        capability: a.capability.clone().unwrap_or_default(),
+        action: a.action.clone().unwrap_or_default(),
+        args: match cli.mode {
+            Some(Mode::Falsify) => {
+                a.args.iter().cloned().chain([format!("{}=falsify", if_edge::falsify::MODE_ARG)]).collect()
+            }
+            _ => a.args.clone(),
+        },
+        why: why(cli)?,
+        trace: cli.trace,
+        seq: a.seq,
+        ttl_s: a.ttl,
+        scope: a.scope.clone(),
+        hazards: a.hazards.clone(),
+        audience: cli.audience.clone(),
+    };
+    match &a.save {
+        // The saved frame is the one sent: it is never signed again.
+        Some(path) => {
+            let frame = message::sign(&cmd, &target)?;
+            message::save(path, &frame)?;
+            deliver(&target, frame)
+        }
+        None => answer(&target, |t| message::send_command(t, &cmd)),
+    }
 }
 
 fn talent_cmd(command: &TalentCommand, cli: &Cli, s: &settings::Settings) -> Result<(), IfError> {
@@ -817,11 +830,12 @@ fn talent_cmd(command: &TalentCommand, cli: &Cli, s: &settings::Settings) -> Res
             (conn, "talent.grant", talent::grant(name, capability, scopes, actions, hazards, *expires, reach))
         }
         TalentCommand::Revoke { name, conn } => (conn, "talent.revoke", talent::revoke(name)),
+        TalentCommand::Reset { name, conn } => (conn, "talent.reset", talent::revoke(name)),
     };
     let target = conn.to.target(s, conn.timeout)?;
     let mut cmd = talent::command(action, args, &conn.key, conn.sender.as_deref(), &why);
     cmd.audience.clone_from(&cli.audience);
-    deliver(&target, message::sign(&cmd, &target)?)
+    answer(&target, |t| message::send_command(t, &cmd))
 }
 
 /// Publishes a signed policy document on the agent's policy topic and prints its answer.
@@ -904,7 +918,7 @@ fn witness_cmd(command: &WitnessCommand, settings: &settings::Settings, json: bo
                 why: format!("query of trace {trace_token}"),
                 ..who.command(settings)?
             };
-            let reply = runtime()?.block_on(async { message::send(&target, message::sign(&cmd, &target)?).await })?;
+            let reply = runtime()?.block_on(message::send_command(&target, &cmd))?;
             if let Some(e) = &reply.error {
                 return Err(IfError::from(e));
             }

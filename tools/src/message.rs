@@ -55,7 +55,7 @@ pub struct Command {
     pub why: String,
     /// Trace token.
     pub trace: Option<Uuid>,
-    /// Sequence number (default: unix microseconds, which only grows).
+    /// Sequence number (default: the next of the key's counter, see [`crate::seq`]).
     pub seq: Option<u64>,
     /// Validity, seconds.
     pub ttl_s: u32,
@@ -104,11 +104,20 @@ fn text<const N: usize>(what: &str, v: &str) -> Result<heapless::String<N>, IfEr
 
 /// Signs `cmd` into a frame for `target` (or the wider audience `cmd` names).
 pub fn sign(cmd: &Command, target: &Target) -> Result<Vec<u8>, IfError> {
+    sign_above(cmd, target, 0)
+}
+
+/// [`sign`], with a sequence number of at least `floor` when `cmd` names none.
+fn sign_above(cmd: &Command, target: &Target, floor: u64) -> Result<Vec<u8>, IfError> {
     let audience = match &cmd.audience {
         Some(text) => Audience::parse(text)?,
         None => target.audience()?,
     };
     let key = if_edge::keyfile::read_secret(&cmd.key)?;
+    let seq = match cmd.seq {
+        Some(s) => s,
+        None => crate::seq::take(&if_protocol::keys::key_id(&key.verifying_key()), floor)?,
+    };
     let mut args = Args::new();
     for kv in &cmd.args {
         let (k, v) = parse_arg(kv)?;
@@ -125,7 +134,7 @@ pub fn sign(cmd: &Command, target: &Target) -> Result<Vec<u8>, IfError> {
         id: Uuid::new_v4(),
         audience,
         sender: text("sender", &cmd.sender)?,
-        seq: cmd.seq.unwrap_or_else(now_micros),
+        seq,
         nonce: Nonce(nonce),
         issued_at_ms: now_micros() / 1000,
         ttl_s: cmd.ttl_s,
@@ -170,6 +179,23 @@ fn no_reply(target: &Target, forged: usize) -> IfError {
         )
     } else {
         IfError::format(ErrorCode::SystemError, format_args!("no reply within {secs} s"))
+    }
+}
+
+/// Signs `cmd`, sends it and waits for the reply. A command whose sequence number was refused as taken
+/// (`REPLAY_DETECTED`) or too old (`OUT_OF_ORDER`) ran nothing, so when `ifctl` chose the number it
+/// signs the command again once, above the newest the agent has seen, sends it again and says so.
+pub async fn send_command(target: &Target, cmd: &Command) -> Result<Reply, IfError> {
+    let reply = send(target, sign(cmd, target)?).await?;
+    let refused = reply.error_code().filter(|c| matches!(c, ErrorCode::ReplayDetected | ErrorCode::OutOfOrder));
+    match refused {
+        Some(code) if cmd.seq.is_none() => {
+            let floor = reply.next_seq.unwrap_or(0);
+            let frame = sign_above(cmd, target, floor)?;
+            eprintln!("ifctl: {code}: nothing ran; signed again with a new sequence number and sent once more");
+            send(target, frame).await
+        }
+        _ => Ok(reply),
     }
 }
 

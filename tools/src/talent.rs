@@ -41,7 +41,7 @@ pub fn grant(
     args
 }
 
-/// `talent.revoke` arguments.
+/// `talent.revoke` (and `talent.reset`) arguments.
 pub fn revoke(name: &str) -> Vec<String> {
     vec![format!("name={name}")]
 }

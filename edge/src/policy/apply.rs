@@ -5,16 +5,36 @@
 //! RECEIVED. Running it decides the talent or grant it sets, commits that document with its POLICY record
 //! in one transaction, and only then lets it take effect. Policy commands run one at a time, so each is
 //! decided against the state the previous one left.
+//!
+//! A change that starts a sender's sequence numbers over (`talent.reset`, or a talent added again with a
+//! new key) removes that sender's replay window. Windows are written by the ingress loop alone, with every
+//! RECEIVED record, so such a change is handed to the ingress loop ([`Forget`]) to commit between two
+//! bursts: no RECEIVED written after it can carry the window it removed.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use if_protocol::envelope::EnvelopeBody;
 
+use if_protocol::{ErrorCode, IfError};
+use tokio::sync::{mpsc, oneshot};
+
 use super::commands::{ACTIONS, POLICY_CAPABILITY};
-use super::{Policy, record};
+use super::{Change, Policy, record};
 use crate::capability::{Capability, OutcomeFuture};
 use crate::clock::Clock;
+use crate::witness::store::Append;
 use crate::witness::writer::Witness;
+
+/// A change that forgets a sender's replay window, for the ingress loop to commit and apply.
+#[derive(Debug)]
+pub struct Forget {
+    /// The POLICY record with its state writes (the document, the forgotten sender).
+    pub item: Append,
+    /// The change, to apply once the record is durable.
+    pub change: Change,
+    /// Whether it was committed.
+    pub done: oneshot::Sender<Result<(), IfError>>,
+}
 
 /// The policy capability.
 #[derive(Debug)]
@@ -22,13 +42,20 @@ pub struct PolicyCommands {
     policy: Arc<Mutex<Policy>>,
     witness: Witness,
     clock: Arc<Mutex<Clock>>,
+    forgets: mpsc::UnboundedSender<Forget>,
     one_at_a_time: tokio::sync::Mutex<()>,
 }
 
 impl PolicyCommands {
-    /// Commands that change `policy`, witnessed in `witness`.
-    pub fn new(policy: Arc<Mutex<Policy>>, witness: Witness, clock: Arc<Mutex<Clock>>) -> Self {
-        PolicyCommands { policy, witness, clock, one_at_a_time: tokio::sync::Mutex::new(()) }
+    /// Commands that change `policy`, witnessed in `witness`; changes that forget a sender's window go
+    /// to `forgets` (the ingress loop).
+    pub fn new(
+        policy: Arc<Mutex<Policy>>,
+        witness: Witness,
+        clock: Arc<Mutex<Clock>>,
+        forgets: mpsc::UnboundedSender<Forget>,
+    ) -> Self {
+        PolicyCommands { policy, witness, clock, forgets, one_at_a_time: tokio::sync::Mutex::new(()) }
     }
 }
 
@@ -45,21 +72,25 @@ impl Capability for PolicyCommands {
         Box::pin(async move {
             let _turn = self.one_at_a_time.lock().await;
             let now_ms = self.clock.lock().unwrap_or_else(PoisonError::into_inner).now_ms();
-            let change = self.policy.lock().unwrap_or_else(PoisonError::into_inner).offer_command(
-                body,
-                &body.sender,
-                now_ms / 1000,
-            )?;
+            let change =
+                self.policy.lock().unwrap_or_else(PoisonError::into_inner).offer_command(body, &body.sender, now_ms)?;
             let mut item = record(Ok(&change), &format!("envelope {}", body.id), now_ms);
             item.entry.sender = body.sender.to_string();
             item.entry.envelope = Some(body.id);
             item.entry.trace = Some(body.trace);
             item.entry.why = body.why.to_string();
             item.entry.action = body.action.to_string();
-            self.witness.append(vec![item]).await?;
             let summary = change.summary.clone();
+            if change.forget.is_some() {
+                let (done, committed) = oneshot::channel();
+                let stopping = || IfError::with(ErrorCode::SystemError, "the agent is stopping; nothing changed");
+                self.forgets.send(Forget { item, change, done }).map_err(|_| stopping())?;
+                committed.await.map_err(|_| stopping())??;
+            } else {
+                self.witness.append(vec![item]).await?;
+                self.policy.lock().unwrap_or_else(PoisonError::into_inner).apply(change);
+            }
             tracing::info!("{summary}");
-            self.policy.lock().unwrap_or_else(PoisonError::into_inner).apply(change);
             Ok(serde_json::json!({ "policy": summary }))
         })
     }

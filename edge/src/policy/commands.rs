@@ -8,6 +8,7 @@
 //! | `talent.add` | `name`, `role`, `pubkey` (base64 Ed25519 public key) |
 //! | `talent.grant` | `name`, `capability`, `scopes` and `actions` (comma lists), `hazards` (comma list, may be empty), `expires` (unix s, optional, in the future), `reach` (`agent`, `site` or `fleet`: the widest audience its envelopes may name; default `agent`) |
 //! | `talent.revoke` | `name` |
+//! | `talent.reset` | `name`: a talent or a policy signer whose sequence numbers start over |
 //!
 //! This module turns a command into the talent or grant document it sets, checking it against what the
 //! agent already trusts; the caller commits it with its POLICY record.
@@ -22,7 +23,7 @@ use if_protocol::{ErrorCode, IfError, keys};
 /// The built-in capability policy commands are sent to.
 pub const POLICY_CAPABILITY: &str = "if://capability/edge.policy";
 /// Its actions.
-pub const ACTIONS: &[&str] = &["talent.add", "talent.grant", "talent.revoke"];
+pub const ACTIONS: &[&str] = &["talent.add", "talent.grant", "talent.revoke", "talent.reset"];
 
 /// The document a policy command sets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +32,8 @@ pub enum Set {
     Talent(Talent),
     /// A grant, replacing the talent's earlier grant on the same capability.
     Grant(Box<Grant>),
+    /// The sender of this name starts its sequence numbers over.
+    Reset(if_protocol::envelope::Name),
 }
 
 fn bad(args: std::fmt::Arguments<'_>) -> IfError {
@@ -86,6 +89,7 @@ pub fn decide(body: &EnvelopeBody, current: Option<&Talent>, now_s: u64) -> Resu
             current.ok_or_else(|| not_found(name))?;
             grant(body, name_token, now_s).map(|g| Set::Grant(Box::new(g)))
         }
+        "talent.reset" => Ok(Set::Reset(name_token)),
         other => Err(IfError::format(ErrorCode::ActionNotAllowed, format_args!("edge.policy has no action {other:?}"))),
     }
 }

@@ -37,6 +37,8 @@ const MANIFEST_PREFIX: &str = "manifest/";
 const TALENT_PREFIX: &str = "talent/";
 /// The log key prefix of grants, followed by `<talent>/<capability id>`.
 const GRANT_PREFIX: &str = "grant/";
+/// The log key prefix of sequence resets, followed by the sender's name; the value is the reset's time.
+const RESET_PREFIX: &str = "reset/";
 /// Refusals kept for the status topic.
 const REFUSALS_KEPT: usize = 16;
 
@@ -48,6 +50,9 @@ pub struct Change {
     doc: Doc,
     /// What happened, for the log and the witness.
     pub summary: String,
+    /// A sender whose replay window and cached replies go with this change: its sequence numbers start
+    /// over (a reset, or a talent added again with a new key).
+    pub forget: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +61,8 @@ enum Doc {
     Manifest(Box<Signed<Manifest>>),
     Talent(Box<Talent>),
     Grant(Box<Grant>),
+    /// A sender's sequence numbers start over at this time (unix ms): envelopes issued before are refused.
+    Reset(String, u64),
 }
 
 /// Whose key a key id is.
@@ -88,6 +95,8 @@ pub struct Policy {
     by_key: HashMap<KeyId, Holder>,
     allow: Vec<Allowed>,
     refused: VecDeque<Refusal>,
+    /// When each reset sender's sequence numbers started over, unix ms.
+    resets: BTreeMap<String, u64>,
 }
 
 fn stored(what: &str, e: impl std::fmt::Display) -> IfError {
@@ -107,6 +116,8 @@ impl Policy {
                 Doc::Talent(Box::new(postcard::from_bytes(&value).map_err(|e| stored(&key, e))?))
             } else if key.starts_with(GRANT_PREFIX) {
                 Doc::Grant(Box::new(Grant::from_stored(&value).map_err(|e| stored(&key, e))?))
+            } else if let Some(name) = key.strip_prefix(RESET_PREFIX) {
+                Doc::Reset(name.to_string(), postcard::from_bytes(&value).map_err(|e| stored(&key, e))?)
             } else {
                 return Err(stored(&key, "unknown kind of entry"));
             };
@@ -157,18 +168,26 @@ impl Policy {
         self.by_key = by_key;
     }
 
+    /// When the sequence numbers of `sender` last started over (unix ms): envelopes it issued before then
+    /// are refused.
+    pub fn reset_floor(&self, sender: &str) -> Option<u64> {
+        self.resets.get(sender).copied()
+    }
+
     /// Whether a principal of this name exists.
     pub fn knows(&self, name: &str) -> bool {
         self.talents.contains_key(name) || self.root().is_some_and(|r| r.keys.iter().any(|k| k.name == name))
     }
 
-    /// Decides a policy command signed by policy signer `signer`, at `now_s`.
-    pub fn offer_command(&self, body: &EnvelopeBody, signer: &str, now_s: u64) -> Result<Change, IfError> {
+    /// Decides a policy command signed by policy signer `signer`, at `now_ms`.
+    pub fn offer_command(&self, body: &EnvelopeBody, signer: &str, now_ms: u64) -> Result<Change, IfError> {
         let name = match body.args.get("name") {
             Some(if_protocol::envelope::ArgValue::Text(t)) => t.as_str(),
             _ => "",
         };
-        let set = commands::decide(body, self.talents.get(name), now_s)?;
+        let current = self.talents.get(name);
+        let set = commands::decide(body, current, now_ms / 1000)?;
+        let mut forget = None;
         let (key, value, summary, doc) = match set {
             Set::Talent(t) => {
                 let id = keys::key_id(&keys::verifying_key(&t.public_key.0)?);
@@ -180,7 +199,12 @@ impl Policy {
                     ));
                 }
                 let verb = if t.status == TalentStatus::Revoked { "revoked" } else { "added" };
-                let summary = format!("talent {} ({}) {verb} by {signer}", t.name, t.role);
+                let mut summary = format!("talent {} ({}) {verb} by {signer}", t.name, t.role);
+                // Added again with another key: the old key's sequence numbers mean nothing to the new one.
+                if current.is_some_and(|c| c.public_key != t.public_key) {
+                    forget = Some(t.name.to_string());
+                    summary += "; its sequence numbers start over with the new key";
+                }
                 (format!("{TALENT_PREFIX}{}", t.name), encode(&t)?, summary, Doc::Talent(Box::new(t)))
             }
             Set::Grant(g) => {
@@ -196,8 +220,18 @@ impl Policy {
                 );
                 (format!("{GRANT_PREFIX}{}/{}", g.talent, g.capability), encode(&g)?, summary, Doc::Grant(g))
             }
+            Set::Reset(who) => {
+                if !self.knows(&who) {
+                    return Err(IfError::format(ErrorCode::TalentNotFound, format_args!("no sender is named {who:?}")));
+                }
+                forget = Some(who.to_string());
+                let summary = format!(
+                    "sequence numbers of {who} reset by {signer}: its envelopes issued before {now_ms} are refused"
+                );
+                (format!("{RESET_PREFIX}{who}"), encode(&now_ms)?, summary, Doc::Reset(who.to_string(), now_ms))
+            }
         };
-        Ok(Change { key, value, doc, summary })
+        Ok(Change { key, value, doc, summary, forget })
     }
 
     /// Every installed manifest.
@@ -223,6 +257,7 @@ impl Policy {
                 new.doc.threshold
             ),
             doc: Doc::Root(Box::new(new.clone())),
+            forget: None,
         }))
     }
 
@@ -240,6 +275,7 @@ impl Policy {
                     hex::encode(manifests::digest(&new.doc)?)
                 ),
                 doc: Doc::Manifest(Box::new(new.clone())),
+                forget: None,
             })),
         }
     }
@@ -264,6 +300,9 @@ impl Policy {
             }
             Doc::Grant(g) => {
                 self.grants.insert((g.talent.to_string(), g.capability.to_string()), *g);
+            }
+            Doc::Reset(name, at_ms) => {
+                self.resets.insert(name, at_ms);
             }
         }
     }
@@ -327,7 +366,7 @@ pub fn record(change: Result<&Change, &IfError>, source: &str, now_ms: u64) -> A
             match &c.doc {
                 Doc::Manifest(m) => entry.capability = m.doc.id.to_string(),
                 Doc::Grant(g) => entry.capability = g.capability.to_string(),
-                Doc::Root(_) | Doc::Talent(_) => {}
+                Doc::Root(_) | Doc::Talent(_) | Doc::Reset(..) => {}
             }
         }
         Err(e) => {
@@ -338,6 +377,7 @@ pub fn record(change: Result<&Change, &IfError>, source: &str, now_ms: u64) -> A
     let mut item = Append::record(Kind::Policy, entry);
     if let Ok(c) = change {
         item.policy = Some((c.key.clone(), c.value.clone()));
+        item.forget.clone_from(&c.forget);
     }
     item
 }

@@ -8,7 +8,8 @@
 //! it) before the next batch.
 //!
 //! Tables: `records` (index -> leaf bytes), `head` (tree size, peaks, last leaf hash, last wall time, boot
-//! counter), `replay` (sender -> window), `pending` (RECEIVED index -> what it was), `replies` ((sender,
+//! counter), `replay` (sender -> window; a sender's row and its cached replies go together when a policy
+//! command resets its sequence numbers), `pending` (RECEIVED index -> what it was), `replies` ((sender,
 //! seq) -> digest and reply), `checkpoints` (tree size -> signed note), `policy` (key -> signed trust
 //! root, manifest, talent or grant, written only with its POLICY record), `budgets` (provider -> spending
 //! in the current period, written with the RECEIVED record that charged it), `anchored` (the largest
@@ -118,6 +119,8 @@ pub struct Append {
     pub policy: Option<(String, Vec<u8>)>,
     /// A provider's spending after this record's charge.
     pub budget: Option<(String, crate::budget::Spent)>,
+    /// Forgets a sender's replay window and cached replies (a policy reset of its sequence numbers).
+    pub forget: Option<String>,
 }
 
 /// A reply to cache, and how far back the sender's cache reaches.
@@ -136,7 +139,17 @@ pub struct ReplyUpdate {
 impl Append {
     /// A record with no side effects.
     pub fn record(kind: Kind, entry: Entry) -> Self {
-        Append { kind, entry, replay: None, pending: None, settles: None, reply: None, policy: None, budget: None }
+        Append {
+            kind,
+            entry,
+            replay: None,
+            pending: None,
+            settles: None,
+            reply: None,
+            policy: None,
+            budget: None,
+            forget: None,
+        }
     }
 }
 
@@ -365,6 +378,12 @@ impl Store {
                 if let Some((key, value)) = &item.policy {
                     let mut policy = txn.open_table(POLICY).map_err(|e| unavailable("table", e))?;
                     policy.insert(key.as_str(), value.as_slice()).map_err(|e| unavailable("write", e))?;
+                }
+                if let Some(sender) = &item.forget {
+                    replay.remove(sender.as_str()).map_err(|e| unavailable("write", e))?;
+                    replies
+                        .retain_in((sender.as_str(), 0)..=(sender.as_str(), u64::MAX), |_, _| false)
+                        .map_err(|e| unavailable("write", e))?;
                 }
             }
             let due = signer.is_some_and(|s| head.size - head.last_checkpoint >= s.every.max(1));

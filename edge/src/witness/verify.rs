@@ -122,10 +122,10 @@ fn check_index(log: &Snapshot, record: &Record, completed: &[Node]) -> Result<()
             return Err("a stored tree node does not match the records");
         }
     }
-    if let Some(trace) = record.entry.trace {
-        if !log.trace_lists(trace, record.index).map_err(|_| "the trace index cannot be read")? {
-            return Err("missing from the trace index");
-        }
+    if let Some(trace) = record.entry.trace
+        && !log.trace_lists(trace, record.index).map_err(|_| "the trace index cannot be read")?
+    {
+        return Err("missing from the trace index");
     }
     Ok(())
 }
