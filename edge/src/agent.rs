@@ -30,7 +30,7 @@ use crate::capability::{Capability, Health, Ping, Registry};
 use crate::clock::Clock;
 use crate::config::Loaded;
 use crate::drivers::{DriverContext, Tally};
-use crate::ingress::{Accepted, Decision, Ingress, Refused};
+use crate::ingress::{Accepted, Decision, Inbound, Ingress, Refused};
 use crate::lane::{BreakerEvent, Lane, LaneSpec};
 use crate::mqtt::{self, Topics};
 use crate::policy::Policy;
@@ -42,6 +42,9 @@ use crate::witness::record::{Entry, Kind};
 use crate::witness::store::{Append, CachedReply, CheckpointSigner, Interrupted, Pending, ReplyUpdate, Store};
 use crate::witness::verify::{self, BOOT_KEY_PREFIX};
 use crate::witness::writer::Witness;
+
+/// The reply topic pushed policy documents are answered under: `reply/policy`.
+const PUSH_SENDER: &str = "policy";
 
 /// Most publishes decided as one burst.
 const MAX_BURST: usize = 256;
@@ -130,20 +133,17 @@ impl Ctx {
         }
     }
 
-    /// The reply route of a publish: its response topic, else the sender's reply topic.
+    /// The reply route of a publish: its response topic when the agent may answer there (under the
+    /// sender's reply topic, see [`Topics::allows_reply`]), else the sender's reply topic; with no
+    /// known sender and no allowed response topic, nowhere.
     fn route(&self, p: &Publish, sender: Option<&str>) -> Option<Route> {
         let props = p.properties.as_ref();
         let correlation = props.and_then(|pp| pp.correlation_data.clone());
         match props.and_then(|pp| pp.response_topic.clone()) {
-            Some(topic) if valid_topic(&topic) => Some(Route { topic, correlation }),
+            Some(topic) if self.topics.allows_reply(&topic, sender) => Some(Route { topic, correlation }),
             _ => sender.map(|s| Route { topic: self.topics.reply_for(s), correlation }),
         }
     }
-}
-
-/// A response topic must be a plain topic name: no wildcards, not empty.
-fn valid_topic(t: &str) -> bool {
-    !t.is_empty() && t.len() <= 256 && !t.contains(['+', '#', '\0'])
 }
 
 /// Runs the agent until `shutdown` completes.
@@ -218,7 +218,7 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     let budgets = Budgets::new(config.budget_limits(), witness_budgets);
     let state = Arc::new(Mutex::new(State {
         ingress: Ingress {
-            me: (config.agent.site.clone(), config.agent.name.clone()),
+            topics: Topics::new(&config.agent.site, &config.agent.name),
             admission,
             registry,
             policy,
@@ -378,12 +378,20 @@ fn online_status(health: &Health, state: &Mutex<State>) -> Vec<u8> {
 async fn policy_loop(ctx: Ctx, mut pushed: mpsc::UnboundedReceiver<Publish>) {
     while let Some(p) = pushed.recv().await {
         let source = format!("pushed on {}", ctx.topics.policy);
+        let response = p.properties.as_ref().and_then(|pp| pp.response_topic.as_deref());
         let outcome = match std::str::from_utf8(&p.payload) {
+            _ if response.is_some_and(|t| !ctx.topics.allows_reply(t, Some(PUSH_SENDER))) => Err(IfError::format(
+                ErrorCode::ResponseTopicDenied,
+                format_args!(
+                    "a pushed document is answered under {} only; not offered",
+                    ctx.topics.reply_for(PUSH_SENDER)
+                ),
+            )),
             Ok(text) => crate::policy::push::offer(&ctx.policy, &ctx.witness, text, &source, ctx.now_ms()).await,
             Err(_) => Err(IfError::with(ErrorCode::InvalidEnvelope, "a pushed policy document must be UTF-8 TOML")),
         };
         ctx.ack(&p).await;
-        let route = ctx.route(&p, Some("policy"));
+        let route = ctx.route(&p, Some(PUSH_SENDER));
         let reply = match &outcome {
             Ok(pushed) => {
                 let summary = match pushed {
@@ -542,9 +550,15 @@ async fn ingress_loop(ctx: Ctx, inputs: Inputs, mut sampler: Rejections) {
 async fn handle_burst(ctx: &Ctx, burst: Vec<Publish>, done: &mpsc::UnboundedSender<Done>, sampler: &mut Rejections) {
     let now_ms = ctx.now_ms();
     let decisions = {
-        let payloads: Vec<&[u8]> = burst.iter().map(|p| p.payload.as_ref()).collect();
+        let inbound: Vec<Inbound<'_>> = burst
+            .iter()
+            .map(|p| Inbound {
+                payload: p.payload.as_ref(),
+                response_topic: p.properties.as_ref().and_then(|pp| pp.response_topic.as_deref()),
+            })
+            .collect();
         let mut state = lock(&ctx.state);
-        let decisions = state.ingress.decide(&payloads, now_ms);
+        let decisions = state.ingress.decide(&inbound, now_ms);
         // Register copies of running envelopes under the same lock the completion loop settles under.
         for (p, d) in burst.iter().zip(&decisions) {
             if let Decision::InProgress { sender, seq } = d

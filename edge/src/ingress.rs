@@ -3,7 +3,8 @@
 //! A burst of payloads goes through the first half of the life of a command: size cap and layout,
 //! signature (one batch equation for the burst, one-by-one only when it fails), canonical decoding, the
 //! audience (an envelope for another agent stops here, before it touches any state), the binding of key
-//! to sender, admission, and authorization. The result is a [`Decision`] per payload, in
+//! to sender, the response topic (only under the sender's own reply topic), admission, and
+//! authorization. The result is a [`Decision`] per payload, in
 //! order. Writing the RECEIVED records, acknowledging and executing happen in the agent, which undoes the
 //! admission of the accepted ones if the witness cannot be written.
 //!
@@ -25,6 +26,15 @@ use crate::policy::authorize::{self, Principal};
 
 /// Largest JSON view accepted (a JSON view is larger than its frame).
 pub const MAX_JSON_LEN: usize = 4 * MAX_FRAME_LEN;
+
+/// One publish as ingress sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Inbound<'a> {
+    /// The payload.
+    pub payload: &'a [u8],
+    /// The MQTT 5 response topic it names, if any.
+    pub response_topic: Option<&'a str>,
+}
 
 /// What to do with one payload.
 #[derive(Debug)]
@@ -82,8 +92,9 @@ pub struct Accepted {
 /// The state ingress decides with.
 #[derive(Debug)]
 pub struct Ingress {
-    /// This agent's site and name: the audience an envelope must include.
-    pub me: (String, String),
+    /// This agent's topics: its site and name are the audience an envelope must include, and its reply
+    /// topics the only places a response topic may name.
+    pub topics: crate::mqtt::Topics,
     /// Replay and duplicate state.
     pub admission: Admission,
     /// Offered capabilities.
@@ -95,15 +106,15 @@ pub struct Ingress {
     pub budgets: Budgets,
 }
 
-enum Stage {
+enum Stage<'a> {
     Done(Decision),
-    Signed { frame: Vec<u8>, key: VerifyingKey, talent: String, who: Principal },
+    Signed { frame: Vec<u8>, key: VerifyingKey, talent: String, who: Principal, response: Option<&'a str> },
 }
 
 impl Ingress {
-    /// Decides every payload of a burst, in order.
-    pub fn decide(&mut self, payloads: &[&[u8]], now_ms: u64) -> Vec<Decision> {
-        let stages: Vec<Stage> = payloads.iter().map(|p| self.prepare(p)).collect();
+    /// Decides every publish of a burst, in order.
+    pub fn decide(&mut self, inbound: &[Inbound<'_>], now_ms: u64) -> Vec<Decision> {
+        let stages: Vec<Stage<'_>> = inbound.iter().map(|i| self.prepare(i)).collect();
         let signed: Vec<(usize, SignedFrame<'_>, VerifyingKey)> = stages
             .iter()
             .enumerate()
@@ -121,8 +132,8 @@ impl Ingress {
         for (stage, body) in stages.into_iter().zip(verified) {
             out.push(match (stage, body) {
                 (Stage::Done(d), _) => d,
-                (Stage::Signed { frame, talent, who, .. }, Some(body)) => {
-                    self.admit(&frame, &talent, who, body, now_ms)
+                (Stage::Signed { frame, talent, who, response, .. }, Some(body)) => {
+                    self.admit(&frame, &talent, who, response, body, now_ms)
                 }
                 (Stage::Signed { frame, .. }, None) => {
                     reject(IfError::with(ErrorCode::SystemError, "frame lost"), Some(&frame))
@@ -133,8 +144,8 @@ impl Ingress {
     }
 
     /// Size cap, JSON view, frame layout and key lookup.
-    fn prepare(&self, payload: &[u8]) -> Stage {
-        let frame = match to_frame(payload) {
+    fn prepare<'a>(&self, inbound: &Inbound<'a>) -> Stage<'a> {
+        let frame = match to_frame(inbound.payload) {
             Ok(f) => f,
             Err(e) => return Stage::Done(reject(e, None)),
         };
@@ -149,7 +160,7 @@ impl Ingress {
                 IfError::format(ErrorCode::UnknownKey, format_args!("no talent has key id {}", hex::encode(key_id)));
             return Stage::Done(reject(e, Some(&frame)));
         };
-        Stage::Signed { key, talent, who, frame: frame.to_vec() }
+        Stage::Signed { key, talent, who, frame: frame.to_vec(), response: inbound.response_topic }
     }
 
     fn policy(&self) -> std::sync::MutexGuard<'_, Policy> {
@@ -162,6 +173,7 @@ impl Ingress {
         frame: &[u8],
         talent: &str,
         who: Principal,
+        response: Option<&str>,
         body: Result<EnvelopeBody, IfError>,
         now_ms: u64,
     ) -> Decision {
@@ -170,12 +182,12 @@ impl Ingress {
             Err(e) => return reject(e, Some(frame)),
         };
         let digest = frame::digest(frame);
-        if !body.audience.includes(&self.me.0, &self.me.1) {
+        if !body.audience.includes(&self.topics.site, &self.topics.agent) {
             let e = IfError::format(
                 ErrorCode::WrongAudience,
                 format_args!(
                     "addressed to {}, not to {}/{}: refused before anything else",
-                    body.audience, self.me.0, self.me.1
+                    body.audience, self.topics.site, self.topics.agent
                 ),
             );
             return Decision::Reject(Box::new(Refused { error: e, body: Some(body), digest: Some(digest) }));
@@ -192,6 +204,16 @@ impl Ingress {
                     format_args!("sender {:?} is not a known talent", body.sender.as_str()),
                 )
             };
+            return Decision::Reject(Box::new(Refused { error: e, body: Some(body), digest: Some(digest) }));
+        }
+        if let Some(topic) = response.filter(|t| !self.topics.allows_reply(t, Some(talent))) {
+            let e = IfError::format(
+                ErrorCode::ResponseTopicDenied,
+                format_args!(
+                    "response topic {topic:?} is not under {}; answered there instead",
+                    self.topics.reply_for(talent)
+                ),
+            );
             return Decision::Reject(Box::new(Refused { error: e, body: Some(body), digest: Some(digest) }));
         }
         if let Some(e) = self.before_admission(&body, talent, who, now_ms) {

@@ -37,6 +37,10 @@ pub struct Topics {
     pub policy: String,
     /// Device feedback (tally) for panels.
     pub tally: String,
+    /// The site.
+    pub site: String,
+    /// The agent's name.
+    pub agent: String,
     base: String,
 }
 
@@ -50,6 +54,8 @@ impl Topics {
             status: format!("{base}/status"),
             policy: format!("{base}/policy"),
             tally: format!("{base}/tally"),
+            site: site.to_string(),
+            agent: agent.to_string(),
             base,
         }
     }
@@ -57,6 +63,22 @@ impl Topics {
     /// The default reply topic of a sender.
     pub fn reply_for(&self, sender: &str) -> String {
         format!("{}/reply/{sender}", self.base)
+    }
+
+    /// Whether the agent may answer on `topic` (a publisher's MQTT 5 response topic): the reply topic of
+    /// `sender` or a topic under it, or, when the sender is not known (nothing verified), under any
+    /// sender's reply topic of this agent. Never a wildcard, never another agent's or another kind of
+    /// topic: the agent publishes only where its contract says.
+    pub fn allows_reply(&self, topic: &str, sender: Option<&str>) -> bool {
+        let plain = !topic.is_empty() && topic.len() <= 256 && !topic.contains(['+', '#', '\0']);
+        let under = |prefix: &str| topic == prefix || topic.strip_prefix(prefix).is_some_and(|r| r.starts_with('/'));
+        plain
+            && match sender {
+                Some(s) => under(&self.reply_for(s)),
+                None => topic
+                    .strip_prefix(&format!("{}/reply/", self.base))
+                    .is_some_and(|rest| rest.split('/').next().is_some_and(|s| !s.is_empty())),
+            }
     }
 }
 
@@ -284,6 +306,30 @@ mod tests {
         assert_eq!(t.cmd, "if/v1/studio-a/edge-1/cmd");
         assert_eq!(t.reply_for("desk"), "if/v1/studio-a/edge-1/reply/desk");
         assert_eq!(t.dlq, "if/v1/studio-a/edge-1/dlq");
+    }
+
+    #[test]
+    fn replies_go_only_under_the_senders_reply_topic() {
+        let t = Topics::new("studio-a", "edge-1");
+        assert!(t.allows_reply("if/v1/studio-a/edge-1/reply/desk", Some("desk")));
+        assert!(t.allows_reply("if/v1/studio-a/edge-1/reply/desk/6f1c", Some("desk")));
+        assert!(!t.allows_reply("if/v1/studio-a/edge-1/reply/desktop", Some("desk")), "another sender's");
+        assert!(!t.allows_reply("if/v1/studio-a/edge-1/reply/op/x", Some("desk")));
+        for bad in [
+            "if/v1/studio-a/edge-1/cmd",
+            "if/v1/studio-a/edge-1/status",
+            "if/v1/studio-a/edge-1/policy",
+            "if/v1/studio-a/edge-1/anchors",
+            "if/v1/studio-b/edge-3/reply/desk",
+            "if/v1/studio-a/edge-1/reply/+",
+            "if/v1/studio-a/edge-1/reply/desk/#",
+            "",
+        ] {
+            assert!(!t.allows_reply(bad, Some("desk")), "{bad}");
+            assert!(!t.allows_reply(bad, None), "{bad}");
+        }
+        assert!(t.allows_reply("if/v1/studio-a/edge-1/reply/probe/1", None), "unverified: any sender's reply topic");
+        assert!(!t.allows_reply("if/v1/studio-a/edge-1/reply/", None));
     }
 
     #[test]

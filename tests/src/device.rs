@@ -70,7 +70,7 @@ impl DeviceRig {
             self.probe.request(f, &self.n.to_be_bytes());
         }
         let msgs = self.probe.until_replies(n, Duration::from_secs(30));
-        msgs.into_iter().filter(|m| m.topic == self.probe.response_topic).map(|m| m.json()).collect()
+        msgs.into_iter().filter(|m| m.topic != self.probe.topics.dlq).map(|m| m.json()).collect()
     }
 
     /// The signed frame of a command.

@@ -51,8 +51,9 @@ pub struct Probe {
     subacks: mpsc::Receiver<()>,
     /// The agent's topics.
     pub topics: Topics,
-    /// Where replies to [`Probe::request`] go.
+    /// Where replies to [`Probe::request`] of a payload with no readable sender go.
     pub response_topic: String,
+    id: String,
 }
 
 impl Probe {
@@ -62,7 +63,7 @@ impl Probe {
         let topics = Topics::new(site, agent);
         let id = format!("probe-{}", uuid::Uuid::new_v4().simple());
         let response_topic = format!("{}/{id}", topics.reply_for("probe"));
-        let mut o = MqttOptions::new(id, "127.0.0.1", broker.port);
+        let mut o = MqttOptions::new(id.clone(), "127.0.0.1", broker.port);
         o.set_keep_alive(Duration::from_secs(5))
             .set_clean_start(false)
             .set_session_expiry_interval(Some(3600))
@@ -107,7 +108,13 @@ impl Probe {
         for _ in 0..2 {
             sub_rx.recv_timeout(Duration::from_secs(10)).expect("probe subscribed");
         }
-        Probe { rt, client, rx, subacks: sub_rx, topics, response_topic }
+        Probe { rt, client, rx, subacks: sub_rx, topics, response_topic, id }
+    }
+
+    /// This probe's response topic for envelopes of `sender`: under the sender's reply topic, the only
+    /// place the agent answers a verified envelope.
+    pub fn reply_topic_for(&self, sender: &str) -> String {
+        format!("{}/{}", self.topics.reply_for(sender), self.id)
     }
 
     /// Subscribes to one more topic filter (QoS 1) and waits for the broker's SUBACK.
@@ -140,9 +147,15 @@ impl Probe {
         self.rt.block_on(async move { c.publish(t, QoS::AtLeastOnce, retain, payload).await }).expect("queue publish");
     }
 
-    /// Publishes with this probe's response topic and `correlation`.
+    /// Publishes with this probe's response topic for the payload's sender (as far as it can be read)
+    /// and `correlation`.
     pub fn request(&self, payload: Vec<u8>, correlation: &[u8]) {
-        self.request_to(&self.topics.cmd, payload, Some(&self.response_topic), Some(correlation));
+        let sender = if_edge::ingress::to_frame(&payload)
+            .ok()
+            .and_then(|f| if_protocol::json::frame_to_json(&f).ok())
+            .map(|v| v.body.sender.to_string());
+        let response = sender.map_or_else(|| self.response_topic.clone(), |s| self.reply_topic_for(&s));
+        self.request_to(&self.topics.cmd, payload, Some(&response), Some(correlation));
     }
 
     /// Publishes on `topic` (QoS 1) with a response topic and correlation data, when given.

@@ -87,7 +87,7 @@ fn a_command_left_without_outcome_is_reported_interrupted_at_boot_and_never_run(
         seq: body.seq,
         digest,
         entry,
-        reply_topic: Some(probe.response_topic.clone()),
+        reply_topic: Some(probe.reply_topic_for(&desk.name)),
         correlation: Some(b"open".to_vec()),
     });
     {
@@ -96,7 +96,7 @@ fn a_command_left_without_outcome_is_reported_interrupted_at_boot_and_never_run(
     }
 
     agent.start();
-    let told = probe.next_on(&probe.response_topic, WAIT).expect("the sender is told at boot");
+    let told = probe.next_on(&probe.reply_topic_for(&desk.name), WAIT).expect("the sender is told at boot");
     assert_eq!(told.correlation.as_deref(), Some(&b"open"[..]));
     let reply = told.json();
     assert_eq!(reply["error"]["code"], "IF_ERR_500", "{reply}");
@@ -105,7 +105,7 @@ fn a_command_left_without_outcome_is_reported_interrupted_at_boot_and_never_run(
 
     // The publisher, never having seen its PUBACK, sends the frame again: same reply, nothing runs.
     probe.request(frame, b"again");
-    let again = probe.next_on(&probe.response_topic, WAIT).expect("the redelivery is answered");
+    let again = probe.next_on(&probe.reply_topic_for(&desk.name), WAIT).expect("the redelivery is answered");
     assert_eq!(again.payload, told.payload, "the same reply bytes");
     agent.stop();
 

@@ -43,7 +43,7 @@ fn ask(probe: &Probe, seen: &mut Vec<Msg>, frame: Vec<u8>, n: &mut u64) -> serde
     probe.request(frame, &corr);
     loop {
         let m = probe.next(Duration::from_secs(10)).expect("a reply");
-        let mine = m.correlation.as_deref() == Some(&corr[..]) && m.topic == probe.response_topic;
+        let mine = m.correlation.as_deref() == Some(&corr[..]) && m.topic != probe.topics.dlq;
         seen.push(m.clone());
         if mine {
             return m.json();

@@ -27,7 +27,7 @@ fn pings(probe: &Probe, desk: &Talent, n: usize) {
         probe.request(desk.sign(&desk.next_ping()), &(i as u64).to_be_bytes());
     }
     let replies = probe.until_replies(n, WAIT);
-    let ok = replies.iter().filter(|m| m.topic == probe.response_topic && m.json()["ok"] == true).count();
+    let ok = replies.iter().filter(|m| m.topic == probe.reply_topic_for(&desk.name) && m.json()["ok"] == true).count();
     assert_eq!(ok, n, "every command ran with the uplink up or down");
 }
 

@@ -48,7 +48,7 @@ fn a_frame_captured_on_one_agent_is_refused_by_another_before_anything_happens()
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let captured = hostile.next_on(&format!("if/v1/{}/{}/cmd", a1.site, a1.name), WAIT).expect("captured");
     hostile.request(captured.payload.clone(), b"replayed-ping");
-    let reply = hostile.next_on(&hostile.response_topic, WAIT).expect("a3 answers");
+    let reply = hostile.next_on(&hostile.reply_topic_for("desk"), WAIT).expect("a3 answers");
     assert_eq!(reply.code().as_deref(), Some("IF_ERR_109"), "{}", reply.json());
     assert!(reply.json()["error"]["message"].as_str().is_some_and(|m| m.contains("studio-a/edge-1")));
     let dlq = hostile.next_on(&hostile.topics.dlq, WAIT).expect("dead letter");
@@ -60,18 +60,18 @@ fn a_frame_captured_on_one_agent_is_refused_by_another_before_anything_happens()
     assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
     let captured = hostile.next_on(&format!("if/v1/{}/{}/cmd", a1.site, a1.name), WAIT).expect("captured");
     hostile.request(captured.payload, b"replayed-add");
-    let reply = hostile.next_on(&hostile.response_topic, WAIT).expect("a3 answers");
+    let reply = hostile.next_on(&hostile.reply_topic_for("sec"), WAIT).expect("a3 answers");
     assert_eq!(reply.code().as_deref(), Some("IF_ERR_109"), "{}", reply.json());
 
     // On a3, the bot is unknown and only the desk can ping; nothing of a1's ran there.
     let frame = bot.sign(&bot.ping(1));
     hostile.request(frame, b"bot-on-a3");
-    let reply = hostile.next_on(&hostile.response_topic, WAIT).expect("a3 answers");
+    let reply = hostile.next_on(&hostile.reply_topic_for("bot"), WAIT).expect("a3 answers");
     assert_eq!(reply.code().as_deref(), Some("IF_ERR_004"), "the bot's key is not known on a3: {}", reply.json());
     let mut for_a3 = desk.ping(7);
     for_a3.audience = Audience::agent("studio-b", "edge-3").expect("names");
     hostile.request(desk.sign(&for_a3), b"desk-on-a3");
-    let reply = hostile.next_on(&hostile.response_topic, WAIT).expect("a3 answers");
+    let reply = hostile.next_on(&hostile.reply_topic_for("desk"), WAIT).expect("a3 answers");
     assert_eq!(reply.json()["ok"], true, "a frame for a3 runs on a3: {}", reply.json());
     a1.stop();
     a3.stop();
@@ -208,4 +208,64 @@ fn a_second_process_with_the_same_identity_is_reported_instead_of_fought() {
         assert_eq!(security.len(), 1, "one SECURITY record each: {security:?}");
         assert_eq!(security[0]["code"], "IF_ERR_504");
     }
+}
+
+#[test]
+fn the_agent_answers_only_under_the_senders_reply_topic_whatever_the_response_topic_says() {
+    let broker = Broker::start();
+    let desk = Talent::new("desk");
+    let (mut a1, mut a3) = two_agents(&broker, &desk);
+    let hostile = Probe::connect(&broker, &a1.site, &a1.name);
+    hostile.subscribe("if/v1/#");
+    let t = hostile.topics.clone();
+    let captured = desk.sign(&desk.ping(1));
+    let mut expired = desk.ping(2);
+    expired.issued_at_ms -= 600_000;
+    let expired = desk.sign(&expired);
+    let targets = [
+        t.status.clone(),
+        t.tally.clone(),
+        t.policy.clone(),
+        t.dlq.clone(),
+        t.cmd.clone(),
+        format!("if/v1/{}/{}/anchors", t.site, t.agent),
+        format!("if/v1/{}/{}/security", t.site, t.agent),
+        format!("if/v1/{}/{}/cmd", a3.site, a3.name),
+        t.reply_for("op"),
+    ];
+    let mut n = 0u32;
+    for target in &targets {
+        for (what, frame) in
+            [("a valid frame", &captured), ("an expired frame", &expired), ("garbage", &b"{x".to_vec())]
+        {
+            n += 1;
+            let corr = n.to_be_bytes();
+            hostile.request_to(&t.cmd, frame.clone(), Some(target), Some(&corr));
+            let msgs = hostile.drain(Duration::from_millis(150));
+            // The hostile client's own publish comes back to it too (it listens to every topic).
+            let answers: Vec<_> = msgs
+                .iter()
+                .filter(|m| m.correlation.as_deref() == Some(&corr[..]) && !(m.topic == t.cmd && m.payload == *frame))
+                .collect();
+            // Garbage names no sender that could be checked: it may be answered under any sender's reply
+            // topic of this agent (a forged answer for nobody's request), never elsewhere.
+            let unverified_ok = |m: &&if_tests::probe::Msg| what == "garbage" && m.topic == t.reply_for("op");
+            assert!(
+                answers.iter().all(|m| m.topic == t.reply_for("desk") || unverified_ok(m)),
+                "{what} with response topic {target}: the agent published on {:?}",
+                answers.iter().map(|m| &m.topic).collect::<Vec<_>>()
+            );
+            let refusal = answers.iter().find(|m| m.topic == t.reply_for("desk"));
+            match what {
+                "garbage" => assert!(refusal.is_none(), "no sender, no answer"),
+                _ => assert_eq!(refusal.and_then(|m| m.code()).as_deref(), Some("IF_ERR_111"), "{what} to {target}"),
+            }
+        }
+    }
+    a1.stop();
+    a3.stop();
+    let ran = a1.export().iter().filter(|r| r["kind"] == "EXECUTED").count();
+    assert_eq!(ran, 1, "only the talent add at start ran: {ran}");
+    assert!(!a1.export().iter().any(|r| r["kind"] == "POLICY" && r["code"].is_string()), "no pushed reply was parsed");
+    assert_eq!(executed_pings(&a3), 0);
 }
