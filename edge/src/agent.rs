@@ -6,6 +6,12 @@
 //! cached for redeliveries), then publishes the reply. Refusals are answered at once, counted, and
 //! witnessed as sampled REJECTED records. When the witness cannot be written, accepted commands are
 //! answered IF_ERR_501 WITNESS_UNAVAILABLE, their admission is undone, and nothing runs.
+//!
+//! Every topic the agent reads is bounded against a flood from anyone on the broker: refusals on `cmd`
+//! and `policy` share one sampler ([`Rejections`]): past `rejected_per_s` a second, a refusal gets no
+//! REJECTED record, no dead letter and (when no signature vouched for its sender) no reply, only a count
+//! in the one summary record and summary dead letter of that second. Pushed documents are read at most
+//! [`PUSHES_PER_S`] a second; status republishes after changes are coalesced to one a second.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -45,6 +51,11 @@ use crate::witness::writer::Witness;
 
 /// The reply topic pushed policy documents are answered under: `reply/policy`.
 const PUSH_SENDER: &str = "policy";
+
+/// Pushed documents read per second (a burst of [`PUSH_BURST`] at once); more are refused unread.
+const PUSHES_PER_S: f32 = 5.0;
+/// Pushed documents read at once.
+const PUSH_BURST: u32 = 20;
 
 /// Most publishes decided as one burst.
 const MAX_BURST: usize = 256;
@@ -90,6 +101,10 @@ struct Ctx {
     vault: Vault,
     drivers: DriverContext,
     breakers: mpsc::UnboundedSender<BreakerEvent>,
+    /// Which refusals are witnessed, dead-lettered and answered one by one (shared by every topic).
+    sampler: Arc<Mutex<Rejections>>,
+    /// Asks for the status to be published again soon (at most once a second).
+    status_due: Arc<tokio::sync::Notify>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -111,6 +126,17 @@ impl Ctx {
         if r.is_err() {
             tracing::warn!(topic = %route.topic, "reply could not be queued");
         }
+    }
+
+    /// Asks for the status to be published again: at once, or a second after the last time if that was
+    /// less than a second ago; any number of asks in between make one publish.
+    fn status_soon(&self) {
+        self.status_due.notify_one();
+    }
+
+    /// Whether this refusal is witnessed, dead-lettered and answered one by one (see [`Rejections`]).
+    fn sampled(&self, code: ErrorCode, always: bool) -> bool {
+        lock(&self.sampler).admit(code.number(), always, self.now_ms())
     }
 
     /// Publishes the retained `online` status as it is now.
@@ -243,6 +269,8 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
         vault,
         drivers,
         breakers: breaker_tx,
+        sampler: Arc::new(Mutex::new(Rejections::new(config.witness.rejected_per_s))),
+        status_due: Arc::new(tokio::sync::Notify::new()),
     };
     let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
     let (connected_tx, _connected) = watch::channel(false);
@@ -273,7 +301,6 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
         witness.clone(),
         Duration::from_secs(u64::from(config.witness.checkpoint_interval_s)),
     ));
-    let sampler = Rejections::new(config.witness.rejected_per_s);
     let (stop_uplink, uplink_stop) = tokio::sync::watch::channel(false);
     let uplink = tokio::spawn(crate::anchor::uplink::run(
         crate::anchor::uplink::Uplink {
@@ -293,7 +320,7 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
         tokio::spawn(status_updates(ctx.clone(), Duration::from_secs(u64::from(config.mqtt.status_interval_s))));
 
     tokio::select! {
-        () = ingress_loop(ctx.clone(), Inputs { inbound: inbound_rx, forgets, policy: policy_tx, done: done_tx }, sampler) => {}
+        () = ingress_loop(ctx.clone(), Inputs { inbound: inbound_rx, forgets, policy: policy_tx, done: done_tx }) => {}
         () = shutdown => tracing::info!("shutting down"),
     }
     ticker.abort();
@@ -349,13 +376,18 @@ async fn checkpoints(witness: Witness, every: Duration) {
     }
 }
 
-/// The retained status again every `every`: uptime, log size, breakers and budgets move on.
+/// The retained status again every `every` (uptime, log size, breakers and budgets move on), and
+/// whenever asked ([`Ctx::status_soon`]), at most once a second.
 async fn status_updates(ctx: Ctx, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = ctx.status_due.notified() => {}
+        }
         ctx.publish_status().await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -375,11 +407,17 @@ fn online_status(health: &Health, state: &Mutex<State>) -> Vec<u8> {
 }
 
 /// Pushed policy documents, one at a time: witness, apply, acknowledge, answer, publish the new status.
+/// At most [`PUSHES_PER_S`] a second are read; refusals are sampled like those on `cmd`.
 async fn policy_loop(ctx: Ctx, mut pushed: mpsc::UnboundedReceiver<Publish>) {
+    let mut bucket = crate::lane::bucket::TokenBucket::new(PUSHES_PER_S, PUSH_BURST, ctx.now_ms());
     while let Some(p) = pushed.recv().await {
         let source = format!("pushed on {}", ctx.topics.policy);
         let response = p.properties.as_ref().and_then(|pp| pp.response_topic.as_deref());
         let outcome = match std::str::from_utf8(&p.payload) {
+            _ if bucket.take(ctx.now_ms()).is_err() => Err(IfError::format(
+                ErrorCode::RateLimitExceeded,
+                format_args!("more than {PUSHES_PER_S} pushed documents a second; not read"),
+            )),
             _ if response.is_some_and(|t| !ctx.topics.allows_reply(t, Some(PUSH_SENDER))) => Err(IfError::format(
                 ErrorCode::ResponseTopicDenied,
                 format_args!(
@@ -391,7 +429,6 @@ async fn policy_loop(ctx: Ctx, mut pushed: mpsc::UnboundedReceiver<Publish>) {
             Err(_) => Err(IfError::with(ErrorCode::InvalidEnvelope, "a pushed policy document must be UTF-8 TOML")),
         };
         ctx.ack(&p).await;
-        let route = ctx.route(&p, Some(PUSH_SENDER));
         let reply = match &outcome {
             Ok(pushed) => {
                 let summary = match pushed {
@@ -400,23 +437,34 @@ async fn policy_loop(ctx: Ctx, mut pushed: mpsc::UnboundedReceiver<Publish>) {
                         if let Some(m) = manifest {
                             offer_driver(&ctx, m);
                         }
+                        ctx.status_soon();
                         summary.clone()
                     }
                 };
                 tracing::info!("{summary}");
-                Reply::result(serde_json::json!({ "policy": summary }))
+                Some(Reply::result(serde_json::json!({ "policy": summary })))
             }
             Err(e) => {
-                tracing::error!(code = %e.code(), "pushed policy document refused: {}", e.detail());
-                ctx.dead_letter(DeadLetter::new(e, None, None, &p.payload)).await;
-                Reply::error(e, None, None, None)
+                ctx.health.rejected.fetch_add(1, Ordering::Relaxed);
+                // Nothing vouches for who pushed it: past the allowance, only the count remains.
+                if ctx.sampled(e.code(), false) {
+                    tracing::error!(code = %e.code(), "pushed policy document refused: {}", e.detail());
+                    let record = crate::policy::record(Err(e), &source, ctx.now_ms());
+                    if let Err(w) = ctx.witness.append(vec![record]).await {
+                        tracing::warn!(error = %w, "the refusal of a pushed document could not be witnessed");
+                    }
+                    ctx.dead_letter(DeadLetter::new(e, None, None, &p.payload)).await;
+                    ctx.status_soon();
+                    Some(Reply::error(e, None, None, None))
+                } else {
+                    None
+                }
             }
         };
-        if let Some(route) = route {
+        if let (Some(route), Some(reply)) = (ctx.route(&p, Some(PUSH_SENDER)), reply) {
             let request = if_protocol::frame::digest(&p.payload);
             ctx.publish(&route, ctx.signer.reply(&request, reply.to_bytes())).await;
         }
-        ctx.publish_status().await;
     }
 }
 
@@ -476,7 +524,7 @@ async fn conflict_loop(ctx: Ctx, mut found: mpsc::UnboundedReceiver<crate::ident
         if let Err(e) = ctx.witness.append(vec![Append::record(Kind::Security, entry)]).await {
             tracing::warn!(error = %e, "an identity conflict could not be witnessed");
         }
-        ctx.publish_status().await;
+        ctx.status_soon();
     }
 }
 
@@ -496,7 +544,7 @@ async fn breaker_loop(ctx: Ctx, mut changes: mpsc::UnboundedReceiver<BreakerEven
         if let Err(e) = ctx.witness.append(vec![Append::record(Kind::Breaker, entry)]).await {
             tracing::warn!(error = %e, "a breaker change could not be witnessed");
         }
-        ctx.publish_status().await;
+        ctx.status_soon();
     }
 }
 
@@ -512,7 +560,7 @@ struct Inputs {
     done: mpsc::UnboundedSender<Done>,
 }
 
-async fn ingress_loop(ctx: Ctx, inputs: Inputs, mut sampler: Rejections) {
+async fn ingress_loop(ctx: Ctx, inputs: Inputs) {
     let Inputs { mut inbound, mut forgets, policy, done } = inputs;
     let mut summary = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -523,7 +571,9 @@ async fn ingress_loop(ctx: Ctx, inputs: Inputs, mut sampler: Rejections) {
                 continue;
             }
             _ = summary.tick() => {
-                if let Some(entry) = sampler.summary(ctx.now_ms()) {
+                let counted = lock(&ctx.sampler).summary(ctx.now_ms());
+                if let Some(entry) = counted {
+                    ctx.dead_letter(DeadLetter::summary(&entry)).await;
                     witness_rejections(&ctx, vec![Append::record(Kind::Rejected, entry)]);
                 }
                 continue;
@@ -542,12 +592,12 @@ async fn ingress_loop(ctx: Ctx, inputs: Inputs, mut sampler: Rejections) {
             }
         }
         if !burst.is_empty() {
-            handle_burst(&ctx, burst, &done, &mut sampler).await;
+            handle_burst(&ctx, burst, &done).await;
         }
     }
 }
 
-async fn handle_burst(ctx: &Ctx, burst: Vec<Publish>, done: &mpsc::UnboundedSender<Done>, sampler: &mut Rejections) {
+async fn handle_burst(ctx: &Ctx, burst: Vec<Publish>, done: &mpsc::UnboundedSender<Done>) {
     let now_ms = ctx.now_ms();
     let decisions = {
         let inbound: Vec<Inbound<'_>> = burst
@@ -575,10 +625,12 @@ async fn handle_burst(ctx: &Ctx, burst: Vec<Publish>, done: &mpsc::UnboundedSend
         match d {
             Decision::Accept(a) => accepted.push((p, a)),
             Decision::Reject(r) => {
-                refuse(ctx, &p, &r).await;
-                ctx.ack(&p).await;
                 let always = r.error.code() == ErrorCode::ReplayDetected && r.body.is_some();
-                if sampler.admit(r.error.code().number(), always, now_ms) {
+                let one_by_one = ctx.sampled(r.error.code(), always);
+                refuse(ctx, &p, &r, one_by_one).await;
+                ctx.ack(&p).await;
+                ctx.health.rejected.fetch_add(1, Ordering::Relaxed);
+                if one_by_one {
                     rejected.push(Append::record(Kind::Rejected, refused_entry(&r, now_ms)));
                 }
             }
@@ -586,14 +638,16 @@ async fn handle_burst(ctx: &Ctx, burst: Vec<Publish>, done: &mpsc::UnboundedSend
                 if let Some(route) = ctx.route(&p, Some(&sender)) {
                     ctx.publish(&route, reply).await;
                 }
-                let e = IfError::with(ErrorCode::Duplicate, "redelivery answered with the original reply; nothing ran");
-                ctx.dead_letter(DeadLetter::new(&e, Some(id), Some(&sender), &p.payload)).await;
+                if ctx.sampled(ErrorCode::Duplicate, false) {
+                    let e =
+                        IfError::with(ErrorCode::Duplicate, "redelivery answered with the original reply; nothing ran");
+                    ctx.dead_letter(DeadLetter::new(&e, Some(id), Some(&sender), &p.payload)).await;
+                }
                 ctx.ack(&p).await;
             }
             Decision::InProgress { .. } => ctx.ack(&p).await,
         }
     }
-    ctx.health.rejected.fetch_add(rejected.len() as u64, Ordering::Relaxed);
     if !rejected.is_empty() {
         witness_rejections(ctx, rejected);
     }
@@ -651,12 +705,15 @@ fn body_entry(b: &EnvelopeBody, now_ms: u64) -> Entry {
     }
 }
 
-async fn refuse(ctx: &Ctx, p: &Publish, r: &Refused) {
+/// Answers a refusal: the reply (always when a signature vouched for the sender, else only when
+/// `one_by_one`) and, when `one_by_one`, the dead letter.
+async fn refuse(ctx: &Ctx, p: &Publish, r: &Refused, one_by_one: bool) {
     let (id, sender, seq) = match &r.body {
         Some(b) => (Some(b.id), Some(b.sender.as_str()), Some(b.seq)),
         None => (None, None, None),
     };
-    if let Some(route) = ctx.route(p, sender) {
+    let route = ctx.route(p, sender).filter(|_| sender.is_some() || one_by_one);
+    if let Some(route) = route {
         let mut reply = Reply::error(&r.error, id, sender, seq);
         // A sequence number refused as taken or too old: the sender may sign again above the newest.
         if let (Some(s), ErrorCode::ReplayDetected | ErrorCode::OutOfOrder) = (sender, r.error.code()) {
@@ -666,8 +723,10 @@ async fn refuse(ctx: &Ctx, p: &Publish, r: &Refused) {
         let request = r.digest.unwrap_or_else(|| if_protocol::frame::digest(&p.payload));
         ctx.publish(&route, ctx.signer.reply(&request, reply.to_bytes())).await;
     }
-    ctx.dead_letter(DeadLetter::new(&r.error, id, sender, &p.payload)).await;
-    tracing::debug!(error = %r.error, "refused");
+    if one_by_one {
+        ctx.dead_letter(DeadLetter::new(&r.error, id, sender, &p.payload)).await;
+        tracing::debug!(error = %r.error, "refused");
+    }
 }
 
 /// Writes RECEIVED for every accepted envelope in one commit, acknowledges, and starts them.
@@ -718,7 +777,8 @@ async fn receive(ctx: &Ctx, accepted: Vec<(Publish, Box<Accepted>)>, done: &mpsc
                 IfError::format(ErrorCode::WitnessUnavailable, format_args!("nothing was executed: {}", e.detail()));
             for (p, a) in accepted {
                 let refused = Refused { error: e.clone(), body: Some(a.body), digest: Some(a.digest) };
-                refuse(ctx, &p, &refused).await;
+                let one_by_one = ctx.sampled(e.code(), false);
+                refuse(ctx, &p, &refused, one_by_one).await;
                 ctx.ack(&p).await;
             }
         }
@@ -781,7 +841,7 @@ async fn complete(ctx: Ctx, mut done: mpsc::UnboundedReceiver<Done>) {
             answer(&ctx, d, reply).await;
         }
         if policy_changed {
-            ctx.publish_status().await;
+            ctx.status_soon();
         }
     }
     if !unwritten.is_empty() {

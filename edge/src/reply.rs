@@ -127,6 +127,10 @@ pub struct DeadLetter {
     pub frame_sha256: String,
     /// Payload length in bytes.
     pub frame_len: usize,
+    /// For a summary of refusals past the per-second allowance: how many it stands for (their codes and
+    /// counts are in `message`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summarized: Option<u64>,
 }
 
 impl DeadLetter {
@@ -141,6 +145,23 @@ impl DeadLetter {
             sender: sender.map(str::to_string),
             frame_sha256: hex::encode(if_protocol::frame::digest(payload)),
             frame_len: payload.len(),
+            summarized: None,
+        }
+    }
+
+    /// The one entry a second for refusals past the allowance, from the sampler's summary record.
+    pub fn summary(entry: &Entry) -> Self {
+        let code = entry.code.and_then(ErrorCode::from_number).unwrap_or(ErrorCode::InvalidEnvelope);
+        DeadLetter {
+            code,
+            name: code.name().to_string(),
+            message: entry.detail.clone(),
+            retryable: false,
+            id: None,
+            sender: None,
+            frame_sha256: String::new(),
+            frame_len: 0,
+            summarized: Some(u64::from(entry.count)),
         }
     }
 

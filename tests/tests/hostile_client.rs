@@ -269,3 +269,65 @@ fn the_agent_answers_only_under_the_senders_reply_topic_whatever_the_response_to
     assert!(!a1.export().iter().any(|r| r["kind"] == "POLICY" && r["code"].is_string()), "no pushed reply was parsed");
     assert_eq!(executed_pings(&a3), 0);
 }
+
+/// Resident memory of a process, KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("VmRSS: 0 kB");
+    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn floods_of_garbage_on_cmd_and_policy_cost_a_bounded_amount_and_every_refusal_is_counted() {
+    const N: usize = 20_000;
+    let broker = Broker::start();
+    let desk = Talent::new("desk");
+    let mut agent = Agent::init(&broker, &[&desk]);
+    agent.start();
+    let hostile = Probe::connect(&broker, &agent.site, &agent.name);
+    hostile.subscribe(&hostile.topics.status);
+    let _ = hostile.drain(Duration::from_millis(300));
+    let rss_before = rss_kib(agent.pid().expect("running"));
+    let start = std::time::Instant::now();
+    let t = hostile.topics.clone();
+    let policy_reply = t.reply_for("policy") + "/x";
+    for i in 0..N {
+        hostile.request_to(&t.policy, format!("not a document {i}").into_bytes(), Some(&policy_reply), Some(b"p"));
+        hostile.request_to(&t.cmd, format!("{{garbage {i}").into_bytes(), Some(&hostile.response_topic), Some(b"c"));
+    }
+    // A good ping after the flood: once it is answered, the agent has read everything before it.
+    let mut n = 0u64;
+    let mut seen = Vec::new();
+    let answered = if_tests::wait_for(Duration::from_secs(120), || {
+        n += 1;
+        hostile.request(desk.sign(&desk.ping(n)), b"ping");
+        let until = std::time::Instant::now() + Duration::from_secs(2);
+        while let Some(m) = hostile.next(until.saturating_duration_since(std::time::Instant::now())) {
+            let done = m.correlation.as_deref() == Some(b"ping") && m.json()["ok"] == true;
+            seen.push(m);
+            if done {
+                return Some(());
+            }
+        }
+        None
+    });
+    assert!(answered.is_some(), "the agent kept serving through the flood");
+    seen.extend(hostile.drain(Duration::from_millis(1500)));
+    let secs = start.elapsed().as_secs() + 2;
+    let rss_after = rss_kib(agent.pid().expect("running"));
+    agent.stop();
+
+    let on = |topic: &str| seen.iter().filter(|m| m.topic == topic).count() as u64;
+    let per_s = 20 + 1;
+    assert!(on(&t.status) <= secs + 2, "{} status republishes in {secs} s", on(&t.status));
+    assert!(on(&t.dlq) <= per_s * secs, "{} dead letters in {secs} s", on(&t.dlq));
+    assert!(on(&policy_reply) <= per_s * secs, "{} policy answers in {secs} s", on(&policy_reply));
+    assert!(on(&hostile.response_topic) <= per_s * secs, "{} cmd answers in {secs} s", on(&hostile.response_topic));
+    let records = agent.export();
+    let policy_refusals = records.iter().filter(|r| r["kind"] == "POLICY" && r["code"].is_string()).count() as u64;
+    let rejected: Vec<_> = records.iter().filter(|r| r["kind"] == "REJECTED").collect();
+    assert!(policy_refusals + rejected.len() as u64 <= 2 * per_s * secs, "records stay bounded: {}", rejected.len());
+    let counted: u64 = rejected.iter().filter_map(|r| r["count"].as_u64()).sum();
+    assert_eq!(counted + policy_refusals, 2 * N as u64, "every refusal is witnessed or counted in a summary");
+    assert!(rss_after < rss_before + 10 * 1024, "RSS {rss_before} KiB -> {rss_after} KiB");
+}

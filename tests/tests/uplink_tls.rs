@@ -164,6 +164,9 @@ fn another_ca_no_client_certificate_no_ca_and_an_open_key_are_each_refused() {
         (2..u64::MAX).contains(&pending).then_some(acked)
     });
     assert_eq!(waiting, Some(0), "anchors wait, none acknowledged through an untrusted broker");
+    // At least one retry after the warning (the first comes about a second after it).
+    let retried = if_tests::wait_for(WAIT, || (agent.log().matches("uplink down").count() >= 2).then_some(()));
+    assert!(retried.is_some(), "the uplink is retried: {}", agent.log());
     agent.stop();
     let log = agent.log();
     let warned = log.matches("uplink down; anchors wait").count();

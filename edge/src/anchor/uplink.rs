@@ -126,6 +126,10 @@ pub async fn run(up: Uplink, witness: Witness, health: Arc<Health>, mut stop: to
 
 /// Moves the queue past an acknowledged anchor that is one of ours.
 async fn acknowledge(witness: &Witness, health: &Health, offered: &[Anchor], ack: &Ack) {
+    // An acknowledgement of what is already acknowledged (a repeat, or a flood of one) writes nothing.
+    if ack.size <= health.anchored.load(Ordering::Relaxed) {
+        return;
+    }
     let ours = offered.iter().find(|a| a.size == ack.size).and_then(|a| a.checkpoint().ok());
     let Some(cp) = ours.filter(|cp| B64.encode(cp.root) == ack.root) else {
         tracing::debug!(size = ack.size, "an acknowledgement of no anchor of ours was ignored");

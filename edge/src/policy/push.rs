@@ -4,7 +4,8 @@
 //! A pushed document is self-authenticating: its signatures are checked against the trust root the agent
 //! holds, and the rollback rule makes a replay harmless (the same document again is a no-op, an older one
 //! is MANIFEST_ROLLBACK). Like a file at start, an accepted document takes effect only after its POLICY
-//! record is durable, and a refused one is witnessed with its code and changes nothing.
+//! record is durable, and a refused one changes nothing; the caller witnesses refusals as it samples
+//! them (anyone on the broker can push garbage, and a flood must not fill the disk).
 
 use std::sync::{Mutex, PoisonError};
 
@@ -54,9 +55,6 @@ pub async fn offer(
             Ok(Pushed::Changed { summary, manifest })
         }
         Err(e) => {
-            if let Err(w) = witness.append(vec![record(Err(&e), source, now_ms)]).await {
-                tracing::warn!(error = %w, "the refusal of a pushed document could not be witnessed");
-            }
             lock(policy).refused(source, &e);
             Err(e)
         }
