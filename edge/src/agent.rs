@@ -175,6 +175,7 @@ impl Ctx {
 /// Runs the agent until `shutdown` completes.
 pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>) -> Result<(), IfError> {
     let config = &loaded.config;
+    crate::preflight::check(config, &loaded.file)?;
     let key = crate::keyfile::read_secret(&config.agent.key)?;
     let signer = Signer::new(key.clone());
     let (control_tls, uplink_tls) = config.tls()?;

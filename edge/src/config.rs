@@ -199,6 +199,10 @@ pub struct TrustSection {
     /// `#sha256:HEX` (the SHA-256 of the manifest's canonical bytes, as `ifctl manifest sign` prints it).
     #[serde(default)]
     pub allow: Vec<String>,
+    /// Start with no trust root on purpose (`root` unset): only the built-in capabilities run, and a
+    /// root is installed by setting `root` and restarting (a first root is never taken from the network).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_root: bool,
 }
 
 impl TrustSection {
@@ -353,8 +357,13 @@ fn invalid(file: &Path, what: impl std::fmt::Display) -> IfError {
 impl Config {
     /// Reads, parses, checks and resolves `file`.
     pub fn load(file: &Path) -> Result<Loaded, IfError> {
-        let text = std::fs::read_to_string(file).map_err(|e| invalid(file, format_args!("cannot read: {e}")))?;
-        let mut config = Config::parse(file, &text)?;
+        let text = crate::files::read_text(file, crate::files::DOC_MAX).map_err(|e| invalid(file, e))?;
+        Config::from_text(file, &text).map_err(|p| p.to_error())
+    }
+
+    /// Parses and checks `text` of `file`, collecting every problem, and resolves its paths.
+    pub fn from_text(file: &Path, text: &str) -> Result<Loaded, Problems> {
+        let mut config = Config::problems(file, text)?;
         let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
         config.resolve(&base);
         Ok(Loaded { file: file.to_path_buf(), config })

@@ -57,7 +57,7 @@ fn write_new(path: &Path, mode: u32, line: &str) -> Result<(), IfError> {
 }
 
 fn read_line(path: &Path) -> Result<String, IfError> {
-    let text = fs::read_to_string(path).map_err(|e| config_err(path, &format!("cannot read: {e}")))?;
+    let text = crate::files::read_text(path, crate::files::KEY_MAX).map_err(|e| config_err(path, &e))?;
     Ok(text.trim().to_string())
 }
 
@@ -71,6 +71,10 @@ fn decode32(path: &Path, text: &str, what: &str) -> Result<[u8; 32], IfError> {
 /// Refuses a secret file that group or others can read, as `ssh` does.
 pub fn check_private(path: &Path) -> Result<(), IfError> {
     let meta = fs::metadata(path).map_err(|e| config_err(path, &format!("cannot read: {e}")))?;
+    if !meta.is_file() {
+        let kind = if meta.is_dir() { "a directory" } else { "not a regular file" };
+        return Err(config_err(path, &format!("is {kind}")));
+    }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(config_err(

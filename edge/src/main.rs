@@ -95,17 +95,21 @@ fn main() -> ExitCode {
 /// Prints every problem of the file, one per line, or a one-line summary when there are none.
 fn check_config(file: &std::path::Path) -> ExitCode {
     let status = ExitCode::from(if_edge::if_protocol::ErrorCode::ConfigInvalid.exit_status());
-    let text = match std::fs::read_to_string(file) {
+    let text = match if_edge::files::read_text(file, if_edge::files::DOC_MAX) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("IF_ERR_503 CONFIG_INVALID: {}: cannot read: {e}", file.display());
+            eprintln!("IF_ERR_503 CONFIG_INVALID: {}: {e}", file.display());
             return status;
         }
     };
-    // The TLS files are read too: a missing CA or a key others can read is a config problem.
-    let checked = Config::problems(file, &text).and_then(|c| {
-        let list = Config::load(file).map_or_else(|e| vec![e.detail().to_string()], |l| l.config.tls_problems());
-        if list.is_empty() { Ok(c) } else { Err(if_edge::config::Problems { file: file.to_path_buf(), list }) }
+    // Exactly what `run` checks before it serves: the file's rules, then its TLS files, keys and trust.
+    let checked = Config::from_text(file, &text).and_then(|loaded| {
+        let list = if_edge::preflight::problems(&loaded.config);
+        if list.is_empty() {
+            Ok(loaded.config)
+        } else {
+            Err(if_edge::config::Problems { file: file.to_path_buf(), list })
+        }
     });
     match checked {
         Ok(c) => {

@@ -79,7 +79,9 @@ impl TlsFiles {
                 let key_at = format!("{at}.key");
                 crate::keyfile::check_private(key)
                     .map_err(|e| IfError::format(ErrorCode::ConfigInvalid, format_args!("{key_at}: {}", e.detail())))?;
-                let secret = PrivateKeyDer::from_pem_file(key)
+                let pem =
+                    crate::files::read_limited(key, crate::files::KEY_MAX).map_err(|e| invalid(&key_at, key, e))?;
+                let secret = PrivateKeyDer::from_pem_slice(&pem)
                     .map_err(|_| invalid(&key_at, key, "holds no PEM private key (PKCS#8, PKCS#1 or SEC1)"))?;
                 builder
                     .with_client_auth_cert(chain, secret)
@@ -97,8 +99,9 @@ impl TlsFiles {
 
 /// Every certificate in a PEM file; at least one.
 fn certificates(at: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, IfError> {
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| invalid(at, path, format_args!("cannot read: {e}")))?
+    let pem = crate::files::read_limited(path, crate::files::DOC_MAX).map_err(|e| invalid(at, path, e))?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+        .map(|c| c.map(CertificateDer::into_owned))
         .collect::<Result<_, _>>()
         .map_err(|e| invalid(at, path, format_args!("not PEM: {e}")))?;
     if certs.is_empty() {

@@ -63,8 +63,8 @@ fn load(path: &Path, strict: bool) -> Result<SecretString, IfError> {
             format_args!("vault file {shown} has mode {mode:04o}: group and others must have no access (chmod 600)"),
         ));
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| IfError::format(ErrorCode::ConfigInvalid, format_args!("vault file {shown}: {e}")))?;
+    let text = crate::files::read_text(path, crate::files::KEY_MAX)
+        .map_err(|e| IfError::format(ErrorCode::ConfigInvalid, format_args!("vault file {shown} {e}")))?;
     let value = text.trim_end_matches(['\n', '\r']);
     crate::redact::register(value);
     Ok(SecretString::from(value))

@@ -88,7 +88,7 @@ fn site_with(extra: &str) -> Site {
         p(&root),
         p(&manifests)
     );
-    agent.edit_config(|t| t.replace("[trust]\nallow = []\n", &section) + extra);
+    agent.edit_config(|t| t.replace("[trust]\nallow = []\nno_root = true\n", &section) + extra);
     agent.start();
     Site { broker, agent, sec, root_key, files }
 }

@@ -81,7 +81,7 @@ fn site(allow: &[&str]) -> Site {
     let allow: Vec<String> = allow.iter().map(|e| format!("{e:?}")).collect();
     let section =
         format!("[trust]\nroot = {:?}\nmanifests = {:?}\nallow = [{}]\n", p(&root), p(&manifests), allow.join(", "));
-    agent.edit_config(|t| t.replace("[trust]\nallow = []\n", &section));
+    agent.edit_config(|t| t.replace("[trust]\nallow = []\nno_root = true\n", &section));
     Site { broker, agent, files, manifests, a, b }
 }
 

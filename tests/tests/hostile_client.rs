@@ -331,3 +331,32 @@ fn floods_of_garbage_on_cmd_and_policy_cost_a_bounded_amount_and_every_refusal_i
     assert_eq!(counted + policy_refusals, 2 * N as u64, "every refusal is witnessed or counted in a summary");
     assert!(rss_after < rss_before + 10 * 1024, "RSS {rss_before} KiB -> {rss_after} KiB");
 }
+
+#[test]
+fn a_first_trust_root_pushed_on_the_broker_is_refused() {
+    let broker = Broker::start();
+    let mut agent = Agent::init_bare(&broker);
+    agent.start();
+    let mallory = Talent::new("mallory");
+    let root = agent.dir.path().join("mallory-root.toml");
+    let out = Agent::ifctl(&[
+        "trust",
+        "init",
+        "--key",
+        p(&mallory.secret),
+        "--policy-key",
+        p(&mallory.public),
+        "--out",
+        p(&root),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let hostile = Probe::connect(&broker, &agent.site, &agent.name);
+    let answer = hostile.reply_topic_for("policy");
+    let text = std::fs::read(&root).expect("root");
+    hostile.request_to(&hostile.topics.policy, text, Some(&answer), Some(b"root"));
+    let reply = hostile.next_on(&answer, WAIT).expect("answered");
+    assert_eq!(reply.code().as_deref(), Some("IF_ERR_003"), "{}", reply.json());
+    agent.stop();
+    let installed = agent.export().iter().any(|r| r["kind"] == "POLICY" && r["code"].is_null());
+    assert!(!installed, "no root was installed");
+}

@@ -132,7 +132,7 @@ struct Show {
 pub fn read_cues(path: &Path) -> Result<Vec<Cue>, IfError> {
     let bad =
         |e: &dyn std::fmt::Display| IfError::format(ErrorCode::ConfigInvalid, format_args!("{}: {e}", path.display()));
-    let text = std::fs::read_to_string(path).map_err(|e| bad(&e))?;
+    let text = if_edge::files::read_text(path, if_edge::files::DOC_MAX).map_err(|e| bad(&e))?;
     let show: Show = if path.extension().is_some_and(|e| e == "json") {
         serde_json::from_str(&text).map_err(|e| bad(&e))?
     } else {

@@ -153,8 +153,8 @@ fn sign_above(cmd: &Command, target: &Target, floor: u64) -> Result<Vec<u8>, IfE
 /// Reads `@FILE` (or inline JSON) and returns the frame it describes.
 pub fn frame_from_json(arg: &str) -> Result<Vec<u8>, IfError> {
     let text = match arg.strip_prefix('@') {
-        Some(file) => std::fs::read_to_string(file)
-            .map_err(|e| IfError::format(ErrorCode::ConfigInvalid, format_args!("{file}: cannot read: {e}")))?,
+        Some(file) => if_edge::files::read_text(std::path::Path::new(file), if_edge::files::DOC_MAX)
+            .map_err(|e| IfError::format(ErrorCode::ConfigInvalid, format_args!("{file}: {e}")))?,
         None => arg.to_string(),
     };
     Ok(json::json_to_frame(&json::parse(&text)?)?.to_vec())

@@ -105,7 +105,7 @@ impl Settings {
         let bad = |e: &dyn std::fmt::Display| {
             IfError::format(ErrorCode::ConfigInvalid, format_args!("{}: {e}", path.display()))
         };
-        let text = std::fs::read_to_string(&path).map_err(|e| bad(&e))?;
+        let text = if_edge::files::read_text(&path, if_edge::files::DOC_MAX).map_err(|e| bad(&e))?;
         let mut s: Settings = toml::from_str(&text).map_err(|e| bad(&e.message().trim()))?;
         if let Some(dir) = path.parent() {
             let paths =

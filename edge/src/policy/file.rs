@@ -66,15 +66,10 @@ pub fn to_text<D: Document>(signed: &Signed<D>) -> Result<String, IfError> {
     toml::to_string(&table).map_err(|e| malformed("document", e))
 }
 
-/// Reads a file, refusing anything larger than [`MAX_FILE_LEN`].
+/// Reads a regular file, refusing anything larger than [`MAX_FILE_LEN`].
 pub fn read(path: &Path) -> Result<String, IfError> {
-    let unreadable =
-        |e: &dyn std::fmt::Display| IfError::format(ErrorCode::ConfigInvalid, format_args!("{}: {e}", path.display()));
-    let meta = std::fs::metadata(path).map_err(|e| unreadable(&e))?;
-    if meta.len() > MAX_FILE_LEN as u64 {
-        return Err(unreadable(&format_args!("{} bytes exceeds {MAX_FILE_LEN}", meta.len())));
-    }
-    std::fs::read_to_string(path).map_err(|e| unreadable(&e))
+    crate::files::read_text(path, MAX_FILE_LEN as u64)
+        .map_err(|e| IfError::format(ErrorCode::ConfigInvalid, format_args!("{}: {e}", path.display())))
 }
 
 #[cfg(test)]

@@ -65,6 +65,14 @@ pub async fn offer(
 fn decide(policy: &Policy, text: &str, source: &str, now_s: u64) -> Result<Option<Change>, IfError> {
     let is_root = text.parse::<toml::Table>().is_ok_and(|t| t.contains_key("threshold"));
     if is_root {
+        // A first root vouches for itself, so anyone on the broker could push one: a first root comes
+        // only from the agent's own file ([trust] root); a pushed root can only rotate the one it holds.
+        if policy.root().is_none() {
+            return Err(IfError::with(
+                if_protocol::ErrorCode::PermissionDenied,
+                "this agent holds no trust root, and a first root is never taken from the network: set [trust] root",
+            ));
+        }
         let root: Signed<TrustRoot> = file::parse_signed(text, source)?;
         policy.offer_root(&root, now_s)
     } else {
