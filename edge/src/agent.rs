@@ -774,8 +774,8 @@ async fn receive(ctx: &Ctx, accepted: Vec<(Publish, Box<Accepted>)>, done: &mpsc
                     }
                 }
             }
-            let e =
-                IfError::format(ErrorCode::WitnessUnavailable, format_args!("nothing was executed: {}", e.detail()));
+            let code = if e.code() == ErrorCode::StorageFull { e.code() } else { ErrorCode::WitnessUnavailable };
+            let e = IfError::format(code, format_args!("nothing was executed: {}", e.detail()));
             for (p, a) in accepted {
                 let refused = Refused { error: e.clone(), body: Some(a.body), digest: Some(a.digest) };
                 let one_by_one = ctx.sampled(e.code(), false);

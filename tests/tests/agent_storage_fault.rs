@@ -1,5 +1,5 @@
 //! Fail closed: when the witness log cannot grow (the agent's file size limit is lowered under it, as a
-//! full disk would), commands are answered IF_ERR_501 WITNESS_UNAVAILABLE and nothing runs; the agent
+//! full disk would), commands are answered IF_ERR_502 STORAGE_FULL (retryable) and nothing runs; the agent
 //! stays up, and once writing works again it takes commands again and its log verifies.
 
 use std::process::Command;
@@ -52,7 +52,8 @@ fn a_log_that_cannot_grow_fails_closed_and_recovers() {
             ran_while_full += 1;
             continue;
         }
-        assert_eq!(reply["error"]["code"], "IF_ERR_501", "{reply}");
+        assert_eq!(reply["error"]["code"], "IF_ERR_502", "STORAGE_FULL: {reply}");
+        assert_eq!(reply["error"]["retryable"], true, "the agent recovers by itself: {reply}");
         refused += 1;
         if refused == 20 {
             break;

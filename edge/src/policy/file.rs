@@ -27,12 +27,32 @@ fn malformed(what: &str, e: impl std::fmt::Display) -> IfError {
     IfError::format(ErrorCode::InvalidEnvelope, format_args!("{what}: {first}"))
 }
 
+/// Refuses a list longer than the document type holds, naming its key and the limit.
+fn check_lists<D: Document>(table: &toml::Table, what: &str) -> Result<(), IfError> {
+    for (key, max) in D::LIST_LIMITS {
+        let mut value = None;
+        let mut at = Some(table);
+        for part in key.split('.') {
+            value = at.and_then(|t| t.get(part));
+            at = value.and_then(toml::Value::as_table);
+        }
+        if let Some(n) = value.and_then(toml::Value::as_array).map(Vec::len).filter(|n| n > max) {
+            return Err(IfError::format(
+                ErrorCode::InvalidEnvelope,
+                format_args!("{what}: {key}: at most {max} entries, got {n}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Parses an unsigned document, e.g. a manifest before signing. `what` names it in errors.
 pub fn parse_doc<D: Document>(text: &str, what: &str) -> Result<D, IfError> {
     let mut table: toml::Table = text.parse().map_err(|e| malformed(what, e))?;
     if table.remove("signatures").is_some() {
         return Err(IfError::format(ErrorCode::InvalidEnvelope, format_args!("{what}: is already signed")));
     }
+    check_lists::<D>(&table, what)?;
     table.try_into().map_err(|e| malformed(what, e))
 }
 
@@ -47,6 +67,7 @@ pub fn parse_signed<D: Document>(text: &str, what: &str) -> Result<Signed<D>, If
     let mut table: toml::Table = text.parse().map_err(|e| malformed(what, e))?;
     let sigs = table.remove("signatures").unwrap_or(toml::Value::Array(Vec::new()));
     let sigs: Vec<DocSignature> = sigs.try_into().map_err(|e| malformed(what, e))?;
+    check_lists::<D>(&table, what)?;
     let doc: D = table.try_into().map_err(|e| malformed(what, e))?;
     let mut signed = Signed::unsigned(doc);
     for s in sigs {
@@ -126,5 +147,16 @@ cost = 1
         assert!(parse_signed::<Manifest>("= nonsense", "x").is_err());
         let huge = "#".repeat(MAX_FILE_LEN + 1);
         assert_eq!(parse_signed::<Manifest>(&huge, "x").expect_err("big").code(), ErrorCode::FrameTooLarge);
+    }
+
+    #[test]
+    fn a_list_longer_than_its_limit_is_named_with_the_limit() {
+        let actions: String =
+            (0..400).map(|i| format!("\n[[actions]]\nname = \"a{i}\"\nhazards = []\ncost = 0\n")).collect();
+        let e = parse_doc::<Manifest>(&format!("{MANIFEST}{actions}"), "m.toml").expect_err("400 actions");
+        assert_eq!(e.detail(), "m.toml: actions: at most 32 entries, got 401");
+        let backoff = MANIFEST.replace("backoff = [1, 2, 5, 10, 30]", "backoff = [1, 2, 3, 4, 5, 6, 7, 8, 9]");
+        let e = parse_signed::<Manifest>(&backoff, "m.toml").expect_err("9 delays");
+        assert!(e.detail().contains("limits.backoff: at most 8 entries, got 9"), "{}", e.detail());
     }
 }

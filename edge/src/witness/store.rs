@@ -174,8 +174,14 @@ pub struct Store {
     tree: CompactTree,
 }
 
+/// A failed read or write: STORAGE_FULL when the file system is full or the file may not grow (ENOSPC,
+/// EFBIG: the agent recovers by itself once there is room), WITNESS_UNAVAILABLE otherwise.
 pub(super) fn unavailable(what: &str, e: impl std::fmt::Display) -> IfError {
-    IfError::format(ErrorCode::WitnessUnavailable, format_args!("witness log {what}: {e}"))
+    let text = e.to_string();
+    // redb wraps the io::Error in several error types, all of which show its text and OS code.
+    let full = ["(os error 28)", "(os error 27)"].iter().any(|c| text.contains(c));
+    let code = if full { ErrorCode::StorageFull } else { ErrorCode::WitnessUnavailable };
+    IfError::format(code, format_args!("witness log {what}: {text}"))
 }
 
 pub(super) fn corrupt(what: impl std::fmt::Display) -> IfError {

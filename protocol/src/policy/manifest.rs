@@ -119,4 +119,6 @@ impl Manifest {
 
 impl Document for Manifest {
     const DOMAIN: &'static [u8] = b"IF.manifest/v1\0";
+    const LIST_LIMITS: &'static [(&'static str, usize)] =
+        &[("actions", 32), ("scopes", 8), ("requires_secrets", 8), ("limits.backoff", 8)];
 }

@@ -17,6 +17,9 @@ pub const MAX_SIGNATURES: usize = 8;
 pub trait Document: Serialize + DeserializeOwned {
     /// The signature domain, e.g. `b"IF.manifest/v1\0"`.
     const DOMAIN: &'static [u8];
+    /// The most entries each list may hold, by dotted key (`limits.backoff`): a text form with more is
+    /// refused naming the key and the limit, before the bounded types see it.
+    const LIST_LIMITS: &'static [(&'static str, usize)] = &[];
 }
 
 /// The canonical bytes of a document: its postcard encoding.

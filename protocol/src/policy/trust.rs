@@ -47,4 +47,5 @@ pub struct TrustRoot {
 
 impl Document for TrustRoot {
     const DOMAIN: &'static [u8] = b"IF.trust-root/v1\0";
+    const LIST_LIMITS: &'static [(&'static str, usize)] = &[("keys", MAX_ROOT_KEYS)];
 }
