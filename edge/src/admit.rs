@@ -68,6 +68,11 @@ pub struct Admission {
     running: HashMap<(String, u64), [u8; 32]>,
     nonces: HashMap<(String, [u8; 16]), u64>,
     nonce_order: VecDeque<((String, [u8; 16]), u64)>,
+    /// Commands still running when their sender's numbers were reset: their replies are not cached, so
+    /// the sender's new numbers never meet an old reply.
+    forgotten: std::collections::HashSet<(String, u64)>,
+    /// The latest `issued_at_ms` admitted from each sender this run: a reset refuses up to it.
+    newest: HashMap<String, u64>,
 }
 
 impl Admission {
@@ -84,21 +89,31 @@ impl Admission {
             running: HashMap::new(),
             nonces: HashMap::new(),
             nonce_order: VecDeque::new(),
+            forgotten: std::collections::HashSet::new(),
+            newest: HashMap::new(),
         }
+    }
+
+    /// What is already known of (sender, seq): answered (the reply, for the same digest), still running,
+    /// or taken by another body (a conflict); `None` when it is new to the agent. Changes nothing.
+    pub fn seen(&self, body: &EnvelopeBody, digest: [u8; 32]) -> Option<Result<Admitted, IfError>> {
+        let key = (body.sender.to_string(), body.seq);
+        if let Some(cached) = self.replies.get(&key) {
+            if cached.digest == digest {
+                return Some(Ok(Admitted::Duplicate(cached.reply.clone())));
+            }
+            return Some(Err(conflict(body.seq)));
+        }
+        let running = self.running.get(&key)?;
+        Some(if *running == digest { Ok(Admitted::InProgress) } else { Err(conflict(body.seq)) })
     }
 
     /// Admits `body` (whose frame hashes to `digest`) at time `now_ms`.
     pub fn admit(&mut self, body: &EnvelopeBody, digest: [u8; 32], now_ms: u64) -> Result<Admitted, IfError> {
+        if let Some(known) = self.seen(body, digest) {
+            return known;
+        }
         let key = (body.sender.to_string(), body.seq);
-        if let Some(cached) = self.replies.get(&key) {
-            if cached.digest == digest {
-                return Ok(Admitted::Duplicate(cached.reply.clone()));
-            }
-            return Err(conflict(body.seq));
-        }
-        if let Some(running) = self.running.get(&key) {
-            return if *running == digest { Ok(Admitted::InProgress) } else { Err(conflict(body.seq)) };
-        }
         body.check_time(now_ms, self.limits.skew_ms)?;
         let limit = replay::seq_limit(now_ms, self.limits.skew_ms);
         if body.seq > limit {
@@ -129,6 +144,8 @@ impl Admission {
         self.nonce_order.push_back((nonce_key, expiry));
         self.windows.insert(key.0.clone(), window.clone());
         self.running.insert(key.clone(), digest);
+        let newest = self.newest.entry(key.0.clone()).or_insert(0);
+        *newest = (*newest).max(body.issued_at_ms);
         Ok(Admitted::New(Box::new(Ticket {
             sender: key.0,
             seq: body.seq,
@@ -152,8 +169,11 @@ impl Admission {
     /// Records the reply of a finished command and drops cached replies that fell below the window.
     /// Returns the lowest seq still cached for the sender.
     pub fn settle(&mut self, sender: &str, seq: u64, cached: CachedReply) -> u64 {
-        self.running.remove(&(sender.to_string(), seq));
-        self.replies.insert((sender.to_string(), seq), cached);
+        let key = (sender.to_string(), seq);
+        self.running.remove(&key);
+        if !self.forgotten.remove(&key) {
+            self.replies.insert(key, cached);
+        }
         let keep_from = self.keep_from(sender);
         if keep_from > 0 {
             self.replies.retain(|(s, q), _| s != sender || *q >= keep_from);
@@ -163,8 +183,21 @@ impl Admission {
 
     /// Forgets everything about `sender`'s sequence numbers: its window and its cached replies.
     pub fn forget(&mut self, sender: &str) {
+        let running = self.running.keys().filter(|(s, _)| s == sender).cloned();
+        self.forgotten.extend(running.collect::<Vec<_>>());
         self.windows.remove(sender);
         self.replies.retain(|(s, _), _| s != sender);
+    }
+
+    /// The latest `issued_at_ms` admitted from `sender` since the agent started.
+    pub fn newest_issued(&self, sender: &str) -> Option<u64> {
+        self.newest.get(sender).copied()
+    }
+
+    /// Whether the reply of (sender, seq) is to be cached: not when its sender's numbers were reset while
+    /// it ran.
+    pub fn caches(&self, sender: &str, seq: u64) -> bool {
+        !self.forgotten.contains(&(sender.to_string(), seq))
     }
 
     /// The lowest seq that is sure to be new for `sender`: one above the newest it sent, if any.

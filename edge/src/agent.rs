@@ -57,6 +57,9 @@ const PUSHES_PER_S: f32 = 5.0;
 /// Pushed documents read at once.
 const PUSH_BURST: u32 = 20;
 
+/// Most distinct routes a running command's copies are answered on.
+const WAITING_ROUTES: usize = 8;
+
 /// Most publishes decided as one burst.
 const MAX_BURST: usize = 256;
 
@@ -164,7 +167,8 @@ impl Ctx {
     /// known sender and no allowed response topic, nowhere.
     fn route(&self, p: &Publish, sender: Option<&str>) -> Option<Route> {
         let props = p.properties.as_ref();
-        let correlation = props.and_then(|pp| pp.correlation_data.clone());
+        // A copy: the publish's own bytes would keep its whole receive buffer alive while it waits.
+        let correlation = props.and_then(|pp| pp.correlation_data.as_deref()).map(Bytes::copy_from_slice);
         match props.and_then(|pp| pp.response_topic.clone()) {
             Some(topic) if self.topics.allows_reply(&topic, sender) => Some(Route { topic, correlation }),
             _ => sender.map(|s| Route { topic: self.topics.reply_for(s), correlation }),
@@ -505,6 +509,8 @@ async fn tally_loop(ctx: Ctx, mut changes: mpsc::UnboundedReceiver<Tally>) {
             "tally": t.tally,
             "program": program,
             "preview": preview,
+            // Signed with the rest: a replayed old tally shows its age.
+            "at_ms": Clock::system_ms(),
         });
         let bytes = ctx.signer.publication(&ctx.topics.tally, serde_json::to_vec(&payload).unwrap_or_default());
         let _ = ctx.client.publish(ctx.topics.tally.clone(), QoS::AtLeastOnce, true, bytes).await;
@@ -615,7 +621,12 @@ async fn handle_burst(ctx: &Ctx, burst: Vec<Publish>, done: &mpsc::UnboundedSend
             if let Decision::InProgress { sender, seq } = d
                 && let Some(route) = ctx.route(p, Some(sender))
             {
-                state.waiting.entry((sender.clone(), *seq)).or_default().push(route);
+                // Copies of one running command are answered at most WAITING_ROUTES times, each route once.
+                let routes = state.waiting.entry((sender.clone(), *seq)).or_default();
+                let known = routes.iter().any(|r| r.topic == route.topic && r.correlation == route.correlation);
+                if !known && routes.len() < WAITING_ROUTES {
+                    routes.push(route);
+                }
             }
         }
         decisions
@@ -660,13 +671,23 @@ async fn handle_burst(ctx: &Ctx, burst: Vec<Publish>, done: &mpsc::UnboundedSend
 /// Commits a change that forgets a sender's window, then applies it: between bursts, so no RECEIVED
 /// written later carries the window it removed.
 async fn forget(ctx: &Ctx, f: crate::policy::apply::Forget) {
-    let result = ctx.witness.append(vec![f.item]).await.map(|_| ());
+    let mut change = f.change;
+    let newest = change.forget.as_deref().and_then(|s| lock(&ctx.state).ingress.admission.newest_issued(s));
+    let raised = match newest {
+        Some(ms) => change.raise_floor(ms.saturating_add(1)),
+        None => Ok(()),
+    };
+    let item = crate::policy::apply::command_record(&change, &f.body, f.now_ms);
+    let result = match raised {
+        Ok(()) => ctx.witness.append(vec![item]).await.map(|_| change.summary.clone()),
+        Err(e) => Err(e),
+    };
     if result.is_ok() {
         let mut state = lock(&ctx.state);
-        if let Some(sender) = &f.change.forget {
+        if let Some(sender) = &change.forget {
             state.ingress.admission.forget(sender);
         }
-        lock(&ctx.policy).apply(f.change);
+        lock(&ctx.policy).apply(change);
     }
     let _ = f.done.send(result);
 }
@@ -824,12 +845,13 @@ async fn complete(ctx: Ctx, mut done: mpsc::UnboundedReceiver<Done>) {
         }
         let replies: Vec<Vec<u8>> =
             group.iter().map(|d| ctx.signer.reply(&d.digest, reply_for(d).to_bytes())).collect();
-        let keep: Vec<u64> = {
+        let keep: Vec<(u64, bool)> = {
             let state = lock(&ctx.state);
-            group.iter().map(|d| state.ingress.admission.keep_from(&d.body.sender)).collect()
+            let a = &state.ingress.admission;
+            group.iter().map(|d| (a.keep_from(&d.body.sender), a.caches(&d.body.sender, d.body.seq))).collect()
         };
         let batch: Vec<Append> =
-            group.iter().zip(&replies).zip(&keep).map(|((d, r), keep_from)| outcome_append(d, r, *keep_from)).collect();
+            group.iter().zip(&replies).zip(&keep).map(|((d, r), keep)| outcome_append(d, r, *keep)).collect();
         write_outcomes(&ctx, &mut unwritten, batch).await;
         let executed = group.iter().filter(|d| d.outcome.is_ok()).count();
         ctx.health.executed.fetch_add(executed as u64, Ordering::Relaxed);
@@ -886,7 +908,8 @@ fn reply_for(d: &Done) -> Reply {
     r
 }
 
-fn outcome_append(d: &Done, reply: &[u8], keep_from: u64) -> Append {
+/// The outcome record of `d`, caching its reply (dropping the sender's below `keep_from`) when `cache`.
+fn outcome_append(d: &Done, reply: &[u8], (keep_from, cache): (u64, bool)) -> Append {
     let mut entry = body_entry(&d.body, d.now_ms);
     entry.digest = Some(d.digest);
     let kind = match &d.outcome {
@@ -902,7 +925,7 @@ fn outcome_append(d: &Done, reply: &[u8], keep_from: u64) -> Append {
     };
     let mut item = Append::record(kind, entry);
     item.settles = Some(d.received);
-    item.reply = Some(ReplyUpdate {
+    item.reply = cache.then(|| ReplyUpdate {
         sender: d.body.sender.to_string(),
         seq: d.body.seq,
         cached: CachedReply { digest: d.digest, reply: reply.to_vec() },

@@ -14,7 +14,14 @@ pub const KEY_MAX: u64 = 64 << 10;
 /// The bytes of the regular file `path`, at most `max` of them; the error says what is wrong in words
 /// (the caller adds the path and its code).
 pub fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    // Non-blocking, so opening a FIFO returns at once (and is then refused as not a regular file); a
+    // regular file reads the same either way.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot read: {e}"))?;
     let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
     if !meta.is_file() {
         let kind = if meta.is_dir() { "a directory" } else { "not a regular file" };
@@ -53,6 +60,9 @@ mod tests {
         std::os::unix::fs::symlink(&lp, &lp).expect("symlink");
         assert!(read_text(&lp, 100).expect_err("loop").starts_with("cannot read"));
         assert!(read_text(&dir.path().join("missing"), 100).expect_err("missing").starts_with("cannot read"));
+        let fifo = dir.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo").success());
+        assert_eq!(read_text(&fifo, 100).expect_err("a FIFO, at once"), "is not a regular file");
         std::fs::write(&f, [0xff, 0xfe]).expect("write");
         assert_eq!(read_text(&f, 100).expect_err("binary"), "is not UTF-8 text");
     }

@@ -10,7 +10,9 @@
 //!   agent's key and name (a copied configuration). So is a broker that hands this agent's MQTT session
 //!   to another client (`SESSION_TAKEN_OVER`) twice within a minute. Either is a conflict: the agent says
 //!   so loudly (log, status, a SECURITY record) and, rather than take the session back every second, it
-//!   waits the longest reconnect delay before each reconnect while the conflict lasts.
+//!   waits the longest reconnect delay before each reconnect while the conflict lasts. A conflict ends
+//!   after [`QUIET_MS`] with no new sign of the other process. A signed status of an earlier boot, or an
+//!   old one, with another instance is a replay, not a second process: it is answered with the birth.
 //!
 //! Births answer at most one per second however many messages arrive, and past [`CHECKS_PER_S`]
 //! messages a second the rest are not even verified: a flood on the status topic costs the agent a
@@ -22,6 +24,10 @@ use std::collections::VecDeque;
 pub const CHECKS_PER_S: u32 = 50;
 /// Takeovers within this window that make a conflict.
 const TAKEOVER_WINDOW_MS: u64 = 60_000;
+/// A status of another process older than this is no sign that it is alive.
+const FRESH_MS: u64 = 120_000;
+/// A conflict with no new sign of the other process for this long is over.
+pub const QUIET_MS: u64 = 300_000;
 
 /// What the driver should do about a status message or a takeover.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +58,7 @@ pub struct Watch {
     takeovers: VecDeque<u64>,
     /// The conflict in force, if any.
     pub conflict: Option<Conflict>,
+    last_sign: Option<u64>,
 }
 
 /// What a status message turned out to be.
@@ -66,7 +73,7 @@ pub enum Seen<'a> {
 impl Watch {
     /// The watch of the process whose random instance id is `instance`.
     pub fn new(instance: String) -> Self {
-        Watch { instance, second: 0, checked: 0, takeovers: VecDeque::new(), conflict: None }
+        Watch { instance, second: 0, checked: 0, takeovers: VecDeque::new(), conflict: None, last_sign: None }
     }
 
     /// Whether the next status message at `now_ms` is to be verified; past [`CHECKS_PER_S`] in a second
@@ -81,19 +88,25 @@ impl Watch {
         self.checked <= CHECKS_PER_S
     }
 
-    /// Decides about a status message; `current` is (boot, session) of this process.
-    pub fn status(&mut self, seen: Seen<'_>, current: (u64, u64)) -> Action {
+    /// Decides about a status message at `now_ms`; `current` is (boot, session) of this process.
+    pub fn status(&mut self, seen: Seen<'_>, current: (u64, u64), now_ms: u64) -> Action {
         let status = match seen {
             Seen::NotOwn => return Action::Rebirth("a status this agent did not sign replaced its own"),
             Seen::Own(v) => v,
         };
         let instance = status["instance"].as_str().unwrap_or_default();
         if status["state"] == "online" && !instance.is_empty() && instance != self.instance {
+            // Only a status of this boot or a later one, and fresh, is another live process; an older
+            // one (a replay of an earlier run's retained status) is only put right.
+            let fresh = now_ms.saturating_sub(status["at_ms"].as_u64().unwrap_or(0)) <= FRESH_MS;
+            if status["boot"].as_u64().unwrap_or(0) < current.0 || !fresh {
+                return Action::Rebirth("an old status of an earlier run replaced the status");
+            }
             let c = Conflict {
                 how: "another process published this agent's signed status".into(),
                 other: Some(instance.to_string()),
             };
-            return self.raise(c);
+            return self.raise(c, now_ms);
         }
         let of = (status["boot"].as_u64().unwrap_or(0), status["session"].as_u64().unwrap_or(0));
         let mine = instance.is_empty() || instance == self.instance;
@@ -114,13 +127,24 @@ impl Watch {
                 "the broker gave this agent's session to another client {} times in a minute",
                 self.takeovers.len()
             );
-            return self.raise(Conflict { how, other: None });
+            return self.raise(Conflict { how, other: None }, now_ms);
         }
         Action::None
     }
 
-    fn raise(&mut self, c: Conflict) -> Action {
-        let first = self.conflict.is_none();
+    /// Whether a conflict is in force at `now_ms`: one with no new sign of the other process for
+    /// [`QUIET_MS`] is over (it was stopped, or it was someone replaying), and the agent reconnects as usual.
+    pub fn in_conflict(&mut self, now_ms: u64) -> bool {
+        if self.last_sign.is_some_and(|t| now_ms.saturating_sub(t) > QUIET_MS) {
+            self.conflict = None;
+            self.last_sign = None;
+        }
+        self.conflict.is_some()
+    }
+
+    fn raise(&mut self, c: Conflict, now_ms: u64) -> Action {
+        let first = !self.in_conflict(now_ms);
+        self.last_sign = Some(now_ms);
         let other = c.other.clone().or_else(|| self.conflict.as_ref().and_then(|old| old.other.clone()));
         self.conflict = Some(Conflict { other, ..c.clone() });
         if first { Action::Conflict(c) } else { Action::None }
@@ -131,33 +155,44 @@ impl Watch {
 mod tests {
     use super::*;
 
+    const NOW: u64 = 1_800_000_000_000;
+
     fn status(state: &str, boot: u64, session: u64, instance: &str) -> serde_json::Value {
-        serde_json::json!({ "state": state, "boot": boot, "session": session, "instance": instance })
+        serde_json::json!({ "state": state, "boot": boot, "session": session, "instance": instance, "at_ms": NOW })
     }
 
     #[test]
     fn forged_and_late_statuses_ask_for_a_birth_and_its_own_do_not() {
         let mut w = Watch::new("aa".into());
-        assert!(matches!(w.status(Seen::NotOwn, (3, 1)), Action::Rebirth(_)));
-        assert_eq!(w.status(Seen::Own(&status("online", 3, 1, "aa")), (3, 1)), Action::None);
-        assert_eq!(w.status(Seen::Own(&status("offline", 3, 1, "aa")), (3, 1)), Action::None, "its own end");
-        assert!(matches!(w.status(Seen::Own(&status("offline", 2, 4, "")), (3, 1)), Action::Rebirth(_)));
-        assert!(matches!(w.status(Seen::Own(&status("offline", 3, 0, "aa")), (3, 1)), Action::Rebirth(_)));
+        assert!(matches!(w.status(Seen::NotOwn, (3, 1), NOW), Action::Rebirth(_)));
+        assert_eq!(w.status(Seen::Own(&status("online", 3, 1, "aa")), (3, 1), NOW), Action::None);
+        assert_eq!(w.status(Seen::Own(&status("offline", 3, 1, "aa")), (3, 1), NOW), Action::None, "its own end");
+        assert!(matches!(w.status(Seen::Own(&status("offline", 2, 4, "")), (3, 1), NOW), Action::Rebirth(_)));
+        assert!(matches!(w.status(Seen::Own(&status("offline", 3, 0, "aa")), (3, 1), NOW), Action::Rebirth(_)));
         assert!(
-            matches!(w.status(Seen::Own(&status("offline", 3, 1, "bb")), (3, 1)), Action::Rebirth(_)),
+            matches!(w.status(Seen::Own(&status("offline", 3, 1, "bb")), (3, 1), NOW), Action::Rebirth(_)),
             "another process's Will"
         );
+        assert!(
+            matches!(w.status(Seen::Own(&status("online", 2, 1, "bb")), (3, 1), NOW), Action::Rebirth(_)),
+            "a replayed status of an earlier boot is put right, not taken for a second process"
+        );
+        let mut old = status("online", 3, 1, "bb");
+        old["at_ms"] = (NOW - 600_000).into();
+        assert!(matches!(w.status(Seen::Own(&old), (3, 1), NOW), Action::Rebirth(_)), "an old one too");
         assert!(w.conflict.is_none());
     }
 
     #[test]
     fn another_instance_or_repeated_takeovers_are_a_conflict_reported_once() {
         let mut w = Watch::new("aa".into());
-        let Action::Conflict(c) = w.status(Seen::Own(&status("online", 3, 1, "bb")), (3, 1)) else {
+        let Action::Conflict(c) = w.status(Seen::Own(&status("online", 3, 1, "bb")), (3, 1), NOW) else {
             panic!("a conflict")
         };
         assert_eq!(c.other.as_deref(), Some("bb"));
-        assert_eq!(w.status(Seen::Own(&status("online", 3, 1, "bb")), (3, 1)), Action::None, "said once");
+        assert_eq!(w.status(Seen::Own(&status("online", 3, 1, "bb")), (3, 1), NOW), Action::None, "said once");
+        assert!(w.in_conflict(NOW + QUIET_MS));
+        assert!(!w.in_conflict(NOW + QUIET_MS + 1), "over after a quiet while");
         let mut w = Watch::new("aa".into());
         assert_eq!(w.taken_over(1_000), Action::None, "one takeover can be a broker restart or a reconnect race");
         assert_eq!(w.taken_over(70_000), Action::None, "a minute apart");

@@ -182,16 +182,6 @@ impl Ingress {
             Err(e) => return reject(e, Some(frame)),
         };
         let digest = frame::digest(frame);
-        if !body.audience.includes(&self.topics.site, &self.topics.agent) {
-            let e = IfError::format(
-                ErrorCode::WrongAudience,
-                format_args!(
-                    "addressed to {}, not to {}/{}: refused before anything else",
-                    body.audience, self.topics.site, self.topics.agent
-                ),
-            );
-            return Decision::Reject(Box::new(Refused { error: e, body: Some(body), digest: Some(digest) }));
-        }
         if body.sender.as_str() != talent {
             let e = if self.policy().knows(&body.sender) {
                 IfError::format(
@@ -204,7 +194,31 @@ impl Ingress {
                     format_args!("sender {:?} is not a known talent", body.sender.as_str()),
                 )
             };
+            // The body's claims are not the signer's: the refusal is recorded and routed as unverified.
+            return reject(e, Some(frame));
+        }
+        if !body.audience.includes(&self.topics.site, &self.topics.agent) {
+            let e = IfError::format(
+                ErrorCode::WrongAudience,
+                format_args!(
+                    "addressed to {}, not to {}/{}: refused before anything else",
+                    body.audience, self.topics.site, self.topics.agent
+                ),
+            );
             return Decision::Reject(Box::new(Refused { error: e, body: Some(body), digest: Some(digest) }));
+        }
+        // A copy of an envelope already taken gets what the original got, whatever else it says.
+        match self.admission.seen(&body, digest) {
+            Some(Ok(Admitted::Duplicate(reply))) => {
+                return Decision::Duplicate { reply, sender: body.sender.to_string(), id: body.id };
+            }
+            Some(Ok(Admitted::InProgress)) => {
+                return Decision::InProgress { sender: body.sender.to_string(), seq: body.seq };
+            }
+            Some(Ok(Admitted::New(_))) | None => {}
+            Some(Err(e)) => {
+                return Decision::Reject(Box::new(Refused { error: e, body: Some(body), digest: Some(digest) }));
+            }
         }
         if let Some(topic) = response.filter(|t| !self.topics.allows_reply(t, Some(talent))) {
             let e = IfError::format(

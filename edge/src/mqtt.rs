@@ -5,7 +5,8 @@
 //! not resubscribe), and waits out connection errors on the jittered backoff schedule. It never blocks
 //! on the pipeline: the broker may send at most `receive_maximum` unacknowledged commands, and the agent
 //! acknowledges only after the RECEIVED record is durable, so the queue in between is bounded by the
-//! protocol itself and the rest waits in the broker.
+//! protocol itself and the rest waits in the broker. A QoS 0 publish on `cmd` or `policy` (which no
+//! acknowledgement would hold back) is dropped unread.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -224,14 +225,19 @@ pub async fn drive(
                         .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o).ok());
                     let seen = own.as_ref().map_or(crate::identity::Seen::NotOwn, crate::identity::Seen::Own);
                     let current = (u64::from(health.boot), health.session.load(std::sync::atomic::Ordering::Relaxed));
-                    identity.status(seen, current)
+                    identity.status(seen, current, now_ms)
                 } else {
                     crate::identity::Action::Rebirth("a flood on the status topic")
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let ours = p.topic.as_ref() == topics.cmd.as_bytes() || p.topic.as_ref() == topics.policy.as_bytes();
-                if ours && inbound.send(p).is_err() {
+                // At most once, a publish has no acknowledgement for the agent to hold back, so nothing
+                // bounds how many the broker sends: only QoS 1 (held to receive_maximum) is read.
+                if ours && p.qos == QoS::AtMostOnce {
+                    health.rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::debug!("a QoS 0 publish on a command topic was dropped unread");
+                } else if ours && inbound.send(p).is_err() {
                     return;
                 }
                 crate::identity::Action::None
@@ -259,7 +265,7 @@ pub async fn drive(
                 let session = health.session.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 eventloop.options.set_last_will(will(&topics, &health, &signer, session));
                 // While another process holds this identity, take the session back only now and then.
-                let step = if identity.conflict.is_some() { usize::MAX } else { attempt };
+                let step = if identity.in_conflict(now_ms) { usize::MAX } else { attempt };
                 let delay = backoff_delay(&schedule, step);
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "broker connection lost");
                 attempt += 1;

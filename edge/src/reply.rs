@@ -131,6 +131,9 @@ pub struct DeadLetter {
     /// counts are in `message`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summarized: Option<u64>,
+    /// When it was written, unix ms (signed with the rest: a replayed old entry shows its age).
+    #[serde(default)]
+    pub at_ms: u64,
 }
 
 impl DeadLetter {
@@ -146,6 +149,7 @@ impl DeadLetter {
             frame_sha256: hex::encode(if_protocol::frame::digest(payload)),
             frame_len: payload.len(),
             summarized: None,
+            at_ms: crate::clock::Clock::system_ms(),
         }
     }
 
@@ -162,6 +166,7 @@ impl DeadLetter {
             frame_sha256: String::new(),
             frame_len: 0,
             summarized: Some(u64::from(entry.count)),
+            at_ms: entry.wall_ms,
         }
     }
 

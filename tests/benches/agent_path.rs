@@ -205,7 +205,6 @@ fn main() {
     let broker = Broker::start();
     let desk = Talent::new("desk");
     let mut agent = Agent::init(&broker, &[&desk]);
-    agent.edit_config(|t| t.replace("replay_window = 64", "replay_window = 1024"));
     agent.start();
     let pid = agent.pid().expect("pid");
     std::thread::sleep(Duration::from_secs(1));

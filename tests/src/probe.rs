@@ -158,6 +158,12 @@ impl Probe {
         self.request_to(&self.topics.cmd, payload, Some(&response), Some(correlation));
     }
 
+    /// Publishes a raw payload at most once (QoS 0) on `topic`.
+    pub fn publish_qos0(&self, topic: &str, payload: Vec<u8>) {
+        let (c, t) = (self.client.clone(), topic.to_string());
+        self.rt.block_on(async move { c.publish(t, QoS::AtMostOnce, false, payload).await }).expect("queue publish");
+    }
+
     /// Publishes on `topic` (QoS 1) with a response topic and correlation data, when given.
     pub fn request_to(&self, topic: &str, payload: Vec<u8>, response: Option<&str>, correlation: Option<&[u8]>) {
         let props = PublishProperties {

@@ -22,7 +22,6 @@ fn a_broker_restart_mid_stream_loses_no_command() {
     let mut broker = Broker::start();
     let desk = Talent::new("desk");
     let mut agent = Agent::init(&broker, &[&desk]);
-    agent.edit_config(|t| t.replace("replay_window = 64", "replay_window = 1024"));
     agent.start();
     let probe = Probe::connect(&broker, &agent.site, &agent.name);
     let mut frames = Vec::new();

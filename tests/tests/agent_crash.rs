@@ -30,11 +30,8 @@ fn kill_9_during_a_stream_loses_nothing_and_runs_nothing_twice() {
     let broker = Broker::start();
     let desk = Talent::new("desk");
     let mut agent = Agent::init(&broker, &[&desk]);
-    // The reply cache reaches as far back as the replay window; make it cover the whole stream.
-    agent.edit_config(|t| {
-        t.replace("checkpoint_every = 1000", "checkpoint_every = 25")
-            .replace("replay_window = 64", "replay_window = 1024")
-    });
+    // The reply cache reaches as far back as the replay window (1024 by default), the whole stream.
+    agent.edit_config(|t| t.replace("checkpoint_every = 1000", "checkpoint_every = 25"));
     agent.start();
     let probe = Probe::connect(&broker, &agent.site, &agent.name);
     let mut frames: Vec<Vec<u8>> = Vec::new();

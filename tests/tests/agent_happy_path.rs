@@ -14,7 +14,6 @@ fn signed_pings_are_answered_witnessed_and_verified() {
     let desk = Talent::new("desk");
     let mut agent = Agent::init(&broker, &[&desk]);
     // The reply cache reaches as far back as the replay window: make it cover every frame.
-    agent.edit_config(|t| t.replace("replay_window = 64", "replay_window = 256"));
     agent.start();
     let probe = Probe::connect(&broker, &agent.site, &agent.name);
 

@@ -57,7 +57,6 @@ fn every_checkpoint_reaches_the_collector_in_order_across_an_uplink_outage_and_a
     let up = uplink.url();
     agent.edit_config(|t| {
         t.replace("checkpoint_every = 1000", "checkpoint_every = 25")
-            .replace("replay_window = 64", "replay_window = 1024")
             .replace("status_interval_s = 30", "status_interval_s = 1")
             .replace("backoff_s = [1, 2, 5, 10, 30]", "backoff_s = [1]")
             .replace("[uplink]", &format!("[uplink]\nbroker = \"{up}\""))

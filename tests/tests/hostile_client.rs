@@ -262,10 +262,26 @@ fn the_agent_answers_only_under_the_senders_reply_topic_whatever_the_response_to
             }
         }
     }
+    // Once the frame has run, a copy with any response topic gets the original answer, not a refusal
+    // that would tell its sender it did not run.
+    hostile.request(captured.clone(), b"the real one");
+    let original = hostile.next_on(&hostile.reply_topic_for("desk"), WAIT).expect("answered");
+    assert_eq!(original.json()["ok"], true, "{}", original.json());
+    hostile.request_to(&t.cmd, captured, Some(&t.status), Some(b"copy"));
+    let copy = if_tests::wait_for(WAIT, || {
+        hostile
+            .next(Duration::from_millis(200))
+            .filter(|m| m.correlation.as_deref() == Some(&b"copy"[..]) && m.topic != t.cmd)
+    })
+    .expect("the copy is answered");
+    assert_eq!(
+        (copy.topic.as_str(), copy.payload.as_slice()),
+        (t.reply_for("desk").as_str(), original.payload.as_slice())
+    );
     a1.stop();
     a3.stop();
     let ran = a1.export().iter().filter(|r| r["kind"] == "EXECUTED").count();
-    assert_eq!(ran, 1, "only the talent add at start ran: {ran}");
+    assert_eq!(ran, 2, "the talent add at start and the one real ping: {ran}");
     assert!(!a1.export().iter().any(|r| r["kind"] == "POLICY" && r["code"].is_string()), "no pushed reply was parsed");
     assert_eq!(executed_pings(&a3), 0);
 }
@@ -294,6 +310,8 @@ fn floods_of_garbage_on_cmd_and_policy_cost_a_bounded_amount_and_every_refusal_i
     for i in 0..N {
         hostile.request_to(&t.policy, format!("not a document {i}").into_bytes(), Some(&policy_reply), Some(b"p"));
         hostile.request_to(&t.cmd, format!("{{garbage {i}").into_bytes(), Some(&hostile.response_topic), Some(b"c"));
+        // At most once, nothing would hold these back: they are dropped unread (and never witnessed).
+        hostile.publish_qos0(&t.cmd, vec![b'x'; 60_000]);
     }
     // A good ping after the flood: once it is answered, the agent has read everything before it.
     let mut n = 0u64;

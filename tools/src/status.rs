@@ -48,19 +48,34 @@ pub struct Statuses {
     pub known: BTreeMap<String, Value>,
     /// Agents with status messages that did not verify against their pinned key, and how many.
     pub forged: BTreeMap<String, usize>,
+    /// Agents with no pinned key, whose statuses cannot be checked (and are not shown).
+    pub unpinned: std::collections::BTreeSet<String>,
 }
 
 /// The pinned key of an agent (site, name), if there is one.
 pub type Keys<'a> = &'a dyn Fn(&str, &str) -> Option<ed25519_dalek::VerifyingKey>;
 
-/// The status on `topic` if `keys` holds its agent's key and it verifies; the agent's name either way.
-fn check(keys: Keys<'_>, topic: &str, payload: &[u8]) -> (String, Option<Value>) {
+/// What a status message on a topic turned out to be.
+enum Checked {
+    /// Signed by its agent's pinned key.
+    Genuine(Value),
+    /// Not signed by its agent's pinned key.
+    Forged,
+    /// No key is pinned for its agent.
+    Unpinned,
+}
+
+/// The status on `topic` checked against its agent's key in `keys`; the agent's name either way.
+fn check(keys: Keys<'_>, topic: &str, payload: &[u8]) -> (String, Checked) {
     let agent = topic.strip_prefix("if/v1/").and_then(|t| t.strip_suffix("/status")).unwrap_or(topic).to_string();
-    let Some((site, name)) = agent.split_once('/') else { return (agent, None) };
-    let key = keys(site, name);
-    let object = key.and_then(|k| attest::verify(&k, PUBLISH_DOMAIN, &attest::topic_context(topic), payload).ok());
-    let value = object.and_then(|o| serde_json::from_slice::<Value>(&o).ok());
-    (agent, value)
+    let Some(key) = agent.split_once('/').and_then(|(site, name)| keys(site, name)) else {
+        return (agent, Checked::Unpinned);
+    };
+    let object = attest::verify(&key, PUBLISH_DOMAIN, &attest::topic_context(topic), payload).ok();
+    match object.and_then(|o| serde_json::from_slice::<Value>(&o).ok()) {
+        Some(v) => (agent, Checked::Genuine(v)),
+        None => (agent, Checked::Forged),
+    }
 }
 
 /// Collects the retained statuses (and any that arrive within `wait`) for `site` (`+`: every site),
@@ -94,8 +109,11 @@ pub async fn collect(
             Event::Incoming(Packet::Publish(p)) => {
                 let topic = String::from_utf8_lossy(&p.topic).into_owned();
                 match check(keys, &topic, &p.payload) {
-                    (agent, Some(v)) => fold(&mut out.known, &agent, v),
-                    (agent, None) => *out.forged.entry(agent).or_insert(0) += 1,
+                    (agent, Checked::Genuine(v)) => fold(&mut out.known, &agent, v),
+                    (agent, Checked::Forged) => *out.forged.entry(agent).or_insert(0) += 1,
+                    (agent, Checked::Unpinned) => {
+                        out.unpinned.insert(agent);
+                    }
                 }
             }
             _ => {}
@@ -142,6 +160,9 @@ pub fn print(statuses: &Statuses, json: bool) {
         for (agent, n) in statuses.forged.iter().filter(|(a, _)| !known.contains_key(*a)) {
             rows.push(serde_json::json!({ "agent": agent, "state": "forged", "verified": false, "forged": n }));
         }
+        for agent in &statuses.unpinned {
+            rows.push(serde_json::json!({ "agent": agent, "state": "unpinned", "verified": false }));
+        }
         println!("{}", Value::Array(rows));
         return;
     }
@@ -183,6 +204,10 @@ pub fn print(statuses: &Statuses, json: bool) {
     }
     for (agent, n) in statuses.forged.iter().filter(|(a, _)| !known.contains_key(*a)) {
         println!("{agent:<28} {:<8} ({n} status message(s) not signed by its pinned key)", "forged");
+    }
+    if !statuses.unpinned.is_empty() {
+        let names: Vec<&str> = statuses.unpinned.iter().map(String::as_str).collect();
+        eprintln!("ifctl: no pinned key, not shown: {}", names.join(", "));
     }
 }
 

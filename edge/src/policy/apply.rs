@@ -28,12 +28,25 @@ use crate::witness::writer::Witness;
 /// A change that forgets a sender's replay window, for the ingress loop to commit and apply.
 #[derive(Debug)]
 pub struct Forget {
-    /// The POLICY record with its state writes (the document, the forgotten sender).
-    pub item: Append,
-    /// The change, to apply once the record is durable.
+    /// The change, to apply once its record is durable.
     pub change: Change,
-    /// Whether it was committed.
-    pub done: oneshot::Sender<Result<(), IfError>>,
+    /// The policy command it came from.
+    pub body: Box<EnvelopeBody>,
+    /// When it was decided.
+    pub now_ms: u64,
+    /// Whether it was committed, with the change's final summary.
+    pub done: oneshot::Sender<Result<String, IfError>>,
+}
+
+/// The POLICY record of `change`, decided from policy command `body` at `now_ms`, with its state writes.
+pub fn command_record(change: &Change, body: &EnvelopeBody, now_ms: u64) -> Append {
+    let mut item = record(Ok(change), &format!("envelope {}", body.id), now_ms);
+    item.entry.sender = body.sender.to_string();
+    item.entry.envelope = Some(body.id);
+    item.entry.trace = Some(body.trace);
+    item.entry.why = body.why.to_string();
+    item.entry.action = body.action.to_string();
+    item
 }
 
 /// The policy capability.
@@ -74,20 +87,15 @@ impl Capability for PolicyCommands {
             let now_ms = self.clock.lock().unwrap_or_else(PoisonError::into_inner).now_ms();
             let change =
                 self.policy.lock().unwrap_or_else(PoisonError::into_inner).offer_command(body, &body.sender, now_ms)?;
-            let mut item = record(Ok(&change), &format!("envelope {}", body.id), now_ms);
-            item.entry.sender = body.sender.to_string();
-            item.entry.envelope = Some(body.id);
-            item.entry.trace = Some(body.trace);
-            item.entry.why = body.why.to_string();
-            item.entry.action = body.action.to_string();
-            let summary = change.summary.clone();
+            let mut summary = change.summary.clone();
             if change.forget.is_some() {
                 let (done, committed) = oneshot::channel();
                 let stopping = || IfError::with(ErrorCode::SystemError, "the agent is stopping; nothing changed");
-                self.forgets.send(Forget { item, change, done }).map_err(|_| stopping())?;
-                committed.await.map_err(|_| stopping())??;
+                let forget = Forget { change, body: Box::new(body.clone()), now_ms, done };
+                self.forgets.send(forget).map_err(|_| stopping())?;
+                summary = committed.await.map_err(|_| stopping())??;
             } else {
-                self.witness.append(vec![item]).await?;
+                self.witness.append(vec![command_record(&change, body, now_ms)]).await?;
                 self.policy.lock().unwrap_or_else(PoisonError::into_inner).apply(change);
             }
             tracing::info!("{summary}");

@@ -55,6 +55,22 @@ pub struct Change {
     pub forget: Option<String>,
 }
 
+impl Change {
+    /// For a reset: envelopes issued before `at_least_ms` too are refused (the newest the sender had
+    /// issued, whose clock may run ahead of the agent's), so none of them can run in the fresh window.
+    pub fn raise_floor(&mut self, at_least_ms: u64) -> Result<(), IfError> {
+        if let Doc::Reset(name, at) = &mut self.doc
+            && at_least_ms > *at
+        {
+            *at = at_least_ms;
+            self.value = encode(&at_least_ms)?;
+            self.summary =
+                format!("{}; envelopes issued up to {at_least_ms} too, the newest {name} had sent", self.summary);
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Doc {
     Root(Box<Signed<TrustRoot>>),
