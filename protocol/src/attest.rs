@@ -12,8 +12,9 @@
 //! `,"sig":"..."` member (the suffix has a fixed length, so no JSON is parsed or re-serialized to find
 //! the signed bytes), and `context` is 32 bytes that bind the message to what it answers or where it
 //! goes:
-//! - a reply ([`REPLY_DOMAIN`]): the SHA-256 of the request payload exactly as it was published, so a
-//!   reply to one request never verifies as the reply to another;
+//! - a reply ([`REPLY_DOMAIN`]): the SHA-256 of the frame the request carried (for a JSON view, of the
+//!   frame it describes; for a payload that is no frame, of the payload), so a reply to one request
+//!   never verifies as the reply to another;
 //! - a publication ([`PUBLISH_DOMAIN`]): the SHA-256 of the topic, so a status never verifies as a
 //!   tally, nor one agent's status on another agent's topic.
 //!

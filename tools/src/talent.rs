@@ -1,4 +1,4 @@
-//! `ifctl talent add|grant|revoke`: the arguments of the policy commands (see
+//! `ifctl talent add|grant|revoke|reset`: the arguments of the policy commands (see
 //! `if_edge::policy::commands` for what the agent reads from them).
 
 use std::path::Path;

@@ -1,4 +1,4 @@
-//! Policy commands: `talent.add`, `talent.grant` and `talent.revoke`, sent as signed envelopes to
+//! Policy commands: `talent.add`, `talent.grant`, `talent.revoke` and `talent.reset`, sent as signed envelopes to
 //! `if://capability/edge.policy` by a key the trust root names as a policy signer.
 //!
 //! An envelope's arguments are small typed values, so a command carries its document as arguments:
