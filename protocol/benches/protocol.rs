@@ -10,7 +10,7 @@ use ed25519_dalek::{Signer as _, SigningKey, Verifier as _};
 use if_protocol::envelope::{ArgValue, Args, Audience, EnvelopeBody, Hazards, Nonce, ProtocolVersion};
 use if_protocol::frame::{self, SignedFrame};
 use if_protocol::witness::merkle;
-use if_protocol::{batch, keys};
+use if_protocol::{attest, batch, keys};
 use uuid::Uuid;
 
 fn body(seq: u64) -> EnvelopeBody {
@@ -83,6 +83,26 @@ fn frames(c: &mut Criterion) {
     g.finish();
 }
 
+/// What signing every answer costs the agent, and checking one costs `ifctl`: a ping's reply (about 400 B).
+fn signed_answers(c: &mut Criterion) {
+    let k = key(3);
+    let vk = k.verifying_key();
+    let request = [7u8; 32];
+    let reply = format!(
+        "{{\"id\":\"{}\",\"sender\":\"desk-a\",\"seq\":1796130746949000,\"ok\":true,\"result\":{{\"pong\":true,\"health\":{{\"agent\":\"studio-a/edge-1\",\"boot\":3,\"session\":1,\"log_size\":120345,\"executed\":9981,\"rejected\":12,\"uptime_s\":8812,\"instance\":\"674356eed565e9c3\",\"at_ms\":1796130746949}}}},\"witness\":120344}}",
+        Uuid::from_bytes([7; 16])
+    )
+    .into_bytes();
+    let signed = attest::sign(&k, attest::REPLY_DOMAIN, &request, &reply).unwrap_or_default();
+    let mut g = c.benchmark_group("attest");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("sign_reply", |b| b.iter(|| attest::sign(&k, attest::REPLY_DOMAIN, &request, black_box(&reply))));
+    g.bench_function("verify_reply", |b| {
+        b.iter(|| attest::verify(&vk, attest::REPLY_DOMAIN, &request, black_box(&signed)))
+    });
+    g.finish();
+}
+
 fn merkle_root(c: &mut Criterion) {
     let leaves: Vec<_> = (0u32..1_000_000).map(|i| merkle::leaf_hash(&i.to_be_bytes())).collect();
     let mut g = c.benchmark_group("rfc6962");
@@ -92,5 +112,5 @@ fn merkle_root(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, signatures, frames, merkle_root);
+criterion_group!(benches, signatures, frames, signed_answers, merkle_root);
 criterion_main!(benches);
