@@ -316,6 +316,7 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
             republish: Duration::from_secs(u64::from(config.uplink.republish_s)),
             backoff: config.backoff(),
             tls: uplink_tls,
+            collector: config.uplink.collector_key.as_deref().map(crate::keyfile::read_public).transpose()?,
         },
         witness.clone(),
         health.clone(),

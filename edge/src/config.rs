@@ -52,11 +52,15 @@ pub struct UplinkSection {
     /// Seconds after which anchors not yet acknowledged are published again.
     #[serde(default = "default_republish")]
     pub republish_s: u32,
+    /// The collector's public key: only acknowledgements it signed move the anchor queue. Without it,
+    /// any acknowledgement that names one of this log's checkpoints does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collector_key: Option<PathBuf>,
 }
 
 impl Default for UplinkSection {
     fn default() -> Self {
-        UplinkSection { broker: None, tls: None, republish_s: default_republish() }
+        UplinkSection { broker: None, tls: None, republish_s: default_republish(), collector_key: None }
     }
 }
 
@@ -513,6 +517,9 @@ impl Config {
             abs(p);
         }
         if let Some(p) = &mut self.vault.dir {
+            abs(p);
+        }
+        if let Some(p) = &mut self.uplink.collector_key {
             abs(p);
         }
         for tls in [self.mqtt.tls.as_mut(), self.uplink.tls.as_mut()].into_iter().flatten() {

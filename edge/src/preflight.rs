@@ -18,6 +18,9 @@ pub fn problems(config: &Config) -> Vec<String> {
     if let Err(e) = crate::keyfile::read_secret(&config.agent.key) {
         out.push(format!("agent.key: {}", e.detail()));
     }
+    if let Some(Err(e)) = config.uplink.collector_key.as_deref().map(crate::keyfile::read_public) {
+        out.push(format!("uplink.collector_key: {}", e.detail()));
+    }
     match (&config.trust.root, config.trust.no_root) {
         (None, false) => out.push(
             "trust.root: no trust root is configured, so nothing but edge.ping would ever be trusted: set root = \

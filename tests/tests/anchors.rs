@@ -179,3 +179,34 @@ fn forged_forked_shrunk_and_replayed_anchors_are_refused_with_evidence_or_taken_
     let lines = said(&collector, 7).expect("a verdict");
     assert!(lines[6].ends_with("ACCEPTED size 30 (from 20)"), "{lines:#?}");
 }
+
+#[test]
+fn with_the_collectors_key_pinned_only_its_signed_acknowledgements_move_the_queue() {
+    let broker = Broker::start();
+    let desk = Talent::new("desk");
+    let mut agent = Agent::init(&broker, &[&desk]);
+    let collector_key = Talent::new("collector");
+    let pinned = collector_key.public.to_str().expect("utf-8").to_string();
+    agent.edit_config(|t| {
+        t.replace("checkpoint_every = 1000", "checkpoint_every = 5")
+            .replace("status_interval_s = 30", "status_interval_s = 1")
+            .replace("republish_s = 10", &format!("republish_s = 1\ncollector_key = \"{pinned}\""))
+    });
+    agent.start();
+    let probe = Probe::connect(&broker, &agent.site, &agent.name);
+    pings(&probe, &desk, 12);
+    // A client with no key acknowledges the anchors it reads off the retained topic.
+    let anchors_topic = format!("if/v1/{}/{}/anchors", agent.site, agent.name);
+    probe.subscribe(&anchors_topic);
+    let anchor = probe.next_on(&anchors_topic, WAIT).expect("an anchor is retained").json();
+    let cp = Checkpoint::parse_note(anchor["note"].as_str().expect("note")).expect("checkpoint");
+    let forged = serde_json::json!({ "size": cp.size, "root": B64.encode(cp.root) });
+    probe.publish_to(&format!("{anchors_topic}/ack"), forged.to_string().into_bytes(), false);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(anchors(&broker, &agent).0, 0, "an unsigned acknowledgement moves nothing");
+    // The collector that holds the key: its acknowledgements count.
+    let collector = Collector::start_at(&broker.url(), &["--sign-key", collector_key.secret.to_str().expect("utf-8")]);
+    collector.trust(&agent.site, &agent.name, &agent.public_key());
+    until_all_acknowledged(&broker, &agent, 0);
+    agent.stop();
+}

@@ -593,6 +593,10 @@ enum WitnessCommand {
         /// Without --follow: stop after this many milliseconds without an anchor.
         #[arg(long, default_value_t = 2000)]
         wait_ms: u64,
+        /// The collector's own secret key: acknowledgements and evidence are signed with it, so an agent
+        /// that pins its public key (`[uplink] collector_key`) believes no other acknowledgement.
+        #[arg(long, value_name = "FILE")]
+        sign_key: Option<PathBuf>,
     },
     /// Print the latest signed checkpoint note verbatim.
     Checkpoint {
@@ -928,8 +932,13 @@ fn witness_cmd(command: &WitnessCommand, settings: &settings::Settings, json: bo
             }
             Ok(())
         }
-        WitnessCommand::VerifyAnchors { broker, keys, store, archive, follow, wait_ms } => {
+        WitnessCommand::VerifyAnchors { broker, keys, store, archive, follow, wait_ms, sign_key } => {
             let opts = collector::Options {
+                signer: sign_key
+                    .as_deref()
+                    .map(if_edge::keyfile::read_secret)
+                    .transpose()?
+                    .map(if_edge::attest::Signer::new),
                 broker: broker.clone(),
                 tls: settings.tls()?,
                 keys: keys.clone(),

@@ -41,6 +41,8 @@ pub struct Uplink {
     pub backoff: Vec<Duration>,
     /// TLS for an `mqtts://` broker.
     pub tls: Option<crate::tls::Tls>,
+    /// The collector's key: when pinned, only acknowledgements it signed count.
+    pub collector: Option<ed25519_dalek::VerifyingKey>,
 }
 
 enum Input {
@@ -64,7 +66,7 @@ pub async fn run(up: Uplink, witness: Witness, health: Arc<Health>, mut stop: to
     let (client, eventloop) = AsyncClient::new(options, 64);
     let (tx, mut inputs) = mpsc::unbounded_channel();
     let ack_topic = format!("{}/ack", up.topic);
-    tokio::spawn(drive(eventloop, client.clone(), ack_topic, up.backoff.clone(), tx));
+    tokio::spawn(drive(eventloop, client.clone(), (ack_topic, up.collector), up.backoff.clone(), tx));
     let mut connected = false;
     let mut offered: Vec<Anchor> = Vec::new();
     let mut offered_at: Option<Instant> = None;
@@ -145,11 +147,27 @@ async fn acknowledge(witness: &Witness, health: &Health, offered: &[Anchor], ack
     }
 }
 
+/// An acknowledgement on `topic`: signed by the pinned collector key when there is one.
+fn read_ack(topic: &str, collector: Option<&ed25519_dalek::VerifyingKey>, payload: &[u8]) -> Option<Ack> {
+    let object = match collector {
+        Some(key) => {
+            let context = if_protocol::attest::topic_context(topic);
+            let verified = if_protocol::attest::verify(key, if_protocol::attest::PUBLISH_DOMAIN, &context, payload);
+            if verified.is_err() {
+                tracing::debug!("an acknowledgement not signed by the collector's key was ignored");
+            }
+            verified.ok()?
+        }
+        None => payload.to_vec(),
+    };
+    serde_json::from_slice(&object).ok()
+}
+
 /// Polls the connection, subscribing to acknowledgements on every connect.
 async fn drive(
     mut eventloop: rumqttc::v5::EventLoop,
     client: AsyncClient,
-    ack_topic: String,
+    (ack_topic, collector): (String, Option<ed25519_dalek::VerifyingKey>),
     backoff: Vec<Duration>,
     tx: mpsc::UnboundedSender<Input>,
 ) {
@@ -163,7 +181,7 @@ async fn drive(
                 Some(Input::Connected)
             }
             Ok(Event::Incoming(Packet::Publish(p))) if p.topic.as_ref() == ack_topic.as_bytes() => {
-                serde_json::from_slice::<Ack>(&p.payload).ok().map(Input::Ack)
+                read_ack(&ack_topic, collector.as_ref(), &p.payload).map(Input::Ack)
             }
             Ok(_) => None,
             Err(e) => {

@@ -45,6 +45,8 @@ pub struct Options {
     pub wait: Duration,
     /// JSON lines instead of text.
     pub json: bool,
+    /// Signs acknowledgements and evidence for their topic, when given.
+    pub signer: Option<if_edge::attest::Signer>,
 }
 
 fn failed(what: &str, e: impl std::fmt::Display) -> IfError {
@@ -173,12 +175,12 @@ async fn handle(
                     tracing::warn!(error = %e, "an accepted anchor could not be archived");
                 }
             }
-            acknowledge(client, &ack_topic, a.size, &a.root).await;
+            acknowledge(opts, client, &ack_topic, a.size, &a.root).await;
             format!("ACCEPTED size {} (from {})", a.size, anchor.from)
         }
         Verdict::Again => {
             if let Ok(cp) = anchor.checkpoint() {
-                acknowledge(client, &ack_topic, cp.size, &cp.root).await;
+                acknowledge(opts, client, &ack_topic, cp.size, &cp.root).await;
             }
             format!("AGAIN size {}, already accepted", anchor.size)
         }
@@ -192,15 +194,24 @@ async fn handle(
                 "offered": anchor.note,
             });
             let topic = format!("if/v1/{site}/{agent}/security");
-            let _ = client.publish(topic, QoS::AtLeastOnce, false, evidence.to_string().into_bytes()).await;
+            let bytes = signed(opts, &topic, evidence.to_string().into_bytes());
+            let _ = client.publish(topic, QoS::AtLeastOnce, false, bytes).await;
             format!("EVIDENCE {kind}: {why}")
         }
     }
 }
 
-async fn acknowledge(client: &AsyncClient, topic: &str, size: u64, root: &[u8; 32]) {
+/// `message` signed for `topic` by the collector's key, when it has one.
+fn signed(opts: &Options, topic: &str, message: Vec<u8>) -> Vec<u8> {
+    match &opts.signer {
+        Some(s) => s.publication(topic, message),
+        None => message,
+    }
+}
+
+async fn acknowledge(opts: &Options, client: &AsyncClient, topic: &str, size: u64, root: &[u8; 32]) {
     let ack = Ack { size, root: B64.encode(root) };
     if let Ok(bytes) = serde_json::to_vec(&ack) {
-        let _ = client.publish(topic.to_string(), QoS::AtLeastOnce, false, bytes).await;
+        let _ = client.publish(topic.to_string(), QoS::AtLeastOnce, false, signed(opts, topic, bytes)).await;
     }
 }
