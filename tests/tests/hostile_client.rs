@@ -378,3 +378,22 @@ fn a_first_trust_root_pushed_on_the_broker_is_refused() {
     let installed = agent.export().iter().any(|r| r["kind"] == "POLICY" && r["code"].is_null());
     assert!(!installed, "no root was installed");
 }
+
+#[test]
+fn a_pushed_manifest_with_400_actions_is_refused_naming_the_key_and_the_limit() {
+    let broker = Broker::start();
+    let mut agent = Agent::init(&broker, &[]);
+    agent.start();
+    let hostile = Probe::connect(&broker, &agent.site, &agent.name);
+    let mut text = include_str!("../fixtures/manifests/loopback.toml").to_string();
+    for i in 0..400 {
+        text += &format!("\n[[actions]]\nname = \"a{i}\"\nhazards = []\ncost = 0\n");
+    }
+    let answer = hostile.reply_topic_for("policy");
+    hostile.request_to(&hostile.topics.policy, text.into_bytes(), Some(&answer), Some(b"big"));
+    let reply = hostile.next_on(&answer, WAIT).expect("answered");
+    assert_eq!(reply.code().as_deref(), Some("IF_ERR_101"), "{}", reply.json());
+    let message = reply.json()["error"]["message"].as_str().unwrap_or_default().to_string();
+    assert!(message.contains("actions: at most 32 entries, got 402"), "{message}");
+    agent.stop();
+}
