@@ -1,4 +1,4 @@
-//! Every RFC 6962 inclusion and consistency case in `../shared/vectors/rfc6962/` through the project's
+//! Every RFC 6962 inclusion and consistency case in `tests/vectors/rfc6962/` through the project's
 //! verifier: accepted exactly when `wantErr` is false.
 
 use std::path::{Path, PathBuf};
@@ -10,7 +10,7 @@ use if_protocol::witness::proof::{verify_consistency, verify_inclusion};
 use serde_json::Value;
 
 fn vectors_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/rfc6962")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/rfc6962")
 }
 
 fn json_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -181,7 +181,7 @@ mod tests {
 
     #[test]
     fn rfc6962_reference_leaves_root() {
-        // Root of the 8 reference leaves listed in shared/vectors/README.md (RFC 6962 / Go test data).
+        // Root of the 8 reference leaves listed in protocol/tests/vectors/README.md (RFC 6962 / Go test data).
         let data: [&[u8]; 8] = [
             b"",
             &[0x00],
