@@ -3,6 +3,10 @@
 //! Every error names the file and the key (`edge.toml: mqtt.keep_alive_s (line 8): invalid type ...`) and
 //! carries IF_ERR_503 CONFIG_INVALID. Relative paths in the file are relative to the file's directory, so
 //! a config directory can be moved as a whole. The file holds no secrets, only paths to key files.
+//!
+//! One file, though long: `edge.toml` is one contract (its sections, their defaults, the rules types
+//! cannot express and how an error finds its key and line), read in one place; a third of it is the
+//! tests of that contract.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -7,7 +7,8 @@
 //!
 //! - [`error`]: the error taxonomy (`IF_ERR_xxx NAME: detail`).
 //! - [`keys`]: key ids and domain-separated Ed25519 signing.
-//! - [`envelope`] and [`frame`]: the command envelope body and its signed wire frame.
+//! - [`envelope`] and [`frame`]: the command envelope body and its signed wire frame; [`audience`]: whom
+//!   it is for.
 //! - [`replay`]: the per-sender sliding replay window and the clock bound on sequence numbers.
 //! - `attest` (with `alloc`): the agent's signature on its replies and on the JSON it publishes.
 //! - [`link`]: serial link frames for the rack node (postcard + CRC + COBS, sequence/ack).
@@ -20,6 +21,7 @@ extern crate alloc;
 
 #[cfg(feature = "alloc")]
 pub mod attest;
+pub mod audience;
 #[cfg(feature = "std")]
 pub mod batch;
 pub mod bytes;

@@ -18,6 +18,9 @@
 //! record that completes it, so a proof reads `O(log n)` hashes and rehashes at most a few leaves) and
 //! `traces` ((trace token, index) of every record with a trace). A log written before `nodes` and
 //! `traces` existed gets both when it is next opened for writing, in one transaction.
+//!
+//! One file, though long: every table here is written in the one transaction of [`Store::append`], and
+//! the durability contract above holds only if all of them are read and written in one place.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

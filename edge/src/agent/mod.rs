@@ -11,7 +11,11 @@
 //! and `policy` share one sampler ([`Rejections`]): past `rejected_per_s` a second, a refusal gets no
 //! REJECTED record, no dead letter and (when no signature vouched for its sender) no reply, only a count
 //! in the one summary record and summary dead letter of that second. Pushed documents are read at most
-//! [`PUSHES_PER_S`] a second; status republishes after changes are coalesced to one a second.
+//! 5 a second; status republishes after changes are coalesced to one a second.
+//!
+//! This file holds start-up and the ingress loop; `completion` the completion loop, `refusals` how a
+//! refusal is answered, `pushes` the policy topic, and `feedback` status, tally, breakers and
+//! identity conflicts.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,15 +33,25 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Publish, PublishProperties};
 use tokio::sync::{mpsc, watch};
 
+mod completion;
+mod feedback;
+mod pushes;
+mod refusals;
+
+use completion::complete;
+use feedback::{breaker_loop, conflict_loop, online_status, status_updates, tally_loop};
+use pushes::{device_lane, policy_loop};
+use refusals::{refuse, refused_entry, witness_rejections};
+
 use crate::admit::{Admission, Limits};
 use crate::attest::Signer;
 use crate::budget::Budgets;
 use crate::capability::{Capability, Health, Ping, Registry};
 use crate::clock::Clock;
 use crate::config::Loaded;
-use crate::drivers::{DriverContext, Tally};
+use crate::drivers::DriverContext;
 use crate::ingress::{Accepted, Decision, Inbound, Ingress, Refused};
-use crate::lane::{BreakerEvent, Lane, LaneSpec};
+use crate::lane::{BreakerEvent, Lane};
 use crate::mqtt::{self, Topics};
 use crate::policy::Policy;
 use crate::policy::apply::PolicyCommands;
@@ -45,17 +59,9 @@ use crate::rejections::Rejections;
 use crate::reply::{DeadLetter, Reply};
 use crate::vault::Vault;
 use crate::witness::record::{Entry, Kind};
-use crate::witness::store::{Append, CachedReply, CheckpointSigner, Interrupted, Pending, ReplyUpdate, Store};
+use crate::witness::store::{Append, CheckpointSigner, Interrupted, Pending, Store};
 use crate::witness::verify::{self, BOOT_KEY_PREFIX};
 use crate::witness::writer::Witness;
-
-/// The reply topic pushed policy documents are answered under: `reply/policy`.
-const PUSH_SENDER: &str = "policy";
-
-/// Pushed documents read per second (a burst of [`PUSH_BURST`] at once); more are refused unread.
-const PUSHES_PER_S: f32 = 5.0;
-/// Pushed documents read at once.
-const PUSH_BURST: u32 = 20;
 
 /// Most distinct routes a running command's copies are answered on.
 const WAITING_ROUTES: usize = 8;
@@ -382,180 +388,6 @@ async fn checkpoints(witness: Witness, every: Duration) {
     }
 }
 
-/// The retained status again every `every` (uptime, log size, breakers and budgets move on), and
-/// whenever asked ([`Ctx::status_soon`]), at most once a second.
-async fn status_updates(ctx: Ctx, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = ctx.status_due.notified() => {}
-        }
-        ctx.publish_status().await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-/// The retained `online` status: health, policy and budgets.
-fn online_status(health: &Health, state: &Mutex<State>) -> Vec<u8> {
-    let mut extra = health.snapshot();
-    extra["interval_s"] = health.status_interval_s.into();
-    let state = lock(state);
-    extra["policy"] = lock(&state.ingress.policy).status();
-    extra["budgets"] = state.ingress.budgets.status(Clock::system_ms() / 1000);
-    extra["breakers"] = state
-        .lanes
-        .iter()
-        .map(|l| serde_json::json!({ "capability": l.id(), "state": l.breaker_state().name() }))
-        .collect();
-    mqtt::status_payload("online", extra)
-}
-
-/// Pushed policy documents, one at a time: witness, apply, acknowledge, answer, publish the new status.
-/// At most [`PUSHES_PER_S`] a second are read; refusals are sampled like those on `cmd`.
-async fn policy_loop(ctx: Ctx, mut pushed: mpsc::UnboundedReceiver<Publish>) {
-    let mut bucket = crate::lane::bucket::TokenBucket::new(PUSHES_PER_S, PUSH_BURST, ctx.now_ms());
-    while let Some(p) = pushed.recv().await {
-        let source = format!("pushed on {}", ctx.topics.policy);
-        let response = p.properties.as_ref().and_then(|pp| pp.response_topic.as_deref());
-        let outcome = match std::str::from_utf8(&p.payload) {
-            _ if bucket.take(ctx.now_ms()).is_err() => Err(IfError::format(
-                ErrorCode::RateLimitExceeded,
-                format_args!("more than {PUSHES_PER_S} pushed documents a second; not read"),
-            )),
-            _ if response.is_some_and(|t| !ctx.topics.allows_reply(t, Some(PUSH_SENDER))) => Err(IfError::format(
-                ErrorCode::ResponseTopicDenied,
-                format_args!(
-                    "a pushed document is answered under {} only; not offered",
-                    ctx.topics.reply_for(PUSH_SENDER)
-                ),
-            )),
-            Ok(text) => crate::policy::push::offer(&ctx.policy, &ctx.witness, text, &source, ctx.now_ms()).await,
-            Err(_) => Err(IfError::with(ErrorCode::InvalidEnvelope, "a pushed policy document must be UTF-8 TOML")),
-        };
-        ctx.ack(&p).await;
-        let reply = match &outcome {
-            Ok(pushed) => {
-                let summary = match pushed {
-                    crate::policy::push::Pushed::Unchanged => "unchanged: the agent holds this document".to_string(),
-                    crate::policy::push::Pushed::Changed { summary, manifest } => {
-                        if let Some(m) = manifest {
-                            offer_driver(&ctx, m);
-                        }
-                        ctx.status_soon();
-                        summary.clone()
-                    }
-                };
-                tracing::info!("{summary}");
-                Some(Reply::result(serde_json::json!({ "policy": summary })))
-            }
-            Err(e) => {
-                ctx.health.rejected.fetch_add(1, Ordering::Relaxed);
-                // Nothing vouches for who pushed it: past the allowance, only the count remains.
-                if ctx.sampled(e.code(), false) {
-                    tracing::error!(code = %e.code(), "pushed policy document refused: {}", e.detail());
-                    let record = crate::policy::record(Err(e), &source, ctx.now_ms());
-                    if let Err(w) = ctx.witness.append(vec![record]).await {
-                        tracing::warn!(error = %w, "the refusal of a pushed document could not be witnessed");
-                    }
-                    ctx.dead_letter(DeadLetter::new(e, None, None, &p.payload)).await;
-                    ctx.status_soon();
-                    Some(Reply::error(e, None, None, None))
-                } else {
-                    None
-                }
-            }
-        };
-        if let (Some(route), Some(reply)) = (ctx.route(&p, Some(PUSH_SENDER)), reply) {
-            let request = if_protocol::frame::digest(&p.payload);
-            ctx.publish(&route, ctx.signer.reply(&request, reply.to_bytes())).await;
-        }
-    }
-}
-
-/// The lane of a manifest's device: its driver (with the secrets it lists) behind the manifest's limits.
-fn device_lane(
-    m: &if_protocol::policy::Manifest,
-    vault: &Vault,
-    drivers: &DriverContext,
-    breakers: &mpsc::UnboundedSender<BreakerEvent>,
-) -> Result<Arc<Lane>, IfError> {
-    let driver = crate::drivers::build(m, vault, drivers).inspect_err(|e| {
-        tracing::error!(capability = %m.id, code = %e.code(), "not offered: {}", e.detail());
-    })?;
-    Ok(Arc::new(Lane::start(LaneSpec::from_manifest(m), driver, breakers.clone())))
-}
-
-/// Offers the device of a manifest installed at run time.
-fn offer_driver(ctx: &Ctx, m: &if_protocol::policy::Manifest) {
-    match device_lane(m, &ctx.vault, &ctx.drivers, &ctx.breakers) {
-        Ok(lane) => {
-            let mut state = lock(&ctx.state);
-            state.ingress.registry.add(lane.clone() as Arc<dyn Capability>);
-            state.lanes.retain(|l| l.id() != lane.id());
-            state.lanes.push(lane);
-        }
-        Err(e) => lock(&ctx.policy).refused(&format!("{} driver", m.id), &e),
-    }
-}
-
-/// Tally changes from drivers, on the tally topic (the latest retained, for panels that connect later).
-async fn tally_loop(ctx: Ctx, mut changes: mpsc::UnboundedReceiver<Tally>) {
-    while let Some(t) = changes.recv().await {
-        let program: Vec<usize> = t.tally.chars().enumerate().filter(|(_, c)| *c == '1').map(|(i, _)| i + 1).collect();
-        let preview: Vec<usize> = t.tally.chars().enumerate().filter(|(_, c)| *c == '2').map(|(i, _)| i + 1).collect();
-        let payload = serde_json::json!({
-            "capability": t.capability,
-            "tally": t.tally,
-            "program": program,
-            "preview": preview,
-            // Signed with the rest: a replayed old tally shows its age.
-            "at_ms": Clock::system_ms(),
-        });
-        let bytes = ctx.signer.publication(&ctx.topics.tally, serde_json::to_vec(&payload).unwrap_or_default());
-        let _ = ctx.client.publish(ctx.topics.tally.clone(), QoS::AtLeastOnce, true, bytes).await;
-    }
-}
-
-/// Another process with this agent's identity: a SECURITY record, and the status (which now shows it).
-async fn conflict_loop(ctx: Ctx, mut found: mpsc::UnboundedReceiver<crate::identity::Conflict>) {
-    while let Some(c) = found.recv().await {
-        let entry = Entry {
-            wall_ms: ctx.now_ms(),
-            action: "identity.conflict".into(),
-            code: Some(ErrorCode::IdentityConflict.number()),
-            detail: format!("{}; other instance {}", c.how, c.other.as_deref().unwrap_or("unknown")),
-            count: 1,
-            ..Entry::default()
-        };
-        if let Err(e) = ctx.witness.append(vec![Append::record(Kind::Security, entry)]).await {
-            tracing::warn!(error = %e, "an identity conflict could not be witnessed");
-        }
-        ctx.status_soon();
-    }
-}
-
-/// Breaker changes: a BREAKER record each, and the status published again.
-async fn breaker_loop(ctx: Ctx, mut changes: mpsc::UnboundedReceiver<BreakerEvent>) {
-    while let Some(ev) = changes.recv().await {
-        let c = &ev.change;
-        let wait = c.wait_ms.map(|ms| format!("; probe in {ms} ms")).unwrap_or_default();
-        let entry = Entry {
-            wall_ms: ctx.now_ms(),
-            capability: ev.capability.clone(),
-            action: format!("breaker.{}", c.to.name()),
-            detail: format!("{} -> {}: {}{wait}", c.from.name(), c.to.name(), c.reason),
-            count: 1,
-            ..Entry::default()
-        };
-        if let Err(e) = ctx.witness.append(vec![Append::record(Kind::Breaker, entry)]).await {
-            tracing::warn!(error = %e, "a breaker change could not be witnessed");
-        }
-        ctx.status_soon();
-    }
-}
-
 /// What the ingress loop reads from and hands on to.
 struct Inputs {
     /// Commands and pushed documents, as they arrive.
@@ -693,26 +525,6 @@ async fn forget(ctx: &Ctx, f: crate::policy::apply::Forget) {
     let _ = f.done.send(result);
 }
 
-/// Witnesses REJECTED records in the background: a refusal is already answered and runs nothing.
-fn witness_rejections(ctx: &Ctx, batch: Vec<Append>) {
-    let witness = ctx.witness.clone();
-    tokio::spawn(async move {
-        if let Err(e) = witness.append(batch).await {
-            tracing::warn!(error = %e, "REJECTED records could not be written");
-        }
-    });
-}
-
-fn refused_entry(r: &Refused, now_ms: u64) -> Entry {
-    let mut entry = r.body.as_ref().map(|b| body_entry(b, now_ms)).unwrap_or_default();
-    entry.wall_ms = now_ms;
-    entry.code = Some(r.error.code().number());
-    entry.detail = r.error.detail().to_string();
-    entry.count = 1;
-    entry.digest = r.digest;
-    entry
-}
-
 fn body_entry(b: &EnvelopeBody, now_ms: u64) -> Entry {
     Entry {
         wall_ms: now_ms,
@@ -725,30 +537,6 @@ fn body_entry(b: &EnvelopeBody, now_ms: u64) -> Entry {
         trace: Some(b.trace),
         count: 1,
         ..Entry::default()
-    }
-}
-
-/// Answers a refusal: the reply (always when a signature vouched for the sender, else only when
-/// `one_by_one`) and, when `one_by_one`, the dead letter.
-async fn refuse(ctx: &Ctx, p: &Publish, r: &Refused, one_by_one: bool) {
-    let (id, sender, seq) = match &r.body {
-        Some(b) => (Some(b.id), Some(b.sender.as_str()), Some(b.seq)),
-        None => (None, None, None),
-    };
-    let route = ctx.route(p, sender).filter(|_| sender.is_some() || one_by_one);
-    if let Some(route) = route {
-        let mut reply = Reply::error(&r.error, id, sender, seq);
-        // A sequence number refused as taken or too old: the sender may sign again above the newest.
-        if let (Some(s), ErrorCode::ReplayDetected | ErrorCode::OutOfOrder) = (sender, r.error.code()) {
-            reply.next_seq = lock(&ctx.state).ingress.admission.next_seq(s);
-        }
-        // Bound to the frame it answers, or to the payload when there was no frame.
-        let request = r.digest.unwrap_or_else(|| if_protocol::frame::digest(&p.payload));
-        ctx.publish(&route, ctx.signer.reply(&request, reply.to_bytes())).await;
-    }
-    if one_by_one {
-        ctx.dead_letter(DeadLetter::new(&r.error, id, sender, &p.payload)).await;
-        tracing::debug!(error = %r.error, "refused");
     }
 }
 
@@ -821,124 +609,4 @@ fn start(ctx: &Ctx, a: Accepted, received: u64, route: Option<Route>, done: mpsc
         let route = route.unwrap_or(fallback);
         let _ = done.send(Done { body: a.body, digest: a.digest, received, route, outcome, now_ms });
     });
-}
-
-/// The completion loop: witness outcomes in groups, settle, then reply.
-///
-/// An outcome is a fact: the command ran. If its record cannot be written, the sender is still told
-/// what happened, and the record is kept and written with the next group (or on the retry tick) once the
-/// log can be written again; until then its RECEIVED stays open.
-async fn complete(ctx: Ctx, mut done: mpsc::UnboundedReceiver<Done>) {
-    let mut unwritten: Vec<Append> = Vec::new();
-    let mut retry = tokio::time::interval(Duration::from_millis(500));
-    loop {
-        let first = tokio::select! {
-            d = done.recv() => d,
-            _ = retry.tick(), if !unwritten.is_empty() => {
-                write_outcomes(&ctx, &mut unwritten, Vec::new()).await;
-                continue;
-            }
-        };
-        let Some(first) = first else { break };
-        let mut group = vec![first];
-        while let Ok(d) = done.try_recv() {
-            group.push(d);
-        }
-        let replies: Vec<Vec<u8>> =
-            group.iter().map(|d| ctx.signer.reply(&d.digest, reply_for(d).to_bytes())).collect();
-        let keep: Vec<(u64, bool)> = {
-            let state = lock(&ctx.state);
-            let a = &state.ingress.admission;
-            group.iter().map(|d| (a.keep_from(&d.body.sender), a.caches(&d.body.sender, d.body.seq))).collect()
-        };
-        let batch: Vec<Append> =
-            group.iter().zip(&replies).zip(&keep).map(|((d, r), keep)| outcome_append(d, r, *keep)).collect();
-        write_outcomes(&ctx, &mut unwritten, batch).await;
-        let executed = group.iter().filter(|d| d.outcome.is_ok()).count();
-        ctx.health.executed.fetch_add(executed as u64, Ordering::Relaxed);
-        ctx.health.log_size.store(ctx.witness.stats().size.load(Ordering::Relaxed), Ordering::Relaxed);
-        // A talent or grant change shows on the status topic at once, like a pushed document.
-        let policy_changed = group
-            .iter()
-            .any(|d| d.outcome.is_ok() && d.body.capability.as_str() == crate::policy::commands::POLICY_CAPABILITY);
-        for (d, reply) in group.into_iter().zip(replies) {
-            answer(&ctx, d, reply).await;
-        }
-        if policy_changed {
-            ctx.status_soon();
-        }
-    }
-    if !unwritten.is_empty() {
-        write_outcomes(&ctx, &mut unwritten, Vec::new()).await;
-    }
-}
-
-/// Writes the outcomes still owed plus `batch`; on failure keeps all of them for the next try.
-async fn write_outcomes(ctx: &Ctx, unwritten: &mut Vec<Append>, batch: Vec<Append>) {
-    let mut all = std::mem::take(unwritten);
-    all.extend(batch);
-    if let Err(e) = ctx.witness.append(all.clone()).await {
-        tracing::error!(error = %e, owed = all.len(), "outcome records could not be written; retrying");
-        *unwritten = all;
-    }
-}
-
-/// Settles the admission state and publishes the reply (to the sender and any waiting copies).
-async fn answer(ctx: &Ctx, d: Done, bytes: Vec<u8>) {
-    let waiting = {
-        let mut state = lock(&ctx.state);
-        let cached = CachedReply { digest: d.digest, reply: bytes.clone() };
-        state.ingress.admission.settle(&d.body.sender, d.body.seq, cached);
-        state.waiting.remove(&(d.body.sender.to_string(), d.body.seq)).unwrap_or_default()
-    };
-    ctx.publish(&d.route, bytes.clone()).await;
-    for route in waiting {
-        ctx.publish(&route, bytes.clone()).await;
-    }
-    if let Some(err) = d.outcome.as_ref().err() {
-        ctx.dead_letter(DeadLetter::new(err, Some(d.body.id), Some(&d.body.sender), &[])).await;
-    }
-}
-
-fn reply_for(d: &Done) -> Reply {
-    let mut r = match &d.outcome {
-        Ok(v) => Reply::ok(d.body.id, &d.body.sender, d.body.seq, v.clone()),
-        Err(e) => Reply::error(e, Some(d.body.id), Some(&d.body.sender), Some(d.body.seq)),
-    };
-    r.witness = Some(d.received);
-    r
-}
-
-/// The outcome record of `d`, caching its reply (dropping the sender's below `keep_from`) when `cache`.
-fn outcome_append(d: &Done, reply: &[u8], (keep_from, cache): (u64, bool)) -> Append {
-    let mut entry = body_entry(&d.body, d.now_ms);
-    entry.digest = Some(d.digest);
-    let kind = match &d.outcome {
-        Ok(v) => {
-            entry.detail = truncate(&v.to_string(), 512);
-            Kind::Executed
-        }
-        Err(e) => {
-            entry.code = Some(e.code().number());
-            entry.detail = e.detail().to_string();
-            Kind::Failed
-        }
-    };
-    let mut item = Append::record(kind, entry);
-    item.settles = Some(d.received);
-    item.reply = cache.then(|| ReplyUpdate {
-        sender: d.body.sender.to_string(),
-        seq: d.body.seq,
-        cached: CachedReply { digest: d.digest, reply: reply.to_vec() },
-        keep_from,
-    });
-    item
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
 }

@@ -1,0 +1,133 @@
+//! The completion loop: each command's outcome witnessed (EXECUTED or FAILED, in groups, with the
+//! reply cached for redeliveries), the sender's admission settled, then the signed reply published to
+//! the sender and to every waiting copy.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::{Ctx, Done, body_entry, lock};
+use crate::reply::{DeadLetter, Reply};
+use crate::witness::record::Kind;
+use crate::witness::store::{Append, CachedReply, ReplyUpdate};
+
+/// The completion loop: witness outcomes in groups, settle, then reply.
+///
+/// An outcome is a fact: the command ran. If its record cannot be written, the sender is still told
+/// what happened, and the record is kept and written with the next group (or on the retry tick) once the
+/// log can be written again; until then its RECEIVED stays open.
+pub(super) async fn complete(ctx: Ctx, mut done: mpsc::UnboundedReceiver<Done>) {
+    let mut unwritten: Vec<Append> = Vec::new();
+    let mut retry = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        let first = tokio::select! {
+            d = done.recv() => d,
+            _ = retry.tick(), if !unwritten.is_empty() => {
+                write_outcomes(&ctx, &mut unwritten, Vec::new()).await;
+                continue;
+            }
+        };
+        let Some(first) = first else { break };
+        let mut group = vec![first];
+        while let Ok(d) = done.try_recv() {
+            group.push(d);
+        }
+        let replies: Vec<Vec<u8>> =
+            group.iter().map(|d| ctx.signer.reply(&d.digest, reply_for(d).to_bytes())).collect();
+        let keep: Vec<(u64, bool)> = {
+            let state = lock(&ctx.state);
+            let a = &state.ingress.admission;
+            group.iter().map(|d| (a.keep_from(&d.body.sender), a.caches(&d.body.sender, d.body.seq))).collect()
+        };
+        let batch: Vec<Append> =
+            group.iter().zip(&replies).zip(&keep).map(|((d, r), keep)| outcome_append(d, r, *keep)).collect();
+        write_outcomes(&ctx, &mut unwritten, batch).await;
+        let executed = group.iter().filter(|d| d.outcome.is_ok()).count();
+        ctx.health.executed.fetch_add(executed as u64, Ordering::Relaxed);
+        ctx.health.log_size.store(ctx.witness.stats().size.load(Ordering::Relaxed), Ordering::Relaxed);
+        // A talent or grant change shows on the status topic at once, like a pushed document.
+        let policy_changed = group
+            .iter()
+            .any(|d| d.outcome.is_ok() && d.body.capability.as_str() == crate::policy::commands::POLICY_CAPABILITY);
+        for (d, reply) in group.into_iter().zip(replies) {
+            answer(&ctx, d, reply).await;
+        }
+        if policy_changed {
+            ctx.status_soon();
+        }
+    }
+    if !unwritten.is_empty() {
+        write_outcomes(&ctx, &mut unwritten, Vec::new()).await;
+    }
+}
+
+/// Writes the outcomes still owed plus `batch`; on failure keeps all of them for the next try.
+pub(super) async fn write_outcomes(ctx: &Ctx, unwritten: &mut Vec<Append>, batch: Vec<Append>) {
+    let mut all = std::mem::take(unwritten);
+    all.extend(batch);
+    if let Err(e) = ctx.witness.append(all.clone()).await {
+        tracing::error!(error = %e, owed = all.len(), "outcome records could not be written; retrying");
+        *unwritten = all;
+    }
+}
+
+/// Settles the admission state and publishes the reply (to the sender and any waiting copies).
+pub(super) async fn answer(ctx: &Ctx, d: Done, bytes: Vec<u8>) {
+    let waiting = {
+        let mut state = lock(&ctx.state);
+        let cached = CachedReply { digest: d.digest, reply: bytes.clone() };
+        state.ingress.admission.settle(&d.body.sender, d.body.seq, cached);
+        state.waiting.remove(&(d.body.sender.to_string(), d.body.seq)).unwrap_or_default()
+    };
+    ctx.publish(&d.route, bytes.clone()).await;
+    for route in waiting {
+        ctx.publish(&route, bytes.clone()).await;
+    }
+    if let Some(err) = d.outcome.as_ref().err() {
+        ctx.dead_letter(DeadLetter::new(err, Some(d.body.id), Some(&d.body.sender), &[])).await;
+    }
+}
+
+pub(super) fn reply_for(d: &Done) -> Reply {
+    let mut r = match &d.outcome {
+        Ok(v) => Reply::ok(d.body.id, &d.body.sender, d.body.seq, v.clone()),
+        Err(e) => Reply::error(e, Some(d.body.id), Some(&d.body.sender), Some(d.body.seq)),
+    };
+    r.witness = Some(d.received);
+    r
+}
+
+/// The outcome record of `d`, caching its reply (dropping the sender's below `keep_from`) when `cache`.
+pub(super) fn outcome_append(d: &Done, reply: &[u8], (keep_from, cache): (u64, bool)) -> Append {
+    let mut entry = body_entry(&d.body, d.now_ms);
+    entry.digest = Some(d.digest);
+    let kind = match &d.outcome {
+        Ok(v) => {
+            entry.detail = truncate(&v.to_string(), 512);
+            Kind::Executed
+        }
+        Err(e) => {
+            entry.code = Some(e.code().number());
+            entry.detail = e.detail().to_string();
+            Kind::Failed
+        }
+    };
+    let mut item = Append::record(kind, entry);
+    item.settles = Some(d.received);
+    item.reply = cache.then(|| ReplyUpdate {
+        sender: d.body.sender.to_string(),
+        seq: d.body.seq,
+        cached: CachedReply { digest: d.digest, reply: reply.to_vec() },
+        keep_from,
+    });
+    item
+}
+
+pub(super) fn truncate(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}

@@ -1,0 +1,105 @@
+//! What the agent tells the studio besides replies: the retained status (periodic, and within a second of
+//! each change), tally from the drivers, and the BREAKER and SECURITY records with the status that shows
+//! them.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rumqttc::v5::mqttbytes::QoS;
+use tokio::sync::mpsc;
+
+use super::{Ctx, State, lock};
+use crate::capability::{Capability as _, Health};
+use crate::clock::Clock;
+use crate::drivers::Tally;
+use crate::lane::BreakerEvent;
+use crate::mqtt;
+use crate::witness::record::{Entry, Kind};
+use crate::witness::store::Append;
+use if_protocol::ErrorCode;
+
+/// The retained status again every `every` (uptime, log size, breakers and budgets move on), and
+/// whenever asked ([`Ctx::status_soon`]), at most once a second.
+pub(super) async fn status_updates(ctx: Ctx, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = ctx.status_due.notified() => {}
+        }
+        ctx.publish_status().await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The retained `online` status: health, policy and budgets.
+pub(super) fn online_status(health: &Health, state: &Mutex<State>) -> Vec<u8> {
+    let mut extra = health.snapshot();
+    extra["interval_s"] = health.status_interval_s.into();
+    let state = lock(state);
+    extra["policy"] = lock(&state.ingress.policy).status();
+    extra["budgets"] = state.ingress.budgets.status(Clock::system_ms() / 1000);
+    extra["breakers"] = state
+        .lanes
+        .iter()
+        .map(|l| serde_json::json!({ "capability": l.id(), "state": l.breaker_state().name() }))
+        .collect();
+    mqtt::status_payload("online", extra)
+}
+
+/// Tally changes from drivers, on the tally topic (the latest retained, for panels that connect later).
+pub(super) async fn tally_loop(ctx: Ctx, mut changes: mpsc::UnboundedReceiver<Tally>) {
+    while let Some(t) = changes.recv().await {
+        let program: Vec<usize> = t.tally.chars().enumerate().filter(|(_, c)| *c == '1').map(|(i, _)| i + 1).collect();
+        let preview: Vec<usize> = t.tally.chars().enumerate().filter(|(_, c)| *c == '2').map(|(i, _)| i + 1).collect();
+        let payload = serde_json::json!({
+            "capability": t.capability,
+            "tally": t.tally,
+            "program": program,
+            "preview": preview,
+            // Signed with the rest: a replayed old tally shows its age.
+            "at_ms": Clock::system_ms(),
+        });
+        let bytes = ctx.signer.publication(&ctx.topics.tally, serde_json::to_vec(&payload).unwrap_or_default());
+        let _ = ctx.client.publish(ctx.topics.tally.clone(), QoS::AtLeastOnce, true, bytes).await;
+    }
+}
+
+/// Another process with this agent's identity: a SECURITY record, and the status (which now shows it).
+pub(super) async fn conflict_loop(ctx: Ctx, mut found: mpsc::UnboundedReceiver<crate::identity::Conflict>) {
+    while let Some(c) = found.recv().await {
+        let entry = Entry {
+            wall_ms: ctx.now_ms(),
+            action: "identity.conflict".into(),
+            code: Some(ErrorCode::IdentityConflict.number()),
+            detail: format!("{}; other instance {}", c.how, c.other.as_deref().unwrap_or("unknown")),
+            count: 1,
+            ..Entry::default()
+        };
+        if let Err(e) = ctx.witness.append(vec![Append::record(Kind::Security, entry)]).await {
+            tracing::warn!(error = %e, "an identity conflict could not be witnessed");
+        }
+        ctx.status_soon();
+    }
+}
+
+/// Breaker changes: a BREAKER record each, and the status published again.
+pub(super) async fn breaker_loop(ctx: Ctx, mut changes: mpsc::UnboundedReceiver<BreakerEvent>) {
+    while let Some(ev) = changes.recv().await {
+        let c = &ev.change;
+        let wait = c.wait_ms.map(|ms| format!("; probe in {ms} ms")).unwrap_or_default();
+        let entry = Entry {
+            wall_ms: ctx.now_ms(),
+            capability: ev.capability.clone(),
+            action: format!("breaker.{}", c.to.name()),
+            detail: format!("{} -> {}: {}{wait}", c.from.name(), c.to.name(), c.reason),
+            count: 1,
+            ..Entry::default()
+        };
+        if let Err(e) = ctx.witness.append(vec![Append::record(Kind::Breaker, entry)]).await {
+            tracing::warn!(error = %e, "a breaker change could not be witnessed");
+        }
+        ctx.status_soon();
+    }
+}
