@@ -114,6 +114,11 @@ impl Health {
         }
     }
 
+    /// The conflict is over: the status no longer shows it.
+    pub fn clear_conflict(&self) {
+        *self.conflict.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
     /// Records a conflict over this agent's identity for the status topic.
     pub fn set_conflict(&self, c: &crate::identity::Conflict) {
         let v = serde_json::json!({

@@ -72,14 +72,12 @@ impl Topics {
     /// topic: the agent publishes only where its contract says.
     pub fn allows_reply(&self, topic: &str, sender: Option<&str>) -> bool {
         let plain = !topic.is_empty() && topic.len() <= 256 && !topic.contains(['+', '#', '\0']);
-        let under = |prefix: &str| topic == prefix || topic.strip_prefix(prefix).is_some_and(|r| r.starts_with('/'));
-        plain
-            && match sender {
-                Some(s) => under(&self.reply_for(s)),
-                None => topic
-                    .strip_prefix(&format!("{}/reply/", self.base))
-                    .is_some_and(|rest| rest.split('/').next().is_some_and(|s| !s.is_empty())),
-            }
+        // `{base}/reply/` then the sender (or any one name), then nothing or `/...`; no allocation.
+        let Some(rest) = topic.strip_prefix(self.base.as_str()).and_then(|r| r.strip_prefix("/reply/")) else {
+            return false;
+        };
+        let (name, _) = rest.split_once('/').unwrap_or((rest, ""));
+        plain && !name.is_empty() && sender.is_none_or(|s| name == s)
     }
 }
 
@@ -199,6 +197,10 @@ pub async fn drive(
     loop {
         let event = eventloop.poll().await;
         let now_ms = crate::clock::Clock::system_ms();
+        if identity.conflict.is_some() && !identity.in_conflict(now_ms) {
+            tracing::info!("no sign of another process with this identity for a while: the conflict is over");
+            health.clear_conflict();
+        }
         let action = match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 attempt = 0;

@@ -86,19 +86,23 @@ impl Agent {
         Agent::init_as(broker, "studio-a", "edge-1", extra)
     }
 
-    fn init_as(broker: &Broker, site: &str, name: &str, extra: &[&str]) -> Agent {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let agent = Agent {
+    /// An agent of `site`/`name` on `broker_url` whose files are (or will be) under `dir`, not running.
+    fn at(dir: tempfile::TempDir, site: &str, name: &str, broker_url: &str) -> Agent {
+        Agent {
             dir,
             site: site.into(),
             name: name.into(),
             policy_key: None,
             root_key: None,
             log_filter: "info".into(),
-            broker_url: broker.url(),
+            broker_url: broker_url.into(),
             to_add: Vec::new(),
             child: None,
-        };
+        }
+    }
+
+    fn init_as(broker: &Broker, site: &str, name: &str, extra: &[&str]) -> Agent {
+        let agent = Agent::at(tempfile::tempdir().expect("tempdir"), site, name, &broker.url());
         let mut cmd = Command::new(crate::bin("if-edge"));
         cmd.arg("init").arg("--dir").arg(agent.home()).args([
             "--broker",
@@ -120,17 +124,10 @@ impl Agent {
         let dir = tempfile::tempdir().expect("tempdir");
         let status = Command::new("cp").arg("-a").arg(self.home()).arg(dir.path()).status().expect("cp");
         assert!(status.success(), "copy the agent directory");
-        Agent {
-            dir,
-            site: self.site.clone(),
-            name: self.name.clone(),
-            policy_key: self.policy_key.clone(),
-            root_key: self.root_key.clone(),
-            log_filter: self.log_filter.clone(),
-            broker_url: self.broker_url.clone(),
-            to_add: Vec::new(),
-            child: None,
-        }
+        let mut twin = Agent::at(dir, &self.site, &self.name, &self.broker_url);
+        twin.policy_key.clone_from(&self.policy_key);
+        twin.root_key.clone_from(&self.root_key);
+        twin
     }
 
     /// `ifctl talent VERB ARGS` signed with the agent's policy key; its output.
