@@ -105,18 +105,23 @@ impl Budgets {
     }
 
     /// Spending per provider at `now_s`, for the status message.
-    pub fn status(&self, now_s: u64) -> serde_json::Value {
-        let mut rows: Vec<serde_json::Value> = self
+    pub fn status(&self, now_s: u64) -> Vec<if_protocol::messages::status::Budget> {
+        let mut rows: Vec<_> = self
             .limits
             .iter()
             .map(|(p, l)| {
                 let period = now_s / l.period_s.max(1);
                 let spent = self.spent.get(p).filter(|s| s.period == period).map_or(0, |s| s.units);
-                serde_json::json!({ "provider": p, "units": l.units, "period_s": l.period_s, "spent": spent })
+                if_protocol::messages::status::Budget {
+                    provider: p.clone(),
+                    units: l.units,
+                    period_s: l.period_s,
+                    spent,
+                }
             })
             .collect();
-        rows.sort_by(|a, b| a["provider"].as_str().cmp(&b["provider"].as_str()));
-        serde_json::Value::Array(rows)
+        rows.sort_by(|a, b| a.provider.cmp(&b.provider));
+        rows
     }
 }
 
@@ -147,7 +152,7 @@ mod tests {
         let c = b.charge("cam", 1, 10).expect("ok").expect("charged");
         b.refund(&c);
         assert!(b.charge("cam", 1, 10).expect("room again").is_some());
-        assert_eq!(b.status(10)[0]["spent"], 1);
+        assert_eq!(b.status(10)[0].spent, 1);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use if_protocol::envelope::EnvelopeBody;
+use if_protocol::messages::status::{self, State, Status};
 use if_protocol::{ErrorCode, IfError};
 
 /// What `execute` returns.
@@ -92,7 +93,7 @@ pub struct Health {
     /// Checkpoints signed but not yet acknowledged upstream.
     pub anchors_pending: AtomicU64,
     /// Another process using this identity, once noticed (shown on every status from then on).
-    conflict: std::sync::Mutex<Option<serde_json::Value>>,
+    conflict: std::sync::Mutex<Option<status::Conflict>>,
 }
 
 impl Health {
@@ -121,34 +122,37 @@ impl Health {
 
     /// Records a conflict over this agent's identity for the status topic.
     pub fn set_conflict(&self, c: &crate::identity::Conflict) {
-        let v = serde_json::json!({
-            "code": if_protocol::ErrorCode::IdentityConflict,
-            "how": c.how,
-            "other_instance": c.other,
-            "since_ms": crate::clock::Clock::system_ms(),
-        });
+        let v = status::Conflict {
+            code: if_protocol::ErrorCode::IdentityConflict,
+            how: c.how.clone(),
+            other_instance: c.other.clone(),
+            since_ms: crate::clock::Clock::system_ms(),
+        };
         *self.conflict.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(v);
     }
 
-    /// A JSON snapshot.
-    pub fn snapshot(&self) -> serde_json::Value {
-        serde_json::json!({
-            "agent": self.agent,
-            "version": env!("CARGO_PKG_VERSION"),
-            "boot": self.boot,
-            "session": self.session.load(Ordering::Relaxed),
-            "instance": format!("{:016x}", self.instance),
-            "at_ms": crate::clock::Clock::system_ms(),
-            "uptime_s": self.started.elapsed().as_secs(),
-            "log_size": self.log_size.load(Ordering::Relaxed),
-            "executed": self.executed.load(Ordering::Relaxed),
-            "rejected": self.rejected.load(Ordering::Relaxed),
-            "anchors": {
-                "acked": self.anchored.load(Ordering::Relaxed),
-                "pending": self.anchors_pending.load(Ordering::Relaxed),
-            },
-            "conflict": self.conflict.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone(),
-        })
+    /// The process's instance number as the status shows it.
+    pub fn instance_hex(&self) -> String {
+        format!("{:016x}", self.instance)
+    }
+
+    /// The `online` status as it is now, without policy, budgets and breakers (the agent adds those).
+    pub fn snapshot(&self) -> Status {
+        let mut s = Status::new(State::Online, &self.agent, u64::from(self.boot), self.session.load(Ordering::Relaxed));
+        s.version = Some(env!("CARGO_PKG_VERSION").into());
+        s.instance = Some(self.instance_hex());
+        s.at_ms = Some(crate::clock::Clock::system_ms());
+        s.interval_s = Some(u64::from(self.status_interval_s));
+        s.uptime_s = Some(self.started.elapsed().as_secs());
+        s.log_size = Some(self.log_size.load(Ordering::Relaxed));
+        s.executed = Some(self.executed.load(Ordering::Relaxed));
+        s.rejected = Some(self.rejected.load(Ordering::Relaxed));
+        s.anchors = Some(status::Anchoring {
+            acked: self.anchored.load(Ordering::Relaxed),
+            pending: self.anchors_pending.load(Ordering::Relaxed),
+        });
+        s.conflict = self.conflict.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        s
     }
 }
 

@@ -20,6 +20,8 @@
 
 use std::collections::VecDeque;
 
+use if_protocol::messages::{State, Status};
+
 /// Status messages verified per second; past that, each only asks for a (coalesced) birth.
 pub const CHECKS_PER_S: u32 = 50;
 /// Takeovers within this window that make a conflict.
@@ -67,7 +69,7 @@ pub enum Seen<'a> {
     /// Not this agent's signed status.
     NotOwn,
     /// This agent's own signed status (the object, without its signature).
-    Own(&'a serde_json::Value),
+    Own(&'a Status),
 }
 
 impl Watch {
@@ -94,12 +96,12 @@ impl Watch {
             Seen::NotOwn => return Action::Rebirth("a status this agent did not sign replaced its own"),
             Seen::Own(v) => v,
         };
-        let instance = status["instance"].as_str().unwrap_or_default();
-        if status["state"] == "online" && !instance.is_empty() && instance != self.instance {
+        let instance = status.instance.as_deref().unwrap_or_default();
+        if status.state == State::Online && !instance.is_empty() && instance != self.instance {
             // Only a status of this boot or a later one, and fresh, is another live process; an older
             // one (a replay of an earlier run's retained status) is only put right.
-            let fresh = now_ms.saturating_sub(status["at_ms"].as_u64().unwrap_or(0)) <= FRESH_MS;
-            if status["boot"].as_u64().unwrap_or(0) < current.0 || !fresh {
+            let fresh = now_ms.saturating_sub(status.at_ms.unwrap_or(0)) <= FRESH_MS;
+            if status.boot < current.0 || !fresh {
                 return Action::Rebirth("an old status of an earlier run replaced the status");
             }
             let c = Conflict {
@@ -108,9 +110,8 @@ impl Watch {
             };
             return self.raise(c, now_ms);
         }
-        let of = (status["boot"].as_u64().unwrap_or(0), status["session"].as_u64().unwrap_or(0));
         let mine = instance.is_empty() || instance == self.instance;
-        if status["state"] == "offline" && (of != current || !mine) {
+        if status.state == State::Offline && (status.of_session() != current || !mine) {
             return Action::Rebirth("a late Will of an earlier session replaced the status");
         }
         Action::None
@@ -157,8 +158,12 @@ mod tests {
 
     const NOW: u64 = 1_800_000_000_000;
 
-    fn status(state: &str, boot: u64, session: u64, instance: &str) -> serde_json::Value {
-        serde_json::json!({ "state": state, "boot": boot, "session": session, "instance": instance, "at_ms": NOW })
+    fn status(state: &str, boot: u64, session: u64, instance: &str) -> Status {
+        let state = if state == "online" { State::Online } else { State::Offline };
+        let mut s = Status::new(state, "a/b", boot, session);
+        s.instance = (!instance.is_empty()).then(|| instance.to_string());
+        s.at_ms = Some(NOW);
+        s
     }
 
     #[test]
@@ -178,7 +183,7 @@ mod tests {
             "a replayed status of an earlier boot is put right, not taken for a second process"
         );
         let mut old = status("online", 3, 1, "bb");
-        old["at_ms"] = (NOW - 600_000).into();
+        old.at_ms = Some(NOW - 600_000);
         assert!(matches!(w.status(Seen::Own(&old), (3, 1), NOW), Action::Rebirth(_)), "an old one too");
         assert!(w.conflict.is_none());
     }

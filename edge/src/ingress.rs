@@ -94,7 +94,7 @@ pub struct Accepted {
 pub struct Ingress {
     /// This agent's topics: its site and name are the audience an envelope must include, and its reply
     /// topics the only places a response topic may name.
-    pub topics: crate::mqtt::Topics,
+    pub topics: if_protocol::topics::Topics,
     /// Replay and duplicate state.
     pub admission: Admission,
     /// Offered capabilities.

@@ -1,4 +1,5 @@
-//! The MQTT side of the agent: topics, connection options and the event loop driver.
+//! The MQTT side of the agent: connection options, the Will and the event loop driver (the topics are
+//! the contract's, [`if_protocol::topics`]).
 //!
 //! The driver only moves packets: it polls rumqttc's event loop, forwards command publishes to the
 //! pipeline, resubscribes and publishes the retained birth status after every (re)connect (rumqttc does
@@ -21,85 +22,23 @@ use crate::capability::Health;
 use crate::config::Config;
 use crate::tls::Tls;
 use if_protocol::IfError;
+use if_protocol::messages::{State, Status};
+use if_protocol::topics::Topics;
 
 /// Largest MQTT packet the agent accepts; the broker drops bigger ones instead of sending them.
 pub const MAX_PACKET: u32 = 64 * 1024;
 
-/// The agent's topics, `if/v1/{site}/{agent}/...`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Topics {
-    /// Signed envelopes in.
-    pub cmd: String,
-    /// Rejected and failed commands.
-    pub dlq: String,
-    /// Retained status, birth and Will.
-    pub status: String,
-    /// Signed policy documents (manifests, trust roots) pushed at run time.
-    pub policy: String,
-    /// Device feedback (tally) for panels.
-    pub tally: String,
-    /// The site.
-    pub site: String,
-    /// The agent's name.
-    pub agent: String,
-    base: String,
-}
-
-impl Topics {
-    /// Topics of agent `agent` at `site`.
-    pub fn new(site: &str, agent: &str) -> Self {
-        let base = format!("if/v1/{site}/{agent}");
-        Topics {
-            cmd: format!("{base}/cmd"),
-            dlq: format!("{base}/dlq"),
-            status: format!("{base}/status"),
-            policy: format!("{base}/policy"),
-            tally: format!("{base}/tally"),
-            site: site.to_string(),
-            agent: agent.to_string(),
-            base,
-        }
-    }
-
-    /// The default reply topic of a sender.
-    pub fn reply_for(&self, sender: &str) -> String {
-        format!("{}/reply/{sender}", self.base)
-    }
-
-    /// Whether the agent may answer on `topic` (a publisher's MQTT 5 response topic): the reply topic of
-    /// `sender` or a topic under it, or, when the sender is not known (nothing verified), under any
-    /// sender's reply topic of this agent. Never a wildcard, never another agent's or another kind of
-    /// topic: the agent publishes only where its contract says.
-    pub fn allows_reply(&self, topic: &str, sender: Option<&str>) -> bool {
-        let plain = !topic.is_empty() && topic.len() <= 256 && !topic.contains(['+', '#', '\0']);
-        // `{base}/reply/` then the sender (or any one name), then nothing or `/...`; no allocation.
-        let Some(rest) = topic.strip_prefix(self.base.as_str()).and_then(|r| r.strip_prefix("/reply/")) else {
-            return false;
-        };
-        let (name, _) = rest.split_once('/').unwrap_or((rest, ""));
-        plain && !name.is_empty() && sender.is_none_or(|s| name == s)
-    }
-}
-
-/// The retained status payload for `state` (`online` or `offline`).
-pub fn status_payload(state: &str, extra: serde_json::Value) -> Vec<u8> {
-    let mut v = serde_json::json!({ "state": state });
-    if let (Some(obj), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
-        obj.extend(more);
-    }
-    serde_json::to_vec(&v).unwrap_or_default()
+/// The `offline` status of MQTT session `session` of this boot (unsigned).
+pub fn offline(health: &Health, session: u64) -> Vec<u8> {
+    let mut offline = Status::new(State::Offline, &health.agent, u64::from(health.boot), session);
+    offline.instance = Some(health.instance_hex());
+    serde_json::to_vec(&offline).unwrap_or_default()
 }
 
 /// The Will of MQTT session `session` of this boot: `offline`, retained, signed, naming the session it
 /// ends, so a Will the broker sends late (after a newer session's birth) is told apart and ignored.
 pub fn will(topics: &Topics, health: &Health, signer: &Signer, session: u64) -> LastWill {
-    let who = serde_json::json!({
-        "agent": health.agent,
-        "boot": health.boot,
-        "session": session,
-        "instance": format!("{:016x}", health.instance),
-    });
-    let payload = signer.publication(&topics.status, status_payload("offline", who));
+    let payload = signer.publication(&topics.status, offline(health, session));
     LastWill::new(topics.status.clone(), payload, QoS::AtLeastOnce, true, None)
 }
 
@@ -224,7 +163,7 @@ pub async fn drive(
                 if identity.should_check(now_ms) {
                     let own = signer
                         .own_publication(&topics.status, &p.payload)
-                        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o).ok());
+                        .and_then(|o| serde_json::from_slice::<Status>(&o).ok());
                     let seen = own.as_ref().map_or(crate::identity::Seen::NotOwn, crate::identity::Seen::Own);
                     let current = (u64::from(health.boot), health.session.load(std::sync::atomic::Ordering::Relaxed));
                     identity.status(seen, current, now_ms)
@@ -307,38 +246,6 @@ fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn topics_follow_the_scheme() {
-        let t = Topics::new("studio-a", "edge-1");
-        assert_eq!(t.cmd, "if/v1/studio-a/edge-1/cmd");
-        assert_eq!(t.reply_for("desk"), "if/v1/studio-a/edge-1/reply/desk");
-        assert_eq!(t.dlq, "if/v1/studio-a/edge-1/dlq");
-    }
-
-    #[test]
-    fn replies_go_only_under_the_senders_reply_topic() {
-        let t = Topics::new("studio-a", "edge-1");
-        assert!(t.allows_reply("if/v1/studio-a/edge-1/reply/desk", Some("desk")));
-        assert!(t.allows_reply("if/v1/studio-a/edge-1/reply/desk/6f1c", Some("desk")));
-        assert!(!t.allows_reply("if/v1/studio-a/edge-1/reply/desktop", Some("desk")), "another sender's");
-        assert!(!t.allows_reply("if/v1/studio-a/edge-1/reply/op/x", Some("desk")));
-        for bad in [
-            "if/v1/studio-a/edge-1/cmd",
-            "if/v1/studio-a/edge-1/status",
-            "if/v1/studio-a/edge-1/policy",
-            "if/v1/studio-a/edge-1/anchors",
-            "if/v1/studio-b/edge-3/reply/desk",
-            "if/v1/studio-a/edge-1/reply/+",
-            "if/v1/studio-a/edge-1/reply/desk/#",
-            "",
-        ] {
-            assert!(!t.allows_reply(bad, Some("desk")), "{bad}");
-            assert!(!t.allows_reply(bad, None), "{bad}");
-        }
-        assert!(t.allows_reply("if/v1/studio-a/edge-1/reply/probe/1", None), "unverified: any sender's reply topic");
-        assert!(!t.allows_reply("if/v1/studio-a/edge-1/reply/", None));
-    }
 
     #[test]
     fn backoff_follows_the_schedule_with_jitter() {

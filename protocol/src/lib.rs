@@ -14,6 +14,8 @@
 //! - [`link`]: serial link frames for the rack node (postcard + CRC + COBS, sequence/ack).
 //! - [`policy`]: trust root, capability manifests, talents and grants, and their signatures.
 //! - [`witness`]: RFC 6962 Merkle hashing and proofs, and C2SP signed-note checkpoints.
+//! - `topics` and `messages` (with `alloc`): the MQTT topics of the contract and the typed JSON published
+//!   on them (status, tally, anchors and their acknowledgements).
 #![cfg_attr(not(feature = "std"), no_std)]
 
 #[cfg(feature = "alloc")]
@@ -32,8 +34,12 @@ pub mod frame;
 pub mod json;
 pub mod keys;
 pub mod link;
+#[cfg(feature = "alloc")]
+pub mod messages;
 pub mod policy;
 pub mod replay;
+#[cfg(feature = "alloc")]
+pub mod topics;
 pub mod witness;
 
 pub use error::{ErrorCode, IfError};

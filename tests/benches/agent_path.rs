@@ -151,7 +151,7 @@ fn group_commit() {
 
 /// An MQTT echo in place of the agent: answers every command on its response topic, QoS 1, with no
 /// verification and no witness. It is the floor the agent's own figures are read against.
-fn spawn_echo(port: u16, topics: &if_edge::mqtt::Topics) -> tokio::runtime::Runtime {
+fn spawn_echo(port: u16, topics: &if_protocol::topics::Topics) -> tokio::runtime::Runtime {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
     let mut o = MqttOptions::new("echo", "127.0.0.1", port);
     o.set_max_packet_size(Some(256 * 1024)).set_outgoing_inflight_upper_limit(1000);

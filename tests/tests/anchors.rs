@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use if_edge::anchor::Anchor;
 use if_edge::witness::proof::{consistency, subtree_root};
+use if_protocol::messages::Anchor;
 use if_protocol::witness::Hash;
 use if_protocol::witness::checkpoint::{Checkpoint, sign_checkpoint};
 use if_protocol::witness::merkle::leaf_hash;
@@ -196,7 +196,7 @@ fn with_the_collectors_key_pinned_only_its_signed_acknowledgements_move_the_queu
     let probe = Probe::connect(&broker, &agent.site, &agent.name);
     pings(&probe, &desk, 12);
     // A client with no key acknowledges the anchors it reads off the retained topic.
-    let anchors_topic = format!("if/v1/{}/{}/anchors", agent.site, agent.name);
+    let anchors_topic = if_protocol::topics::Topics::new(&agent.site, &agent.name).anchors;
     probe.subscribe(&anchors_topic);
     let anchor = probe.next_on(&anchors_topic, WAIT).expect("an anchor is retained").json();
     let cp = Checkpoint::parse_note(anchor["note"].as_str().expect("note")).expect("checkpoint");

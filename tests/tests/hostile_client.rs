@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use if_protocol::envelope::Audience;
+use if_protocol::topics::Topics;
 use if_tests::agent::Agent;
 use if_tests::broker::Broker;
 use if_tests::device::{self, DeviceRig, Limits};
@@ -38,7 +39,8 @@ fn a_frame_captured_on_one_agent_is_refused_by_another_before_anything_happens()
     let desk = Talent::new("desk");
     let (mut a1, mut a3) = two_agents(&broker, &desk);
     let hostile = Probe::connect(&broker, &a3.site, &a3.name);
-    hostile.subscribe(&format!("if/v1/{}/{}/cmd", a1.site, a1.name));
+    let a1_cmd = Topics::new(&a1.site, &a1.name).cmd;
+    hostile.subscribe(&a1_cmd);
 
     // The desk pings a1 with ifctl; the hostile client sees the frame go by and sends it to a3.
     let mut ping = vec!["message", "send", "--key", p(&desk.secret), "--sender", "desk"];
@@ -46,7 +48,7 @@ fn a_frame_captured_on_one_agent_is_refused_by_another_before_anything_happens()
     let addr = a1.addr();
     let out = Agent::ifctl(&[&ping[..], &addr.iter().map(String::as_str).collect::<Vec<_>>()].concat());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let captured = hostile.next_on(&format!("if/v1/{}/{}/cmd", a1.site, a1.name), WAIT).expect("captured");
+    let captured = hostile.next_on(&a1_cmd, WAIT).expect("captured");
     hostile.request(captured.payload.clone(), b"replayed-ping");
     let reply = hostile.next_on(&hostile.reply_topic_for("desk"), WAIT).expect("a3 answers");
     assert_eq!(reply.code().as_deref(), Some("IF_ERR_109"), "{}", reply.json());
@@ -58,7 +60,7 @@ fn a_frame_captured_on_one_agent_is_refused_by_another_before_anything_happens()
     let bot = Talent::new("bot");
     let add = a1.talent("add", &["--name", "bot", "--role", "automation", "--pubkey", p(&bot.public)]);
     assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
-    let captured = hostile.next_on(&format!("if/v1/{}/{}/cmd", a1.site, a1.name), WAIT).expect("captured");
+    let captured = hostile.next_on(&a1_cmd, WAIT).expect("captured");
     hostile.request(captured.payload, b"replayed-add");
     let reply = hostile.next_on(&hostile.reply_topic_for("sec"), WAIT).expect("a3 answers");
     assert_eq!(reply.code().as_deref(), Some("IF_ERR_109"), "{}", reply.json());
@@ -228,9 +230,9 @@ fn the_agent_answers_only_under_the_senders_reply_topic_whatever_the_response_to
         t.policy.clone(),
         t.dlq.clone(),
         t.cmd.clone(),
-        format!("if/v1/{}/{}/anchors", t.site, t.agent),
-        format!("if/v1/{}/{}/security", t.site, t.agent),
-        format!("if/v1/{}/{}/cmd", a3.site, a3.name),
+        t.anchors.clone(),
+        t.security.clone(),
+        Topics::new(&a3.site, &a3.name).cmd,
         t.reply_for("op"),
     ];
     let mut n = 0u32;

@@ -26,34 +26,28 @@ pub async fn list(target: &Target, wait: Duration, json: bool) -> Result<(), IfE
         ),
         None => IfError::format(ErrorCode::SystemError, format_args!("no status from {name} on {}", target.broker)),
     })?;
-    let breakers: BTreeMap<&str, &str> = status["breakers"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|b| Some((b["capability"].as_str()?, b["state"].as_str()?))).collect())
-        .unwrap_or_default();
-    let mut rows = Vec::new();
-    for m in status["policy"]["manifests"].as_array().into_iter().flatten() {
-        let id = m["id"].as_str().unwrap_or("?");
-        let mut row = m.clone();
-        row["breaker"] = serde_json::json!(breakers.get(id).copied().unwrap_or("-"));
-        rows.push(row);
-    }
+    let breakers: BTreeMap<&str, &str> =
+        status.breakers.iter().map(|b| (b.capability.as_str(), b.state.as_str())).collect();
+    let manifests = status.policy.as_ref().map(|p| p.manifests.as_slice()).unwrap_or_default();
+    let breaker = |id: &str| breakers.get(id).copied().unwrap_or("-");
     if json {
+        let rows: Vec<serde_json::Value> = manifests
+            .iter()
+            .map(|m| {
+                let mut row = serde_json::to_value(m).unwrap_or_default();
+                row["breaker"] = breaker(&m.id).into();
+                row
+            })
+            .collect();
         println!("{}", serde_json::Value::Array(rows));
         return Ok(());
     }
-    println!("{name} ({}):", status["state"].as_str().unwrap_or("?"));
+    let state = if status.state == if_protocol::messages::State::Online { "online" } else { "offline" };
+    println!("{name} ({state}):");
     println!("  {:<40} {:<9} {:<14} {:<10} actions", "capability", "version", "driver", "breaker");
     println!("  {:<40} {:<9} {:<14} {:<10} ping", "if://capability/edge.ping", "-", "built-in", "-");
-    for r in rows {
-        let actions: Vec<&str> = r["actions"].as_array().into_iter().flatten().filter_map(|a| a.as_str()).collect();
-        println!(
-            "  {:<40} {:<9} {:<14} {:<10} {}",
-            r["id"].as_str().unwrap_or("?"),
-            r["version"].as_str().unwrap_or("?"),
-            r["driver"].as_str().unwrap_or("?"),
-            r["breaker"].as_str().unwrap_or("-"),
-            actions.join(", ")
-        );
+    for m in manifests {
+        println!("  {:<40} {:<9} {:<14} {:<10} {}", m.id, m.version, m.driver, breaker(&m.id), m.actions.join(", "));
     }
     Ok(())
 }

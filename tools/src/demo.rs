@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use if_edge::reply::Reply;
+use if_protocol::topics::{self, Kind};
 use if_protocol::{ErrorCode, IfError};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Packet;
@@ -394,8 +395,8 @@ async fn steps(site: &Site) -> Vec<Step> {
         Err(e) => Err(e.clone()),
     };
     let cuts = || site.vmix.received().iter().filter(|l| l.starts_with("FUNCTION Cut")).count();
-    let tally = retained(&site.target, "tally").await;
-    let program = tally.as_ref().map(|t| t["program"].to_string()).unwrap_or_else(|| "none".into());
+    let tally: Option<if_protocol::messages::Tally> = retained(&site.target, Kind::Tally).await;
+    let program = tally.map_or_else(|| "none".into(), |t| format!("{:?}", t.program));
     steps.push(site.out.step(
         1,
         "the director cuts vMix, declaring the on-air hazard",
@@ -501,11 +502,10 @@ async fn steps(site: &Site) -> Vec<Step> {
     steps
 }
 
-/// The retained message on the agent's `kind` topic (`tally`, `status`), if one comes within 2 s signed
-/// by the agent.
-async fn retained(target: &Target, kind: &str) -> Option<serde_json::Value> {
+/// The retained message on the agent's `kind` topic, if one comes within 2 s signed by the agent.
+async fn retained<T: serde::de::DeserializeOwned>(target: &Target, kind: Kind) -> Option<T> {
     let broker = if_edge::config::BrokerAddr::parse(&target.broker).ok()?;
-    let topic = format!("if/v1/{}/{}/{kind}", target.site, target.agent);
+    let topic = topics::of(&target.site, &target.agent, kind);
     let (client, mut events) =
         AsyncClient::new(MqttOptions::new(format!("demo-{}", uuid::Uuid::new_v4()), broker.host, broker.port), 16);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);

@@ -267,7 +267,7 @@ fn talent_cmd(command: &TalentCommand, cli: &Cli, s: &settings::Settings) -> Res
 fn push(a: &PushArgs, s: &settings::Settings) -> Result<(), IfError> {
     let text = if_edge::policy::file::read(&a.file)?;
     let target = a.to.target(s, a.timeout)?;
-    let topic = if_edge::mqtt::Topics::new(&target.site, &target.agent).policy;
+    let topic = if_protocol::topics::Topics::new(&target.site, &target.agent).policy;
     answer(&target, |t| message::request(t, &topic, "policy", text.into_bytes()))
 }
 

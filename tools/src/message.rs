@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use if_edge::mqtt::Topics;
 use if_edge::reply::Reply;
 use if_protocol::attest::{self, REPLY_DOMAIN};
 use if_protocol::envelope::{ArgValue, Args, Audience, EnvelopeBody, Hazards, Nonce, ProtocolVersion};
+use if_protocol::topics::Topics;
 use if_protocol::{ErrorCode, IfError, frame, json};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};

@@ -13,10 +13,10 @@ use crate::capability::{Capability as _, Health};
 use crate::clock::Clock;
 use crate::drivers::Tally;
 use crate::lane::BreakerEvent;
-use crate::mqtt;
 use crate::witness::record::{Entry, Kind};
 use crate::witness::store::Append;
 use if_protocol::ErrorCode;
+use if_protocol::messages::{self, status::Breaker};
 
 /// The retained status again every `every` (uptime, log size, breakers and budgets move on), and
 /// whenever asked ([`Ctx::status_soon`]), at most once a second.
@@ -35,32 +35,22 @@ pub(super) async fn status_updates(ctx: Ctx, every: Duration) {
 
 /// The retained `online` status: health, policy and budgets.
 pub(super) fn online_status(health: &Health, state: &Mutex<State>) -> Vec<u8> {
-    let mut extra = health.snapshot();
-    extra["interval_s"] = health.status_interval_s.into();
+    let mut status = health.snapshot();
     let state = lock(state);
-    extra["policy"] = lock(&state.ingress.policy).status();
-    extra["budgets"] = state.ingress.budgets.status(Clock::system_ms() / 1000);
-    extra["breakers"] = state
+    status.policy = Some(lock(&state.ingress.policy).status());
+    status.budgets = state.ingress.budgets.status(Clock::system_ms() / 1000);
+    status.breakers = state
         .lanes
         .iter()
-        .map(|l| serde_json::json!({ "capability": l.id(), "state": l.breaker_state().name() }))
+        .map(|l| Breaker { capability: l.id().to_string(), state: l.breaker_state().name().to_string() })
         .collect();
-    mqtt::status_payload("online", extra)
+    serde_json::to_vec(&status).unwrap_or_default()
 }
 
 /// Tally changes from drivers, on the tally topic (the latest retained, for panels that connect later).
 pub(super) async fn tally_loop(ctx: Ctx, mut changes: mpsc::UnboundedReceiver<Tally>) {
     while let Some(t) = changes.recv().await {
-        let program: Vec<usize> = t.tally.chars().enumerate().filter(|(_, c)| *c == '1').map(|(i, _)| i + 1).collect();
-        let preview: Vec<usize> = t.tally.chars().enumerate().filter(|(_, c)| *c == '2').map(|(i, _)| i + 1).collect();
-        let payload = serde_json::json!({
-            "capability": t.capability,
-            "tally": t.tally,
-            "program": program,
-            "preview": preview,
-            // Signed with the rest: a replayed old tally shows its age.
-            "at_ms": Clock::system_ms(),
-        });
+        let payload = messages::Tally::from_digits(&t.capability, &t.tally, Clock::system_ms());
         let bytes = ctx.signer.publication(&ctx.topics.tally, serde_json::to_vec(&payload).unwrap_or_default());
         let _ = ctx.client.publish(ctx.topics.tally.clone(), QoS::AtLeastOnce, true, bytes).await;
     }

@@ -52,7 +52,7 @@ use crate::config::Loaded;
 use crate::drivers::DriverContext;
 use crate::ingress::{Accepted, Decision, Inbound, Ingress, Refused};
 use crate::lane::{BreakerEvent, Lane};
-use crate::mqtt::{self, Topics};
+use crate::mqtt;
 use crate::policy::Policy;
 use crate::policy::apply::PolicyCommands;
 use crate::rejections::Rejections;
@@ -62,6 +62,7 @@ use crate::witness::record::{Entry, Kind};
 use crate::witness::store::{Append, CheckpointSigner, Interrupted, Pending, Store};
 use crate::witness::verify::{self, BOOT_KEY_PREFIX};
 use crate::witness::writer::Witness;
+use if_protocol::topics::Topics;
 
 /// Most distinct routes a running command's copies are answered on.
 const WAITING_ROUTES: usize = 8;
@@ -292,7 +293,7 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     let (conflicts_tx, conflicts_rx) = mpsc::unbounded_channel();
     let link = mqtt::Link {
         client,
-        topics,
+        topics: topics.clone(),
         health: health.clone(),
         signer: signer.clone(),
         birth,
@@ -317,7 +318,8 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
         crate::anchor::uplink::Uplink {
             broker: config.uplink_broker(),
             client_id: format!("{}-uplink", config.client_id()),
-            topic: format!("if/v1/{}/{}/anchors", config.agent.site, config.agent.name),
+            topic: topics.anchors.clone(),
+            ack_topic: topics.anchors_ack.clone(),
             agent: format!("{}/{}", config.agent.site, config.agent.name),
             republish: Duration::from_secs(u64::from(config.uplink.republish_s)),
             backoff: config.backoff(),
@@ -347,8 +349,7 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     let _ = stop_uplink.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(2), uplink).await;
     let session = ctx.health.session.load(Ordering::Relaxed);
-    let who = serde_json::json!({ "agent": ctx.health.agent, "boot": ctx.health.boot, "session": session });
-    let offline = ctx.signer.publication(&ctx.topics.status, mqtt::status_payload("offline", who));
+    let offline = ctx.signer.publication(&ctx.topics.status, mqtt::offline(&ctx.health, session));
     let _ = ctx.client.publish(ctx.topics.status.clone(), QoS::AtLeastOnce, true, offline).await;
     let _ = ctx.client.disconnect().await;
     let _ = tokio::time::timeout(Duration::from_secs(2), driver).await;

@@ -11,18 +11,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::{AsyncClient, Event};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{Ack, Anchor};
 use crate::capability::Health;
 use crate::config::BrokerAddr;
 use crate::witness::writer::Witness;
+use if_protocol::messages::{Ack, Anchor};
 
 /// Where anchors go and how often unacknowledged ones are offered again.
 #[derive(Debug, Clone)]
@@ -31,8 +29,10 @@ pub struct Uplink {
     pub broker: BrokerAddr,
     /// The MQTT client id.
     pub client_id: String,
-    /// `if/v1/{site}/{agent}/anchors`.
+    /// The agent's `anchors` topic.
     pub topic: String,
+    /// Its `anchors/ack` topic.
+    pub ack_topic: String,
     /// `site/agent`.
     pub agent: String,
     /// Unacknowledged anchors go again after this long.
@@ -65,8 +65,7 @@ pub async fn run(up: Uplink, witness: Witness, health: Arc<Health>, mut stop: to
     options.set_keep_alive(Duration::from_secs(10)).set_clean_start(true).set_connection_timeout(5);
     let (client, eventloop) = AsyncClient::new(options, 64);
     let (tx, mut inputs) = mpsc::unbounded_channel();
-    let ack_topic = format!("{}/ack", up.topic);
-    tokio::spawn(drive(eventloop, client.clone(), (ack_topic, up.collector), up.backoff.clone(), tx));
+    tokio::spawn(drive(eventloop, client.clone(), (up.ack_topic.clone(), up.collector), up.backoff.clone(), tx));
     let mut connected = false;
     let mut offered: Vec<Anchor> = Vec::new();
     let mut offered_at: Option<Instant> = None;
@@ -133,7 +132,7 @@ async fn acknowledge(witness: &Witness, health: &Health, offered: &[Anchor], ack
         return;
     }
     let ours = offered.iter().find(|a| a.size == ack.size).and_then(|a| a.checkpoint().ok());
-    let Some(cp) = ours.filter(|cp| B64.encode(cp.root) == ack.root) else {
+    let Some(cp) = ours.filter(|cp| ack.root_hash() == Some(cp.root)) else {
         tracing::debug!(size = ack.size, "an acknowledgement of no anchor of ours was ignored");
         return;
     };

@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use ed25519_dalek::VerifyingKey;
 use if_protocol::envelope::EnvelopeBody;
 use if_protocol::keys::{self, KeyId};
+use if_protocol::messages::status;
 use if_protocol::policy::{Grant, Manifest, Signed, Talent, TalentStatus, TrustRoot};
 use if_protocol::{ErrorCode, IfError};
 
@@ -332,40 +333,35 @@ impl Policy {
     }
 
     /// The policy part of the status message.
-    pub fn status(&self) -> serde_json::Value {
-        let manifests: Vec<serde_json::Value> = self
+    pub fn status(&self) -> status::Policy {
+        let manifests = self
             .manifests
             .values()
-            .map(|m| {
-                let actions: Vec<&str> = m.doc.actions.iter().map(|a| a.name.as_str()).collect();
-                serde_json::json!({
-                    "id": m.doc.id.as_str(),
-                    "version": m.doc.version.to_string(),
-                    "driver": m.doc.driver.as_str(),
-                    "actions": actions,
-                })
+            .map(|m| status::Manifest {
+                id: m.doc.id.to_string(),
+                version: m.doc.version.to_string(),
+                driver: m.doc.driver.to_string(),
+                actions: m.doc.actions.iter().map(|a| a.name.to_string()).collect(),
             })
             .collect();
-        let refused: Vec<serde_json::Value> = self
+        let refused = self
             .refused
             .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "source": r.source,
-                    "code": r.error.code(),
-                    "name": r.error.code().name(),
-                    "message": r.error.detail(),
-                })
+            .map(|r| status::Refused {
+                source: r.source.clone(),
+                code: r.error.code(),
+                name: r.error.code().name().to_string(),
+                message: r.error.detail().to_string(),
             })
             .collect();
         let active = self.talents.values().filter(|t| t.status == TalentStatus::Active).count();
-        serde_json::json!({
-            "trust_root": self.root().map(|r| r.version),
-            "manifests": manifests,
-            "talents": active,
-            "grants": self.grants.len(),
-            "refused": refused,
-        })
+        status::Policy {
+            trust_root: self.root().map(|r| r.version),
+            manifests,
+            talents: active as u64,
+            grants: self.grants.len() as u64,
+            refused,
+        }
     }
 }
 
@@ -433,7 +429,7 @@ mod tests {
         let back = Policy::restore(persisted, allow).expect("restore");
         assert_eq!(back.root(), p.root());
         assert_eq!(back.manifest("if://capability/vmix.switcher").map(|m| m.version.to_string()), Some("1.2.0".into()));
-        assert_eq!(back.status()["manifests"][0]["version"], "1.2.0");
+        assert_eq!(back.status().manifests[0].version, "1.2.0");
     }
 
     #[test]
@@ -454,8 +450,8 @@ mod tests {
         p.refused("vmix.toml", &e);
         assert!(p.manifests().next().is_none());
         let s = p.status();
-        assert_eq!(s["refused"][0]["code"], "IF_ERR_001");
-        assert_eq!(s["refused"][0]["source"], "vmix.toml");
+        assert_eq!(s.refused[0].code, ErrorCode::InvalidSignature);
+        assert_eq!(s.refused[0].source, "vmix.toml");
         assert!(Policy::restore(vec![("root".into(), vec![1, 2, 3])], Vec::new()).is_err(), "garbage is an error");
     }
 }

@@ -2,7 +2,7 @@
 //! what it accepted before: accept it, take it as a repeat, refuse it, or hold it up as evidence that
 //! the agent's log shrank or forked.
 
-use if_edge::anchor::Anchor;
+use if_protocol::messages::Anchor;
 use if_protocol::witness::Hash;
 use if_protocol::witness::checkpoint::{Checkpoint, NoteVerifier};
 use if_protocol::witness::proof::verify_consistency;

@@ -15,9 +15,8 @@ pub mod store;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
-use if_edge::anchor::{Ack, Anchor};
+use if_protocol::messages::{Ack, Anchor, Evidence};
+use if_protocol::topics::{self, Kind};
 use if_protocol::{ErrorCode, IfError};
 use object_store::{ObjectStore, ObjectStoreExt as _};
 use rumqttc::v5::mqttbytes::QoS;
@@ -86,7 +85,7 @@ pub async fn run(opts: Options) -> Result<(), IfError> {
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                let _ = client.subscribe("if/v1/+/+/anchors", QoS::AtLeastOnce).await;
+                let _ = client.subscribe(topics::every("+", Kind::Anchors), QoS::AtLeastOnce).await;
             }
             Ok(Event::Incoming(Packet::SubAck(_))) => {
                 // Never a panic over a closed stderr: the collector outlives whoever started it.
@@ -96,7 +95,7 @@ pub async fn run(opts: Options) -> Result<(), IfError> {
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 quiet_until = tokio::time::Instant::now() + opts.wait;
                 let topic = String::from_utf8_lossy(&p.topic).into_owned();
-                let Some((site, agent)) = agent_of(&topic) else { continue };
+                let Some((site, agent)) = topics::agent_of(&topic, Kind::Anchors) else { continue };
                 let outcome = handle(&opts, &store, archive.as_deref(), &client, site, agent, &p.payload).await;
                 evidence += usize::from(outcome.starts_with("EVIDENCE"));
                 say(&opts, site, agent, &outcome);
@@ -118,11 +117,6 @@ pub async fn run(opts: Options) -> Result<(), IfError> {
         ));
     }
     Ok(())
-}
-
-fn agent_of(topic: &str) -> Option<(&str, &str)> {
-    let rest = topic.strip_prefix("if/v1/")?.strip_suffix("/anchors")?;
-    rest.split_once('/')
 }
 
 fn say(opts: &Options, site: &str, agent: &str, outcome: &str) {
@@ -163,7 +157,7 @@ async fn handle(
         Ok(l) => l,
         Err(e) => return format!("refused: {}", e.detail()),
     };
-    let ack_topic = format!("if/v1/{site}/{agent}/anchors/ack");
+    let ack_topic = topics::of(site, agent, Kind::AnchorsAck);
     match judge::judge(&anchor, &id, &key, last.as_ref(), |size| store.seen(&name, size)) {
         Verdict::Accept(a) => {
             if let Err(e) = store.accept(&name, &a) {
@@ -186,15 +180,15 @@ async fn handle(
         }
         Verdict::Refuse(why) => format!("REFUSED size {}: {why}", anchor.size),
         Verdict::Evidence { kind, why } => {
-            let evidence = serde_json::json!({
-                "kind": kind,
-                "agent": name,
-                "why": why,
-                "accepted": last.map(|l| l.note),
-                "offered": anchor.note,
-            });
-            let topic = format!("if/v1/{site}/{agent}/security");
-            let bytes = signed(opts, &topic, evidence.to_string().into_bytes());
+            let evidence = Evidence {
+                kind: kind.to_string(),
+                agent: name,
+                why: why.clone(),
+                accepted: last.map(|l| l.note),
+                offered: anchor.note,
+            };
+            let topic = topics::of(site, agent, Kind::Security);
+            let bytes = signed(opts, &topic, serde_json::to_vec(&evidence).unwrap_or_default());
             let _ = client.publish(topic, QoS::AtLeastOnce, false, bytes).await;
             format!("EVIDENCE {kind}: {why}")
         }
@@ -210,7 +204,7 @@ fn signed(opts: &Options, topic: &str, message: Vec<u8>) -> Vec<u8> {
 }
 
 async fn acknowledge(opts: &Options, client: &AsyncClient, topic: &str, size: u64, root: &[u8; 32]) {
-    let ack = Ack { size, root: B64.encode(root) };
+    let ack = Ack::of(size, root);
     if let Ok(bytes) = serde_json::to_vec(&ack) {
         let _ = client.publish(topic.to_string(), QoS::AtLeastOnce, false, signed(opts, topic, bytes)).await;
     }
