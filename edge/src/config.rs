@@ -9,7 +9,6 @@
 //! tests of that contract.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use if_protocol::{ErrorCode, IfError};
 use serde::{Deserialize, Serialize};
@@ -573,8 +572,8 @@ impl Config {
     }
 
     /// The reconnect schedule.
-    pub fn backoff(&self) -> Vec<Duration> {
-        self.mqtt.backoff_s.iter().map(|s| Duration::from_secs(u64::from(*s))).collect()
+    pub fn backoff(&self) -> crate::backoff::Backoff {
+        crate::backoff::Backoff::from_secs(&self.mqtt.backoff_s)
     }
 }
 

@@ -13,6 +13,7 @@ pub mod admit;
 pub mod agent;
 pub mod anchor;
 pub mod attest;
+pub mod backoff;
 pub mod budget;
 pub mod capability;
 pub mod clock;

@@ -18,6 +18,7 @@ use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use tokio::sync::{mpsc, watch};
 
 use crate::attest::Signer;
+use crate::backoff::Backoff;
 use crate::capability::Health;
 use crate::config::Config;
 use crate::tls::Tls;
@@ -69,12 +70,6 @@ pub fn options(
     Ok(o)
 }
 
-/// The delay before reconnect attempt `attempt` (from 0): the schedule's entry, jittered by +-20%.
-pub fn backoff_delay(schedule: &[Duration], attempt: usize) -> Duration {
-    let base = schedule.get(attempt).or(schedule.last()).copied().unwrap_or(Duration::from_secs(1));
-    base.mul_f64(rand::random_range(0.8..1.2))
-}
-
 /// The birth message: the retained, signed `online` status as it is now.
 pub type Birth = Arc<dyn Fn() -> Vec<u8> + Send + Sync>;
 
@@ -91,7 +86,7 @@ pub struct Link {
     /// The birth.
     pub birth: Birth,
     /// Reconnect delays.
-    pub schedule: Vec<Duration>,
+    pub schedule: Backoff,
     /// Where a conflict over this agent's identity is reported (to be witnessed).
     pub conflicts: mpsc::UnboundedSender<crate::identity::Conflict>,
 }
@@ -207,7 +202,7 @@ pub async fn drive(
                 eventloop.options.set_last_will(will(&topics, &health, &signer, session));
                 // While another process holds this identity, take the session back only now and then.
                 let step = if identity.in_conflict(now_ms) { usize::MAX } else { attempt };
-                let delay = backoff_delay(&schedule, step);
+                let delay = schedule.delay(step);
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "broker connection lost");
                 attempt += 1;
                 tokio::time::sleep(delay).await;
@@ -240,19 +235,5 @@ fn report(
         );
         health.set_conflict(c);
         let _ = conflicts.send(c.clone());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_follows_the_schedule_with_jitter() {
-        let s: Vec<Duration> = [1, 2, 5, 10, 30].into_iter().map(Duration::from_secs).collect();
-        for (attempt, base) in [(0, 1.0), (2, 5.0), (4, 30.0), (40, 30.0)] {
-            let d = backoff_delay(&s, attempt).as_secs_f64();
-            assert!(d >= base * 0.8 && d <= base * 1.2, "attempt {attempt}: {d}");
-        }
     }
 }

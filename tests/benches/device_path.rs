@@ -64,7 +64,7 @@ fn lane_overhead() {
             emergency: Default::default(),
             rps: 1e9,
             burst: 1_000_000,
-            backoff_s: vec![1],
+            backoff: if_edge::backoff::Backoff::from_secs(&[1]),
             breaker_failures: 5,
             queue_depth: 1024,
             timeout: Duration::from_secs(5),

@@ -17,6 +17,7 @@ use rumqttc::v5::{AsyncClient, Event};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::backoff::Backoff;
 use crate::capability::Health;
 use crate::config::BrokerAddr;
 use crate::witness::writer::Witness;
@@ -38,7 +39,7 @@ pub struct Uplink {
     /// Unacknowledged anchors go again after this long.
     pub republish: Duration,
     /// Reconnect delays.
-    pub backoff: Vec<Duration>,
+    pub backoff: Backoff,
     /// TLS for an `mqtts://` broker.
     pub tls: Option<crate::tls::Tls>,
     /// The collector's key: when pinned, only acknowledgements it signed count.
@@ -167,7 +168,7 @@ async fn drive(
     mut eventloop: rumqttc::v5::EventLoop,
     client: AsyncClient,
     (ack_topic, collector): (String, Option<ed25519_dalek::VerifyingKey>),
-    backoff: Vec<Duration>,
+    backoff: Backoff,
     tx: mpsc::UnboundedSender<Input>,
 ) {
     let mut attempt = 0usize;
@@ -187,7 +188,7 @@ async fn drive(
                 if tx.send(Input::Lost).is_err() {
                     return;
                 }
-                let delay = crate::mqtt::backoff_delay(&backoff, attempt);
+                let delay = backoff.delay(attempt);
                 // Said once per outage (a refused handshake included), then quietly retried.
                 if attempt == 0 {
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "uplink down; anchors wait");

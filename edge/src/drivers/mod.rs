@@ -1,6 +1,7 @@
 //! Device drivers, by the name a manifest gives in `driver`, each behind a [`Lane`](crate::lane::Lane).
 
 pub mod loopback;
+pub mod supervisor;
 pub mod videohub;
 pub mod visca;
 pub mod vmix;
@@ -12,6 +13,7 @@ use if_protocol::policy::Manifest;
 use if_protocol::{ErrorCode, IfError};
 use tokio::sync::mpsc;
 
+use crate::backoff::Backoff;
 use crate::lane::Driver;
 use crate::vault::Vault;
 
@@ -29,34 +31,6 @@ pub struct Tally {
 pub struct DriverContext {
     /// Tally changes, published on the tally topic.
     pub tally: mpsc::UnboundedSender<Tally>,
-}
-
-/// A request to a driver's connection task, which can be refused while the device is away.
-pub(crate) trait Refusable {
-    /// Answers the request with `why`.
-    fn refuse(self, why: IfError);
-}
-
-/// Waits out reconnect attempt `attempt` on the `backoff_s` schedule (jittered, the last entry repeats);
-/// every request that arrives meanwhile is refused at once with `why`: nothing waits on a dead link.
-/// Returns false when the driver is gone.
-pub(crate) async fn wait_out<R: Refusable>(
-    requests: &mut mpsc::Receiver<R>,
-    backoff_s: &[u32],
-    attempt: usize,
-    why: &IfError,
-) -> bool {
-    let schedule: Vec<Duration> = backoff_s.iter().map(|s| Duration::from_secs(u64::from((*s).max(1)))).collect();
-    let until = tokio::time::Instant::now() + crate::mqtt::backoff_delay(&schedule, attempt);
-    loop {
-        tokio::select! {
-            r = requests.recv() => match r {
-                Some(r) => r.refuse(why.clone()),
-                None => return false,
-            },
-            () = tokio::time::sleep_until(until) => return true,
-        }
-    }
 }
 
 /// Connects to `addr` within `timeout`, with Nagle off (device commands are small and latency counts).
@@ -93,20 +67,25 @@ pub fn build(m: &Manifest, vault: &Vault, ctx: &DriverContext) -> Result<Arc<dyn
         vmix::DRIVER => Ok(Arc::new(vmix::Vmix::start(
             tcp_endpoint(m)?,
             timeout,
-            m.limits.backoff.to_vec(),
+            Backoff::from_secs(&m.limits.backoff),
             m.id.to_string(),
             ctx.clone(),
         ))),
         videohub::DRIVER => Ok(Arc::new(videohub::Videohub::start(
             tcp_endpoint(m)?,
             timeout,
-            m.limits.backoff.to_vec(),
+            Backoff::from_secs(&m.limits.backoff),
             m.id.to_string(),
         ))),
         visca::DRIVER => {
             let endpoint = visca::Endpoint::parse(&m.endpoint)
                 .map_err(|why| IfError::format(ErrorCode::InvalidEnvelope, format_args!("{}: endpoint {why}", m.id)))?;
-            Ok(Arc::new(visca::Visca::start(endpoint, timeout, m.limits.backoff.to_vec(), m.id.to_string())))
+            Ok(Arc::new(visca::Visca::start(
+                endpoint,
+                timeout,
+                Backoff::from_secs(&m.limits.backoff),
+                m.id.to_string(),
+            )))
         }
         other => Err(IfError::format(
             ErrorCode::CapabilityNotAllowed,

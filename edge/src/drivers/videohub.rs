@@ -11,6 +11,8 @@
 //! Actions: `route` with `output` and `input` (0-based, as the protocol counts), `salvo` with
 //! `routes = "OUT:IN,OUT:IN,..."`.
 
+use super::supervisor::{Device, Refusable, supervise};
+use crate::backoff::Backoff;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -166,7 +168,7 @@ struct Request {
     answer: oneshot::Sender<Result<serde_json::Value, IfError>>,
 }
 
-impl super::Refusable for Request {
+impl Refusable for Request {
     fn refuse(self, why: IfError) {
         let _ = self.answer.send(Err(why));
     }
@@ -186,11 +188,11 @@ fn unreachable(endpoint: &str, why: impl std::fmt::Display) -> IfError {
 
 impl Videohub {
     /// Starts the connection task for `host:port`.
-    pub fn start(addr: String, timeout: Duration, backoff_s: Vec<u32>, capability: String) -> Self {
+    pub fn start(addr: String, timeout: Duration, backoff: Backoff, capability: String) -> Self {
         let (requests, rx) = mpsc::channel(64);
         let model = Arc::new(Mutex::new(None));
-        let task = Connection { addr: addr.clone(), timeout, backoff_s, capability, model: model.clone() };
-        tokio::spawn(task.run(rx));
+        let task = Connection { addr: addr.clone(), timeout, capability, model: model.clone() };
+        tokio::spawn(supervise(task, backoff, rx));
         Videohub { requests, model, endpoint: addr }
     }
 
@@ -238,9 +240,28 @@ impl Driver for Videohub {
 struct Connection {
     addr: String,
     timeout: Duration,
-    backoff_s: Vec<u32>,
     capability: String,
     model: Arc<Mutex<Option<Model>>>,
+}
+
+impl Device for Connection {
+    type Conn = (Reader, OwnedWriteHalf);
+    type Request = Request;
+
+    fn describe(&self) -> String {
+        format!("Videohub {} on {}", self.capability, self.addr)
+    }
+
+    async fn connect(&self) -> Result<Self::Conn, IfError> {
+        self.open().await
+    }
+
+    async fn serve(&self, (r, w): Self::Conn, requests: &mut mpsc::Receiver<Request>) -> IfError {
+        let why = self.serve_on(r, w, requests).await;
+        // What the router said is unknown from here until the next prelude.
+        *self.model.lock().await = None;
+        why
+    }
 }
 
 /// Reads one block: a header and its lines up to the blank line.
@@ -267,32 +288,8 @@ async fn read_block(r: &mut Reader) -> Result<(String, Vec<String>), String> {
 }
 
 impl Connection {
-    async fn run(self, mut requests: mpsc::Receiver<Request>) {
-        let mut attempt = 0usize;
-        loop {
-            let why = match self.connect().await {
-                Ok((r, w)) => {
-                    attempt = 0;
-                    tracing::info!(capability = %self.capability, addr = %self.addr, "Videohub connected");
-                    let why = self.serve(r, w, &mut requests).await;
-                    *self.model.lock().await = None;
-                    tracing::warn!(capability = %self.capability, "Videohub connection lost: {}", why.detail());
-                    why
-                }
-                Err(e) => {
-                    tracing::warn!(capability = %self.capability, "{}", e.detail());
-                    e
-                }
-            };
-            if !super::wait_out(&mut requests, &self.backoff_s, attempt, &why).await {
-                return;
-            }
-            attempt += 1;
-        }
-    }
-
     /// Connects and reads the prelude into the model.
-    async fn connect(&self) -> Result<(Reader, OwnedWriteHalf), IfError> {
+    async fn open(&self) -> Result<(Reader, OwnedWriteHalf), IfError> {
         let stream = super::tcp_connect(&self.addr, self.timeout, |e| unreachable(&self.addr, e)).await?;
         let (r, w) = stream.into_split();
         let mut r = FramedRead::new(r, LinesCodec::new_with_max_length(MAX_LINE));
@@ -322,7 +319,7 @@ impl Connection {
     }
 
     /// One request at a time until the connection fails; returns why.
-    async fn serve(&self, mut r: Reader, mut w: OwnedWriteHalf, requests: &mut mpsc::Receiver<Request>) -> IfError {
+    async fn serve_on(&self, mut r: Reader, mut w: OwnedWriteHalf, requests: &mut mpsc::Receiver<Request>) -> IfError {
         loop {
             tokio::select! {
                 b = read_block(&mut r) => match b {

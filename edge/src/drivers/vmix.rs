@@ -12,6 +12,8 @@
 //! Actions map to vMix functions by name: `cut` -> `FUNCTION Cut`, `preview_input` with `Input=3` ->
 //! `FUNCTION PreviewInput Input=3`; every argument goes into the query string, URL-encoded.
 
+use super::supervisor::{Device, Refusable, supervise};
+use crate::backoff::Backoff;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -42,7 +44,7 @@ struct Request {
     answer: oneshot::Sender<Result<String, IfError>>,
 }
 
-impl super::Refusable for Request {
+impl Refusable for Request {
     fn refuse(self, why: IfError) {
         let _ = self.answer.send(Err(why));
     }
@@ -68,11 +70,11 @@ fn unreachable(endpoint: &str, why: impl std::fmt::Display) -> IfError {
 
 impl Vmix {
     /// Starts the connection task for `host:port`.
-    pub fn start(addr: String, timeout: Duration, backoff_s: Vec<u32>, capability: String, ctx: DriverContext) -> Self {
+    pub fn start(addr: String, timeout: Duration, backoff: Backoff, capability: String, ctx: DriverContext) -> Self {
         let (requests, rx) = mpsc::channel(64);
         let connected = Arc::new(AtomicBool::new(false));
-        let task = Connection { addr: addr.clone(), timeout, backoff_s, capability, ctx, connected: connected.clone() };
-        tokio::spawn(task.run(rx));
+        let task = Connection { addr: addr.clone(), timeout, capability, ctx, connected: connected.clone() };
+        tokio::spawn(supervise(task, backoff, rx));
         Vmix { requests, connected, endpoint: addr }
     }
 
@@ -140,10 +142,34 @@ impl Driver for Vmix {
 struct Connection {
     addr: String,
     timeout: Duration,
-    backoff_s: Vec<u32>,
     capability: String,
     ctx: DriverContext,
     connected: Arc<AtomicBool>,
+}
+
+impl Device for Connection {
+    type Conn = (Reader, OwnedWriteHalf);
+    type Request = Request;
+
+    fn describe(&self) -> String {
+        format!("vMix {} on {}", self.capability, self.addr)
+    }
+
+    async fn connect(&self) -> Result<Self::Conn, IfError> {
+        self.open().await
+    }
+
+    async fn serve(&self, (r, w): Self::Conn, requests: &mut mpsc::Receiver<Request>) -> IfError {
+        self.serve_on(r, w, requests).await
+    }
+
+    fn up(&self) {
+        self.connected.store(true, Ordering::Relaxed);
+    }
+
+    fn down(&self) {
+        self.connected.store(false, Ordering::Relaxed);
+    }
 }
 
 /// One parsed line: `<COMMAND> <OK|ER|length> [text]`.
@@ -159,33 +185,8 @@ fn parse(line: &str) -> Line<'_> {
 }
 
 impl Connection {
-    async fn run(self, mut requests: mpsc::Receiver<Request>) {
-        let mut attempt = 0usize;
-        loop {
-            let why = match self.connect().await {
-                Ok((reader, writer)) => {
-                    attempt = 0;
-                    self.connected.store(true, Ordering::Relaxed);
-                    tracing::info!(capability = %self.capability, addr = %self.addr, "vMix connected");
-                    let why = self.serve(reader, writer, &mut requests).await;
-                    self.connected.store(false, Ordering::Relaxed);
-                    tracing::warn!(capability = %self.capability, "vMix connection lost: {}", why.detail());
-                    why
-                }
-                Err(e) => {
-                    tracing::warn!(capability = %self.capability, "{}", e.detail());
-                    e
-                }
-            };
-            if !super::wait_out(&mut requests, &self.backoff_s, attempt, &why).await {
-                return;
-            }
-            attempt += 1;
-        }
-    }
-
     /// Connects, checks the greeting, subscribes to tally and reads the current tally.
-    async fn connect(&self) -> Result<(Reader, OwnedWriteHalf), IfError> {
+    async fn open(&self) -> Result<(Reader, OwnedWriteHalf), IfError> {
         let stream = super::tcp_connect(&self.addr, self.timeout, |e| unreachable(&self.addr, e)).await?;
         let (r, mut w) = stream.into_split();
         let mut r = FramedRead::new(r, LinesCodec::new_with_max_length(MAX_LINE));
@@ -227,7 +228,7 @@ impl Connection {
     }
 
     /// Serves requests one at a time until the connection fails; returns why.
-    async fn serve(&self, mut r: Reader, mut w: OwnedWriteHalf, requests: &mut mpsc::Receiver<Request>) -> IfError {
+    async fn serve_on(&self, mut r: Reader, mut w: OwnedWriteHalf, requests: &mut mpsc::Receiver<Request>) -> IfError {
         let mut pending: Option<(Request, Instant)> = None;
         loop {
             let deadline = pending.as_ref().map(|(_, d)| *d);

@@ -9,6 +9,7 @@
 //! Pure: time is milliseconds from a fixed origin and the jitter factor is passed in, so every transition
 //! is tested without clocks. Each transition returns a [`Change`] for the witness and the status topic.
 
+use crate::backoff::Backoff;
 use if_protocol::{ErrorCode, IfError};
 
 /// The breaker's state as shown to operators.
@@ -57,18 +58,14 @@ enum Inner {
 #[derive(Debug, Clone)]
 pub struct Breaker {
     threshold: u32,
-    schedule_ms: Vec<u64>,
+    schedule: Backoff,
     inner: Inner,
 }
 
 impl Breaker {
-    /// Opens after `threshold` consecutive failures; waits `schedule_s[round]` seconds (the last repeats).
-    pub fn new(threshold: u32, schedule_s: &[u32]) -> Self {
-        let mut schedule_ms: Vec<u64> = schedule_s.iter().map(|s| u64::from(*s).max(1) * 1000).collect();
-        if schedule_ms.is_empty() {
-            schedule_ms.push(1000);
-        }
-        Breaker { threshold: threshold.max(1), schedule_ms, inner: Inner::Closed { failures: 0 } }
+    /// Opens after `threshold` consecutive failures; the `round`-th open wait is the schedule's.
+    pub fn new(threshold: u32, schedule: Backoff) -> Self {
+        Breaker { threshold: threshold.max(1), schedule, inner: Inner::Closed { failures: 0 } }
     }
 
     /// The state now.
@@ -146,8 +143,7 @@ impl Breaker {
     }
 
     fn open(&mut self, from: State, round: usize, now_ms: u64, jitter: f64, reason: String) -> Change {
-        let base = self.schedule_ms.get(round).or(self.schedule_ms.last()).copied().unwrap_or(1000);
-        let wait_ms = ((base as f64) * jitter.clamp(0.5, 1.5)) as u64;
+        let wait_ms = u64::try_from(self.schedule.jittered(round, jitter).as_millis()).unwrap_or(u64::MAX);
         self.inner = Inner::Open { until_ms: now_ms + wait_ms, round };
         Change { from, to: State::Open, reason, wait_ms: Some(wait_ms) }
     }
@@ -159,7 +155,7 @@ mod tests {
 
     #[test]
     fn opens_after_n_consecutive_failures_and_an_answer_resets_the_count() {
-        let mut b = Breaker::new(3, &[1, 2, 5]);
+        let mut b = Breaker::new(3, Backoff::from_secs(&[1, 2, 5]));
         assert_eq!(b.record(true, 0, 1.0), None);
         assert_eq!(b.record(true, 0, 1.0), None);
         assert_eq!(b.record(false, 0, 1.0), None, "the device answered: the count starts again");
@@ -174,7 +170,7 @@ mod tests {
 
     #[test]
     fn exactly_one_probe_then_closed_or_a_longer_wait() {
-        let mut b = Breaker::new(1, &[1, 2, 5]);
+        let mut b = Breaker::new(1, Backoff::from_secs(&[1, 2, 5]));
         b.record(true, 0, 1.0).expect("opens");
         assert!(!b.probe_due(999));
         assert!(b.probe_due(1000));
@@ -191,14 +187,14 @@ mod tests {
 
     #[test]
     fn the_last_wait_repeats_and_jitter_stays_bounded() {
-        let mut b = Breaker::new(1, &[1, 2]);
+        let mut b = Breaker::new(1, Backoff::from_secs(&[1, 2]));
         b.record(true, 0, 1.0);
         for round in 0..5 {
             b.start_probe();
             let c = b.probe_result(false, 0, 1.2).expect("open");
             assert_eq!(c.wait_ms, Some(2400), "round {round}: the last entry, jittered +20%");
         }
-        let mut j = Breaker::new(1, &[10]);
-        assert_eq!(j.record(true, 0, 9.0).and_then(|c| c.wait_ms), Some(15_000), "jitter is clamped");
+        let mut j = Breaker::new(1, Backoff::from_secs(&[10]));
+        assert_eq!(j.record(true, 0, 9.0).and_then(|c| c.wait_ms), Some(12_000), "jitter is clamped");
     }
 }

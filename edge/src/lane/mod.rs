@@ -12,6 +12,7 @@
 pub mod breaker;
 pub mod bucket;
 
+use crate::backoff::{self, Backoff};
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
@@ -75,8 +76,8 @@ pub struct LaneSpec {
     pub rps: f32,
     /// Token bucket size.
     pub burst: u32,
-    /// Breaker waits, seconds.
-    pub backoff_s: Vec<u32>,
+    /// Breaker waits, and the waits between retries of a command that reached nothing.
+    pub backoff: Backoff,
     /// Consecutive failures that open the breaker.
     pub breaker_failures: u32,
     /// Commands that may wait.
@@ -95,7 +96,7 @@ impl LaneSpec {
             emergency: m.actions.iter().filter(|a| a.emergency).map(|a| a.name.to_string()).collect(),
             rps: l.rps,
             burst: l.burst,
-            backoff_s: l.backoff.to_vec(),
+            backoff: Backoff::from_secs(&l.backoff),
             breaker_failures: l.breaker_failures,
             queue_depth: usize::try_from(l.queue_depth).unwrap_or(1).max(1),
             timeout: Duration::from_millis(u64::from(l.timeout_ms.max(1))),
@@ -154,10 +155,6 @@ impl std::fmt::Debug for Lane {
     }
 }
 
-fn jitter() -> f64 {
-    rand::random_range(0.8..1.2)
-}
-
 impl Lane {
     /// Starts the lane's worker and prober on the current runtime.
     pub fn start(spec: LaneSpec, driver: Arc<dyn Driver>, events: mpsc::UnboundedSender<BreakerEvent>) -> Lane {
@@ -165,14 +162,13 @@ impl Lane {
         let (priority, priority_rx) = mpsc::channel(spec.queue_depth);
         let gate = Arc::new(Gate {
             epoch: Instant::now(),
-            breaker: Mutex::new(Breaker::new(spec.breaker_failures, &spec.backoff_s)),
+            breaker: Mutex::new(Breaker::new(spec.breaker_failures, spec.backoff.clone())),
             events,
             opened: tokio::sync::Notify::new(),
             id: spec.id.clone(),
         });
         let bucket = TokenBucket::new(spec.rps, spec.burst, 0);
-        let retries: Vec<Duration> =
-            spec.backoff_s.iter().take(MAX_RETRIES).map(|s| Duration::from_secs(u64::from((*s).max(1)))).collect();
+        let retries: Vec<Duration> = spec.backoff.steps().iter().take(MAX_RETRIES).copied().collect();
         tokio::spawn(work(driver.clone(), gate.clone(), bucket, queue_rx, spec.timeout, retries));
         tokio::spawn(emergencies(driver.clone(), gate.clone(), priority_rx, spec.timeout));
         tokio::spawn(probe(driver.clone(), Arc::downgrade(&gate), spec.timeout));
@@ -281,7 +277,7 @@ async fn run(driver: &dyn Driver, gate: &Gate, job: Job, timeout: Duration, retr
         };
         let code = outcome.as_ref().err().map(IfError::code);
         let counts = matches!(code, Some(ErrorCode::DeviceUnreachable | ErrorCode::DeviceTimeout));
-        let change = gate.breaker().record(counts, gate.now_ms(), jitter());
+        let change = gate.breaker().record(counts, gate.now_ms(), backoff::factor());
         let opened = change.is_some();
         gate.publish(change);
         // Unreachable means nothing reached the device: safe to try again after the next wait of the
@@ -289,7 +285,7 @@ async fn run(driver: &dyn Driver, gate: &Gate, job: Job, timeout: Duration, retr
         match retries.get(attempt) {
             Some(wait) if code == Some(ErrorCode::DeviceUnreachable) && !opened => {
                 attempt += 1;
-                tokio::time::sleep(wait.mul_f64(jitter())).await;
+                tokio::time::sleep(wait.mul_f64(backoff::factor())).await;
             }
             _ => break outcome,
         }
@@ -318,7 +314,7 @@ async fn probe(driver: Arc<dyn Driver>, gate: std::sync::Weak<Gate>, timeout: Du
                 let started = g.breaker().start_probe();
                 g.publish(started);
                 let ok = matches!(tokio::time::timeout(timeout, driver.health()).await, Ok(Ok(())));
-                let result = g.breaker().probe_result(ok, g.now_ms(), jitter());
+                let result = g.breaker().probe_result(ok, g.now_ms(), backoff::factor());
                 g.publish(result);
             }
         }

@@ -70,7 +70,7 @@ fn spec(rps: f32, burst: u32, depth: usize) -> LaneSpec {
         emergency: ["stop"].into_iter().map(String::from).collect(),
         rps,
         burst,
-        backoff_s: vec![1, 2, 5],
+        backoff: crate::backoff::Backoff::from_secs(&[1, 2, 5]),
         breaker_failures: 3,
         queue_depth: depth,
         timeout: Duration::from_millis(500),

@@ -16,6 +16,8 @@
 //! downright, `pan_speed` 1-24, `tilt_speed` 1-20), `stop` (pan/tilt stop; mark it `emergency` in the
 //! manifest), `zoom` (`direction` tele/wide/stop, `speed` 0-7).
 
+use super::supervisor::{Device, Refusable, supervise};
+use crate::backoff::Backoff;
 use std::time::Duration;
 
 use if_protocol::envelope::{ArgValue, EnvelopeBody};
@@ -161,7 +163,7 @@ impl Framer {
     }
 }
 
-impl super::Refusable for Request {
+impl Refusable for Request {
     fn refuse(self, why: IfError) {
         let _ = self.answer.send(Err(why));
     }
@@ -177,10 +179,10 @@ pub struct Visca {
 
 impl Visca {
     /// Starts the port task.
-    pub fn start(endpoint: Endpoint, timeout: Duration, backoff_s: Vec<u32>, capability: String) -> Self {
+    pub fn start(endpoint: Endpoint, timeout: Duration, backoff: Backoff, capability: String) -> Self {
         let (requests, rx) = mpsc::channel(64);
         let (address, path) = (endpoint.address, endpoint.path.clone());
-        tokio::spawn(Port { endpoint, timeout, backoff_s, capability }.run(rx));
+        tokio::spawn(supervise(Port { endpoint, timeout, capability }, backoff, rx));
         Visca { requests, address, path }
     }
 
@@ -223,10 +225,26 @@ impl Driver for Visca {
     }
 }
 
+impl Device for Port {
+    type Conn = SerialStream;
+    type Request = Request;
+
+    fn describe(&self) -> String {
+        format!("VISCA {} on {}", self.capability, self.endpoint.path)
+    }
+
+    async fn connect(&self) -> Result<SerialStream, IfError> {
+        tokio_serial::new(&self.endpoint.path, self.endpoint.baud).open_native_async().map_err(|e| self.unreachable(e))
+    }
+
+    async fn serve(&self, port: SerialStream, requests: &mut mpsc::Receiver<Request>) -> IfError {
+        self.serve_on(port, requests).await
+    }
+}
+
 struct Port {
     endpoint: Endpoint,
     timeout: Duration,
-    backoff_s: Vec<u32>,
     capability: String,
 }
 
@@ -235,28 +253,8 @@ impl Port {
         IfError::format(ErrorCode::DeviceUnreachable, format_args!("camera on {}: {why}", self.endpoint.path))
     }
 
-    async fn run(self, mut requests: mpsc::Receiver<Request>) {
-        let mut attempt = 0usize;
-        loop {
-            let why = match tokio_serial::new(&self.endpoint.path, self.endpoint.baud).open_native_async() {
-                Ok(port) => {
-                    attempt = 0;
-                    tracing::info!(capability = %self.capability, port = %self.endpoint.path, "VISCA port open");
-                    let why = self.serve(port, &mut requests).await;
-                    tracing::warn!(capability = %self.capability, "VISCA port lost: {}", why.detail());
-                    why
-                }
-                Err(e) => self.unreachable(e),
-            };
-            if !super::wait_out(&mut requests, &self.backoff_s, attempt, &why).await {
-                return;
-            }
-            attempt += 1;
-        }
-    }
-
     /// Serves until the port fails; returns why. Whatever was in flight then ends with it.
-    async fn serve(&self, mut port: SerialStream, requests: &mut mpsc::Receiver<Request>) -> IfError {
+    async fn serve_on(&self, mut port: SerialStream, requests: &mut mpsc::Receiver<Request>) -> IfError {
         let mut sockets = Sockets::new(self.endpoint.address, self.timeout);
         let why = self.exchange(&mut port, &mut sockets, requests).await;
         sockets.lost(&why);
