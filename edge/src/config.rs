@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 use if_protocol::{ErrorCode, IfError};
 use serde::{Deserialize, Serialize};
 
+use crate::mqtt::BrokerAddr;
+use crate::policy::load::Sources;
+use crate::policy::manifests::Allowed;
+
 /// The whole file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -210,12 +214,15 @@ pub struct TrustSection {
     /// root is installed by setting `root` and restarting (a first root is never taken from the network).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_root: bool,
+    /// `allow`, parsed once when the file is read ([`Config::problems`] names every entry that does not).
+    #[serde(skip)]
+    pub allowed: Vec<Allowed>,
 }
 
 impl TrustSection {
-    /// The parsed allow-list (checked by [`Config::parse`]).
-    pub fn allowed(&self) -> Vec<crate::policy::manifests::Allowed> {
-        self.allow.iter().filter_map(|a| crate::policy::manifests::Allowed::parse(a).ok()).collect()
+    /// Where policy comes from at start, for [`crate::policy::load::at_start`].
+    pub fn sources(&self) -> Sources<'_> {
+        Sources { root: self.root.as_deref(), manifests: self.manifests.as_deref(), allowed: &self.allowed }
     }
 }
 
@@ -250,37 +257,6 @@ pub struct Loaded {
     pub file: PathBuf,
     /// The content, paths made absolute.
     pub config: Config,
-}
-
-/// Where the broker is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokerAddr {
-    /// Host name or address.
-    pub host: String,
-    /// TCP port.
-    pub port: u16,
-    /// `mqtts://`: the connection is TLS.
-    pub tls: bool,
-}
-
-impl BrokerAddr {
-    /// Parses `mqtt://HOST[:PORT]` (1883 by default) or `mqtts://HOST[:PORT]` (TLS, 8883 by default).
-    pub fn parse(url: &str) -> Result<BrokerAddr, String> {
-        let (rest, tls, default_port) = match (url.strip_prefix("mqtt://"), url.strip_prefix("mqtts://")) {
-            (Some(rest), _) => (rest, false, 1883),
-            (_, Some(rest)) => (rest, true, 8883),
-            _ => return Err("must start with mqtt:// or mqtts://".into()),
-        };
-        let rest = rest.trim_end_matches('/');
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("port {p:?} is not a number 1..65535"))?),
-            None => (rest, default_port),
-        };
-        if host.is_empty() || port == 0 {
-            return Err("needs a host and a port 1..65535".into());
-        }
-        Ok(BrokerAddr { host: host.trim_start_matches('[').trim_end_matches(']').to_string(), port, tls })
-    }
 }
 
 /// The top-level sections a config file may have.
@@ -410,9 +386,13 @@ impl Config {
         else {
             return Err(fail(list));
         };
-        let config = Config { agent, mqtt, admission, witness, trust, vault, budgets, uplink };
+        let mut config = Config { agent, mqtt, admission, witness, trust, vault, budgets, uplink };
         list.extend(config.rule_problems().into_iter().map(|(key, what)| format!("{key}: {what}")));
-        if list.is_empty() { Ok(config) } else { Err(fail(list)) }
+        if !list.is_empty() {
+            return Err(fail(list));
+        }
+        config.trust.allowed = config.trust.allow.iter().filter_map(|a| Allowed::parse(a).ok()).collect();
+        Ok(config)
     }
 
     /// The rules types cannot express, as (key, problem), all of them.
@@ -478,7 +458,7 @@ impl Config {
             }
         }
         for (i, a) in self.trust.allow.iter().enumerate() {
-            if let Err(why) = crate::policy::manifests::Allowed::parse(a) {
+            if let Err(why) = Allowed::parse(a) {
                 bad(&format!("trust.allow[{i}]"), &why);
             }
         }
@@ -559,6 +539,19 @@ impl Config {
     /// The broker anchors go to.
     pub fn uplink_broker(&self) -> BrokerAddr {
         self.uplink.broker.as_deref().and_then(|b| BrokerAddr::parse(b).ok()).unwrap_or_else(|| self.broker())
+    }
+
+    /// The control broker session's settings.
+    pub fn session(&self) -> crate::mqtt::Session {
+        let m = &self.mqtt;
+        crate::mqtt::Session {
+            client_id: self.client_id(),
+            broker: self.broker(),
+            keep_alive_s: m.keep_alive_s,
+            session_expiry_s: m.session_expiry_s,
+            receive_maximum: m.receive_maximum,
+            outgoing_inflight: m.outgoing_inflight,
+        }
     }
 
     /// The MQTT client id.
@@ -696,17 +689,6 @@ broker = "mqtt://127.0.0.1:1883"
     fn a_missing_section_is_reported() {
         let e = err("[agent]\nsite = \"a\"\nname = \"b\"\nkey = \"k\"\n");
         assert!(e.contains("mqtt"), "{e}");
-    }
-
-    #[test]
-    fn broker_urls() {
-        assert_eq!(BrokerAddr::parse("mqtt://host").expect("ok").port, 1883);
-        assert!(BrokerAddr::parse("mqtt://host:0").is_err());
-        assert!(BrokerAddr::parse("mqtt://:99").is_err());
-        assert!(BrokerAddr::parse("mqtt://h:99999").is_err());
-        let tls = BrokerAddr::parse("mqtts://fleet.example").expect("ok");
-        assert_eq!((tls.port, tls.tls), (8883, true));
-        assert!(BrokerAddr::parse("tcp://h:1883").is_err());
     }
 
     #[test]

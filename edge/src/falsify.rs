@@ -9,8 +9,8 @@
 use if_protocol::envelope::{ArgValue, Args, EnvelopeBody};
 use if_protocol::{ErrorCode, IfError};
 
+use crate::capability::Plan;
 use crate::capability::{Capability, OutcomeFuture};
-use crate::lane::Plan;
 
 /// The reserved argument.
 pub const MODE_ARG: &str = "_mode";

@@ -313,7 +313,7 @@ impl Ingress {
             Ok(c) => c.plan(&real),
             Err(e) => {
                 problems.push(e);
-                crate::lane::Plan::default()
+                crate::capability::Plan::default()
             }
         };
         Arc::new(crate::falsify::DryRun::new(&real.capability, problems, plan))

@@ -76,8 +76,7 @@ pub fn init(req: &InitRequest) -> Result<Written, IfError> {
             Some(_) => TrustSection {
                 root: Some(PathBuf::from("policy/root.toml")),
                 manifests: Some(PathBuf::from("policy/manifests")),
-                allow: Vec::new(),
-                no_root: false,
+                ..TrustSection::default()
             },
             None => TrustSection { no_root: true, ..TrustSection::default() },
         },

@@ -117,28 +117,6 @@ impl Tls {
     }
 }
 
-/// MQTT 5 options for client `id` at `addr`: over TLS for `mqtts://`, which needs `tls`.
-pub fn client_options(
-    id: impl Into<String>,
-    addr: &crate::config::BrokerAddr,
-    tls: Option<&Tls>,
-) -> Result<rumqttc::v5::MqttOptions, IfError> {
-    let mut options = rumqttc::v5::MqttOptions::new(id, addr.host.clone(), addr.port);
-    match (addr.tls, tls) {
-        (true, Some(tls)) => {
-            options.set_transport(tls.transport());
-        }
-        (true, None) => {
-            return Err(IfError::format(
-                ErrorCode::ConfigInvalid,
-                format_args!("mqtts://{}:{} needs the broker's CA certificate", addr.host, addr.port),
-            ));
-        }
-        (false, _) => {}
-    }
-    Ok(options)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,9 +7,9 @@ use core::fmt;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::envelope::{Name, check_token};
 use crate::error::{ErrorCode, IfError, Result};
 use crate::if_bail;
+use crate::name::{Name, check_token};
 
 /// Whom an envelope is for, inside the signature: an agent refuses an envelope addressed to another one
 /// before anything else happens (`WRONG_AUDIENCE`), so a frame captured on one agent's topic does nothing

@@ -12,15 +12,18 @@
 
 use core::fmt;
 
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::ser::{SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::error::{ErrorCode, IfError, Result};
+use crate::error::{ErrorCode, Result};
 use crate::if_bail;
 
+pub use crate::args::{Arg, ArgKey, ArgText, ArgValue, Args, MAX_ARGS};
 pub use crate::audience::{Audience, Reach};
+use crate::name::check_text;
+pub use crate::name::{Name, check_token};
 
 /// Protocol major version carried in every body.
 pub const PROTOCOL_MAJOR: u8 = 2;
@@ -28,13 +31,9 @@ pub const PROTOCOL_MAJOR: u8 = 2;
 pub const PROTOCOL_MINOR: u8 = 2;
 /// Prefix of every capability id.
 pub const CAPABILITY_PREFIX: &str = "if://capability/";
-/// Most arguments an envelope may carry.
-pub const MAX_ARGS: usize = 16;
 /// Longest accepted `ttl_s`: one day.
 pub const MAX_TTL_S: u32 = 86_400;
 
-/// A talent or agent name: 1..=64 bytes of `[A-Za-z0-9_.-]`.
-pub type Name = heapless::String<64>;
 /// A scope such as `studio:control`.
 pub type Scope = heapless::String<64>;
 /// A capability id such as `if://capability/vmix.switcher`.
@@ -43,10 +42,6 @@ pub type CapabilityId = heapless::String<128>;
 pub type ActionName = heapless::String<64>;
 /// The human reason for a command.
 pub type Why = heapless::String<512>;
-/// An argument key.
-pub type ArgKey = heapless::String<32>;
-/// A text argument value.
-pub type ArgText = heapless::String<256>;
 
 /// `major.minor`, shown as `"2.2"` in JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,190 +227,6 @@ impl<'de> Deserialize<'de> for Hazards {
     }
 }
 
-/// A typed argument value: shown in JSON as a plain boolean, integer or string.
-#[allow(clippy::large_enum_variant, reason = "bounded inline text so the body needs no allocator")]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ArgValue {
-    /// `true` / `false`
-    Bool(bool),
-    /// A signed integer.
-    Int(i64),
-    /// Up to 256 bytes of text.
-    Text(ArgText),
-}
-
-/// The binary form of [`ArgValue`]: an enum tag, then the value.
-#[derive(Serialize, Deserialize)]
-enum ArgWire<'a> {
-    Bool(bool),
-    Int(i64),
-    Text(&'a str),
-}
-
-impl Serialize for ArgValue {
-    fn serialize<S: Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
-        match (s.is_human_readable(), self) {
-            (true, ArgValue::Bool(b)) => s.serialize_bool(*b),
-            (true, ArgValue::Int(i)) => s.serialize_i64(*i),
-            (true, ArgValue::Text(t)) => s.serialize_str(t),
-            (false, ArgValue::Bool(b)) => ArgWire::Bool(*b).serialize(s),
-            (false, ArgValue::Int(i)) => ArgWire::Int(*i).serialize(s),
-            (false, ArgValue::Text(t)) => ArgWire::Text(t).serialize(s),
-        }
-    }
-}
-
-fn arg_text<E: de::Error>(v: &str) -> core::result::Result<ArgValue, E> {
-    ArgText::try_from(v).map(ArgValue::Text).map_err(|_| E::custom("argument text longer than 256 bytes"))
-}
-
-impl<'de> Deserialize<'de> for ArgValue {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> core::result::Result<Self, D::Error> {
-        struct Plain;
-        impl Visitor<'_> for Plain {
-            type Value = ArgValue;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a boolean, an integer or a string")
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> core::result::Result<ArgValue, E> {
-                Ok(ArgValue::Bool(v))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> core::result::Result<ArgValue, E> {
-                Ok(ArgValue::Int(v))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> core::result::Result<ArgValue, E> {
-                i64::try_from(v).map(ArgValue::Int).map_err(|_| E::custom("integer argument out of range"))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> core::result::Result<ArgValue, E> {
-                arg_text(v)
-            }
-        }
-        if d.is_human_readable() {
-            d.deserialize_any(Plain)
-        } else {
-            match ArgWire::deserialize(d)? {
-                ArgWire::Bool(b) => Ok(ArgValue::Bool(b)),
-                ArgWire::Int(i) => Ok(ArgValue::Int(i)),
-                ArgWire::Text(t) => arg_text(t),
-            }
-        }
-    }
-}
-
-/// One argument.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Arg {
-    /// `[A-Za-z0-9_.-]`, 1..=32 bytes.
-    pub key: ArgKey,
-    /// The value.
-    pub value: ArgValue,
-}
-
-/// The arguments, kept sorted by key with no duplicates; a list on the wire, a map in JSON.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Args(heapless::Vec<Arg, MAX_ARGS>);
-
-impl Args {
-    /// No arguments.
-    pub const fn new() -> Self {
-        Args(heapless::Vec::new())
-    }
-
-    /// Sets `key` to `value`, keeping the keys sorted.
-    pub fn insert(&mut self, key: &str, value: ArgValue) -> Result<()> {
-        check_token("argument key", key, ArgKey::new().capacity())?;
-        let key =
-            ArgKey::try_from(key).map_err(|_| IfError::with(ErrorCode::InvalidEnvelope, "argument key too long"))?;
-        match self.0.binary_search_by(|a| a.key.as_str().cmp(key.as_str())) {
-            Ok(i) => self.0[i].value = value,
-            Err(i) => {
-                if self.0.insert(i, Arg { key, value }).is_err() {
-                    if_bail!(ErrorCode::InvalidEnvelope, "more than {MAX_ARGS} arguments");
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The value for `key`.
-    pub fn get(&self, key: &str) -> Option<&ArgValue> {
-        self.0.iter().find(|a| a.key == key).map(|a| &a.value)
-    }
-
-    /// The arguments in key order.
-    pub fn iter(&self) -> impl Iterator<Item = &Arg> {
-        self.0.iter()
-    }
-
-    /// Number of arguments.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Keys strictly ascending, every key and text value well formed.
-    fn validate(&self) -> Result<()> {
-        for pair in self.0.windows(2) {
-            if pair[0].key >= pair[1].key {
-                if_bail!(
-                    ErrorCode::NonCanonical,
-                    "argument keys must be sorted and unique ('{}' then '{}')",
-                    pair[0].key,
-                    pair[1].key
-                );
-            }
-        }
-        for a in &self.0 {
-            check_token("argument key", &a.key, ArgKey::new().capacity())?;
-            if let ArgValue::Text(t) = &a.value {
-                check_text("argument value", t, false)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Serialize for Args {
-    fn serialize<S: Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
-        if s.is_human_readable() {
-            let mut map = s.serialize_map(Some(self.0.len()))?;
-            for a in &self.0 {
-                map.serialize_entry(a.key.as_str(), &a.value)?;
-            }
-            map.end()
-        } else {
-            self.0.serialize(s)
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Args {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> core::result::Result<Self, D::Error> {
-        struct ArgMap;
-        impl<'de> Visitor<'de> for ArgMap {
-            type Value = Args;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a map of arguments")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> core::result::Result<Args, A::Error> {
-                let mut args = Args::new();
-                while let Some((k, v)) = map.next_entry::<&str, ArgValue>()? {
-                    if args.get(k).is_some() {
-                        return Err(de::Error::custom("duplicate argument key"));
-                    }
-                    args.insert(k, v).map_err(de::Error::custom)?;
-                }
-                Ok(args)
-            }
-        }
-        if d.is_human_readable() { d.deserialize_map(ArgMap) } else { Ok(Args(heapless::Vec::deserialize(d)?)) }
-    }
-}
-
 /// The signed body of a command envelope. Field order is the wire order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -504,28 +315,6 @@ pub fn capability_name(id: &str) -> Result<&str> {
     };
     check_token("capability name", name, 128 - CAPABILITY_PREFIX.len())?;
     Ok(name)
-}
-
-/// A name-like token: non-empty, at most `cap` bytes, only `[A-Za-z0-9_.-]`.
-pub fn check_token(what: &str, s: &str, cap: usize) -> Result<()> {
-    if s.is_empty() || s.len() > cap {
-        if_bail!(ErrorCode::InvalidEnvelope, "{what} must be 1..={cap} bytes");
-    }
-    if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))) {
-        if_bail!(ErrorCode::InvalidEnvelope, "{what} contains {c:?}; allowed are letters, digits, '_', '.', '-'");
-    }
-    Ok(())
-}
-
-/// Free text: no control characters (a line-based device protocol must never see a smuggled CR/LF).
-fn check_text(what: &str, s: &str, non_empty: bool) -> Result<()> {
-    if non_empty && s.trim().is_empty() {
-        if_bail!(ErrorCode::InvalidEnvelope, "{what} must not be empty");
-    }
-    if s.chars().any(char::is_control) {
-        if_bail!(ErrorCode::InvalidEnvelope, "{what} contains a control character");
-    }
-    Ok(())
 }
 
 /// Lower-case hex of `bytes` into `out` (which must be twice as long).

@@ -8,7 +8,8 @@
 //! - [`error`]: the error taxonomy (`IF_ERR_xxx NAME: detail`).
 //! - [`keys`]: key ids and domain-separated Ed25519 signing.
 //! - [`envelope`] and [`frame`]: the command envelope body and its signed wire frame; [`audience`]: whom
-//!   it is for.
+//!   it is for; [`args`]: its arguments.
+//! - [`name`]: the one rule for names of talents, agents and sites.
 //! - [`replay`]: the per-sender sliding replay window and the clock bound on sequence numbers.
 //! - `attest` (with `alloc`): the agent's signature on its replies and on the JSON it publishes.
 //! - [`link`]: serial link frames for the rack node (postcard + CRC + COBS, sequence/ack).
@@ -21,6 +22,7 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+pub mod args;
 #[cfg(feature = "alloc")]
 pub mod attest;
 pub mod audience;
@@ -36,6 +38,7 @@ pub mod keys;
 pub mod link;
 #[cfg(feature = "alloc")]
 pub mod messages;
+pub mod name;
 pub mod policy;
 pub mod replay;
 #[cfg(feature = "alloc")]

@@ -10,8 +10,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use if_edge::capability::{Capability, OutcomeFuture};
-use if_edge::lane::{Driver, HealthFuture, Lane, LaneSpec, Plan};
+use if_edge::capability::{Capability, OutcomeFuture, Plan};
+use if_edge::drivers::{Driver, HealthFuture};
+use if_edge::lane::{Lane, LaneSpec};
 use if_protocol::envelope::{ArgValue, EnvelopeBody, Hazards};
 use if_tests::bench::{paced, print_latency};
 use if_tests::device::{self, DeviceRig, Limits, code};

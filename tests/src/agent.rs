@@ -7,12 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::broker::Broker;
+use crate::signal;
 use crate::talent::Talent;
-
-/// Sends `SIGNAL` (e.g. `TERM`, `KILL`) to a child with `kill(1)`.
-pub fn signal(child: &Child, name: &str) {
-    let _ = Command::new("kill").arg(format!("-{name}")).arg(child.id().to_string()).status();
-}
 
 /// An agent directory and, while running, its process.
 #[derive(Debug)]

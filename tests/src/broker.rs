@@ -99,7 +99,7 @@ impl Broker {
     /// Stops it with SIGTERM (it saves its sessions) and waits for it to exit.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            crate::agent::signal(&c, "TERM");
+            crate::signal(&c, "TERM");
             let _ = c.wait();
         }
     }

@@ -35,6 +35,11 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// Sends `SIGNAL` (e.g. `TERM`, `KILL`) to a child with `kill(1)`.
+pub fn signal(child: &std::process::Child, name: &str) {
+    let _ = std::process::Command::new("kill").arg(format!("-{name}")).arg(child.id().to_string()).status();
+}
+
 /// A loopback TCP port that was free a moment ago.
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");

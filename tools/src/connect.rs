@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use if_edge::config::BrokerAddr;
+use if_edge::mqtt::BrokerAddr;
 use if_edge::tls::Tls;
 use if_protocol::{ErrorCode, IfError};
 use rumqttc::v5::MqttOptions;
@@ -13,7 +13,8 @@ use rumqttc::v5::MqttOptions;
 pub fn options(url: &str, id: String, tls: Option<&Tls>) -> Result<MqttOptions, IfError> {
     let addr =
         BrokerAddr::parse(url).map_err(|e| IfError::format(ErrorCode::ConfigInvalid, format_args!("--broker: {e}")))?;
-    let mut o = if_edge::tls::client_options(id, &addr, tls)
+    let mut o = addr
+        .client_options(id, tls)
         .map_err(|e| IfError::format(e.code(), format_args!("{} (--tls-ca)", e.detail())))?;
     o.set_keep_alive(Duration::from_secs(10)).set_max_packet_size(Some(if_edge::mqtt::MAX_PACKET));
     Ok(o)

@@ -504,7 +504,7 @@ async fn steps(site: &Site) -> Vec<Step> {
 
 /// The retained message on the agent's `kind` topic, if one comes within 2 s signed by the agent.
 async fn retained<T: serde::de::DeserializeOwned>(target: &Target, kind: Kind) -> Option<T> {
-    let broker = if_edge::config::BrokerAddr::parse(&target.broker).ok()?;
+    let broker = if_edge::mqtt::BrokerAddr::parse(&target.broker).ok()?;
     let topic = topics::of(&target.site, &target.agent, kind);
     let (client, mut events) =
         AsyncClient::new(MqttOptions::new(format!("demo-{}", uuid::Uuid::new_v4()), broker.host, broker.port), 16);
@@ -528,19 +528,8 @@ async fn retained<T: serde::de::DeserializeOwned>(target: &Target, kind: Kind) -
 fn verify(site: &Site) -> Result<(), IfError> {
     let db = site.agent_dir.join("data/witness.redb");
     let key = site.agent_dir.join("agent.pub");
-    // The agent's witness writer thread lets go of the file once its last handle is dropped, a moment
-    // after the agent's runtime has ended.
-    let mut report = crate::witness::verify_db(&db, Some(&key));
-    for _ in 0..50 {
-        match &report {
-            Err(e) if e.code() == ErrorCode::WitnessUnavailable => {
-                std::thread::sleep(Duration::from_millis(100));
-                report = crate::witness::verify_db(&db, Some(&key));
-            }
-            _ => break,
-        }
-    }
-    let report = report?;
+    // The agent has returned: its witness writer is joined and the file closed.
+    let report = crate::witness::verify_db(&db, Some(&key))?;
     let note = crate::witness::checkpoint(&db)?;
     let kinds: Vec<String> = report.kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
     let title = "the agent stopped; its witness log verifies record by record";

@@ -337,7 +337,7 @@ fn witness_cmd(command: &WitnessCommand, settings: &settings::Settings, json: bo
         WitnessCommand::Query { trace_token, db: None, who, timeout } => {
             let target = who.to.target(settings, *timeout)?;
             let cmd = message::Command {
-                capability: if_edge::witness::query::WitnessQuery::ID.into(),
+                capability: if_edge::builtin::WitnessQuery::ID.into(),
                 action: "query".into(),
                 args: vec![format!("trace={trace_token}")],
                 why: format!("query of trace {trace_token}"),

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::{Ctx, Done, body_entry, lock};
+use super::{Ctx, Done, lock};
 use crate::reply::{DeadLetter, Reply};
-use crate::witness::record::Kind;
+use crate::witness::record::{Entry, Kind};
 use crate::witness::store::{Append, CachedReply, ReplyUpdate};
 
 /// The completion loop: witness outcomes in groups, settle, then reply.
@@ -100,7 +100,7 @@ pub(super) fn reply_for(d: &Done) -> Reply {
 
 /// The outcome record of `d`, caching its reply (dropping the sender's below `keep_from`) when `cache`.
 pub(super) fn outcome_append(d: &Done, reply: &[u8], (keep_from, cache): (u64, bool)) -> Append {
-    let mut entry = body_entry(&d.body, d.now_ms);
+    let mut entry = Entry::of_body(&d.body, d.now_ms);
     entry.digest = Some(d.digest);
     let kind = match &d.outcome {
         Ok(v) => {

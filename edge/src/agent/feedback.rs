@@ -9,9 +9,10 @@ use rumqttc::v5::mqttbytes::QoS;
 use tokio::sync::mpsc;
 
 use super::{Ctx, State, lock};
-use crate::capability::{Capability as _, Health};
+use crate::capability::Capability as _;
 use crate::clock::Clock;
 use crate::drivers::Tally;
+use crate::health::Health;
 use crate::lane::BreakerEvent;
 use crate::witness::record::{Entry, Kind};
 use crate::witness::store::Append;

@@ -4,7 +4,7 @@
 use if_protocol::ErrorCode;
 use rumqttc::v5::mqttbytes::v5::Publish;
 
-use super::{Ctx, body_entry, lock};
+use super::{Ctx, lock};
 use crate::ingress::Refused;
 use crate::reply::{DeadLetter, Reply};
 use crate::witness::record::Entry;
@@ -21,7 +21,7 @@ pub(super) fn witness_rejections(ctx: &Ctx, batch: Vec<Append>) {
 }
 
 pub(super) fn refused_entry(r: &Refused, now_ms: u64) -> Entry {
-    let mut entry = r.body.as_ref().map(|b| body_entry(b, now_ms)).unwrap_or_default();
+    let mut entry = r.body.as_ref().map(|b| Entry::of_body(b, now_ms)).unwrap_or_default();
     entry.wall_ms = now_ms;
     entry.code = Some(r.error.code().number());
     entry.detail = r.error.detail().to_string();

@@ -18,8 +18,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::backoff::Backoff;
-use crate::capability::Health;
-use crate::config::BrokerAddr;
+use crate::health::Health;
+use crate::mqtt::BrokerAddr;
 use crate::witness::writer::Witness;
 use if_protocol::messages::{Ack, Anchor};
 
@@ -52,9 +52,9 @@ enum Input {
     Ack(Ack),
 }
 
-/// Runs until `stop` changes; then offers what is pending once more, if connected, and returns.
-pub async fn run(up: Uplink, witness: Witness, health: Arc<Health>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut options = match crate::tls::client_options(up.client_id.clone(), &up.broker, up.tls.as_ref()) {
+/// Runs until `stop` is cancelled; then offers what is pending once more, if connected, and returns.
+pub async fn run(up: Uplink, witness: Witness, health: Arc<Health>, stop: tokio_util::sync::CancellationToken) {
+    let mut options = match up.broker.client_options(up.client_id.clone(), up.tls.as_ref()) {
         Ok(o) => o,
         Err(e) => {
             // Checked with the config before the agent starts; an uplink that cannot be set up
@@ -74,7 +74,7 @@ pub async fn run(up: Uplink, witness: Witness, health: Arc<Health>, mut stop: to
     let mut last_round = false;
     loop {
         tokio::select! {
-            _ = stop.changed(), if !last_round => {
+            () = stop.cancelled(), if !last_round => {
                 last_round = true;
                 offered_at = None;
             }

@@ -8,8 +8,9 @@
 use if_protocol::envelope::{ArgValue, EnvelopeBody};
 use if_protocol::{ErrorCode, IfError};
 
+use super::{Driver, HealthFuture};
 use crate::capability::OutcomeFuture;
-use crate::lane::{Driver, HealthFuture, Plan};
+use crate::capability::Plan;
 use crate::vault::DriverSecrets;
 
 /// The name manifests use.

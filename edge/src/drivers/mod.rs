@@ -1,4 +1,5 @@
-//! Device drivers, by the name a manifest gives in `driver`, each behind a [`Lane`](crate::lane::Lane).
+//! Device drivers, by the name a manifest gives in `driver`: the [`Driver`] trait a lane drives, the
+//! shared reconnect [`supervisor`], and one module per device protocol.
 
 pub mod loopback;
 pub mod supervisor;
@@ -6,16 +7,32 @@ pub mod videohub;
 pub mod visca;
 pub mod vmix;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use if_protocol::envelope::EnvelopeBody;
 use if_protocol::policy::Manifest;
 use if_protocol::{ErrorCode, IfError};
 use tokio::sync::mpsc;
 
 use crate::backoff::Backoff;
-use crate::lane::Driver;
+use crate::capability::{OutcomeFuture, Plan};
 use crate::vault::Vault;
+
+/// A boxed future of a health check.
+pub type HealthFuture<'a> = Pin<Box<dyn Future<Output = Result<(), IfError>> + Send + 'a>>;
+
+/// A device driver: what a lane drives.
+pub trait Driver: Send + Sync + std::fmt::Debug {
+    /// A dry run: what would be sent and every reason it would fail.
+    fn plan(&self, body: &EnvelopeBody) -> Plan;
+    /// Sends the command and waits for the device's answer.
+    fn apply<'a>(&'a self, body: &'a EnvelopeBody) -> OutcomeFuture<'a>;
+    /// A cheap check that the device is there and answering.
+    fn health(&self) -> HealthFuture<'_>;
+}
 
 /// A tally change a driver saw: `tally` is one digit per input, 0 off, 1 program, 2 preview.
 #[derive(Debug, Clone, PartialEq, Eq)]

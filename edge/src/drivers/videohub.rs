@@ -25,8 +25,9 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, LinesCodec};
 
+use super::{Driver, HealthFuture};
 use crate::capability::OutcomeFuture;
-use crate::lane::{Driver, HealthFuture, Plan};
+use crate::capability::Plan;
 
 /// The name manifests use.
 pub const DRIVER: &str = "videohub-tcp";

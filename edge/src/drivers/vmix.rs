@@ -28,9 +28,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, LinesCodec};
 
+use super::{Driver, HealthFuture};
 use super::{DriverContext, Tally};
 use crate::capability::OutcomeFuture;
-use crate::lane::{Driver, HealthFuture, Plan};
+use crate::capability::Plan;
 
 /// The name manifests use.
 pub const DRIVER: &str = "vmix-tcp";

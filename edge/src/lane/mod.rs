@@ -14,8 +14,6 @@ pub mod bucket;
 
 use crate::backoff::{self, Backoff};
 use std::collections::HashSet;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -25,34 +23,13 @@ use if_protocol::{ErrorCode, IfError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::capability::{Capability, Outcome, OutcomeFuture};
+use crate::capability::{Capability, Outcome, OutcomeFuture, Plan};
+use crate::drivers::Driver;
 use breaker::{Breaker, Change, State};
 use bucket::TokenBucket;
 
 /// Most times a command that reached nothing (DEVICE_UNREACHABLE) is tried again, on the backoff schedule.
 const MAX_RETRIES: usize = 2;
-
-/// A boxed future of a health check.
-pub type HealthFuture<'a> = Pin<Box<dyn Future<Output = Result<(), IfError>> + Send + 'a>>;
-
-/// What `plan` says about a command without touching the device.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Plan {
-    /// What would be sent, in order, as the device would see it.
-    pub sends: Vec<String>,
-    /// Every reason it would fail now.
-    pub problems: Vec<IfError>,
-}
-
-/// A device driver behind a lane.
-pub trait Driver: Send + Sync + std::fmt::Debug {
-    /// A dry run: what would be sent and every reason it would fail.
-    fn plan(&self, body: &EnvelopeBody) -> Plan;
-    /// Sends the command and waits for the device's answer.
-    fn apply<'a>(&'a self, body: &'a EnvelopeBody) -> OutcomeFuture<'a>;
-    /// A cheap check that the device is there and answering.
-    fn health(&self) -> HealthFuture<'_>;
-}
 
 /// A breaker change of one lane, for the BREAKER record and the status topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,15 +155,6 @@ impl Lane {
     /// The breaker's state.
     pub fn breaker_state(&self) -> State {
         self.gate.breaker().state()
-    }
-
-    /// The driver's dry run, with the lane's own reasons (breaker open) added.
-    pub fn plan(&self, body: &EnvelopeBody) -> Plan {
-        let mut plan = self.driver.plan(body);
-        if let Err(e) = self.gate.breaker().check(self.gate.now_ms()) {
-            plan.problems.push(e);
-        }
-        plan
     }
 }
 

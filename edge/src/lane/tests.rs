@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
+use crate::drivers::HealthFuture;
 use crate::policy::authorize::tests::body;
 
 /// What the fake device does with each command, and what it saw.

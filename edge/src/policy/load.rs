@@ -10,19 +10,30 @@ use std::path::Path;
 use if_protocol::IfError;
 use if_protocol::policy::{Document, Manifest, Signed, TrustRoot};
 
+use super::manifests::Allowed;
 use super::{Change, Policy, file, record};
-use crate::config::TrustSection;
 use crate::witness::store::Store;
 
+/// Where policy comes from at start (`[trust]` of the configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct Sources<'a> {
+    /// The trust root file.
+    pub root: Option<&'a Path>,
+    /// The directory of signed manifests.
+    pub manifests: Option<&'a Path>,
+    /// The allow-list.
+    pub allowed: &'a [Allowed],
+}
+
 /// Reads the persisted policy and offers the configured root and manifests.
-pub fn at_start(store: &mut Store, trust: &TrustSection, now_ms: u64) -> Result<Policy, IfError> {
-    let mut policy = Policy::restore(store.policy()?, trust.allowed())?;
+pub fn at_start(store: &mut Store, trust: Sources<'_>, now_ms: u64) -> Result<Policy, IfError> {
+    let mut policy = Policy::restore(store.policy()?, trust.allowed.to_vec())?;
     let now_s = now_ms / 1000;
-    if let Some(path) = &trust.root {
+    if let Some(path) = trust.root {
         let offer = read::<TrustRoot>(path).and_then(|r| policy.offer_root(&r, now_s));
         settle(store, &mut policy, &source(path), offer, now_ms)?;
     }
-    if let Some(dir) = &trust.manifests {
+    if let Some(dir) = trust.manifests {
         for path in manifest_files(dir) {
             let offer = read::<Manifest>(&path).and_then(|m| policy.offer_manifest(&m, now_s));
             settle(store, &mut policy, &source(&path), offer, now_ms)?;

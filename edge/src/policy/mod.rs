@@ -6,7 +6,6 @@
 //! new state are committed to the witness log in one transaction, and it is read back from the log at
 //! the next start. A refusal changes nothing: the agent keeps what it trusted before.
 
-pub mod apply;
 pub mod authorize;
 pub mod commands;
 pub mod file;

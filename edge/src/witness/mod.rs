@@ -3,9 +3,9 @@
 //! verifier.
 
 pub mod proof;
-pub mod query;
 pub mod reader;
 pub mod record;
+pub mod schema;
 pub mod store;
 pub mod verify;
 pub mod writer;

@@ -19,7 +19,7 @@ use redb::{Database, ReadOnlyTable, ReadableDatabase as _, ReadableTable as _};
 
 use super::proof::Nodes;
 use super::record::Record;
-use super::store::{ANCHORED, CHECKPOINTS, NODES, RECORDS, STORED_LEVEL, TRACES, corrupt, unavailable};
+use super::schema::{ANCHORED, CHECKPOINTS, NODES, RECORDS, STORED_LEVEL, TRACES, corrupt, unavailable};
 
 /// A handle for reading the log from any thread while its store keeps writing. Take one per use and
 /// drop it: a live handle keeps the file open, and the store could not reopen it after an I/O error.

@@ -87,6 +87,24 @@ pub struct Entry {
     pub digest: Option<[u8; 32]>,
 }
 
+impl Entry {
+    /// The content of a record about envelope `b` at `now_ms`: who sent it, what it asked and why.
+    pub fn of_body(b: &if_protocol::envelope::EnvelopeBody, now_ms: u64) -> Self {
+        Entry {
+            wall_ms: now_ms,
+            envelope: Some(b.id),
+            sender: b.sender.to_string(),
+            seq: Some(b.seq),
+            capability: b.capability.to_string(),
+            action: b.action.to_string(),
+            why: b.why.to_string(),
+            trace: Some(b.trace),
+            count: 1,
+            ..Entry::default()
+        }
+    }
+}
+
 /// A sealed record, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {

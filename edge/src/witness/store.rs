@@ -7,17 +7,10 @@
 //! I/O error redb refuses further writes on the same handle, so the store reopens the file (which repairs
 //! it) before the next batch.
 //!
-//! Tables: `records` (index -> leaf bytes), `head` (tree size, peaks, last leaf hash, last wall time, boot
-//! counter), `replay` (sender -> window; a sender's row and its cached replies go together when a policy
-//! command resets its sequence numbers), `pending` (RECEIVED index -> what it was), `replies` ((sender,
-//! seq) -> digest and reply), `checkpoints` (tree size -> signed note), `policy` (key -> signed trust
-//! root, manifest, talent or grant, written only with its POLICY record), `budgets` (provider -> spending
-//! in the current period, written with the RECEIVED record that charged it), `anchored` (the largest
-//! checkpoint the upstream acknowledged: the checkpoints after it are the anchors still to upload),
-//! `nodes` ((last leaf, level) -> root of every perfect subtree of 16 leaves or more, written with the
-//! record that completes it, so a proof reads `O(log n)` hashes and rehashes at most a few leaves) and
-//! `traces` ((trace token, index) of every record with a trace). A log written before `nodes` and
-//! `traces` existed gets both when it is next opened for writing, in one transaction.
+//! The tables and what their rows hold are the file format, in [`super::schema`]. A sender's replay
+//! window and its cached replies go together when a policy command resets its sequence numbers. A log
+//! written before `nodes` and `traces` existed gets both when it is next opened for writing, in one
+//! transaction. Records arrive finished: what they say (and that no secret is in it) is the caller's.
 //!
 //! One file, though long: every table here is written in the one transaction of [`Store::append`], and
 //! the durability contract above holds only if all of them are read and written in one place.
@@ -36,54 +29,14 @@ use redb::{
     Database, ReadableDatabase as _, ReadableTable, ReadableTableMetadata as _, TableDefinition, TableHandle as _,
     WriteTransaction,
 };
-use serde::{Deserialize, Serialize};
 
 use super::reader::{Reader, Snapshot};
 use super::record::{Entry, Kind, Record};
-
-pub(super) const RECORDS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("records");
-const HEAD: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("head");
-const REPLAY: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("replay");
-const PENDING: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("pending");
-const REPLIES: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("replies");
-pub(super) const CHECKPOINTS: TableDefinition<'_, u64, &str> = TableDefinition::new("checkpoints");
-const POLICY: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("policy");
-const BUDGETS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("budgets");
-pub(super) const ANCHORED: TableDefinition<'_, &str, u64> = TableDefinition::new("anchored");
-pub(super) const NODES: TableDefinition<'_, (u64, u8), Hash> = TableDefinition::new("nodes");
-/// The lowest subtrees whose roots are stored: those of 16 leaves and up. Smaller ones are rehashed from
-/// their leaves when a proof needs them (at most 15 hashes each), which keeps the nodes to one per 16
-/// records instead of one per record.
-pub(super) const STORED_LEVEL: u8 = 4;
-pub(super) const TRACES: TableDefinition<'_, (u128, u64), ()> = TableDefinition::new("traces");
-
-/// The persisted head of the log.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct HeadState {
-    size: u64,
-    peaks: Vec<Hash>,
-    last_leaf: Hash,
-    last_wall_ms: u64,
-    boot: u32,
-    last_checkpoint: u64,
-}
-
-/// A RECEIVED record that has no outcome yet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pending {
-    /// The sender.
-    pub sender: String,
-    /// The sender's sequence number.
-    pub seq: u64,
-    /// SHA-256 of the frame.
-    pub digest: [u8; 32],
-    /// The RECEIVED record's content, for the INTERRUPTED record.
-    pub entry: Entry,
-    /// Where the reply was to go: the response topic, if the publish named one.
-    pub reply_topic: Option<String>,
-    /// The publish's correlation data.
-    pub correlation: Option<Vec<u8>>,
-}
+use super::schema::{
+    ANCHORED, BUDGETS, CHECKPOINTS, HEAD, HeadState, NODES, PENDING, POLICY, RECORDS, REPLAY, REPLIES, STORED_LEVEL,
+    TRACES, corrupt, decode, encode, unavailable,
+};
+pub use super::schema::{CachedReply, Pending};
 
 /// A command a restart left without an outcome, with the reply its sender is owed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,15 +44,6 @@ pub struct Interrupted {
     /// The open RECEIVED record it was.
     pub pending: Pending,
     /// The reply (also cached for redeliveries).
-    pub reply: Vec<u8>,
-}
-
-/// A reply kept so that a redelivered envelope gets the original answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CachedReply {
-    /// SHA-256 of the frame that was answered.
-    pub digest: [u8; 32],
-    /// The reply payload exactly as published.
     pub reply: Vec<u8>,
 }
 
@@ -175,28 +119,6 @@ pub struct Store {
     db: Option<Arc<Database>>,
     head: HeadState,
     tree: CompactTree,
-}
-
-/// A failed read or write: STORAGE_FULL when the file system is full or the file may not grow (ENOSPC,
-/// EFBIG: the agent recovers by itself once there is room), WITNESS_UNAVAILABLE otherwise.
-pub(super) fn unavailable(what: &str, e: impl std::fmt::Display) -> IfError {
-    let text = e.to_string();
-    // redb wraps the io::Error in several error types, all of which show its text and OS code.
-    let full = ["(os error 28)", "(os error 27)"].iter().any(|c| text.contains(c));
-    let code = if full { ErrorCode::StorageFull } else { ErrorCode::WitnessUnavailable };
-    IfError::format(code, format_args!("witness log {what}: {text}"))
-}
-
-pub(super) fn corrupt(what: impl std::fmt::Display) -> IfError {
-    IfError::format(ErrorCode::InvalidProof, format_args!("witness log: {what}"))
-}
-
-fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, IfError> {
-    postcard::to_allocvec(v).map_err(|e| unavailable("encoding", e))
-}
-
-fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T, IfError> {
-    postcard::from_bytes(bytes).map_err(|e| corrupt(format_args!("{what} does not decode: {e}")))
 }
 
 impl Store {
@@ -345,12 +267,6 @@ impl Store {
             let mut index = Index::open(&txn)?;
             for item in batch {
                 let mut entry = item.entry.clone();
-                // The last net: no known secret value is ever written to the log.
-                for text in [&mut entry.detail, &mut entry.why] {
-                    if let std::borrow::Cow::Owned(clean) = crate::redact::scrub(text) {
-                        *text = clean;
-                    }
-                }
                 entry.wall_ms = entry.wall_ms.max(head.last_wall_ms);
                 entry.boot = head.boot;
                 let record = Record { index: head.size, kind: item.kind, entry, prev: head.last_leaf };

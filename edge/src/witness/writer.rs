@@ -4,7 +4,8 @@
 //! every request queued behind it, and commits all of them in one transaction and one fsync, then wakes
 //! every waiter with its own indices. A failed commit fails every request in it; nothing of it is kept,
 //! and the next request reopens the file. A request is answered only after its commit returned, so an
-//! acknowledgement built on it never runs ahead of the disk.
+//! acknowledgement built on it never runs ahead of the disk. Every record passes the redaction net
+//! ([`crate::redact`]) on its way to the store.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +26,7 @@ enum Request {
     Append(Vec<Append>, Done),
     Checkpoint(oneshot::Sender<bool>),
     Use(Job),
+    Close(oneshot::Sender<()>),
 }
 
 /// Counters of the writer, for status and benchmarks.
@@ -51,6 +53,7 @@ impl std::fmt::Debug for Request {
             Request::Append(b, _) => write!(f, "Append({})", b.len()),
             Request::Checkpoint(_) => write!(f, "Checkpoint"),
             Request::Use(_) => write!(f, "Use"),
+            Request::Close(_) => write!(f, "Close"),
         }
     }
 }
@@ -63,7 +66,7 @@ fn gone() -> IfError {
 const MAX_GROUP: usize = 4096;
 
 impl Witness {
-    /// Starts the writer thread; it ends when every handle is dropped.
+    /// Starts the writer thread; it ends when every handle is dropped, or at [`Witness::close`].
     pub fn spawn(store: Store, signer: Option<CheckpointSigner>, queue: usize) -> Result<Witness, IfError> {
         let (tx, rx) = mpsc::channel(queue.max(1));
         let stats = Arc::new(Stats::default());
@@ -93,6 +96,16 @@ impl Witness {
             return false;
         }
         wait.await.unwrap_or(false)
+    }
+
+    /// Stops the writer after everything queued before this call and closes the file: when this returns,
+    /// every commit is on disk and the file is free for another process (a verifier, the next run).
+    /// Appends after it fail as WITNESS_UNAVAILABLE.
+    pub async fn close(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Request::Close(done)).await.is_ok() {
+            let _ = wait.await;
+        }
     }
 
     /// Runs `f` on the store in the writer's thread, after every append queued before this call: reads
@@ -129,7 +142,10 @@ impl Witness {
 }
 
 fn run(mut store: Store, signer: Option<CheckpointSigner>, mut rx: mpsc::Receiver<Request>, stats: &Stats) {
-    while let Some(first) = rx.blocking_recv() {
+    let mut closed = None;
+    while closed.is_none()
+        && let Some(first) = rx.blocking_recv()
+    {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match rx.try_recv() {
@@ -145,10 +161,11 @@ fn run(mut store: Store, signer: Option<CheckpointSigner>, mut rx: mpsc::Receive
             match r {
                 Request::Append(items, done) => {
                     waiters.push((items.len(), done));
-                    batch.extend(items);
+                    batch.extend(items.into_iter().map(scrubbed));
                 }
                 Request::Checkpoint(done) => checkpoints.push(done),
                 Request::Use(job) => jobs.push(job),
+                Request::Close(done) => closed = Some(done),
             }
         }
         if !batch.is_empty() {
@@ -169,6 +186,20 @@ fn run(mut store: Store, signer: Option<CheckpointSigner>, mut rx: mpsc::Receive
             job(&mut store);
         }
     }
+    drop(store);
+    if let Some(done) = closed {
+        let _ = done.send(());
+    }
+}
+
+/// The last net, before anything of the agent's reaches the disk: no known secret value is written.
+fn scrubbed(mut item: Append) -> Append {
+    for text in [&mut item.entry.detail, &mut item.entry.why] {
+        if let std::borrow::Cow::Owned(clean) = crate::redact::scrub(text) {
+            *text = clean;
+        }
+    }
+    item
 }
 
 fn count(stats: &Stats, result: &Result<Vec<u64>, IfError>, size: u64) {

@@ -28,7 +28,8 @@ use tokio::time::Instant;
 use tokio_serial::{SerialPortBuilderExt as _, SerialStream};
 
 use crate::capability::OutcomeFuture;
-use crate::lane::{Driver, HealthFuture, Plan};
+use crate::capability::Plan;
+use crate::drivers::{Driver, HealthFuture};
 
 mod sockets;
 

@@ -18,10 +18,10 @@ use if_protocol::envelope::EnvelopeBody;
 use if_protocol::{ErrorCode, IfError};
 use tokio::sync::{mpsc, oneshot};
 
-use super::commands::{ACTIONS, POLICY_CAPABILITY};
-use super::{Change, Policy, record};
 use crate::capability::{Capability, OutcomeFuture};
 use crate::clock::Clock;
+use crate::policy::commands::{ACTIONS, POLICY_CAPABILITY};
+use crate::policy::{Change, Policy, record};
 use crate::witness::store::Append;
 use crate::witness::writer::Witness;
 

@@ -5,8 +5,8 @@
 use if_protocol::envelope::{ArgValue, EnvelopeBody};
 use if_protocol::{ErrorCode, IfError};
 
-use super::writer::Witness;
 use crate::capability::{Capability, OutcomeFuture};
+use crate::witness::writer::Witness;
 
 /// Most records one answer carries; the newest are kept.
 pub const MAX_RECORDS: usize = 256;

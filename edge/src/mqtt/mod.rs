@@ -19,12 +19,32 @@ use tokio::sync::{mpsc, watch};
 
 use crate::attest::Signer;
 use crate::backoff::Backoff;
-use crate::capability::Health;
-use crate::config::Config;
+use crate::health::Health;
 use crate::tls::Tls;
 use if_protocol::IfError;
 use if_protocol::messages::{State, Status};
 use if_protocol::topics::Topics;
+
+pub mod addr;
+
+pub use addr::BrokerAddr;
+
+/// How the agent's session with its control broker is set up (from `[mqtt]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The MQTT client id.
+    pub client_id: String,
+    /// Where the broker is.
+    pub broker: BrokerAddr,
+    /// Keep-alive, seconds.
+    pub keep_alive_s: u16,
+    /// How long the broker keeps the session while the agent is away, seconds.
+    pub session_expiry_s: u32,
+    /// Most unacknowledged commands the broker may send at once.
+    pub receive_maximum: u16,
+    /// Most unacknowledged publishes the agent keeps in flight.
+    pub outgoing_inflight: u16,
+}
 
 /// Largest MQTT packet the agent accepts; the broker drops bigger ones instead of sending them.
 pub const MAX_PACKET: u32 = 64 * 1024;
@@ -46,24 +66,24 @@ pub fn will(topics: &Topics, health: &Health, signer: &Signer, session: u64) -> 
 /// Connection options: persistent session, manual acks, receive maximum, Will `offline` of session 1, and
 /// TLS for an `mqtts://` broker.
 pub fn options(
-    config: &Config,
+    session: &Session,
     topics: &Topics,
     health: &Health,
     signer: &Signer,
     tls: Option<&Tls>,
 ) -> Result<MqttOptions, IfError> {
-    let mut o = crate::tls::client_options(config.client_id(), &config.broker(), tls)?;
+    let mut o = session.broker.client_options(session.client_id.clone(), tls)?;
     // Replies are small and latency matters more than packet count: no Nagle delay.
     let mut net = rumqttc::NetworkOptions::new();
     net.set_tcp_nodelay(true);
     o.set_network_options(net);
-    o.set_keep_alive(Duration::from_secs(u64::from(config.mqtt.keep_alive_s)))
+    o.set_keep_alive(Duration::from_secs(u64::from(session.keep_alive_s)))
         .set_clean_start(false)
-        .set_session_expiry_interval(Some(config.mqtt.session_expiry_s))
+        .set_session_expiry_interval(Some(session.session_expiry_s))
         .set_manual_acks(true)
-        .set_receive_maximum(Some(config.mqtt.receive_maximum))
+        .set_receive_maximum(Some(session.receive_maximum))
         // rumqttc sizes its in-flight table by this bound up front; unset, it would be 65,535 slots.
-        .set_outgoing_inflight_upper_limit(config.mqtt.outgoing_inflight)
+        .set_outgoing_inflight_upper_limit(session.outgoing_inflight)
         .set_max_packet_size(Some(MAX_PACKET))
         .set_connection_timeout(5)
         .set_last_will(will(topics, health, signer, 1));

@@ -1,0 +1,227 @@
+//! The ingress loop: bursts of publishes in, decided together, their RECEIVED records written in one
+//! group commit, acknowledged, and each accepted command started once on its own task. Refusals are
+//! answered at once; a policy change that forgets a sender's replay window is committed here, between
+//! two bursts, so no RECEIVED written after it carries the window it removed.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use if_protocol::{ErrorCode, IfError};
+use rumqttc::v5::mqttbytes::v5::Publish;
+use tokio::sync::mpsc;
+
+use super::refusals::{refuse, refused_entry, witness_rejections};
+use super::{Ctx, Done, MAX_BURST, Route, WAITING_ROUTES, lock};
+use crate::builtin::policy::Forget;
+use crate::ingress::{Accepted, Decision, Inbound, Refused};
+use crate::reply::DeadLetter;
+use crate::witness::record::{Entry, Kind};
+use crate::witness::store::{Append, Pending};
+
+/// What the ingress loop reads from and hands on to.
+pub(super) struct Inputs {
+    /// Commands and pushed documents, as they arrive.
+    pub(super) inbound: mpsc::UnboundedReceiver<Publish>,
+    /// Policy changes that forget a sender's window, committed here between bursts.
+    pub(super) forgets: mpsc::UnboundedReceiver<Forget>,
+    /// Pushed documents go on to the policy loop.
+    pub(super) policy: mpsc::UnboundedSender<Publish>,
+    /// Commands that ran go on to the completion loop.
+    pub(super) done: mpsc::UnboundedSender<Done>,
+}
+
+pub(super) async fn ingress_loop(ctx: Ctx, inputs: Inputs) {
+    let Inputs { mut inbound, mut forgets, policy, done } = inputs;
+    let mut summary = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let first = tokio::select! {
+            p = inbound.recv() => match p { Some(p) => p, None => return },
+            Some(f) = forgets.recv() => {
+                forget(&ctx, f).await;
+                continue;
+            }
+            _ = summary.tick() => {
+                let counted = lock(&ctx.sampler).summary(ctx.now_ms());
+                if let Some(entry) = counted {
+                    ctx.dead_letter(DeadLetter::summary(&entry)).await;
+                    witness_rejections(&ctx, vec![Append::record(Kind::Rejected, entry)]);
+                }
+                continue;
+            }
+        };
+        let mut burst = Vec::new();
+        let mut next = Some(first);
+        while let Some(p) = next.take() {
+            if p.topic.as_ref() == ctx.topics.policy.as_bytes() {
+                let _ = policy.send(p);
+            } else {
+                burst.push(p);
+            }
+            if burst.len() < MAX_BURST {
+                next = inbound.try_recv().ok();
+            }
+        }
+        if !burst.is_empty() {
+            handle_burst(&ctx, burst, &done).await;
+        }
+    }
+}
+
+async fn handle_burst(ctx: &Ctx, burst: Vec<Publish>, done: &mpsc::UnboundedSender<Done>) {
+    let now_ms = ctx.now_ms();
+    let decisions = {
+        let inbound: Vec<Inbound<'_>> = burst
+            .iter()
+            .map(|p| Inbound {
+                payload: p.payload.as_ref(),
+                response_topic: p.properties.as_ref().and_then(|pp| pp.response_topic.as_deref()),
+            })
+            .collect();
+        let mut state = lock(&ctx.state);
+        let decisions = state.ingress.decide(&inbound, now_ms);
+        // Register copies of running envelopes under the same lock the completion loop settles under.
+        for (p, d) in burst.iter().zip(&decisions) {
+            if let Decision::InProgress { sender, seq } = d
+                && let Some(route) = ctx.route(p, Some(sender))
+            {
+                // Copies of one running command are answered at most WAITING_ROUTES times, each route once.
+                let routes = state.waiting.entry((sender.clone(), *seq)).or_default();
+                let known = routes.iter().any(|r| r.topic == route.topic && r.correlation == route.correlation);
+                if !known && routes.len() < WAITING_ROUTES {
+                    routes.push(route);
+                }
+            }
+        }
+        decisions
+    };
+    let mut accepted = Vec::new();
+    let mut rejected = Vec::new();
+    for (p, d) in burst.into_iter().zip(decisions) {
+        match d {
+            Decision::Accept(a) => accepted.push((p, a)),
+            Decision::Reject(r) => {
+                let always = r.error.code() == ErrorCode::ReplayDetected && r.body.is_some();
+                let one_by_one = ctx.sampled(r.error.code(), always);
+                refuse(ctx, &p, &r, one_by_one).await;
+                ctx.ack(&p).await;
+                ctx.health.rejected.fetch_add(1, Ordering::Relaxed);
+                if one_by_one {
+                    rejected.push(Append::record(Kind::Rejected, refused_entry(&r, now_ms)));
+                }
+            }
+            Decision::Duplicate { reply, sender, id } => {
+                if let Some(route) = ctx.route(&p, Some(&sender)) {
+                    ctx.publish(&route, reply).await;
+                }
+                if ctx.sampled(ErrorCode::Duplicate, false) {
+                    let e =
+                        IfError::with(ErrorCode::Duplicate, "redelivery answered with the original reply; nothing ran");
+                    ctx.dead_letter(DeadLetter::new(&e, Some(id), Some(&sender), &p.payload)).await;
+                }
+                ctx.ack(&p).await;
+            }
+            Decision::InProgress { .. } => ctx.ack(&p).await,
+        }
+    }
+    if !rejected.is_empty() {
+        witness_rejections(ctx, rejected);
+    }
+    if !accepted.is_empty() {
+        receive(ctx, accepted, done, now_ms).await;
+    }
+}
+
+/// Commits a change that forgets a sender's window, then applies it: between bursts, so no RECEIVED
+/// written later carries the window it removed.
+async fn forget(ctx: &Ctx, f: Forget) {
+    let mut change = f.change;
+    let newest = change.forget.as_deref().and_then(|s| lock(&ctx.state).ingress.admission.newest_issued(s));
+    let raised = match newest {
+        Some(ms) => change.raise_floor(ms.saturating_add(1)),
+        None => Ok(()),
+    };
+    let item = crate::builtin::policy::command_record(&change, &f.body, f.now_ms);
+    let result = match raised {
+        Ok(()) => ctx.witness.append(vec![item]).await.map(|_| change.summary.clone()),
+        Err(e) => Err(e),
+    };
+    if result.is_ok() {
+        let mut state = lock(&ctx.state);
+        if let Some(sender) = &change.forget {
+            state.ingress.admission.forget(sender);
+        }
+        lock(&ctx.policy).apply(change);
+    }
+    let _ = f.done.send(result);
+}
+
+/// Writes RECEIVED for every accepted envelope in one commit, acknowledges, and starts them.
+async fn receive(ctx: &Ctx, accepted: Vec<(Publish, Box<Accepted>)>, done: &mpsc::UnboundedSender<Done>, now_ms: u64) {
+    let batch: Vec<Append> = accepted
+        .iter()
+        .map(|(p, a)| {
+            let mut entry = Entry::of_body(&a.body, now_ms);
+            entry.digest = Some(a.digest);
+            let route = ctx.route(p, Some(&a.body.sender));
+            let kind = if a.falsify { Kind::Falsify } else { Kind::Received };
+            let mut item = Append::record(kind, entry.clone());
+            if let Some(c) = &a.charge {
+                item.entry.detail = c.describe();
+                item.budget = Some((c.provider.clone(), c.after));
+            }
+            item.replay = Some((a.ticket.sender.clone(), a.ticket.window.clone()));
+            item.pending = Some(Pending {
+                sender: a.ticket.sender.clone(),
+                seq: a.ticket.seq,
+                digest: a.digest,
+                entry,
+                reply_topic: route.as_ref().map(|r| r.topic.clone()),
+                correlation: route.and_then(|r| r.correlation).map(|c| c.to_vec()),
+            });
+            item
+        })
+        .collect();
+    match ctx.witness.append(batch).await {
+        Ok(indices) => {
+            for ((p, a), received) in accepted.into_iter().zip(indices) {
+                ctx.ack(&p).await;
+                let route = ctx.route(&p, Some(&a.body.sender));
+                start(ctx, *a, received, route, done.clone());
+            }
+        }
+        Err(e) => {
+            {
+                let mut state = lock(&ctx.state);
+                for (_, a) in accepted.iter().rev() {
+                    state.ingress.admission.rollback(&a.ticket);
+                    if let Some(c) = &a.charge {
+                        state.ingress.budgets.refund(c);
+                    }
+                }
+            }
+            let code = if e.code() == ErrorCode::StorageFull { e.code() } else { ErrorCode::WitnessUnavailable };
+            let e = IfError::format(code, format_args!("nothing was executed: {}", e.detail()));
+            for (p, a) in accepted {
+                let refused = Refused { error: e.clone(), body: Some(a.body), digest: Some(a.digest) };
+                let one_by_one = ctx.sampled(e.code(), false);
+                refuse(ctx, &p, &refused, one_by_one).await;
+                ctx.ack(&p).await;
+            }
+        }
+    }
+}
+
+/// Runs one accepted command on its own task.
+fn start(ctx: &Ctx, a: Accepted, received: u64, route: Option<Route>, done: mpsc::UnboundedSender<Done>) {
+    let clock = ctx.clock.clone();
+    let fallback = Route { topic: ctx.topics.reply_for(&a.body.sender), correlation: None };
+    tokio::spawn(async move {
+        let outcome = a.capability.execute(&a.body).await.map(|mut v| {
+            crate::redact::redact_json(&mut v);
+            v
+        });
+        let now_ms = lock(&clock).now_ms();
+        let route = route.unwrap_or(fallback);
+        let _ = done.send(Done { body: a.body, digest: a.digest, received, route, outcome, now_ms });
+    });
+}

@@ -1,0 +1,11 @@
+//! The agent's own capabilities, offered beside the device lanes: `edge.ping` (its health), `edge.witness`
+//! (a trace from its log) and `edge.policy` (talents and grants). Each is a command like any other:
+//! verified, admitted, authorized and witnessed before it runs.
+
+pub mod ping;
+pub mod policy;
+pub mod witness;
+
+pub use ping::Ping;
+pub use policy::PolicyCommands;
+pub use witness::WitnessQuery;

@@ -1,0 +1,123 @@
+//! Where a broker is (`mqtt://HOST[:PORT]`, `mqtts://HOST[:PORT]`), and the rumqttc options that reach it.
+//!
+//! URLs are parsed by the `url` crate, so an IPv6 literal (`mqtt://[::1]:1883`) works; the host is kept
+//! in the form a socket address is written in (brackets for IPv6), which is how rumqttc joins host and
+//! port before it resolves them.
+
+use if_protocol::{ErrorCode, IfError};
+
+use crate::tls::Tls;
+
+/// Where the broker is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddr {
+    /// Host name or address (an IPv6 literal in brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// `mqtts://`: the connection is TLS.
+    pub tls: bool,
+}
+
+impl BrokerAddr {
+    /// Parses `mqtt://HOST[:PORT]` (1883 by default) or `mqtts://HOST[:PORT]` (TLS, 8883 by default).
+    pub fn parse(text: &str) -> Result<BrokerAddr, String> {
+        let url = url::Url::parse(text).map_err(|e| match e {
+            url::ParseError::InvalidPort => "the port is not a number 1..65535".to_string(),
+            url::ParseError::EmptyHost => "needs a host and a port 1..65535".to_string(),
+            other => format!("is not a broker URL ({other})"),
+        })?;
+        let (tls, default_port) = match url.scheme() {
+            "mqtt" => (false, 1883),
+            "mqtts" => (true, 8883),
+            _ => return Err("must start with mqtt:// or mqtts://".into()),
+        };
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("must not carry a user name or password".into());
+        }
+        if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
+            return Err("must be only mqtt://HOST:PORT, with no path".into());
+        }
+        let host = match url.host() {
+            Some(url::Host::Ipv6(ip)) => format!("[{ip}]"),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Domain(d)) if !d.is_empty() => d.to_string(),
+            _ => return Err("needs a host and a port 1..65535".into()),
+        };
+        let port = url.port().unwrap_or(default_port);
+        if port == 0 {
+            return Err("needs a host and a port 1..65535".into());
+        }
+        Ok(BrokerAddr { host, port, tls })
+    }
+
+    /// MQTT 5 options for client `id`: over TLS for `mqtts://`, which needs `tls`.
+    pub fn client_options(
+        &self,
+        id: impl Into<String>,
+        tls: Option<&Tls>,
+    ) -> Result<rumqttc::v5::MqttOptions, IfError> {
+        let mut options = rumqttc::v5::MqttOptions::new(id, self.host.clone(), self.port);
+        match (self.tls, tls) {
+            (true, Some(tls)) => {
+                options.set_transport(tls.transport());
+            }
+            (true, None) => {
+                return Err(IfError::format(
+                    ErrorCode::ConfigInvalid,
+                    format_args!("mqtts://{}:{} needs the broker's CA certificate", self.host, self.port),
+                ));
+            }
+            (false, _) => {}
+        }
+        Ok(options)
+    }
+}
+
+impl std::fmt::Display for BrokerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        write!(f, "{scheme}://{}:{}", self.host, self.port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_with_default_ports_or_say_why() {
+        let a = BrokerAddr::parse("mqtt://127.0.0.1:1884").expect("ok");
+        assert_eq!(a, BrokerAddr { host: "127.0.0.1".into(), port: 1884, tls: false });
+        assert_eq!(BrokerAddr::parse("mqtt://host").expect("ok").port, 1883);
+        assert_eq!(BrokerAddr::parse("mqtt://host/").expect("a trailing slash").port, 1883);
+        let tls = BrokerAddr::parse("mqtts://fleet.example").expect("ok");
+        assert_eq!((tls.port, tls.tls), (8883, true));
+        for (bad, why) in [
+            ("mqtt://host:0", "1..65535"),
+            ("mqtt://:99", "needs a host"),
+            ("mqtt://h:99999", "1..65535"),
+            ("tcp://h:1883", "mqtt://"),
+            ("h:1883", "mqtt://"),
+            ("mqtt://u:p@h:1883", "user name"),
+            ("mqtt://h:1883/x", "no path"),
+            ("mqtt://h:1883?x=1", "no path"),
+        ] {
+            let e = BrokerAddr::parse(bad).expect_err(bad);
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_ipv6_literal_keeps_the_form_a_socket_address_is_written_in() {
+        let a = BrokerAddr::parse("mqtt://[::1]:1883").expect("ipv6");
+        assert_eq!((a.host.as_str(), a.port), ("[::1]", 1883));
+        assert_eq!(a.to_string(), "mqtt://[::1]:1883");
+        // rumqttc joins host and port with a colon before it resolves them: that must be an address.
+        let joined: std::net::SocketAddr = format!("{}:{}", a.host, a.port).parse().expect("a socket address");
+        assert!(joined.is_ipv6());
+        assert!(a.client_options("x", None).is_ok());
+        let e = BrokerAddr::parse("mqtts://[::1]").expect("ok").client_options("x", None).expect_err("no CA");
+        assert_eq!(e.code(), ErrorCode::ConfigInvalid);
+    }
+}

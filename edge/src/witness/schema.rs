@@ -1,0 +1,96 @@
+//! The witness file's format: its redb tables and the encoding of their rows. This is a compatibility
+//! contract: a log written by any earlier version opens with this one, so a table is never renamed or
+//! retyped, a row's encoding only gains fields at its end (postcard), and a new table is optional to
+//! readers (a log written before `nodes` and `traces` existed gets both when it is next opened for
+//! writing).
+//!
+//! Tables: `records` (index -> leaf bytes, [`super::record`]), `head` (tree size, peaks, last leaf hash,
+//! last wall time, boot counter, last checkpoint), `replay` (sender -> replay window), `pending` (RECEIVED
+//! index -> [`Pending`]), `replies` ((sender, seq) -> [`CachedReply`]), `checkpoints` (tree size -> signed
+//! note), `policy` (key -> signed trust root, manifest, talent or grant, written only with its POLICY
+//! record), `budgets` (provider -> spending in the current period, written with the RECEIVED record that
+//! charged it), `anchored` (the largest checkpoint the upstream acknowledged), `nodes` ((last leaf, level)
+//! -> root of every perfect subtree of 2^[`STORED_LEVEL`] leaves or more, written with the record that
+//! completes it) and `traces` ((trace token, index) of every record with a trace).
+
+use if_protocol::witness::Hash;
+use if_protocol::{ErrorCode, IfError};
+use redb::TableDefinition;
+use serde::{Deserialize, Serialize};
+
+use super::record::Entry;
+
+pub const RECORDS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("records");
+pub const HEAD: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("head");
+pub const REPLAY: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("replay");
+pub const PENDING: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("pending");
+pub const REPLIES: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("replies");
+pub const CHECKPOINTS: TableDefinition<'_, u64, &str> = TableDefinition::new("checkpoints");
+pub const POLICY: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("policy");
+pub const BUDGETS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("budgets");
+pub const ANCHORED: TableDefinition<'_, &str, u64> = TableDefinition::new("anchored");
+pub const NODES: TableDefinition<'_, (u64, u8), Hash> = TableDefinition::new("nodes");
+/// The lowest subtrees whose roots are stored: those of 16 leaves and up. Smaller ones are rehashed from
+/// their leaves when a proof needs them (at most 15 hashes each), which keeps the nodes to one per 16
+/// records instead of one per record.
+pub const STORED_LEVEL: u8 = 4;
+pub const TRACES: TableDefinition<'_, (u128, u64), ()> = TableDefinition::new("traces");
+
+/// The persisted head of the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct HeadState {
+    pub(super) size: u64,
+    pub(super) peaks: Vec<Hash>,
+    pub(super) last_leaf: Hash,
+    pub(super) last_wall_ms: u64,
+    pub(super) boot: u32,
+    pub(super) last_checkpoint: u64,
+}
+
+/// A RECEIVED record that has no outcome yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// The sender.
+    pub sender: String,
+    /// The sender's sequence number.
+    pub seq: u64,
+    /// SHA-256 of the frame.
+    pub digest: [u8; 32],
+    /// The RECEIVED record's content, for the INTERRUPTED record.
+    pub entry: Entry,
+    /// Where the reply was to go: the response topic, if the publish named one.
+    pub reply_topic: Option<String>,
+    /// The publish's correlation data.
+    pub correlation: Option<Vec<u8>>,
+}
+
+/// A reply kept so that a redelivered envelope gets the original answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedReply {
+    /// SHA-256 of the frame that was answered.
+    pub digest: [u8; 32],
+    /// The reply payload exactly as published.
+    pub reply: Vec<u8>,
+}
+
+/// A failed read or write: STORAGE_FULL when the file system is full or the file may not grow (ENOSPC,
+/// EFBIG: the agent recovers by itself once there is room), WITNESS_UNAVAILABLE otherwise.
+pub(super) fn unavailable(what: &str, e: impl std::fmt::Display) -> IfError {
+    let text = e.to_string();
+    // redb wraps the io::Error in several error types, all of which show its text and OS code.
+    let full = ["(os error 28)", "(os error 27)"].iter().any(|c| text.contains(c));
+    let code = if full { ErrorCode::StorageFull } else { ErrorCode::WitnessUnavailable };
+    IfError::format(code, format_args!("witness log {what}: {text}"))
+}
+
+pub(super) fn corrupt(what: impl std::fmt::Display) -> IfError {
+    IfError::format(ErrorCode::InvalidProof, format_args!("witness log: {what}"))
+}
+
+pub(super) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, IfError> {
+    postcard::to_allocvec(v).map_err(|e| unavailable("encoding", e))
+}
+
+pub(super) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T, IfError> {
+    postcard::from_bytes(bytes).map_err(|e| corrupt(format_args!("{what} does not decode: {e}")))
+}
