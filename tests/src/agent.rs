@@ -6,6 +6,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use if_protocol::messages::{State, Status};
+use rumqttc::v5::Event;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::Packet;
+
 use crate::broker::Broker;
 use crate::signal;
 use crate::talent::Talent;
@@ -220,10 +225,11 @@ impl Agent {
         std::fs::write(self.config(), f(text)).expect("write edge.toml");
     }
 
-    /// Starts `if-edge run` and waits until it is connected to the broker.
+    /// Starts `if-edge run` and waits until it serves: its retained `online` status of this run,
+    /// signed by its key, is on the broker (published once its subscriptions are in place).
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let connects_before = self.log().matches("connected to the broker").count();
+        let since_ms = now_ms();
         let log = OpenOptions::new().create(true).append(true).open(self.log_path()).expect("open agent.log");
         let child = Command::new(crate::bin("if-edge"))
             .arg("run")
@@ -235,15 +241,42 @@ impl Agent {
             .spawn()
             .expect("start if-edge");
         self.child = Some(child);
-        let up = crate::wait_for(Duration::from_secs(20), || {
-            if !self.is_running() {
-                return Some(false);
-            }
-            (self.log().matches("connected to the broker").count() > connects_before).then_some(true)
-        });
-        let up = up.filter(|connected| *connected);
-        assert!(up.is_some(), "agent did not connect; its log:\n{}", self.log());
+        let up = self.wait_online(since_ms, Duration::from_secs(20));
+        assert!(up, "the agent did not come online; its log:\n{}", self.log());
         self.add_talents();
+    }
+
+    /// Whether the agent's signed `online` status published at or after `since_ms` appears within
+    /// `timeout` (false at once if the process ends).
+    fn wait_online(&mut self, since_ms: u64, timeout: Duration) -> bool {
+        let key = if_edge::keyfile::read_public(&self.public_key()).expect("the agent's public key");
+        let topic = if_protocol::topics::Topics::new(&self.site, &self.name).status;
+        let broker = if_edge::mqtt::BrokerAddr::parse(&self.broker_url).expect("broker URL");
+        let id = format!("ready-{}", uuid::Uuid::new_v4().simple());
+        let (client, mut conn) =
+            rumqttc::v5::Client::new(rumqttc::v5::MqttOptions::new(id, broker.host, broker.port), 16);
+        let context = if_protocol::attest::topic_context(&topic);
+        let end = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < end && self.is_running() {
+            let Ok(event) = conn.recv_timeout(Duration::from_millis(200)) else { continue };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    let _ = client.subscribe(topic.clone(), QoS::AtMostOnce);
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let own =
+                        if_protocol::attest::verify(&key, if_protocol::attest::PUBLISH_DOMAIN, &context, &p.payload);
+                    let status = own.ok().and_then(|o| serde_json::from_slice::<Status>(&o).ok());
+                    if status.is_some_and(|s| s.state == State::Online && s.at_ms.unwrap_or(0) >= since_ms) {
+                        let _ = client.disconnect();
+                        return true;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+        false
     }
 
     /// The process id, while running.
@@ -292,6 +325,10 @@ impl Agent {
             .map(|l| serde_json::from_str(l).expect("export line is JSON"))
             .collect()
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 fn path(p: &Path) -> &str {

@@ -1,5 +1,5 @@
-//! `ifctl witness verify-anchors --follow` as a real process: its key directory, its own store, its
-//! archive directory, and what it said, line by line.
+//! `if-collector --follow` (what `ifctl witness verify-anchors --follow` runs) as a real process: its key
+//! directory, its own store, its archive directory, and what it said, line by line.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -37,8 +37,8 @@ impl Collector {
         let listening = |p: &Path| std::fs::read_to_string(p).unwrap_or_default().matches("listening").count();
         let before = listening(&err_path);
         let err = std::fs::OpenOptions::new().create(true).append(true).open(&err_path).expect("error file");
-        let child = Command::new(crate::bin("ifctl"))
-            .args(["witness", "verify-anchors", "--follow", "--broker", &self.url, "--keys"])
+        let child = Command::new(crate::bin("if-collector"))
+            .args(["--follow", "--broker", &self.url, "--keys"])
             .arg(self.dir.path().join("keys"))
             .arg("--store")
             .arg(self.dir.path().join("collector.redb"))

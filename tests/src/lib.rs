@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 
 /// Path of a workspace binary in the target directory the tests were built into.
 ///
-/// Panics with the command to run when the binary has not been built: a missing binary is a broken test
-/// setup, not a condition to skip.
+/// Panics with the command to run when the binary has not been built, or was built before the newest
+/// change to the sources it is made of: a missing or stale binary is a broken test setup, not a
+/// condition to skip, and a suite that ran an old binary would prove nothing about the code.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> -> target/<profile>/<name>
@@ -32,7 +33,50 @@ pub fn bin(name: &str) -> PathBuf {
         "{} is missing: run `cargo build --workspace --bins` first (tools/test.sh does)",
         path.display()
     );
+    let built = std::fs::metadata(&path).and_then(|m| m.modified()).expect("the binary's time");
+    if let Some((changed, source)) = newest_source(name).filter(|(t, _)| *t > built) {
+        let ago = changed.duration_since(built).unwrap_or_default().as_secs();
+        panic!(
+            "{} is older than {} (changed {ago} s after it was built): run `cargo build --workspace --bins`",
+            path.display(),
+            source.display()
+        );
+    }
     path
+}
+
+/// The crates each binary is built from.
+fn crates_of(bin: &str) -> &'static [&'static str] {
+    match bin {
+        "if-edge" => &["protocol", "edge"],
+        "if-sim" => &["sim"],
+        "if-collector" => &["protocol", "edge", "collector"],
+        _ => &["protocol", "edge", "sim", "collector", "tools"],
+    }
+}
+
+/// The most recently changed source file binary `bin` is built from.
+fn newest_source(bin: &str) -> Option<(std::time::SystemTime, PathBuf)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent()?.to_path_buf();
+    let mut files = Vec::new();
+    for krate in crates_of(bin) {
+        walk(&root.join(krate).join("src"), &mut files);
+    }
+    files
+        .into_iter()
+        .filter_map(|f| Some((std::fs::metadata(&f).and_then(|m| m.modified()).ok()?, f)))
+        .max_by_key(|(t, _)| *t)
+}
+
+fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            walk(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
 }
 
 /// Sends `SIGNAL` (e.g. `TERM`, `KILL`) to a child with `kill(1)`.

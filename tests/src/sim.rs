@@ -1,4 +1,4 @@
-//! Device simulators as real processes (`ifctl sim ...`) on real sockets, with their record of what they
+//! Device simulators as real processes (`if-sim ...`) on real sockets, with their record of what they
 //! received and a fault file the test can change while the agent is connected.
 
 use std::io::{BufRead, BufReader};
@@ -17,7 +17,7 @@ pub struct Sim {
 }
 
 impl Sim {
-    /// Starts `ifctl sim KIND` on a free port.
+    /// Starts `if-sim KIND` on a free port.
     pub fn start(kind: &'static str) -> Sim {
         let mut sim = Sim { kind, port: 0, dir: tempfile::tempdir().expect("tempdir"), child: None };
         sim.launch();
@@ -25,11 +25,11 @@ impl Sim {
     }
 
     fn launch(&mut self) {
-        let mut cmd = Command::new(crate::bin("ifctl"));
+        let mut cmd = Command::new(crate::bin("if-sim"));
         if self.kind == "visca" {
-            cmd.args(["sim", "visca", "--link"]).arg(self.link());
+            cmd.args(["visca", "--link"]).arg(self.link());
         } else {
-            cmd.args(["sim", self.kind, "--port", &self.port.to_string()]);
+            cmd.args([self.kind, "--port", &self.port.to_string()]);
         }
         let mut child = cmd
             .arg("--record")
@@ -39,7 +39,7 @@ impl Sim {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start ifctl sim");
+            .expect("start if-sim");
         let mut line = String::new();
         let out = child.stdout.take().expect("stdout");
         BufReader::new(out).read_line(&mut line).expect("the simulator says where it listens");

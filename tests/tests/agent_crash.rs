@@ -6,6 +6,7 @@
 //! and the outcome; every envelope is answered, a re-sent envelope gets the same reply bytes and runs
 //! nothing; chain, tree and checkpoints verify.
 
+use rand::{RngExt as _, SeedableRng as _};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,10 @@ fn kill_9_during_a_stream_loses_nothing_and_runs_nothing_twice() {
     let probe = Probe::connect(&broker, &agent.site, &agent.name);
     let mut frames: Vec<Vec<u8>> = Vec::new();
     let mut replies: HashMap<u64, Vec<Vec<u8>>> = HashMap::new();
+    // The kill timings are random; the seed is printed so that a failing run can be repeated.
+    let seed: u64 = std::env::var("IF_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    eprintln!("kill -9 timings from seed {seed} (IF_CRASH_SEED={seed} repeats them)");
+    let mut timings = rand::rngs::StdRng::seed_from_u64(seed);
 
     for _ in 0..CRASHES {
         for _ in 0..PER_ROUND {
@@ -44,7 +49,7 @@ fn kill_9_during_a_stream_loses_nothing_and_runs_nothing_twice() {
             probe.request(frame.clone(), &n.to_be_bytes());
             frames.push(frame);
         }
-        std::thread::sleep(Duration::from_millis(rand::random_range(0..40)));
+        std::thread::sleep(Duration::from_millis(timings.random_range(0..40)));
         agent.kill9();
         collect(&probe, &mut replies, Duration::from_millis(1));
         agent.start();

@@ -1,5 +1,5 @@
 //! Anchors upstream, end to end: an agent with its commands on the site's broker and its anchors on a
-//! separate uplink broker, the collector (`ifctl witness verify-anchors --follow`) on the uplink. The
+//! separate uplink broker, the collector (`if-collector --follow`) on the uplink. The
 //! uplink goes down while commands keep flowing, the agent restarts in between, the uplink comes back:
 //! every checkpoint reaches the collector in order and verifies. And the collector faced with forged,
 //! forked, shrunk and replayed anchors.
@@ -150,8 +150,8 @@ fn forged_forked_shrunk_and_replayed_anchors_are_refused_with_evidence_or_taken_
     }
 
     // A restarted collector still knows what it accepted: the old one again is a repeat, acknowledged.
+    // The restart returns once the new collector has subscribed.
     collector.restart();
-    std::thread::sleep(Duration::from_millis(500));
     watcher.publish_to(anchors, anchor(&agent.key, &log, 10, 0), false);
     let lines = said(&collector, 3).expect("a verdict");
     assert!(lines[2].ends_with("AGAIN size 10, already accepted"), "{lines:#?}");
@@ -202,7 +202,11 @@ fn with_the_collectors_key_pinned_only_its_signed_acknowledgements_move_the_queu
     let cp = Checkpoint::parse_note(anchor["note"].as_str().expect("note")).expect("checkpoint");
     let forged = serde_json::json!({ "size": cp.size, "root": B64.encode(cp.root) });
     probe.publish_to(&format!("{anchors_topic}/ack"), forged.to_string().into_bytes(), false);
-    std::thread::sleep(Duration::from_millis(2500));
+    // The agent offers unacknowledged anchors again every second: twice more, and the forged
+    // acknowledgement has been read and ignored.
+    for _ in 0..2 {
+        probe.next_on(&anchors_topic, WAIT).expect("the anchor is offered again");
+    }
     assert_eq!(anchors(&broker, &agent).0, 0, "an unsigned acknowledgement moves nothing");
     // The collector that holds the key: its acknowledgements count.
     let collector = Collector::start_at(&broker.url(), &["--sign-key", collector_key.secret.to_str().expect("utf-8")]);

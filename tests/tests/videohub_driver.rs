@@ -54,8 +54,12 @@ fn routes_and_salvos_are_confirmed_or_refused_whole() {
     let before = routing_blocks(&sim).len();
     let hung = route(&mut r, 6, 1);
     assert_eq!(code(&hung), "IF_ERR_402", "{hung}");
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(routing_blocks(&sim).len(), before + 1, "sent once, never again");
+    // A marker behind it in the lane: once the router has it, anything sent again would be before it.
+    sim.fault("");
+    let marker = if_tests::wait_for(Duration::from_secs(15), || (code(&route(&mut r, 9, 3)) == "OK").then_some(()));
+    assert!(marker.is_some(), "the router answers again");
+    let hung_block = routing_blocks(&sim)[before..].iter().filter(|b| b.ends_with("| 6 1")).count();
+    assert_eq!(hung_block, 1, "sent once, never again: {:?}", &routing_blocks(&sim)[before..]);
 
     // After a restart with output 4 locked by another client, the prelude tells the driver: a salvo
     // touching it is refused whole, others go through.

@@ -72,8 +72,12 @@ fn commands_reach_vmix_and_tally_comes_back() {
     let before = sim.received().len();
     let hung = r.ask("preview_input", Hazards::NONE, &[("Input", ArgValue::Int(4))]);
     assert_eq!(code(&hung), "IF_ERR_402", "{hung}");
-    std::thread::sleep(Duration::from_millis(1500));
-    let sent: Vec<String> = sim.received()[before..].iter().filter(|l| l.starts_with("FUNCTION")).cloned().collect();
+    // A marker behind it in the lane: once vMix has it, anything sent again would be on record before it.
+    sim.fault("");
+    wait_until("a command works again", || {
+        code(&r.ask("preview_input", Hazards::NONE, &[("Input", ArgValue::Int(1))])) == "OK"
+    });
+    let sent: Vec<String> = sim.received()[before..].iter().filter(|l| l.contains("Input=4")).cloned().collect();
     assert_eq!(sent, ["FUNCTION PreviewInput Input=4"], "sent once, never again");
     r.agent.stop();
 }

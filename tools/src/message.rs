@@ -67,6 +67,28 @@ pub struct Command {
     pub audience: Option<String>,
 }
 
+impl Command {
+    /// `action` on `capability`, signed by `key` as `sender`, for `why`: valid 30 s, in the scope
+    /// `studio:control`, with no arguments or hazards, for the target agent alone. Every verb starts here
+    /// and sets what its flags say.
+    pub fn new(key: PathBuf, sender: String, capability: &str, action: &str, why: &str) -> Self {
+        Command {
+            key,
+            sender,
+            capability: capability.into(),
+            action: action.into(),
+            args: Vec::new(),
+            why: why.into(),
+            trace: None,
+            seq: None,
+            ttl_s: 30,
+            scope: "studio:control".into(),
+            hazards: Vec::new(),
+            audience: None,
+        }
+    }
+}
+
 impl Target {
     /// The audience of exactly this agent.
     pub fn audience(&self) -> Result<Audience, IfError> {
@@ -214,7 +236,7 @@ pub async fn request(target: &Target, topic: &str, who: &str, payload: Vec<u8>) 
     let call = Uuid::new_v4();
     let topics = Topics::new(&target.site, &target.agent);
     let reply_topic = format!("{}/{call}", topics.reply_for(who));
-    let mut opts = crate::connect::options(&target.broker, format!("ifctl-{call}"), target.tls.as_ref())?;
+    let mut opts = if_edge::mqtt::tool_options(&target.broker, format!("ifctl-{call}"), target.tls.as_ref())?;
     let mut net = rumqttc::NetworkOptions::new();
     net.set_tcp_nodelay(true);
     opts.set_network_options(net);

@@ -79,7 +79,7 @@ pub async fn collect(
     let unreachable =
         |e: &dyn std::fmt::Display| IfError::format(ErrorCode::SystemError, format_args!("broker {broker}: {e}"));
     let id = format!("ifctl-status-{}", uuid::Uuid::new_v4());
-    let (client, mut events) = AsyncClient::new(crate::connect::options(broker, id, tls)?, 256);
+    let (client, mut events) = AsyncClient::new(if_edge::mqtt::tool_options(broker, id, tls)?, 256);
     let filter = topics::every(site, Kind::Status);
     let mut out = Statuses::default();
     let mut connected = false;

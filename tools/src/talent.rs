@@ -59,18 +59,14 @@ pub fn command(
         Some(s) => s.to_string(),
         None => key.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
     };
-    crate::message::Command {
-        key: key.to_path_buf(),
+    let mut cmd = crate::message::Command::new(
+        key.to_path_buf(),
         sender,
-        capability: if_edge::policy::commands::POLICY_CAPABILITY.into(),
-        action: action.into(),
-        args,
-        why: why.into(),
-        trace: None,
-        seq: None,
-        ttl_s: 30,
-        scope: "policy".into(),
-        hazards: Vec::new(),
-        audience: None,
-    }
+        if_edge::policy::commands::POLICY_CAPABILITY,
+        action,
+        why,
+    );
+    cmd.args = args;
+    cmd.scope = "policy".into();
+    cmd
 }

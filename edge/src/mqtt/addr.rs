@@ -74,6 +74,18 @@ impl BrokerAddr {
     }
 }
 
+/// The options of a tool's connection (ifctl, the collector) to the broker at `url`: keep-alive 10 s and
+/// the agent's packet size, over TLS for `mqtts://`. Errors name the flag to fix.
+pub fn tool_options(url: &str, id: String, tls: Option<&Tls>) -> Result<rumqttc::v5::MqttOptions, IfError> {
+    let addr =
+        BrokerAddr::parse(url).map_err(|e| IfError::format(ErrorCode::ConfigInvalid, format_args!("--broker: {e}")))?;
+    let mut o = addr
+        .client_options(id, tls)
+        .map_err(|e| IfError::format(e.code(), format_args!("{} (--tls-ca)", e.detail())))?;
+    o.set_keep_alive(std::time::Duration::from_secs(10)).set_max_packet_size(Some(super::MAX_PACKET));
+    Ok(o)
+}
+
 impl std::fmt::Display for BrokerAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let scheme = if self.tls { "mqtts" } else { "mqtt" };

@@ -17,7 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, broadcast};
 
-use super::vmix::Files;
+use crate::Files;
 
 #[derive(Debug)]
 struct Router {

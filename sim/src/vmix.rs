@@ -13,7 +13,6 @@
 //! Empty or missing: healthy. Next to the record, `RECORD.timeline` lists what was received (`rx`) and
 //! answered (`tx`) in order, with the time in microseconds since the Unix epoch.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,14 +20,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, broadcast};
 
-/// Where the simulator keeps its files.
-#[derive(Debug, Clone)]
-pub struct Files {
-    /// Every received line is appended here.
-    pub record: Option<PathBuf>,
-    /// The current fault, one word.
-    pub fault: Option<PathBuf>,
-}
+use crate::Files;
 
 #[derive(Debug)]
 struct Switcher {

@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Mutex;
 
-use super::vmix::Files;
+use crate::Files;
 
 fn fault(files: &Files) -> String {
     files.fault.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).map(|s| s.trim().to_string()).unwrap_or_default()
@@ -54,7 +54,7 @@ pub async fn serve(pty: Pty, files: Files) -> std::io::Result<()> {
     let (mut rx, tx) = tokio::io::split(master);
     let tx = Arc::new(Mutex::new(tx));
     let busy = Arc::new(Mutex::new([false; 2]));
-    let mut framer = if_edge::drivers::visca::Framer::default();
+    let mut line = Line::default();
     let mut buf = [0u8; 64];
     loop {
         let n = match rx.read(&mut buf).await {
@@ -64,7 +64,7 @@ pub async fn serve(pty: Pty, files: Files) -> std::io::Result<()> {
             }
             Ok(n) => n,
         };
-        for p in buf[..n].iter().filter_map(|&b| framer.push(b)).collect::<Vec<_>>() {
+        for p in line.feed(&buf[..n]) {
             record(&files, &p);
             let (tx, busy) = (tx.clone(), busy.clone());
             match fault(&files).as_str() {
@@ -75,6 +75,49 @@ pub async fn serve(pty: Pty, files: Files) -> std::io::Result<()> {
                 f => answer(&p, f, tx, busy).await?,
             }
         }
+    }
+}
+
+/// Longest message a camera takes, terminator included.
+const MAX_MESSAGE: usize = 16;
+
+/// The camera's reading of its serial line. A message from a controller starts with a header byte `8x`
+/// (`x`: the camera's address, or 8 for a broadcast) and ends with the first `FF` after it. Bytes
+/// before a header are line noise and are skipped; when a second header comes before the `FF`, the
+/// first message was cut short and only the second is read; a message longer than [`MAX_MESSAGE`] is
+/// dropped whole.
+#[derive(Debug, Default)]
+struct Line {
+    pending: Vec<u8>,
+}
+
+fn is_header(b: u8) -> bool {
+    (0x81..=0x88).contains(&b)
+}
+
+impl Line {
+    /// The messages complete after `bytes` arrived.
+    fn feed(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
+        self.pending.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        while let Some(end) = self.pending.iter().position(|&b| b == 0xFF) {
+            let chunk: Vec<u8> = self.pending.drain(..=end).collect();
+            if let Some(start) = chunk.iter().rposition(|&b| is_header(b)) {
+                let message = &chunk[start..];
+                if message.len() <= MAX_MESSAGE {
+                    out.push(message.to_vec());
+                }
+            }
+        }
+        // Nothing that waits for its terminator is ever longer than a message.
+        if self.pending.len() > MAX_MESSAGE {
+            let keep = self.pending.iter().rposition(|&b| is_header(b)).unwrap_or(self.pending.len());
+            self.pending.drain(..keep);
+            if self.pending.len() > MAX_MESSAGE {
+                self.pending.clear();
+            }
+        }
+        out
     }
 }
 
@@ -137,5 +180,23 @@ async fn answer<W: AsyncWriteExt + Unpin + Send + 'static>(
             Ok(())
         }
         _ => send(&tx, &[0x90, 0x60, 0x02, 0xFF]).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_camera_reads_whole_messages_across_reads_and_skips_noise() {
+        let mut l = Line::default();
+        assert!(l.feed(&[0x12, 0x81, 0x01, 0x06]).is_empty(), "not ended yet");
+        assert_eq!(l.feed(&[0x04, 0xFF, 0x81]), vec![vec![0x81, 0x01, 0x06, 0x04, 0xFF]]);
+        assert_eq!(l.feed(&[0x09, 0x04, 0x00, 0xFF]), vec![vec![0x81, 0x09, 0x04, 0x00, 0xFF]]);
+        assert_eq!(l.feed(&[0x81, 0x01, 0x81, 0x09, 0xFF]), vec![vec![0x81, 0x09, 0xFF]], "a cut message");
+        assert!(l.feed(&[0x55, 0x66, 0xFF]).is_empty(), "noise alone is no message");
+        let long: Vec<u8> = [0x81].into_iter().chain([0x01; 20]).chain([0xFF]).collect();
+        assert!(l.feed(&long).is_empty(), "longer than any message");
+        assert_eq!(l.feed(&[0x88, 0x30, 0x01, 0xFF]), vec![vec![0x88, 0x30, 0x01, 0xFF]], "and the line recovers");
     }
 }

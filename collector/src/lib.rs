@@ -1,4 +1,5 @@
-//! `ifctl witness verify-anchors`: the upstream verifier and collector of anchors.
+//! The collector: the fleet-side verifier and archive of agents' anchors (`if-collector`, and
+//! `ifctl witness verify-anchors`, the same [`Args`]).
 //!
 //! It subscribes to `if/v1/+/+/anchors`, checks each anchor (the agent's signature by its pinned key,
 //! the origin, and consistency with the last checkpoint it accepted from that agent), keeps what it
@@ -24,6 +25,55 @@ use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::{AsyncClient, Event};
 
 use judge::Verdict;
+
+/// The collector's flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// The broker the anchors arrive on, mqtt://HOST:PORT.
+    #[arg(long)]
+    pub broker: String,
+    /// Directory of agents' public keys, `{site}.{agent}.pub`.
+    #[arg(long)]
+    pub keys: PathBuf,
+    /// The collector's own state (redb file; created if missing).
+    #[arg(long)]
+    pub store: PathBuf,
+    /// Archive accepted notes here: a directory, or an object store URL.
+    #[arg(long)]
+    pub archive: Option<String>,
+    /// Keep running until killed.
+    #[arg(long)]
+    pub follow: bool,
+    /// Without --follow: stop after this many milliseconds without an anchor.
+    #[arg(long, default_value_t = 2000)]
+    pub wait_ms: u64,
+    /// The collector's own secret key: acknowledgements and evidence are signed with it, so an agent
+    /// that pins its public key (`[uplink] collector_key`) believes no other acknowledgement.
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
+}
+
+impl Args {
+    /// The options these flags give, with TLS for an `mqtts://` broker.
+    pub fn options(&self, tls: Option<if_edge::tls::Tls>, json: bool) -> Result<Options, IfError> {
+        Ok(Options {
+            signer: self
+                .sign_key
+                .as_deref()
+                .map(if_edge::keyfile::read_secret)
+                .transpose()?
+                .map(if_edge::attest::Signer::new),
+            broker: self.broker.clone(),
+            tls,
+            keys: self.keys.clone(),
+            store: self.store.clone(),
+            archive: self.archive.clone(),
+            follow: self.follow,
+            wait: Duration::from_millis(self.wait_ms),
+            json,
+        })
+    }
+}
 
 /// What to verify and where to keep it.
 #[derive(Debug, Clone)]
@@ -70,7 +120,7 @@ pub async fn run(opts: Options) -> Result<(), IfError> {
     let store = store::Store::open(&opts.store)?;
     let archive = opts.archive.as_deref().map(archive).transpose()?;
     let id = format!("ifctl-collector-{}", uuid::Uuid::new_v4());
-    let mqtt = crate::connect::options(&opts.broker, id, opts.tls.as_ref())?;
+    let mqtt = if_edge::mqtt::tool_options(&opts.broker, id, opts.tls.as_ref())?;
     let (client, mut events) = AsyncClient::new(mqtt, 256);
     let mut evidence = 0usize;
     let mut quiet_until = tokio::time::Instant::now() + opts.wait;

@@ -1,0 +1,92 @@
+//! `ifctl witness ...`: a witness log file checked, exported and queried, a running agent asked for a
+//! trace, and the collector of anchors (`verify-anchors`, the same as `if-collector`).
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use if_protocol::IfError;
+
+use super::{Cli, Signer};
+use crate::{message, settings, witness};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum WitnessCommand {
+    /// Check chain, tree and checkpoints; exits non-zero naming the first bad index.
+    Verify {
+        /// The witness log file.
+        #[arg(long)]
+        db: PathBuf,
+        /// The agent's public key; defaults to the one its latest BOOT record names.
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// Every record of one trace: received, executed or failed, rejected, falsified, with why.
+    Query {
+        /// The trace token.
+        #[arg(long)]
+        trace_token: uuid::Uuid,
+        /// Read this witness log file (of a stopped agent, or a copy) instead of asking the running
+        /// agent over MQTT.
+        #[arg(long)]
+        db: Option<PathBuf>,
+        #[command(flatten)]
+        who: Signer,
+        /// Seconds to wait for the agent's answer.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+    /// Print every record as a JSON line (`leaf` is the exact RFC 6962 leaf, base64).
+    Export {
+        /// The witness log file.
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Verify and collect agents' anchors: signature by the agent's pinned key, origin, consistency with
+    /// the last accepted checkpoint; acknowledge accepted ones, archive them, and publish a shrinking or
+    /// forked log with both checkpoints on the agent's `security` topic.
+    VerifyAnchors(if_collector::Args),
+    /// Print the latest signed checkpoint note verbatim.
+    Checkpoint {
+        /// The witness log file.
+        #[arg(long)]
+        db: PathBuf,
+    },
+}
+
+/// Carries out `ifctl witness ...`.
+pub(crate) async fn run(command: &WitnessCommand, cli: &Cli, s: &settings::Settings) -> Result<(), IfError> {
+    let json = cli.json;
+    match command {
+        WitnessCommand::Verify { db, key } => {
+            let report = witness::verify_db(db, key.as_deref())?;
+            witness::print_report(&report, json);
+            Ok(())
+        }
+        WitnessCommand::Export { db } => witness::export(db),
+        WitnessCommand::Query { trace_token, db: Some(db), .. } => witness::query(db, *trace_token, json),
+        WitnessCommand::Query { trace_token, db: None, who, timeout } => {
+            let target = who.to.target(s, *timeout)?;
+            let why = format!("query of trace {trace_token}");
+            let mut cmd = who.command(cli, s, if_edge::builtin::WitnessQuery::ID, "query", &why)?;
+            cmd.args = vec![format!("trace={trace_token}")];
+            let reply = message::send_command(&target, &cmd).await?;
+            if let Some(e) = &reply.error {
+                return Err(IfError::from(e));
+            }
+            let result = reply.result.unwrap_or_default();
+            for r in result["records"].as_array().into_iter().flatten() {
+                println!("{}", witness::show_line(r, json));
+            }
+            Ok(())
+        }
+        WitnessCommand::VerifyAnchors(args) => if_collector::run(args.options(s.tls()?, json)?).await,
+        WitnessCommand::Checkpoint { db } => {
+            let note = witness::checkpoint(db)?;
+            match json {
+                true => println!("{}", witness::checkpoint_json(&note)?),
+                false => print!("{note}"),
+            }
+            Ok(())
+        }
+    }
+}
