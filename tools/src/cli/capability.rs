@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args as ClapArgs, Subcommand};
 use if_protocol::IfError;
 
-use super::{AgentAddr, Cli, Mode, Signer, usage};
+use super::{AgentAddr, Body, Cli, Mode, Signer, usage};
 use crate::settings;
 
 #[derive(Debug, Subcommand)]
@@ -31,15 +31,8 @@ pub(crate) struct ApplyArgs {
     /// The action.
     #[arg(long)]
     pub(crate) action: String,
-    /// An argument KEY=VALUE (repeatable).
-    #[arg(long = "arg")]
-    pub(crate) args: Vec<String>,
-    /// Declared hazard (repeatable).
-    #[arg(long = "hazard")]
-    pub(crate) hazards: Vec<String>,
-    /// Scope.
-    #[arg(long, default_value = "studio:control")]
-    pub(crate) scope: String,
+    #[command(flatten)]
+    pub(crate) body: Body,
     #[command(flatten)]
     pub(crate) who: Signer,
     /// Seconds to wait for the reply.
@@ -57,9 +50,7 @@ pub(crate) async fn run(command: &CapabilityCommand, cli: &Cli, s: &settings::Se
         CapabilityCommand::Apply(a) => {
             let target = a.who.to.target(s, a.timeout)?;
             let mut cmd = a.who.command(cli, s, &a.id, &a.action, &cli.why()?)?;
-            cmd.args.clone_from(&a.args);
-            cmd.scope.clone_from(&a.scope);
-            cmd.hazards.clone_from(&a.hazards);
+            a.body.fill(&mut cmd);
             crate::capability::apply(&target, cmd, cli.mode == Some(Mode::Falsify)).await
         }
     }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args as ClapArgs, Subcommand};
 use if_protocol::IfError;
 
-use super::{AgentAddr, Cli, Mode, answer};
+use super::{AgentAddr, Body, Cli, Mode, answer};
 use crate::message::{self, Target};
 use crate::settings;
 
@@ -35,15 +35,8 @@ pub(crate) struct SendArgs {
     /// The action.
     #[arg(long, required_unless_present = "frame_json")]
     pub(crate) action: Option<String>,
-    /// An argument KEY=VALUE (repeatable; true/false and integers are typed).
-    #[arg(long = "arg")]
-    pub(crate) args: Vec<String>,
-    /// Declared hazard (repeatable): on_air, irreversible, motion, power, loud.
-    #[arg(long = "hazard")]
-    pub(crate) hazards: Vec<String>,
-    /// Scope the command acts in.
-    #[arg(long, default_value = "studio:control")]
-    pub(crate) scope: String,
+    #[command(flatten)]
+    pub(crate) body: Body,
     /// Sequence number; by default the next of this key's counter (kept locked in ifctl's state
     /// directory, so concurrent ifctl processes with one key never share one). A number ifctl chose and
     /// the agent refused as taken or too old is signed again once, and ifctl says so.
@@ -71,16 +64,12 @@ pub(crate) async fn run(command: &MessageCommand, cli: &Cli, s: &settings::Setti
     let sender = settings::pick(a.sender.as_ref(), s.sender.as_ref(), "sender")?;
     let (capability, action) = (a.capability.as_deref().unwrap_or_default(), a.action.as_deref().unwrap_or_default());
     let mut cmd = cli.globals(message::Command::new(key, sender, capability, action, &cli.why()?));
-    cmd.args = match cli.mode {
-        Some(Mode::Falsify) => {
-            a.args.iter().cloned().chain([format!("{}=falsify", if_edge::falsify::MODE_ARG)]).collect()
-        }
-        _ => a.args.clone(),
-    };
+    a.body.fill(&mut cmd);
+    if cli.mode == Some(Mode::Falsify) {
+        cmd.args.push(format!("{}=falsify", if_edge::falsify::MODE_ARG));
+    }
     cmd.seq = a.seq;
     cmd.ttl_s = a.ttl;
-    cmd.scope.clone_from(&a.scope);
-    cmd.hazards.clone_from(&a.hazards);
     match &a.save {
         // The saved frame is the one sent: it is never signed again.
         Some(path) => {

@@ -179,6 +179,29 @@ pub(crate) enum Mode {
     PreCommit,
 }
 
+/// What a command carries besides its capability and action.
+#[derive(Debug, ClapArgs)]
+pub(crate) struct Body {
+    /// An argument KEY=VALUE (repeatable; true/false and integers are typed).
+    #[arg(long = "arg")]
+    pub(crate) args: Vec<String>,
+    /// Declared hazard (repeatable): on_air, irreversible, motion, power, loud.
+    #[arg(long = "hazard")]
+    pub(crate) hazards: Vec<String>,
+    /// Scope the command acts in.
+    #[arg(long, default_value = "studio:control")]
+    pub(crate) scope: String,
+}
+
+impl Body {
+    /// Puts these into `cmd`.
+    pub(crate) fn fill(&self, cmd: &mut crate::message::Command) {
+        cmd.args.clone_from(&self.args);
+        cmd.hazards.clone_from(&self.hazards);
+        cmd.scope.clone_from(&self.scope);
+    }
+}
+
 /// Who signs, and which agent: flags, or `ifctl.toml`.
 #[derive(Debug, ClapArgs)]
 pub(crate) struct Signer {
