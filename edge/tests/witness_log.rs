@@ -4,6 +4,7 @@ use ed25519_dalek::SigningKey;
 use if_edge::if_protocol::ErrorCode;
 use if_edge::if_protocol::replay::ReplayWindow;
 use if_edge::witness::record::{Entry, Kind, Record};
+use if_edge::witness::boot;
 use if_edge::witness::store::{Append, CheckpointSigner, Pending, Store};
 use if_edge::witness::verify::verify;
 use redb::ReadableTable as _;
@@ -46,7 +47,7 @@ fn appends_survive_reopen_and_verify() {
     let s = signer(3);
     {
         let mut store = Store::open(&path, 1 << 20).expect("open");
-        store.boot(1, "test", interrupted_reply).expect("boot");
+        boot::start(&mut store, 1, "test", interrupted_reply).expect("boot");
         let idx = store.append(&[received("desk", 1), received("desk", 2)], Some(&s)).expect("append");
         assert_eq!(idx, vec![1, 2]);
         assert_eq!(store.last_checkpoint_size(), 3, "a checkpoint is due after 3 records");
@@ -71,14 +72,14 @@ fn boot_interrupts_open_received_records_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("w.redb");
     let mut store = Store::open(&path, 1 << 20).expect("open");
-    store.boot(1, "first", interrupted_reply).expect("boot");
+    boot::start(&mut store, 1, "first", interrupted_reply).expect("boot");
     store.append(&[received("desk", 1), received("desk", 2)], None).expect("append");
     let mut settle = Append::record(Kind::Executed, entry("desk", 1));
     settle.settles = Some(1);
     store.append(&[settle], None).expect("settle");
     drop(store);
     let mut store = Store::open(&path, 1 << 20).expect("reopen");
-    let interrupted = store.boot(2, "second", interrupted_reply).expect("boot");
+    let interrupted = boot::start(&mut store, 2, "second", interrupted_reply).expect("boot");
     assert_eq!(interrupted.len(), 1, "only seq 2 had no outcome");
     assert_eq!(interrupted[0].pending.seq, 2);
     assert_eq!(interrupted[0].pending.reply_topic.as_deref(), Some("r/t"), "the sender can still be told");
@@ -88,7 +89,7 @@ fn boot_interrupts_open_received_records_once() {
     let reply: serde_json::Value = serde_json::from_slice(&cached.reply).expect("json");
     assert_eq!(reply["error"]["code"], "IF_ERR_500");
     assert_eq!(cached.reply, interrupted[0].reply);
-    assert!(store.boot(3, "third", interrupted_reply).expect("boot").is_empty(), "never interrupted twice");
+    assert!(boot::start(&mut store, 3, "third", interrupted_reply).expect("boot").is_empty(), "never interrupted twice");
     let mut kinds = Vec::new();
     store
         .for_each_leaf(0, |_, leaf| {
@@ -108,7 +109,7 @@ fn a_tampered_record_is_found_by_index() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("w.redb");
     let mut store = Store::open(&path, 1 << 20).expect("open");
-    store.boot(1, "x", interrupted_reply).expect("boot");
+    boot::start(&mut store, 1, "x", interrupted_reply).expect("boot");
     for seq in 1..=5 {
         store.append(&[received("desk", seq)], None).expect("append");
     }

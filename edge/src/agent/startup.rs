@@ -87,7 +87,7 @@ pub(super) fn start(loaded: &Loaded) -> Result<Started, IfError> {
         env!("CARGO_PKG_VERSION"),
         B64.encode(key.verifying_key().as_bytes())
     );
-    let interrupted = store.boot(clock.now_ms(), &boot_detail, |index, p| {
+    let interrupted = crate::witness::boot::start(&mut store, clock.now_ms(), &boot_detail, |index, p| {
         signer.reply(&p.digest, Reply::interrupted(&p.entry, index).to_bytes())
     })?;
     let mut policy = crate::policy::load::at_start(&mut store, config.trust.sources(), clock.now_ms())?;

@@ -2,6 +2,7 @@
 //! snapshots for readers beside the writer, consistency proofs from the stored tree, and the offline
 //! verifier.
 
+pub mod boot;
 pub mod proof;
 pub mod reader;
 pub mod record;

@@ -328,44 +328,16 @@ impl Store {
         Ok(indices)
     }
 
-    /// Starts a run: bumps the boot counter, writes BOOT, and an INTERRUPTED record (IF_ERR_500) for every
-    /// RECEIVED that has no outcome, with the reply `answer` gives for it (RECEIVED's index, what it was)
-    /// cached for redeliveries. Returns the interrupted commands.
-    pub fn boot(
-        &mut self,
-        wall_ms: u64,
-        detail: &str,
-        answer: impl Fn(u64, &Pending) -> Vec<u8>,
-    ) -> Result<Vec<Interrupted>, IfError> {
-        let pending = self.pending()?;
+    /// Starts a run: bumps the boot counter and writes `batch` (the run's BOOT record and an INTERRUPTED
+    /// for each open RECEIVED, as [`super::boot`] makes them) in the same transaction. On error nothing
+    /// was written and the counter is as it was.
+    pub fn boot(&mut self, batch: &[Append]) -> Result<(), IfError> {
         self.head.boot = self.head.boot.wrapping_add(1);
-        let mut batch = vec![Append::record(
-            Kind::Boot,
-            Entry { wall_ms, detail: detail.to_string(), count: 1, ..Entry::default() },
-        )];
-        let mut interrupted = Vec::with_capacity(pending.len());
-        for (index, p) in &pending {
-            let reply = answer(*index, p);
-            let mut entry = p.entry.clone();
-            entry.wall_ms = wall_ms;
-            entry.code = Some(ErrorCode::SystemError.number());
-            entry.detail = format!("RECEIVED #{index} has no outcome; it is not run again");
-            let mut item = Append::record(Kind::Interrupted, entry);
-            item.settles = Some(*index);
-            item.reply = Some(ReplyUpdate {
-                sender: p.sender.clone(),
-                seq: p.seq,
-                cached: CachedReply { digest: p.digest, reply: reply.clone() },
-                keep_from: 0,
-            });
-            batch.push(item);
-            interrupted.push(Interrupted { pending: p.clone(), reply });
-        }
-        let result = self.append(&batch, None);
+        let result = self.append(batch, None);
         if result.is_err() {
             self.head.boot = self.head.boot.wrapping_sub(1);
         }
-        result.map(|_| interrupted)
+        result.map(|_| ())
     }
 
     /// The open RECEIVED records.
