@@ -3,8 +3,8 @@
 use ed25519_dalek::SigningKey;
 use if_edge::if_protocol::ErrorCode;
 use if_edge::if_protocol::replay::ReplayWindow;
-use if_edge::witness::record::{Entry, Kind, Record};
 use if_edge::witness::boot;
+use if_edge::witness::record::{Entry, Kind, Record};
 use if_edge::witness::store::{Append, CheckpointSigner, Pending, Store};
 use if_edge::witness::verify::verify;
 use redb::ReadableTable as _;
@@ -89,7 +89,10 @@ fn boot_interrupts_open_received_records_once() {
     let reply: serde_json::Value = serde_json::from_slice(&cached.reply).expect("json");
     assert_eq!(reply["error"]["code"], "IF_ERR_500");
     assert_eq!(cached.reply, interrupted[0].reply);
-    assert!(boot::start(&mut store, 3, "third", interrupted_reply).expect("boot").is_empty(), "never interrupted twice");
+    assert!(
+        boot::start(&mut store, 3, "third", interrupted_reply).expect("boot").is_empty(),
+        "never interrupted twice"
+    );
     let mut kinds = Vec::new();
     store
         .for_each_leaf(0, |_, leaf| {
