@@ -297,6 +297,13 @@ impl Agent {
         }
     }
 
+    /// SIGTERM, without waiting: the agent begins its ordered stop ([`Agent::stop`] then waits for it).
+    pub fn terminate(&self) {
+        if let Some(c) = &self.child {
+            signal(c, "TERM");
+        }
+    }
+
     /// SIGTERM, and waits for a clean exit.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -45,25 +45,33 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-/// The crates each binary is built from.
-fn crates_of(bin: &str) -> &'static [&'static str] {
+/// The binary's own crate, and the library crates it is built from.
+fn crates_of(bin: &str) -> (&'static str, &'static [&'static str]) {
     match bin {
-        "if-edge" => &["protocol", "edge"],
-        "if-sim" => &["sim"],
-        "if-collector" => &["protocol", "edge", "collector"],
-        _ => &["protocol", "edge", "sim", "collector", "tools"],
+        "if-edge" => ("edge", &["protocol", "edge"]),
+        "if-sim" => ("sim", &["sim"]),
+        "if-collector" => ("collector", &["protocol", "edge", "collector"]),
+        _ => ("tools", &["protocol", "edge", "sim", "collector"]),
     }
 }
 
-/// The most recently changed source file binary `bin` is built from.
+/// The most recently changed source file binary `bin` is built from: the libraries' sources and its
+/// own crate's, leaving out other binaries' `main.rs` and test modules (`tests.rs`), which a change to
+/// never makes cargo build this binary again.
 fn newest_source(bin: &str) -> Option<(std::time::SystemTime, PathBuf)> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent()?.to_path_buf();
+    let (own, libraries) = crates_of(bin);
     let mut files = Vec::new();
-    for krate in crates_of(bin) {
-        walk(&root.join(krate).join("src"), &mut files);
+    for krate in libraries.iter().chain([&own]) {
+        let src = root.join(krate).join("src");
+        walk(&src, &mut files);
+        if *krate != own {
+            files.retain(|f| f != &src.join("main.rs"));
+        }
     }
     files
         .into_iter()
+        .filter(|f| f.file_name().is_some_and(|n| n != "tests.rs"))
         .filter_map(|f| Some((std::fs::metadata(&f).and_then(|m| m.modified()).ok()?, f)))
         .max_by_key(|(t, _)| *t)
 }
@@ -73,7 +81,7 @@ fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
         let p = entry.path();
         if p.is_dir() {
             walk(&p, out);
-        } else {
+        } else if p.extension().is_some_and(|x| x == "rs") {
             out.push(p);
         }
     }

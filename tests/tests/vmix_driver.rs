@@ -83,6 +83,39 @@ fn commands_reach_vmix_and_tally_comes_back() {
 }
 
 #[test]
+fn a_stop_answers_the_command_running_and_leaves_a_newer_one_to_the_next_run() {
+    let sim = Sim::start("vmix");
+    let (mut r, _tally) = rig(&sim.endpoint());
+    let input = |n: i64| [("Input", ArgValue::Int(n))];
+    wait_until("a command works", || code(&r.ask("preview_input", Hazards::NONE, &input(1))) == "OK");
+    let has = |s: &Sim, n: i64| s.received().iter().filter(|l| l.ends_with(&format!("Input={n}"))).count();
+
+    // A command vMix takes its time over (within the manifest's 800 ms); the agent is told to stop while
+    // it runs.
+    sim.fault("delay 600");
+    r.probe.request(r.frame("preview_input", Hazards::NONE, &input(2)), b"slow");
+    wait_until("vMix has the slow command", || has(&sim, 2) == 1);
+    r.agent.terminate();
+    wait_until("the agent is stopping", || r.agent.log().contains("shutting down"));
+    // A command that arrives while it stops is not taken: it stays with the broker.
+    r.probe.request(r.frame("preview_input", Hazards::NONE, &input(3)), b"later");
+    r.agent.stop();
+    let slow = r.probe.next(Duration::from_secs(5)).expect("the running command was answered before the stop");
+    assert_eq!(slow.correlation.as_deref(), Some(&b"slow"[..]));
+    assert_eq!(code(&slow.json()), "OK", "{}", slow.json());
+    assert_eq!(has(&sim, 3), 0, "nothing was started after the stop began");
+
+    // The next run takes the waiting command from the broker and runs it once.
+    sim.fault("");
+    r.agent.start();
+    let later = r.probe.next(Duration::from_secs(10)).expect("the waiting command is answered by the next run");
+    assert_eq!(later.correlation.as_deref(), Some(&b"later"[..]));
+    assert_eq!(code(&later.json()), "OK", "{}", later.json());
+    assert_eq!(has(&sim, 3), 1);
+    r.agent.stop();
+}
+
+#[test]
 fn a_web_controller_port_is_reported_as_not_vmix() {
     let sim = Sim::start("vmix");
     sim.fault("http");

@@ -38,6 +38,8 @@ pub struct Statuses {
     pub forged: BTreeMap<String, usize>,
     /// Agents with no pinned key, whose statuses cannot be checked (and are not shown).
     pub unpinned: std::collections::BTreeSet<String>,
+    /// Agents whose genuine status this ifctl cannot read (a newer agent's), with why.
+    pub unreadable: BTreeMap<String, String>,
 }
 
 /// The pinned key of an agent (site, name), if there is one.
@@ -51,6 +53,8 @@ enum Checked {
     Forged,
     /// No key is pinned for its agent.
     Unpinned,
+    /// Signed by its agent's pinned key, but not a status this ifctl can read.
+    Unreadable(String),
 }
 
 /// The status on `topic` checked against its agent's key in `keys`; the agent's name either way.
@@ -60,10 +64,12 @@ fn check(keys: Keys<'_>, topic: &str, payload: &[u8]) -> (String, Checked) {
     let Some(key) = of.and_then(|(site, name)| keys(site, name)) else {
         return (agent, Checked::Unpinned);
     };
-    let object = attest::verify(&key, PUBLISH_DOMAIN, &attest::topic_context(topic), payload).ok();
-    match object.and_then(|o| serde_json::from_slice::<Status>(&o).ok()) {
-        Some(v) => (agent, Checked::Genuine(Box::new(v))),
-        None => (agent, Checked::Forged),
+    match attest::verify(&key, PUBLISH_DOMAIN, &attest::topic_context(topic), payload) {
+        Err(_) => (agent, Checked::Forged),
+        Ok(object) => match serde_json::from_slice::<Status>(&object) {
+            Ok(v) => (agent, Checked::Genuine(Box::new(v))),
+            Err(e) => (agent, Checked::Unreadable(e.to_string())),
+        },
     }
 }
 
@@ -102,6 +108,9 @@ pub async fn collect(
                     (agent, Checked::Forged) => *out.forged.entry(agent).or_insert(0) += 1,
                     (agent, Checked::Unpinned) => {
                         out.unpinned.insert(agent);
+                    }
+                    (agent, Checked::Unreadable(why)) => {
+                        out.unreadable.insert(agent, why);
                     }
                 }
             }
@@ -145,6 +154,9 @@ pub fn print(statuses: &Statuses, json: bool) {
         for agent in &statuses.unpinned {
             rows.push(serde_json::json!({ "agent": agent, "state": "unpinned", "verified": false }));
         }
+        for (agent, why) in statuses.unreadable.iter().filter(|(a, _)| !known.contains_key(*a)) {
+            rows.push(serde_json::json!({ "agent": agent, "state": "unreadable", "verified": true, "why": why }));
+        }
         println!("{}", Value::Array(rows));
         return;
     }
@@ -181,6 +193,9 @@ pub fn print(statuses: &Statuses, json: bool) {
     for (agent, n) in statuses.forged.iter().filter(|(a, _)| !known.contains_key(*a)) {
         println!("{agent:<28} {:<8} ({n} status message(s) not signed by its pinned key)", "forged");
     }
+    for (agent, why) in statuses.unreadable.iter().filter(|(a, _)| !known.contains_key(*a)) {
+        println!("{agent:<28} {:<8} (signed by its key, but not a status this ifctl reads: {why})", "unread");
+    }
     if !statuses.unpinned.is_empty() {
         let names: Vec<&str> = statuses.unpinned.iter().map(String::as_str).collect();
         eprintln!("ifctl: no pinned key, not shown: {}", names.join(", "));
@@ -190,6 +205,23 @@ pub fn print(statuses: &Statuses, json: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_is_genuine_forged_unpinned_or_unreadable() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let signer = if_edge::attest::Signer::new(key.clone());
+        let topic = topics::of("s", "a", Kind::Status);
+        let pinned = |site: &str, agent: &str| (site == "s" && agent == "a").then(|| key.verifying_key());
+        let good = signer.publication(&topic, br#"{"state":"online","boot":2,"session":1}"#.to_vec());
+        assert!(matches!(check(&pinned, &topic, &good), (a, Checked::Genuine(s)) if a == "s/a" && s.boot == 2));
+        let other = if_edge::attest::Signer::new(ed25519_dalek::SigningKey::from_bytes(&[8; 32]));
+        let forged = other.publication(&topic, br#"{"state":"online"}"#.to_vec());
+        assert!(matches!(check(&pinned, &topic, &forged), (_, Checked::Forged)));
+        let newer = signer.publication(&topic, br#"{"state":"dreaming"}"#.to_vec());
+        assert!(matches!(check(&pinned, &topic, &newer), (_, Checked::Unreadable(_))), "not taken for a forgery");
+        let elsewhere = topics::of("s", "b", Kind::Status);
+        assert!(matches!(check(&pinned, &elsewhere, &good), (a, Checked::Unpinned) if a == "s/b"));
+    }
 
     #[test]
     fn the_newest_session_is_what_is_known() {

@@ -73,6 +73,9 @@ const MAX_BURST: usize = 256;
 /// How long commands already running at shutdown may take to finish and be witnessed.
 const DRAIN: Duration = Duration::from_secs(3);
 
+/// How long each later step of a shutdown may take (the disk or the broker may be gone).
+const STEP: Duration = Duration::from_secs(2);
+
 /// Where a reply goes: the MQTT 5 response topic with its correlation data, or the sender's topic.
 #[derive(Debug, Clone)]
 struct Route {
@@ -191,7 +194,7 @@ impl Ctx {
 pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>) -> Result<(), IfError> {
     let up = startup::start(&loaded)?;
     let ctx = up.ctx.clone();
-    let (inbound_tx, inbound) = mpsc::unbounded_channel();
+    let (inbound_tx, mut inbound) = mpsc::unbounded_channel();
     let (connected_tx, _connected) = watch::channel(false);
     let driver = tokio::spawn(mqtt::drive(up.eventloop, up.link, inbound_tx, connected_tx));
     tell_interrupted(&ctx, up.interrupted);
@@ -217,28 +220,40 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
         uplink_stop.clone(),
     ));
 
-    let inputs = pipeline::Inputs { inbound, forgets: up.forgets, policy, done };
+    let inputs = pipeline::Inputs { forgets: up.forgets, policy, done };
     tokio::select! {
-        () = pipeline::ingress_loop(ctx.clone(), inputs) => tracing::warn!("the connection driver stopped"),
+        () = pipeline::ingress_loop(ctx.clone(), &mut inbound, inputs) => tracing::warn!("the connection driver stopped"),
         () = shutdown => tracing::info!("shutting down"),
     }
     // The ingress loop is gone, and with it the last sender of finished commands but theirs: the
-    // completion loop ends once the running commands are witnessed and answered.
+    // completion loop ends once the running commands are witnessed and answered. Commands that arrive
+    // meanwhile stay unread and unacknowledged in `inbound`: the broker keeps them for the next run.
     if tokio::time::timeout(DRAIN, completion).await.is_err() {
         tracing::warn!("commands still running at shutdown were left; the next start records them INTERRUPTED");
     }
     cancel.cancel();
     feedback.wait().await;
-    ctx.witness.checkpoint().await;
+    if tokio::time::timeout(STEP, ctx.witness.checkpoint()).await.is_err() {
+        tracing::warn!("the last checkpoint could not be written in time; the next start signs it");
+    }
     // The last checkpoint goes upstream too, if the uplink is there to take it.
     uplink_stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(2), uplink).await;
+    let uplink_abort = uplink.abort_handle();
+    if tokio::time::timeout(STEP, uplink).await.is_err() {
+        uplink_abort.abort();
+    }
+    // With the broker away, rumqttc's request queue may be full: nothing here waits on it for long.
     let session = ctx.health.session.load(Ordering::Relaxed);
     let offline = ctx.signer.publication(&ctx.topics.status, mqtt::offline(&ctx.health, session));
-    let _ = ctx.client.publish(ctx.topics.status.clone(), QoS::AtLeastOnce, true, offline).await;
-    let _ = ctx.client.disconnect().await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), driver).await;
-    ctx.witness.close().await;
+    let publish = ctx.client.publish(ctx.topics.status.clone(), QoS::AtLeastOnce, true, offline);
+    let _ = tokio::time::timeout(STEP, publish).await;
+    up.stopping.cancel();
+    let _ = tokio::time::timeout(STEP, ctx.client.disconnect()).await;
+    let _ = tokio::time::timeout(STEP, driver).await;
+    drop(inbound);
+    if tokio::time::timeout(STEP, ctx.witness.close()).await.is_err() {
+        tracing::error!("the witness writer did not stop in time; the file is closed when the process ends");
+    }
     Ok(())
 }
 

@@ -20,8 +20,6 @@ use crate::witness::store::{Append, Pending};
 
 /// What the ingress loop reads from and hands on to.
 pub(super) struct Inputs {
-    /// Commands and pushed documents, as they arrive.
-    pub(super) inbound: mpsc::UnboundedReceiver<Publish>,
     /// Policy changes that forget a sender's window, committed here between bursts.
     pub(super) forgets: mpsc::UnboundedReceiver<Forget>,
     /// Pushed documents go on to the policy loop.
@@ -30,8 +28,10 @@ pub(super) struct Inputs {
     pub(super) done: mpsc::UnboundedSender<Done>,
 }
 
-pub(super) async fn ingress_loop(ctx: Ctx, inputs: Inputs) {
-    let Inputs { mut inbound, mut forgets, policy, done } = inputs;
+/// Takes commands and pushed documents from `inbound` until it closes (the connection driver ended) or
+/// the caller stops waiting; `inbound` stays the caller's, so the connection outlives the loop.
+pub(super) async fn ingress_loop(ctx: Ctx, inbound: &mut mpsc::UnboundedReceiver<Publish>, inputs: Inputs) {
+    let Inputs { mut forgets, policy, done } = inputs;
     let mut summary = tokio::time::interval(Duration::from_secs(1));
     loop {
         let first = tokio::select! {

@@ -60,6 +60,8 @@ pub(super) struct Started {
     pub conflicts: mpsc::UnboundedReceiver<Conflict>,
     /// The uplink for anchors.
     pub uplink: Uplink,
+    /// Cancelled once the agent says goodbye: the connection driver then does not reconnect.
+    pub stopping: tokio_util::sync::CancellationToken,
     /// Seconds between checkpoints with new records.
     pub checkpoint_every: Duration,
     /// Seconds between periodic statuses.
@@ -165,6 +167,7 @@ pub(super) fn start(loaded: &Loaded) -> Result<Started, IfError> {
     let birth: mqtt::Birth =
         Arc::new(move || birth_signer.publication(&birth_topic, feedback::online_status(&birth_health, &birth_state)));
     let (conflicts_tx, conflicts) = mpsc::unbounded_channel();
+    let stopping = tokio_util::sync::CancellationToken::new();
     let link = mqtt::Link {
         client,
         topics: topics.clone(),
@@ -173,6 +176,7 @@ pub(super) fn start(loaded: &Loaded) -> Result<Started, IfError> {
         birth,
         schedule: config.backoff(),
         conflicts: conflicts_tx,
+        stopping: stopping.clone(),
     };
     let uplink = Uplink {
         broker: config.uplink_broker(),
@@ -195,6 +199,7 @@ pub(super) fn start(loaded: &Loaded) -> Result<Started, IfError> {
         tallies,
         conflicts,
         uplink,
+        stopping,
         checkpoint_every: Duration::from_secs(u64::from(config.witness.checkpoint_interval_s)),
         status_every: Duration::from_secs(u64::from(config.mqtt.status_interval_s)),
     })

@@ -1,8 +1,8 @@
 //! Where a broker is (`mqtt://HOST[:PORT]`, `mqtts://HOST[:PORT]`), and the rumqttc options that reach it.
 //!
-//! URLs are parsed by the `url` crate, so an IPv6 literal (`mqtt://[::1]:1883`) works; the host is kept
-//! in the form a socket address is written in (brackets for IPv6), which is how rumqttc joins host and
-//! port before it resolves them.
+//! URLs are parsed by the `url` crate, so an IPv6 literal (`mqtt://[::1]:1883`) works. The host is kept
+//! bare (`::1`): rumqttc resolves `host:port` by its last colon and checks a TLS certificate against the
+//! host as a server name, and both take an IPv6 address without brackets.
 
 use if_protocol::{ErrorCode, IfError};
 
@@ -11,7 +11,7 @@ use crate::tls::Tls;
 /// Where the broker is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerAddr {
-    /// Host name or address (an IPv6 literal in brackets).
+    /// Host name or address (an IPv6 address without brackets).
     pub host: String,
     /// TCP port.
     pub port: u16,
@@ -39,7 +39,7 @@ impl BrokerAddr {
             return Err("must be only mqtt://HOST:PORT, with no path".into());
         }
         let host = match url.host() {
-            Some(url::Host::Ipv6(ip)) => format!("[{ip}]"),
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
             Some(url::Host::Ipv4(ip)) => ip.to_string(),
             Some(url::Host::Domain(d)) if !d.is_empty() => d.to_string(),
             _ => return Err("needs a host and a port 1..65535".into()),
@@ -89,7 +89,10 @@ pub fn tool_options(url: &str, id: String, tls: Option<&Tls>) -> Result<rumqttc:
 impl std::fmt::Display for BrokerAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let scheme = if self.tls { "mqtts" } else { "mqtt" };
-        write!(f, "{scheme}://{}:{}", self.host, self.port)
+        match self.host.parse::<std::net::Ipv6Addr>() {
+            Ok(ip) => write!(f, "{scheme}://[{ip}]:{}", self.port),
+            Err(_) => write!(f, "{scheme}://{}:{}", self.host, self.port),
+        }
     }
 }
 
@@ -121,14 +124,17 @@ mod tests {
     }
 
     #[test]
-    fn an_ipv6_literal_keeps_the_form_a_socket_address_is_written_in() {
-        let a = BrokerAddr::parse("mqtt://[::1]:1883").expect("ipv6");
-        assert_eq!((a.host.as_str(), a.port), ("[::1]", 1883));
-        assert_eq!(a.to_string(), "mqtt://[::1]:1883");
-        // rumqttc joins host and port with a colon before it resolves them: that must be an address.
-        let joined: std::net::SocketAddr = format!("{}:{}", a.host, a.port).parse().expect("a socket address");
-        assert!(joined.is_ipv6());
-        assert!(a.client_options("x", None).is_ok());
+    fn an_ipv6_literal_resolves_and_names_its_tls_server() {
+        use std::net::ToSocketAddrs as _;
+        let a = BrokerAddr::parse("mqtts://[::1]:8883").expect("ipv6");
+        assert_eq!((a.host.as_str(), a.port), ("::1", 8883));
+        assert_eq!(a.to_string(), "mqtts://[::1]:8883");
+        // rumqttc joins host and port with a colon and resolves that (by its last colon)...
+        let joined = format!("{}:{}", a.host, a.port).to_socket_addrs().expect("resolves").next().expect("one");
+        assert!(joined.is_ipv6() && joined.port() == 8883);
+        // ...and checks the broker's certificate against the host as a server name.
+        assert!(rustls::pki_types::ServerName::try_from(a.host.clone()).is_ok());
+        assert!(BrokerAddr::parse("mqtt://[::1]").expect("ok").client_options("x", None).is_ok());
         let e = BrokerAddr::parse("mqtts://[::1]").expect("ok").client_options("x", None).expect_err("no CA");
         assert_eq!(e.code(), ErrorCode::ConfigInvalid);
     }

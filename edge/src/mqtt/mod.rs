@@ -109,6 +109,8 @@ pub struct Link {
     pub schedule: Backoff,
     /// Where a conflict over this agent's identity is reported (to be witnessed).
     pub conflicts: mpsc::UnboundedSender<crate::identity::Conflict>,
+    /// Cancelled when the agent stops: the connection then ends with the broker's, never reconnects.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 impl std::fmt::Debug for Link {
@@ -144,7 +146,7 @@ pub async fn drive(
     inbound: mpsc::UnboundedSender<Publish>,
     connected: watch::Sender<bool>,
 ) {
-    let Link { client, topics, health, signer, birth, schedule, conflicts } = link;
+    let Link { client, topics, health, signer, birth, schedule, conflicts, stopping } = link;
     let rebirth = births(client.clone(), topics.status.clone(), birth.clone());
     let mut identity = crate::identity::Watch::new(format!("{:016x}", health.instance));
     let mut attempt = 0usize;
@@ -201,7 +203,7 @@ pub async fn drive(
             Ok(_) => crate::identity::Action::None,
             Err(e) => {
                 let _ = connected.send(false);
-                if inbound.is_closed() {
+                if inbound.is_closed() || stopping.is_cancelled() {
                     return;
                 }
                 let taken = matches!(
