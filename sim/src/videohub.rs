@@ -1,4 +1,4 @@
-//! A Blackmagic Videohub simulator (PROTOCOLS.md, "Blackmagic Videohub Ethernet protocol") on a real socket.
+//! A Blackmagic Videohub simulator (docs/PROTOCOLS.md, "Blackmagic Videohub Ethernet protocol") on a real socket.
 //!
 //! On connect it sends its prelude (preamble, device, labels, locks, routing, `END PRELUDE:`). A
 //! `VIDEO OUTPUT ROUTING:` block is answered `ACK` and followed by a routing status block with the changes,

@@ -1,4 +1,4 @@
-//! A Sony VISCA camera (PROTOCOLS.md, "Sony VISCA") on a pseudo-terminal: camera address 1, two sockets.
+//! A Sony VISCA camera (docs/PROTOCOLS.md, "Sony VISCA") on a pseudo-terminal: camera address 1, two sockets.
 //!
 //! The simulator holds the master side of a pty pair and publishes the slave's path as a symlink, which
 //! the agent opens like any serial port. A command (`81 01 ...`) takes a free socket and is answered with

@@ -1,4 +1,4 @@
-//! A vMix TCP API simulator (PROTOCOLS.md, "vMix TCP API") on a real socket.
+//! A vMix TCP API simulator (docs/PROTOCOLS.md, "vMix TCP API") on a real socket.
 //!
 //! It greets with `VERSION OK 27.0.0.49`, answers `FUNCTION`, `TALLY`, `SUBSCRIBE TALLY`, `XML` and `QUIT`
 //! line by line, keeps a small switcher state (inputs, program, preview) so that `Cut` and `PreviewInput`

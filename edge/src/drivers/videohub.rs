@@ -1,4 +1,4 @@
-//! `videohub-tcp`: the Blackmagic Videohub Ethernet protocol (PROTOCOLS.md), routes confirmed by status.
+//! `videohub-tcp`: the Blackmagic Videohub Ethernet protocol (docs/PROTOCOLS.md), routes confirmed by status.
 //!
 //! One task owns the connection. It reads the prelude into a model of the router (sizes, locks, routing)
 //! and keeps it current from every status block. A route change is one `VIDEO OUTPUT ROUTING:` block,

@@ -1,4 +1,4 @@
-//! `vmix-tcp`: the vMix TCP API (PROTOCOLS.md), one request in flight, tally by subscription.
+//! `vmix-tcp`: the vMix TCP API (docs/PROTOCOLS.md), one request in flight, tally by subscription.
 //!
 //! One task owns the connection. It checks the greeting (a web-controller port answers HTTP and is
 //! reported as "not a vMix TCP API endpoint"), subscribes to tally and reads the current tally (resync)

@@ -1,4 +1,4 @@
-//! `visca-serial`: Sony VISCA over a serial port (PROTOCOLS.md), through tokio-serial.
+//! `visca-serial`: Sony VISCA over a serial port (docs/PROTOCOLS.md), through tokio-serial.
 //!
 //! One task owns the port (opened exclusively: two controllers must not fight over one camera). It
 //! sends one command at a time until the camera acknowledges it (`z0 4y FF`: the command holds socket
