@@ -48,6 +48,16 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// How many capabilities are offered.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
     /// Adds a capability.
     pub fn add(&mut self, c: Arc<dyn Capability>) {
         self.by_id.insert(c.id().to_string(), c);

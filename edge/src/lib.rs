@@ -23,7 +23,7 @@
 //! 7. The command path: `admit` (replay window, nonces, TTL), [`ingress`] (verify, admit, authorize a
 //!    burst), [`falsify`] (dry runs), [`reply`] (answers and dead letters), [`attest`] (their signatures).
 //! 8. Connections: [`mqtt`] (broker addresses, session options, the event-loop driver), [`anchor`]
-//!    (checkpoints upstream).
+//!    (checkpoints upstream), [`notify`] (the service manager).
 //! 9. Setting up and running: [`config`] (`edge.toml`), [`preflight`] (the checks before start),
 //!    [`init`] (a new agent directory), and [`agent`], which wires everything together.
 
@@ -47,6 +47,7 @@ pub mod init;
 pub mod keyfile;
 pub mod lane;
 pub mod mqtt;
+pub mod notify;
 pub mod policy;
 pub mod preflight;
 pub mod redact;

@@ -30,6 +30,8 @@ pub struct Agent {
     pub root_key: Option<Arc<Talent>>,
     /// `RUST_LOG` for the next start.
     pub log_filter: String,
+    /// More environment for the next start (`NOTIFY_SOCKET`, say).
+    pub env: Vec<(String, String)>,
     broker_url: String,
     /// Talents still to add by policy command at the first start: (name, public key file).
     to_add: Vec<(String, PathBuf)>,
@@ -96,6 +98,7 @@ impl Agent {
             policy_key: None,
             root_key: None,
             log_filter: "info".into(),
+            env: Vec::new(),
             broker_url: broker_url.into(),
             to_add: Vec::new(),
             child: None,
@@ -228,22 +231,28 @@ impl Agent {
     /// Starts `if-edge run` and waits until it serves: its retained `online` status of this run,
     /// signed by its key, is on the broker (published once its subscriptions are in place).
     pub fn start(&mut self) {
-        assert!(self.child.is_none(), "already running");
         let since_ms = now_ms();
+        self.spawn();
+        let up = self.wait_online(since_ms, Duration::from_secs(20));
+        assert!(up, "the agent did not come online; its log:\n{}", self.log());
+        self.add_talents();
+    }
+
+    /// Starts `if-edge run` and returns at once, without waiting for it to serve.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "already running");
         let log = OpenOptions::new().create(true).append(true).open(self.log_path()).expect("open agent.log");
         let child = Command::new(crate::bin("if-edge"))
             .arg("run")
             .arg("--config")
             .arg(self.config())
             .env("RUST_LOG", &self.log_filter)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start if-edge");
         self.child = Some(child);
-        let up = self.wait_online(since_ms, Duration::from_secs(20));
-        assert!(up, "the agent did not come online; its log:\n{}", self.log());
-        self.add_talents();
     }
 
     /// Whether the agent's signed `online` status published at or after `since_ms` appears within

@@ -30,6 +30,7 @@ pub(super) async fn status_updates(ctx: Ctx, every: Duration) {
             () = ctx.status_due.notified() => {}
         }
         ctx.publish_status().await;
+        ctx.notifier.status(&ctx.serving_line());
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

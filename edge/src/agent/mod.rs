@@ -121,6 +121,8 @@ struct Ctx {
     sampler: Arc<Mutex<Rejections>>,
     /// Asks for the status to be published again soon (at most once a second).
     status_due: Arc<tokio::sync::Notify>,
+    /// The service manager, when one supervises the agent.
+    notifier: crate::notify::Notifier,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -153,6 +155,13 @@ impl Ctx {
     /// Whether this refusal is witnessed, dead-lettered and answered one by one (see [`Rejections`]).
     fn sampled(&self, code: ErrorCode, always: bool) -> bool {
         lock(&self.sampler).admit(code.number(), always, self.now_ms())
+    }
+
+    /// What the agent serves, in a line for the service manager.
+    fn serving_line(&self) -> String {
+        let capabilities = lock(&self.state).ingress.registry.len();
+        let log = self.health.log_size.load(Ordering::Relaxed);
+        format!("serving {capabilities} capabilities, log {log} records")
     }
 
     /// Publishes the retained `online` status as it is now.
@@ -195,8 +204,8 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     let up = startup::start(&loaded)?;
     let ctx = up.ctx.clone();
     let (inbound_tx, mut inbound) = mpsc::unbounded_channel();
-    let (connected_tx, _connected) = watch::channel(false);
-    let driver = tokio::spawn(mqtt::drive(up.eventloop, up.link, inbound_tx, connected_tx));
+    let (serving_tx, mut serving) = watch::channel(false);
+    let driver = tokio::spawn(mqtt::drive(up.eventloop, up.link, inbound_tx, serving_tx));
     tell_interrupted(&ctx, up.interrupted);
 
     let (done, done_rx) = mpsc::unbounded_channel();
@@ -211,6 +220,16 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     feedback.spawn(under(&cancel).run_until_cancelled_owned(feedback::conflict_loop(ctx.clone(), up.conflicts)));
     feedback.spawn(under(&cancel).run_until_cancelled_owned(feedback::status_updates(ctx.clone(), up.status_every)));
     feedback.spawn(under(&cancel).run_until_cancelled_owned(checkpoints(ctx.witness.clone(), up.checkpoint_every)));
+    // Ready once the command subscription is acknowledged: from then on a command is taken.
+    let ready = ctx.clone();
+    feedback.spawn(under(&cancel).run_until_cancelled_owned(async move {
+        if serving.wait_for(|s| *s).await.is_ok() {
+            ready.notifier.ready(&ready.serving_line());
+        }
+    }));
+    if let Some(every) = ctx.notifier.watchdog_every() {
+        feedback.spawn(under(&cancel).run_until_cancelled_owned(crate::notify::watchdog(ctx.notifier, every)));
+    }
     feedback.close();
     let uplink_stop = CancellationToken::new();
     let uplink = tokio::spawn(crate::anchor::uplink::run(
@@ -225,6 +244,7 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
         () = pipeline::ingress_loop(ctx.clone(), &mut inbound, inputs) => tracing::warn!("the connection driver stopped"),
         () = shutdown => tracing::info!("shutting down"),
     }
+    ctx.notifier.stopping();
     // The ingress loop is gone, and with it the last sender of finished commands but theirs: the
     // completion loop ends once the running commands are witnessed and answered. Commands that arrive
     // meanwhile stay unread and unacknowledged in `inbound`: the broker keeps them for the next run.

@@ -161,6 +161,7 @@ pub(super) fn start(loaded: &Loaded) -> Result<Started, IfError> {
         breakers: breaker_tx,
         sampler: Arc::new(Mutex::new(Rejections::new(config.witness.rejected_per_s))),
         status_due: Arc::new(tokio::sync::Notify::new()),
+        notifier: crate::notify::Notifier::from_env(),
     };
     let (birth_health, birth_state, birth_signer, birth_topic) =
         (health.clone(), state, signer.clone(), topics.status.clone());

@@ -135,8 +135,8 @@ fn births(client: AsyncClient, topic: String, birth: Birth) -> Arc<tokio::sync::
     asked
 }
 
-/// Drives the event loop until `inbound` is closed. Sends `true` on `connected` after each session
-/// is set up and `false` when the connection drops. Each new connection is a new session of this boot
+/// Drives the event loop until `inbound` is closed. Sends `true` on `serving` once the broker has
+/// acknowledged the command subscription of a session, and `false` when the connection drops. Each new connection is a new session of this boot
 /// (`health.session`), with its own Will. The agent watches its own status topic and its session (see
 /// [`crate::identity`]): a status it did not sign, or a late Will, is answered with the birth again; a
 /// second process with its identity is reported, and the agent then waits the longest reconnect delay.
@@ -144,12 +144,13 @@ pub async fn drive(
     mut eventloop: EventLoop,
     link: Link,
     inbound: mpsc::UnboundedSender<Publish>,
-    connected: watch::Sender<bool>,
+    serving: watch::Sender<bool>,
 ) {
     let Link { client, topics, health, signer, birth, schedule, conflicts, stopping } = link;
     let rebirth = births(client.clone(), topics.status.clone(), birth.clone());
     let mut identity = crate::identity::Watch::new(format!("{:016x}", health.instance));
     let mut attempt = 0usize;
+    let mut subscribing = false;
     loop {
         let event = eventloop.poll().await;
         let now_ms = crate::clock::Clock::system_ms();
@@ -173,7 +174,13 @@ pub async fn drive(
                         tracing::warn!("could not queue the subscriptions or the birth message");
                     }
                 });
-                let _ = connected.send(true);
+                subscribing = true;
+                crate::identity::Action::None
+            }
+            // The first acknowledgement after a connect is the command subscription's (it is sent first).
+            Ok(Event::Incoming(Packet::SubAck(_))) if subscribing => {
+                subscribing = false;
+                let _ = serving.send(true);
                 crate::identity::Action::None
             }
             Ok(Event::Incoming(Packet::Publish(p))) if p.topic.as_ref() == topics.status.as_bytes() => {
@@ -202,7 +209,7 @@ pub async fn drive(
             }
             Ok(_) => crate::identity::Action::None,
             Err(e) => {
-                let _ = connected.send(false);
+                let _ = serving.send(false);
                 if inbound.is_closed() || stopping.is_cancelled() {
                     return;
                 }
