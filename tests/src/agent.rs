@@ -46,17 +46,7 @@ impl Agent {
         let policy_key = Talent::new("sec");
         let keys = tempfile::tempdir().expect("tempdir");
         let root = keys.path().join("root.toml");
-        let out = Agent::ifctl(&[
-            "trust",
-            "init",
-            "--key",
-            path(&root_key.secret),
-            "--policy-key",
-            path(&policy_key.public),
-            "--out",
-            path(&root),
-        ]);
-        assert!(out.status.success(), "ifctl trust init: {}", String::from_utf8_lossy(&out.stderr));
+        Agent::trust_root(&root_key, &policy_key, &root);
         let mut agent = Agent::init_with(broker, &["--trust-root", path(&root)]);
         agent.policy_key = Some(Arc::new(policy_key));
         agent.root_key = Some(Arc::new(root_key));
@@ -320,6 +310,14 @@ impl Agent {
             let status = c.wait().expect("wait for if-edge");
             assert!(status.success(), "if-edge exited with {status}; its log:\n{}", self.log());
         }
+    }
+
+    /// `ifctl trust init`: a trust root at `out` whose key is `root_key` and whose policy key is `policy_key`.
+    pub fn trust_root(root_key: &Talent, policy_key: &Talent, out: &Path) {
+        let (key, policy) = (path(&root_key.secret), path(&policy_key.public));
+        let out_path = path(out);
+        let out = Agent::ifctl(&["trust", "init", "--key", key, "--policy-key", policy, "--out", out_path]);
+        assert!(out.status.success(), "ifctl trust init: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     /// Runs `ifctl` with `args`.

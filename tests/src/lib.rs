@@ -55,10 +55,23 @@ fn crates_of(bin: &str) -> (&'static str, &'static [&'static str]) {
     }
 }
 
-/// The most recently changed source file binary `bin` is built from: the libraries' sources and its
-/// own crate's, leaving out other binaries' `main.rs` and test modules (`tests.rs`), which a change to
-/// never makes cargo build this binary again.
+/// The most recently changed source file binary `bin` is built from (once per binary and test process:
+/// the sources do not change under a running test).
 fn newest_source(bin: &str) -> Option<(std::time::SystemTime, PathBuf)> {
+    type Newest = Option<(std::time::SystemTime, PathBuf)>;
+    static SEEN: std::sync::Mutex<Vec<(String, Newest)>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, newest)) = seen.iter().find(|(b, _)| b == bin) {
+        return newest.clone();
+    }
+    let newest = scan_sources(bin);
+    seen.push((bin.to_string(), newest.clone()));
+    newest
+}
+
+/// The libraries' sources and the binary's own crate's, leaving out other binaries' `main.rs` and test
+/// modules (`tests.rs`), a change to which never makes cargo build this binary again.
+fn scan_sources(bin: &str) -> Option<(std::time::SystemTime, PathBuf)> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent()?.to_path_buf();
     let (own, libraries) = crates_of(bin);
     let mut files = Vec::new();

@@ -359,17 +359,7 @@ fn a_first_trust_root_pushed_on_the_broker_is_refused() {
     agent.start();
     let mallory = Talent::new("mallory");
     let root = agent.dir.path().join("mallory-root.toml");
-    let out = Agent::ifctl(&[
-        "trust",
-        "init",
-        "--key",
-        p(&mallory.secret),
-        "--policy-key",
-        p(&mallory.public),
-        "--out",
-        p(&root),
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Agent::trust_root(&mallory, &mallory, &root);
     let hostile = Probe::connect(&broker, &agent.site, &agent.name);
     let answer = hostile.reply_topic_for("policy");
     let text = std::fs::read(&root).expect("root");

@@ -213,22 +213,21 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     let feedback = TaskTracker::new();
     let cancel = CancellationToken::new();
     let (policy, policy_rx) = mpsc::unbounded_channel();
-    let under = |cancel: &CancellationToken| cancel.child_token();
-    feedback.spawn(under(&cancel).run_until_cancelled_owned(pushes::policy_loop(ctx.clone(), policy_rx)));
-    feedback.spawn(under(&cancel).run_until_cancelled_owned(feedback::breaker_loop(ctx.clone(), up.breakers)));
-    feedback.spawn(under(&cancel).run_until_cancelled_owned(feedback::tally_loop(ctx.clone(), up.tallies)));
-    feedback.spawn(under(&cancel).run_until_cancelled_owned(feedback::conflict_loop(ctx.clone(), up.conflicts)));
-    feedback.spawn(under(&cancel).run_until_cancelled_owned(feedback::status_updates(ctx.clone(), up.status_every)));
-    feedback.spawn(under(&cancel).run_until_cancelled_owned(checkpoints(ctx.witness.clone(), up.checkpoint_every)));
+    feedback.spawn(cancel.clone().run_until_cancelled_owned(pushes::policy_loop(ctx.clone(), policy_rx)));
+    feedback.spawn(cancel.clone().run_until_cancelled_owned(feedback::breaker_loop(ctx.clone(), up.breakers)));
+    feedback.spawn(cancel.clone().run_until_cancelled_owned(feedback::tally_loop(ctx.clone(), up.tallies)));
+    feedback.spawn(cancel.clone().run_until_cancelled_owned(feedback::conflict_loop(ctx.clone(), up.conflicts)));
+    feedback.spawn(cancel.clone().run_until_cancelled_owned(feedback::status_updates(ctx.clone(), up.status_every)));
+    feedback.spawn(cancel.clone().run_until_cancelled_owned(checkpoints(ctx.witness.clone(), up.checkpoint_every)));
     // Ready once the command subscription is acknowledged: from then on a command is taken.
     let ready = ctx.clone();
-    feedback.spawn(under(&cancel).run_until_cancelled_owned(async move {
+    feedback.spawn(cancel.clone().run_until_cancelled_owned(async move {
         if serving.wait_for(|s| *s).await.is_ok() {
             ready.notifier.ready(&ready.serving_line());
         }
     }));
     if let Some(every) = ctx.notifier.watchdog_every() {
-        feedback.spawn(under(&cancel).run_until_cancelled_owned(crate::notify::watchdog(ctx.notifier, every)));
+        feedback.spawn(cancel.clone().run_until_cancelled_owned(crate::notify::watchdog(ctx.notifier, every)));
     }
     feedback.close();
     let uplink_stop = CancellationToken::new();
