@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh machine: installs what is missing, then formatting, lints, every
-# test of the workspace, and the microcontroller build. Exits non-zero on the first failure.
+# The whole test suite, from a fresh machine: installs what is missing, then formatting, lints, the
+# rack node's firmware, and every test of the workspace. Exits non-zero on the first failure.
 # CI runs exactly this (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,9 +31,12 @@ install_missing() {
 install_missing
 step cargo fmt --all -- --check
 step cargo clippy --workspace --all-targets -- -D warnings
+# The rack node's firmware for its microcontroller (the protocol crate without std comes with it), linted
+# for that target too; the suites run it under QEMU and check its size.
+step cargo clippy -p if-rack-node -p if-firmware --target thumbv7em-none-eabihf -- -D warnings
+step cargo build -p if-rack-node --profile firmware --target thumbv7em-none-eabihf
 # The end-to-end suites run the real binaries: build them first.
 step cargo build --workspace --bins
 step cargo test --workspace --doc
 step cargo nextest run --workspace --no-fail-fast
-step cargo build -p if-protocol --no-default-features --target thumbv7em-none-eabihf
 printf '\nIF edge: every check passed\n'

@@ -3,7 +3,7 @@
 mod common;
 
 use if_protocol::envelope::{ArgValue, Args, Audience, EnvelopeBody, Hazards, Nonce, ProtocolVersion};
-use if_protocol::link::{self, Accumulator, LinkFrame, Message, TallyState};
+use if_protocol::link::{self, Accumulator, Lamp, LinkFrame, Message, NakReason, SafeReason};
 use if_protocol::policy::{Grant, Manifest, Signed, Talent, TrustRoot};
 use if_protocol::replay::ReplayWindow;
 use if_protocol::witness::checkpoint::{Checkpoint, NoteVerifier};
@@ -71,29 +71,35 @@ fn body() -> impl Strategy<Value = EnvelopeBody> {
         )
 }
 
+fn lamp() -> impl Strategy<Value = Lamp> {
+    (0u8..4).prop_map(|s| [Lamp::Off, Lamp::Red, Lamp::Green, Lamp::Amber][s as usize])
+}
+
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
         Just(Message::Ack),
+        Just(Message::Nak { reason: NakReason::InSafeState }),
         any::<u32>().prop_map(|uptime_ms| Message::Heartbeat { uptime_ms }),
-        (any::<u32>(), any::<[u8; 3]>(), any::<u8>(), any::<u8>(), any::<u8>()).prop_map(
-            |(node_id, firmware, lamps, relays, buttons)| Message::Hello { node_id, firmware, lamps, relays, buttons }
-        ),
-        (any::<u8>(), 0u8..4).prop_map(|(lamp, s)| Message::SetTally {
-            lamp,
-            state: [TallyState::Off, TallyState::Program, TallyState::Preview, TallyState::Both][s as usize]
-        }),
-        (any::<u8>(), any::<bool>()).prop_map(|(relay, on)| Message::SetRelay { relay, on }),
-        Just(Message::SafeState),
-        (proptest::collection::vec(0u8..4, 0..16), any::<u16>(), any::<bool>()).prop_map(|(l, relays, safe)| {
-            Message::Status {
-                lamps: l
-                    .iter()
-                    .map(|s| [TallyState::Off, TallyState::Program, TallyState::Preview, TallyState::Both][*s as usize])
-                    .collect(),
+        (any::<u32>(), any::<[u8; 3]>(), any::<u8>(), any::<u8>(), any::<u8>(), any::<u32>()).prop_map(
+            |(board_id, firmware, lamps, relays, inputs, boots)| Message::Hello {
+                board_id,
+                firmware,
+                lamps,
                 relays,
-                safe,
+                inputs,
+                boots
             }
-        }),
+        ),
+        (any::<u32>(), any::<u32>()).prop_map(|(session, boots)| Message::Welcome { session, boots }),
+        (any::<u8>(), lamp()).prop_map(|(lamp, color)| Message::SetLamp { lamp, color }),
+        (any::<u8>(), any::<bool>()).prop_map(|(relay, on)| Message::SetRelay { relay, on }),
+        (any::<u8>(), any::<u16>()).prop_map(|(relay, ms)| Message::PulseRelay { relay, ms }),
+        Just(Message::SafeState),
+        Just(Message::Resume),
+        (any::<u8>(), any::<bool>()).prop_map(|(input, pressed)| Message::Gpi { input, pressed }),
+        Just(Message::SafeEntered { reason: SafeReason::LinkLost }),
+        (proptest::collection::vec(lamp(), 0..16), any::<u16>(), any::<bool>())
+            .prop_map(|(l, relays, safe)| { Message::Status { lamps: l.into_iter().collect(), relays, safe } }),
     ]
 }
 

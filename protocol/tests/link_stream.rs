@@ -1,14 +1,14 @@
 //! Link frames on a noisy line: random chunking, garbage between frames, corrupted CRC, overlong noise.
 
-use if_protocol::link::{self, Accumulator, LinkError, LinkFrame, Message, TallyState};
+use if_protocol::link::{self, Accumulator, Lamp, LinkError, LinkFrame, Message};
 use proptest::prelude::*;
 
 fn frames() -> Vec<LinkFrame> {
     vec![
-        LinkFrame { seq: 1, ack: 0, msg: Message::SetTally { lamp: 2, state: TallyState::Program } },
+        LinkFrame { seq: 1, ack: 0, msg: Message::SetLamp { lamp: 2, color: Lamp::Red } },
         LinkFrame { seq: 2, ack: 7, msg: Message::SetRelay { relay: 0, on: true } },
         LinkFrame { seq: 0, ack: 7, msg: Message::Heartbeat { uptime_ms: 123_456 } },
-        LinkFrame { seq: 3, ack: 9, msg: Message::Button { button: 4, pressed: true } },
+        LinkFrame { seq: 3, ack: 9, msg: Message::Gpi { input: 4, pressed: true } },
         LinkFrame { seq: 4, ack: 9, msg: Message::SafeState },
     ]
 }
@@ -77,7 +77,7 @@ fn a_frame_too_large_to_encode_is_refused() {
     let big = LinkFrame {
         seq: 1,
         ack: 1,
-        msg: Message::Status { lamps: (0..16).map(|_| TallyState::Both).collect(), relays: u16::MAX, safe: true },
+        msg: Message::Status { lamps: (0..16).map(|_| Lamp::Amber).collect(), relays: u16::MAX, safe: true },
     };
     let mut out = [0u8; 8];
     assert_eq!(link::encode(&big, &mut out), Err(LinkError::TooLarge));

@@ -217,7 +217,7 @@ fn cycle(g: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>) -> Option<Vec<String>
     None
 }
 
-const CRATES: [&str; 4] = ["protocol/src", "edge/src", "tools/src", "tests/src"];
+const CRATES: [&str; 6] = ["protocol/src", "edge/src", "tools/src", "tests/src", "firmware/src", "firmware/board/src"];
 
 #[test]
 fn modules_inside_each_crate_import_only_downward() {

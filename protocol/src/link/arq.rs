@@ -2,7 +2,7 @@
 //!
 //! A relay command must arrive exactly once even when the line drops a frame, so reliable messages
 //! ([`Message::is_reliable`]) are numbered `1..=255` (0 means "nothing yet") and kept by the [`Sender`]
-//! until a frame from the peer carries their number in `ack`; until then they are resent every
+//! until an answer from the peer ([`Message::is_answer`]) carries their number in `ack`; until then they are resent every
 //! `retransmit_ms`, up to `max_tries` times. The [`Receiver`] delivers each number once and reports resends
 //! as duplicates, which must be acknowledged again but not acted on. One reliable frame is in flight at a
 //! time: the link is slow and commands are few, and order is then never in doubt.
@@ -68,7 +68,7 @@ impl Sender {
         Ok(frame)
     }
 
-    /// Takes the `ack` field of any frame from the peer; true when it acknowledged the frame in flight.
+    /// Takes the `ack` field of an answer from the peer; true when it completes the frame in flight.
     pub fn on_ack(&mut self, ack: u8) -> bool {
         match &self.in_flight {
             Some(f) if f.frame.seq == ack => {
@@ -107,9 +107,9 @@ impl Default for Sender {
 pub enum Delivery {
     /// A new reliable message: act on it and acknowledge it.
     New,
-    /// A resend of the last reliable message: acknowledge again, do not act.
+    /// A resend of the last reliable message: answer again as the first time, do not act.
     Duplicate,
-    /// An unnumbered message (ack, heartbeat): act on it, nothing to acknowledge.
+    /// An unnumbered message (answer, heartbeat, handshake, status): act on it, nothing to answer.
     Unnumbered,
 }
 
@@ -142,7 +142,7 @@ impl Receiver {
         self.last
     }
 
-    /// Forgets the peer's numbering; call when the peer says `Hello` (it restarted).
+    /// Forgets the peer's numbering; call when the peer has restarted (a `Hello`, or a new `Welcome` session).
     pub fn reset(&mut self) {
         self.last = 0;
     }

@@ -18,8 +18,12 @@ pub use codec::{MAX_ENCODED_LEN, MAX_PAYLOAD_LEN, decode, encode};
 
 use serde::{Deserialize, Serialize};
 
-/// Number of tally lamps a node reports in a status message.
+/// Most tally lamps a node can have (and report in [`Message::Status`]).
 pub const MAX_LAMPS: usize = 16;
+/// Most relays a node can have (one bit each in [`Message::Status`]).
+pub const MAX_RELAYS: usize = 16;
+/// Most contact-closure inputs (GPI) a node can have.
+pub const MAX_INPUTS: usize = 16;
 
 /// What went wrong with a frame read from the line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,100 +53,181 @@ impl From<LinkError> for crate::IfError {
     }
 }
 
-/// State of one tally lamp.
+/// The colour of one tally lamp (a red and a green element; amber is both).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum TallyState {
+pub enum Lamp {
     /// Dark.
     #[default]
     Off,
     /// Red: on program.
-    Program,
+    Red,
     /// Green: on preview.
-    Preview,
-    /// On program and preview.
-    Both,
+    Green,
+    /// Amber: both elements lit.
+    Amber,
+}
+
+impl Lamp {
+    /// The name used in configuration, arguments and on the front panel.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Lamp::Off => "off",
+            Lamp::Red => "red",
+            Lamp::Green => "green",
+            Lamp::Amber => "amber",
+        }
+    }
+
+    /// Reads [`Lamp::name`] back.
+    pub fn from_name(name: &str) -> Option<Lamp> {
+        [Lamp::Off, Lamp::Red, Lamp::Green, Lamp::Amber].into_iter().find(|l| l.name() == name)
+    }
 }
 
 /// Why a node refused a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NakReason {
-    /// Lamp, relay or button index out of range.
+    /// Lamp, relay or input index out of range.
     NoSuchOutput,
-    /// The node is in its safe state and takes only `SafeState`, `Resume` and heartbeats.
+    /// The node is in its safe state and takes no output command until the edge sends `Resume`.
     InSafeState,
     /// The message is not one a node accepts.
     Unsupported,
 }
 
+/// Why a node put its outputs into their safe positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SafeReason {
+    /// It has just started (power-up or reset): nothing is known about what the outputs should show.
+    Boot,
+    /// No valid frame came from the edge within the node's link timeout.
+    LinkLost,
+    /// The edge sent `SafeState`.
+    Commanded,
+}
+
+impl SafeReason {
+    /// The name used on the front panel, on MQTT and in the witness.
+    pub const fn name(self) -> &'static str {
+        match self {
+            SafeReason::Boot => "boot",
+            SafeReason::LinkLost => "link-lost",
+            SafeReason::Commanded => "commanded",
+        }
+    }
+}
+
 /// The messages of the link protocol.
+///
+/// Reliable messages ([`Message::is_reliable`]) are numbered and completed by an [`Message::Ack`] or
+/// [`Message::Nak`] frame whose `ack` names them; the `ack` field of any other frame is informational.
+/// The session handshake: the node sends `Hello` at boot and every second until a `Welcome` echoes its
+/// `boots`; the edge sends `Welcome` in answer to each `Hello`, and unasked (`boots: 0`) every second after
+/// it opens the port until a `Hello` arrives. A `Welcome` with a session the node has not seen means the
+/// edge restarted: the node forgets the edge's numbering and says `Hello` again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
-    /// Carries only an acknowledgement.
+    /// Completes the reliable message named by the frame's `ack`: received and carried out.
     Ack,
-    /// Liveness, both directions; the node enters its safe state when the edge's heartbeats stop.
+    /// Completes the reliable message named by the frame's `ack`: received and refused.
+    Nak {
+        /// Why.
+        reason: NakReason,
+    },
+    /// Liveness, both directions; the node enters its safe state when the edge's frames stop.
     Heartbeat {
         /// Sender's uptime in milliseconds (wraps).
         uptime_ms: u32,
     },
-    /// Node -> edge at start: what it is and what it has.
+    /// Node -> edge: what it is and what it has.
     Hello {
-        /// Hardware id of the node.
-        node_id: u32,
+        /// Hardware id of the board.
+        board_id: u32,
         /// Firmware version `[major, minor, patch]`.
         firmware: [u8; 3],
         /// Number of tally lamps.
         lamps: u8,
         /// Number of relays.
         relays: u8,
-        /// Number of buttons (GPI).
-        buttons: u8,
+        /// Number of contact-closure inputs.
+        inputs: u8,
+        /// Starts since power-up, this one included.
+        boots: u32,
+    },
+    /// Edge -> node: answers a `Hello`, or asks for one.
+    Welcome {
+        /// The edge's session number, fixed while one edge process holds the port.
+        session: u32,
+        /// The `boots` of the `Hello` this answers; 0 when it answers none (the edge has just opened the
+        /// port and asks the node to say `Hello`).
+        boots: u32,
     },
     /// Edge -> node: set a tally lamp.
-    SetTally {
+    SetLamp {
         /// Lamp index.
         lamp: u8,
-        /// New state.
-        state: TallyState,
+        /// New colour.
+        color: Lamp,
     },
-    /// Edge -> node: switch a relay.
+    /// Edge -> node: switch a relay and leave it there (latched).
     SetRelay {
         /// Relay index.
         relay: u8,
         /// Closed when true.
         on: bool,
     },
-    /// Edge -> node: enter the configured safe state now.
+    /// Edge -> node: close a relay for `ms` milliseconds, then open it.
+    PulseRelay {
+        /// Relay index.
+        relay: u8,
+        /// How long it stays closed.
+        ms: u16,
+    },
+    /// Edge -> node: put every output into its safe position now.
     SafeState,
-    /// Edge -> node: leave the safe state.
+    /// Edge -> node: leave the safe state; output commands are taken again.
     Resume,
-    /// Node -> edge: a button changed.
-    Button {
-        /// Button index.
-        button: u8,
-        /// Pressed when true.
+    /// Node -> edge: a debounced contact closure changed.
+    Gpi {
+        /// Input index.
+        input: u8,
+        /// Closed (pressed) when true.
         pressed: bool,
+    },
+    /// Node -> edge: the node has put its outputs into their safe positions.
+    SafeEntered {
+        /// Why.
+        reason: SafeReason,
     },
     /// Node -> edge: the whole output state.
     Status {
-        /// Lamp states.
-        lamps: heapless::Vec<TallyState, MAX_LAMPS>,
+        /// Lamp colours.
+        lamps: heapless::Vec<Lamp, MAX_LAMPS>,
         /// Relay states, bit `i` for relay `i`.
         relays: u16,
         /// Whether the node is in its safe state.
         safe: bool,
     },
-    /// Node -> edge: the command in the acknowledged frame was refused.
-    Nak {
-        /// Why.
-        reason: NakReason,
-    },
 }
 
 impl Message {
-    /// Whether the message must be acknowledged and retransmitted until it is. Acks and heartbeats are
-    /// not: a lost heartbeat is followed by the next one.
+    /// Whether the message must be numbered, answered and retransmitted until it is. Answers, heartbeats,
+    /// the handshake and status reports are not: each is repeated or superseded by the next one.
     pub fn is_reliable(&self) -> bool {
-        !matches!(self, Message::Ack | Message::Heartbeat { .. })
+        !matches!(
+            self,
+            Message::Ack
+                | Message::Nak { .. }
+                | Message::Heartbeat { .. }
+                | Message::Hello { .. }
+                | Message::Welcome { .. }
+                | Message::Status { .. }
+        )
+    }
+
+    /// Whether the message answers a reliable one (named by the frame's `ack`).
+    pub fn is_answer(&self) -> bool {
+        matches!(self, Message::Ack | Message::Nak { .. })
     }
 }
 
