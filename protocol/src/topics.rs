@@ -32,11 +32,13 @@ pub enum Kind {
     AnchorsAck,
     /// Evidence about the agent's log (a fork, a shrink), from the collector.
     Security,
+    /// Contact closures (buttons) on the agent's rack nodes.
+    Gpi,
 }
 
 impl Kind {
     /// Every kind, for parsing.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Cmd,
         Kind::Dlq,
         Kind::Status,
@@ -45,6 +47,7 @@ impl Kind {
         Kind::Anchors,
         Kind::AnchorsAck,
         Kind::Security,
+        Kind::Gpi,
     ];
 
     /// The topic's last levels.
@@ -58,6 +61,7 @@ impl Kind {
             Kind::Anchors => "anchors",
             Kind::AnchorsAck => "anchors/ack",
             Kind::Security => "security",
+            Kind::Gpi => "gpi",
         }
     }
 }
@@ -100,6 +104,8 @@ pub struct Topics {
     pub anchors_ack: String,
     /// Evidence about this agent's log.
     pub security: String,
+    /// Button presses and releases on this agent's rack nodes.
+    pub gpi: String,
     /// The site.
     pub site: String,
     /// The agent's name.
@@ -119,6 +125,7 @@ impl Topics {
             anchors: of(site, agent, Kind::Anchors),
             anchors_ack: of(site, agent, Kind::AnchorsAck),
             security: of(site, agent, Kind::Security),
+            gpi: of(site, agent, Kind::Gpi),
             site: site.to_string(),
             agent: agent.to_string(),
             base: format!("{ROOT}/{site}/{agent}"),

@@ -52,14 +52,13 @@ fn crates_of(bin: &str) -> (&'static str, &'static [&'static str]) {
         "if-edge" => ("edge", &["protocol", "edge"]),
         "if-sim" => ("sim", &["sim"]),
         "if-collector" => ("collector", &["protocol", "edge", "collector"]),
-        "if-rack-node" => ("firmware/board", &["protocol", "firmware"]),
         _ => ("tools", &["protocol", "edge", "sim", "collector"]),
     }
 }
 
 /// The most recently changed source file binary `bin` is built from (once per binary and test process:
 /// the sources do not change under a running test).
-pub(crate) fn newest_source(bin: &str) -> Option<(std::time::SystemTime, PathBuf)> {
+fn newest_source(bin: &str) -> Option<(std::time::SystemTime, PathBuf)> {
     type Newest = Option<(std::time::SystemTime, PathBuf)>;
     static SEEN: std::sync::Mutex<Vec<(String, Newest)>> = std::sync::Mutex::new(Vec::new());
     let mut seen = SEEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

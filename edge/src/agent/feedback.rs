@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::{Ctx, State, lock};
 use crate::capability::Capability as _;
 use crate::clock::Clock;
-use crate::drivers::Tally;
+use crate::drivers::{DeviceEvent, DeviceReport, Tally};
 use crate::health::Health;
 use crate::lane::BreakerEvent;
 use crate::witness::record::{Entry, Kind};
@@ -55,6 +55,44 @@ pub(super) async fn tally_loop(ctx: Ctx, mut changes: mpsc::UnboundedReceiver<Ta
         let payload = messages::Tally::from_digits(&t.capability, &t.tally, Clock::system_ms());
         let bytes = ctx.signer.publication(&ctx.topics.tally, serde_json::to_vec(&payload).unwrap_or_default());
         let _ = ctx.client.publish(ctx.topics.tally.clone(), QoS::AtLeastOnce, true, bytes).await;
+    }
+}
+
+/// What devices report by themselves: each witnessed (GPI or DEVICE), and button edges published on the
+/// `gpi` topic with the index of their record.
+pub(super) async fn device_loop(ctx: Ctx, mut reports: mpsc::Receiver<DeviceReport>) {
+    while let Some(r) = reports.recv().await {
+        let (kind, action, detail) = match &r.event {
+            DeviceEvent::Gpi { input, pressed } => {
+                let edge = if *pressed { "pressed" } else { "released" };
+                (Kind::Gpi, "gpi", format!("input {input} {edge}"))
+            }
+            DeviceEvent::Hello { board_id, boots } => {
+                (Kind::Device, "node.hello", format!("board {board_id:#010x}, boot {boots}"))
+            }
+            DeviceEvent::Safe { reason } => (Kind::Device, "node.safe", format!("outputs safe: {reason}")),
+        };
+        let at = ctx.now_ms();
+        let entry = Entry {
+            wall_ms: at,
+            capability: r.capability.clone(),
+            action: action.into(),
+            detail,
+            count: 1,
+            ..Entry::default()
+        };
+        let record = match ctx.witness.append(vec![Append::record(kind, entry)]).await {
+            Ok(indices) => indices.first().copied(),
+            Err(e) => {
+                tracing::warn!(error = %e, capability = %r.capability, "a device event could not be witnessed");
+                None
+            }
+        };
+        if let DeviceEvent::Gpi { input, pressed } = r.event {
+            let event = messages::Gpi { capability: r.capability, input, pressed, record, at_ms: at };
+            let bytes = ctx.signer.publication(&ctx.topics.gpi, serde_json::to_vec(&event).unwrap_or_default());
+            let _ = ctx.client.publish(ctx.topics.gpi.clone(), QoS::AtLeastOnce, false, bytes).await;
+        }
     }
 }
 

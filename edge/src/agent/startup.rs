@@ -28,7 +28,7 @@ use crate::builtin::{Ping, PolicyCommands, WitnessQuery};
 use crate::capability::{Capability, Registry};
 use crate::clock::Clock;
 use crate::config::Loaded;
-use crate::drivers::{DriverContext, Tally};
+use crate::drivers::{DeviceReport, DriverContext, Tally};
 use crate::health::Health;
 use crate::identity::Conflict;
 use crate::ingress::Ingress;
@@ -56,6 +56,8 @@ pub(super) struct Started {
     pub breakers: mpsc::UnboundedReceiver<BreakerEvent>,
     /// Tally changes from the drivers.
     pub tallies: mpsc::UnboundedReceiver<Tally>,
+    /// What devices reported by themselves (buttons, a rack node's boot or safe state).
+    pub device_events: mpsc::Receiver<DeviceReport>,
     /// Conflicts over the agent's identity, from the MQTT driver.
     pub conflicts: mpsc::UnboundedReceiver<Conflict>,
     /// The uplink for anchors.
@@ -117,7 +119,8 @@ pub(super) fn start(loaded: &Loaded) -> Result<Started, IfError> {
     let vault = Vault::new(std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from), config.vault.dir.clone());
     let (breaker_tx, breakers) = mpsc::unbounded_channel();
     let (tally_tx, tallies) = mpsc::unbounded_channel();
-    let drivers = DriverContext { tally: tally_tx };
+    let (events_tx, device_events) = mpsc::channel(crate::drivers::DEVICE_EVENTS);
+    let drivers = DriverContext { tally: tally_tx, events: events_tx };
     let mut lanes = Vec::new();
     let mut not_offered = Vec::new();
     for m in policy.manifests() {
@@ -198,6 +201,7 @@ pub(super) fn start(loaded: &Loaded) -> Result<Started, IfError> {
         forgets,
         breakers,
         tallies,
+        device_events,
         conflicts,
         uplink,
         stopping,

@@ -2,6 +2,7 @@
 //! shared reconnect [`supervisor`], and one module per device protocol.
 
 pub mod loopback;
+pub mod rack_node;
 pub mod supervisor;
 pub mod videohub;
 pub mod visca;
@@ -43,11 +44,49 @@ pub struct Tally {
     pub tally: String,
 }
 
+/// Something a device did by itself, to be witnessed and published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceEvent {
+    /// A rack node's button changed (debounced on the node).
+    Gpi {
+        /// Input index.
+        input: u8,
+        /// Pressed when true.
+        pressed: bool,
+    },
+    /// A rack node said hello: it started (again), or its port was opened again.
+    Hello {
+        /// Its hardware id.
+        board_id: u32,
+        /// Its starts since power-up.
+        boots: u32,
+    },
+    /// A rack node put its outputs in their safe positions by itself.
+    Safe {
+        /// Why (`boot`, `link-lost`, `commanded`).
+        reason: &'static str,
+    },
+}
+
+/// A [`DeviceEvent`] and the capability it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceReport {
+    /// The capability (device).
+    pub capability: String,
+    /// What happened.
+    pub event: DeviceEvent,
+}
+
+/// Device events waiting for the agent, at most: a device that floods is dropped from, not followed.
+pub const DEVICE_EVENTS: usize = 256;
+
 /// What drivers may send back to the agent, besides answers.
 #[derive(Debug, Clone)]
 pub struct DriverContext {
     /// Tally changes, published on the tally topic.
     pub tally: mpsc::UnboundedSender<Tally>,
+    /// Device events, witnessed and published (bounded by [`DEVICE_EVENTS`]).
+    pub events: mpsc::Sender<DeviceReport>,
 }
 
 /// Connects to `addr` within `timeout`, with Nagle off (device commands are small and latency counts).
@@ -102,6 +141,16 @@ pub fn build(m: &Manifest, vault: &Vault, ctx: &DriverContext) -> Result<Arc<dyn
                 timeout,
                 Backoff::from_secs(&m.limits.backoff),
                 m.id.to_string(),
+            )))
+        }
+        rack_node::DRIVER => {
+            let endpoint = rack_node::Endpoint::parse(&m.endpoint)
+                .map_err(|why| IfError::format(ErrorCode::InvalidEnvelope, format_args!("{}: endpoint {why}", m.id)))?;
+            Ok(Arc::new(rack_node::RackNode::start(
+                endpoint,
+                Backoff::from_secs(&m.limits.backoff),
+                m.id.to_string(),
+                ctx.clone(),
             )))
         }
         other => Err(IfError::format(

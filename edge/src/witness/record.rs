@@ -35,6 +35,10 @@ pub enum Kind {
     Falsify,
     /// Something on the broker that should not be: another process using this agent's identity.
     Security,
+    /// A button on a rack node was pressed or released.
+    Gpi,
+    /// A device reported on itself: a rack node started, or put its outputs safe.
+    Device,
 }
 
 impl Kind {
@@ -52,6 +56,8 @@ impl Kind {
             Kind::Breaker => "BREAKER",
             Kind::Falsify => "FALSIFY",
             Kind::Security => "SECURITY",
+            Kind::Gpi => "GPI",
+            Kind::Device => "DEVICE",
         }
     }
 }
