@@ -291,7 +291,8 @@ impl Ingress {
                 ),
             ));
         }
-        let policy_command = body.capability.as_str() == crate::policy::commands::POLICY_CAPABILITY;
+        let policy_command = body.capability.as_str() == crate::policy::commands::POLICY_CAPABILITY
+            && !crate::policy::commands::READ_ONLY.contains(&body.action.as_str());
         if who == Principal::PolicySigner && policy_command && !crate::falsify::requested(body).unwrap_or(false) {
             return policy.offer_command(body, talent, now_ms).err();
         }

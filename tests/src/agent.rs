@@ -126,8 +126,17 @@ impl Agent {
 
     /// `ifctl talent VERB ARGS` signed with the agent's policy key; its output.
     pub fn talent(&self, verb: &str, args: &[&str]) -> Output {
+        self.policy_command("talent", verb, args)
+    }
+
+    /// `ifctl binding VERB ARGS` signed with the agent's policy key; its output.
+    pub fn binding(&self, verb: &str, args: &[&str]) -> Output {
+        self.policy_command("binding", verb, args)
+    }
+
+    fn policy_command(&self, family: &str, verb: &str, args: &[&str]) -> Output {
         let key = self.policy_key.as_ref().expect("an agent made by Agent::init has a policy key");
-        let mut all = vec!["talent", verb];
+        let mut all = vec![family, verb];
         all.extend_from_slice(args);
         let pinned = self.public_key();
         all.extend(["--broker", &self.broker_url, "--site", &self.site, "--agent", &self.name]);

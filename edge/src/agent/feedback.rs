@@ -49,12 +49,15 @@ pub(super) fn online_status(health: &Health, state: &Mutex<State>) -> Vec<u8> {
     serde_json::to_vec(&status).unwrap_or_default()
 }
 
-/// Tally changes from drivers, on the tally topic (the latest retained, for panels that connect later).
+/// Tally changes from drivers, on the tally topic (the latest retained, for panels that connect later),
+/// and to the lamps bound to follow them.
 pub(super) async fn tally_loop(ctx: Ctx, mut changes: mpsc::UnboundedReceiver<Tally>) {
+    let mut shown = super::bindings::Shown::new();
     while let Some(t) = changes.recv().await {
         let payload = messages::Tally::from_digits(&t.capability, &t.tally, Clock::system_ms());
         let bytes = ctx.signer.publication(&ctx.topics.tally, serde_json::to_vec(&payload).unwrap_or_default());
         let _ = ctx.client.publish(ctx.topics.tally.clone(), QoS::AtLeastOnce, true, bytes).await;
+        super::bindings::follow(&ctx, &t, &mut shown).await;
     }
 }
 
@@ -89,9 +92,15 @@ pub(super) async fn device_loop(ctx: Ctx, mut reports: mpsc::Receiver<DeviceRepo
             }
         };
         if let DeviceEvent::Gpi { input, pressed } = r.event {
-            let event = messages::Gpi { capability: r.capability, input, pressed, record, at_ms: at };
+            let event = messages::Gpi { capability: r.capability.clone(), input, pressed, record, at_ms: at };
             let bytes = ctx.signer.publication(&ctx.topics.gpi, serde_json::to_vec(&event).unwrap_or_default());
             let _ = ctx.client.publish(ctx.topics.gpi.clone(), QoS::AtLeastOnce, false, bytes).await;
+            // A press that could not be witnessed fires nothing: its cause would be missing from the log.
+            // It runs on its own task, so a slow device never holds up the next event.
+            if pressed && record.is_some() {
+                let (ctx, node) = (ctx.clone(), r.capability.clone());
+                tokio::spawn(async move { super::bindings::pressed(&ctx, &node, input, record).await });
+            }
         }
     }
 }

@@ -83,6 +83,11 @@ impl Capability for PolicyCommands {
 
     fn execute<'a>(&'a self, body: &'a EnvelopeBody) -> OutcomeFuture<'a> {
         Box::pin(async move {
+            if crate::policy::commands::READ_ONLY.contains(&body.action.as_str()) {
+                let policy = self.policy.lock().unwrap_or_else(PoisonError::into_inner);
+                let list: Vec<String> = policy.bindings().map(crate::policy::bindings::describe).collect();
+                return Ok(serde_json::json!({ "bindings": list }));
+            }
             let _turn = self.one_at_a_time.lock().await;
             let now_ms = self.clock.lock().unwrap_or_else(PoisonError::into_inner).now_ms();
             let change =

@@ -1,4 +1,5 @@
-//! Policy commands: `talent.add`, `talent.grant`, `talent.revoke` and `talent.reset`, sent as signed envelopes to
+//! Policy commands: `talent.add`, `talent.grant`, `talent.revoke` and `talent.reset` (the binding commands
+//! are read by `bindings.rs`), sent as signed envelopes to
 //! `if://capability/edge.policy` by a key the trust root names as a policy signer.
 //!
 //! An envelope's arguments are small typed values, so a command carries its document as arguments:
@@ -23,7 +24,11 @@ use if_protocol::{ErrorCode, IfError, keys};
 /// The built-in capability policy commands are sent to.
 pub const POLICY_CAPABILITY: &str = "if://capability/edge.policy";
 /// Its actions.
-pub const ACTIONS: &[&str] = &["talent.add", "talent.grant", "talent.revoke", "talent.reset"];
+pub const ACTIONS: &[&str] =
+    &["talent.add", "talent.grant", "talent.revoke", "talent.reset", "binding.add", "binding.remove", "binding.list"];
+
+/// The actions that only read the policy: they change nothing, so there is nothing to decide ahead.
+pub const READ_ONLY: &[&str] = &["binding.list"];
 
 /// The document a policy command sets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,7 +150,7 @@ fn grant(body: &EnvelopeBody, talent: if_protocol::envelope::Name, now_s: u64) -
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use if_protocol::envelope::Args;
 
     use super::*;

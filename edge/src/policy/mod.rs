@@ -7,6 +7,7 @@
 //! the next start. A refusal changes nothing: the agent keeps what it trusted before.
 
 pub mod authorize;
+pub mod bindings;
 pub mod commands;
 pub mod file;
 pub mod load;
@@ -20,7 +21,7 @@ use ed25519_dalek::VerifyingKey;
 use if_protocol::envelope::EnvelopeBody;
 use if_protocol::keys::{self, KeyId};
 use if_protocol::messages::status;
-use if_protocol::policy::{Grant, Manifest, Signed, Talent, TalentStatus, TrustRoot};
+use if_protocol::policy::{Binding, Grant, Manifest, Rule, Signed, Talent, TalentStatus, TrustRoot};
 use if_protocol::{ErrorCode, IfError};
 
 use crate::witness::record::{Entry, Kind};
@@ -37,6 +38,9 @@ const MANIFEST_PREFIX: &str = "manifest/";
 const TALENT_PREFIX: &str = "talent/";
 /// The log key prefix of grants, followed by `<talent>/<capability id>`.
 const GRANT_PREFIX: &str = "grant/";
+/// The log key prefix of bindings, followed by the binding's name; the value is `Option<Binding>` (`None`
+/// once removed).
+const BINDING_PREFIX: &str = "binding/";
 /// The log key prefix of sequence resets, followed by the sender's name; the value is the reset's time.
 const RESET_PREFIX: &str = "reset/";
 /// Refusals kept for the status topic.
@@ -79,6 +83,8 @@ enum Doc {
     Grant(Box<Grant>),
     /// A sender's sequence numbers start over at this time (unix ms): envelopes issued before are refused.
     Reset(String, u64),
+    /// A binding set (`Some`) or removed (`None`).
+    Binding(String, Option<Box<Binding>>),
 }
 
 /// Whose key a key id is.
@@ -113,6 +119,8 @@ pub struct Policy {
     refused: VecDeque<Refusal>,
     /// When each reset sender's sequence numbers started over, unix ms.
     resets: BTreeMap<String, u64>,
+    /// Bindings by name.
+    bindings: BTreeMap<String, Binding>,
 }
 
 fn stored(what: &str, e: impl std::fmt::Display) -> IfError {
@@ -132,6 +140,9 @@ impl Policy {
                 Doc::Talent(Box::new(postcard::from_bytes(&value).map_err(|e| stored(&key, e))?))
             } else if key.starts_with(GRANT_PREFIX) {
                 Doc::Grant(Box::new(Grant::from_stored(&value).map_err(|e| stored(&key, e))?))
+            } else if let Some(name) = key.strip_prefix(BINDING_PREFIX) {
+                let b: Option<Binding> = postcard::from_bytes(&value).map_err(|e| stored(&key, e))?;
+                Doc::Binding(name.to_string(), b.map(Box::new))
             } else if let Some(name) = key.strip_prefix(RESET_PREFIX) {
                 Doc::Reset(name.to_string(), postcard::from_bytes(&value).map_err(|e| stored(&key, e))?)
             } else {
@@ -150,6 +161,11 @@ impl Policy {
     /// The installed manifest of capability `id`.
     pub fn manifest(&self, id: &str) -> Option<&Manifest> {
         self.manifests.get(id).map(|m| &m.doc)
+    }
+
+    /// The talent of this name.
+    pub fn talent(&self, name: &str) -> Option<&Talent> {
+        self.talents.get(name)
     }
 
     /// The grant of `talent` on capability `id`.
@@ -201,6 +217,9 @@ impl Policy {
             Some(if_protocol::envelope::ArgValue::Text(t)) => t.as_str(),
             _ => "",
         };
+        if matches!(body.action.as_str(), "binding.add" | "binding.remove") {
+            return self.offer_binding(body, signer);
+        }
         let current = self.talents.get(name);
         let set = commands::decide(body, current, now_ms / 1000)?;
         let mut forget = None;
@@ -248,6 +267,29 @@ impl Policy {
             }
         };
         Ok(Change { key, value, doc, summary, forget })
+    }
+
+    /// Decides `binding.add` or `binding.remove`, signed by policy signer `signer`.
+    fn offer_binding(&self, body: &EnvelopeBody, signer: &str) -> Result<Change, IfError> {
+        let (key, value, summary, doc) = match bindings::decide(body)? {
+            bindings::Set::Binding(b) => {
+                let summary = format!("{} by {signer}", bindings::describe(&b));
+                let key = format!("{BINDING_PREFIX}{}", b.name);
+                (key, encode(&Some(&*b))?, summary, Doc::Binding(b.name.to_string(), Some(b)))
+            }
+            bindings::Set::Unbind(name) => {
+                if !self.bindings.contains_key(name.as_str()) {
+                    return Err(IfError::format(
+                        ErrorCode::InvalidEnvelope,
+                        format_args!("binding.remove: no binding is named {name:?}"),
+                    ));
+                }
+                let summary = format!("binding {name} removed by {signer}");
+                let key = format!("{BINDING_PREFIX}{name}");
+                (key, encode(&None::<Binding>)?, summary, Doc::Binding(name.to_string(), None))
+            }
+        };
+        Ok(Change { key, value, doc, summary, forget: None })
     }
 
     /// Every installed manifest.
@@ -320,7 +362,40 @@ impl Policy {
             Doc::Reset(name, at_ms) => {
                 self.resets.insert(name, at_ms);
             }
+            Doc::Binding(name, Some(b)) => {
+                self.bindings.insert(name, *b);
+            }
+            Doc::Binding(name, None) => {
+                self.bindings.remove(&name);
+            }
         }
+    }
+
+    /// Every binding, by name.
+    pub fn bindings(&self) -> impl Iterator<Item = &Binding> {
+        self.bindings.values()
+    }
+
+    /// The button bindings of input `input` on rack node `node`.
+    pub fn presses(&self, node: &str, input: u8) -> Vec<Binding> {
+        self.bindings
+            .values()
+            .filter(|b| b.node.as_str() == node && matches!(b.rule, Rule::Press { input: i, .. } if i == input))
+            .cloned()
+            .collect()
+    }
+
+    /// The lamps that follow `source`'s tally: (node, lamp, input from 1).
+    pub fn followers(&self, source: &str) -> Vec<(String, u8, u32)> {
+        self.bindings
+            .values()
+            .filter_map(|b| match &b.rule {
+                Rule::Tally { lamp, source: s, input } if s.as_str() == source => {
+                    Some((b.node.to_string(), *lamp, *input))
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// Remembers a refusal for the status topic.
@@ -377,7 +452,8 @@ pub fn record(change: Result<&Change, &IfError>, source: &str, now_ms: u64) -> A
             match &c.doc {
                 Doc::Manifest(m) => entry.capability = m.doc.id.to_string(),
                 Doc::Grant(g) => entry.capability = g.capability.to_string(),
-                Doc::Root(_) | Doc::Talent(_) | Doc::Reset(..) => {}
+                Doc::Binding(_, Some(b)) => entry.capability = b.node.to_string(),
+                Doc::Root(_) | Doc::Talent(_) | Doc::Reset(..) | Doc::Binding(_, None) => {}
             }
         }
         Err(e) => {
@@ -394,63 +470,4 @@ pub fn record(change: Result<&Change, &IfError>, source: &str, now_ms: u64) -> A
 }
 
 #[cfg(test)]
-mod tests {
-    use super::trust::tests::{root, signed};
-    use super::*;
-
-    const NOW: u64 = 1_800_000_000;
-
-    fn manifest(by: &[u8]) -> Signed<Manifest> {
-        let text = include_str!("../../../tests/fixtures/manifests/vmix.toml");
-        let mut s = Signed::unsigned(file::parse_doc::<Manifest>(text, "vmix.toml").expect("parse"));
-        for seed in by {
-            s.sign(&trust::tests::key(*seed)).expect("sign");
-        }
-        s
-    }
-
-    #[test]
-    fn changes_take_effect_only_when_applied_and_survive_a_restore() {
-        let allow = vec![Allowed::parse("if://capability/vmix.switcher@1.2.0").expect("allow")];
-        let mut p = Policy { allow: allow.clone(), ..Policy::default() };
-        let r = signed(root(1, &[1, 2], 1), &[1]);
-        let change = p.offer_root(&r, NOW).expect("root").expect("a change");
-        assert!(p.root().is_none(), "nothing changes before apply");
-        let mut persisted = vec![(change.key.clone(), change.value.clone())];
-        p.apply(change);
-        assert!(p.offer_root(&r, NOW).expect("same").is_none(), "the same root is a no-op");
-        let m = manifest(&[2]);
-        let change = p.offer_manifest(&m, NOW).expect("manifest").expect("a change");
-        persisted.push((change.key.clone(), change.value.clone()));
-        p.apply(change);
-        assert!(p.offer_manifest(&m, NOW).expect("same").is_none());
-
-        let back = Policy::restore(persisted, allow).expect("restore");
-        assert_eq!(back.root(), p.root());
-        assert_eq!(back.manifest("if://capability/vmix.switcher").map(|m| m.version.to_string()), Some("1.2.0".into()));
-        assert_eq!(back.status().manifests[0].version, "1.2.0");
-    }
-
-    #[test]
-    fn principals_are_found_by_key_id_and_role() {
-        let mut p = Policy::default();
-        let change = p.offer_root(&signed(root(1, &[1, 2], 1), &[1]), NOW).expect("root").expect("change");
-        p.apply(change);
-        let id = |seed: u8| keys::key_id(&trust::tests::key(seed).verifying_key());
-        assert_eq!(p.principal(&id(1)).map(|(n, _, w)| (n, w)), Some(("key1".into(), Principal::PolicySigner)));
-        assert!(p.principal(&id(2)).is_none(), "key 2 signs manifests only, not policy");
-        assert!(p.principal(&id(3)).is_none());
-    }
-
-    #[test]
-    fn a_refusal_is_shown_with_its_code_and_changes_nothing() {
-        let mut p = Policy::default();
-        let e = p.offer_manifest(&manifest(&[1]), NOW).expect_err("no root");
-        p.refused("vmix.toml", &e);
-        assert!(p.manifests().next().is_none());
-        let s = p.status();
-        assert_eq!(s.refused[0].code, ErrorCode::InvalidSignature);
-        assert_eq!(s.refused[0].source, "vmix.toml");
-        assert!(Policy::restore(vec![("root".into(), vec![1, 2, 3])], Vec::new()).is_err(), "garbage is an error");
-    }
-}
+mod tests;

@@ -1,4 +1,4 @@
-//! Policy documents and their signatures: trust root, capability manifests, talents and grants.
+//! Policy documents and their signatures: trust root, capability manifests, talents, grants and bindings.
 //!
 //! These are the types the agent's policy engine (and `ifctl`) read, write and sign; the rules that use
 //! them (authorization, rotation, rollback) live with the agent. Every document is signed over
@@ -7,11 +7,13 @@
 //! not the TOML or JSON a person edits: reformatting a file never breaks its signature, and any change of
 //! meaning always does.
 
+mod binding;
 mod manifest;
 mod signed;
 mod talent;
 mod trust;
 
+pub use binding::{Binding, Rule};
 pub use manifest::{ActionSpec, Limits, Manifest, Semver};
 pub use signed::{DocSignature, Document, MAX_DOC_LEN, Signed, canonical_bytes};
 pub use talent::{Grant, Talent, TalentStatus};

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use if_protocol::IfError;
 
+mod binding;
 mod capability;
 mod local;
 mod message;
@@ -16,6 +17,7 @@ mod policy;
 mod status;
 mod witness;
 
+pub(crate) use binding::BindingCommand;
 pub(crate) use capability::CapabilityCommand;
 pub(crate) use message::MessageCommand;
 pub(crate) use policy::{ManifestCommand, TalentCommand, TrustCommand};
@@ -94,6 +96,11 @@ pub(crate) enum Command {
     Talent {
         #[command(subcommand)]
         command: TalentCommand,
+    },
+    /// Rack-node buttons bound to actions and lamps bound to tally, by signed policy commands.
+    Binding {
+        #[command(subcommand)]
+        command: BindingCommand,
     },
     /// Capability manifests.
     Manifest {
@@ -306,6 +313,7 @@ pub(crate) async fn run(cli: &Cli, settings: &settings::Settings) -> Result<(), 
         Command::Falsify { task, who, timeout } => capability::falsify(task, who, *timeout, cli, settings).await,
         Command::Trust { command } => policy::trust(command, cli, settings).await,
         Command::Talent { command } => policy::talent(command, cli, settings).await,
+        Command::Binding { command } => binding::run(command, cli, settings).await,
         Command::Manifest { command } => policy::manifest(command, cli, settings).await,
         Command::Witness { command } => witness::run(command, cli, settings).await,
     }

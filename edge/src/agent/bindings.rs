@@ -1,0 +1,219 @@
+//! Bindings at work (`policy::bindings`): a button that fires a cue, lamps that follow tally.
+//!
+//! A bound press becomes a command of the binding's talent and goes the way a signed one does after its
+//! signature: authorization against the talent's grants now (a revoked talent or a narrowed grant stops
+//! the button too), the manifest's hazards, the budget, RECEIVED durable before anything runs, the
+//! capability's lane, and EXECUTED or FAILED. A refusal is witnessed (REJECTED) with its code and
+//! nothing runs. It is not a network message, so no replay window or reply is involved; its `why` names
+//! the binding and the GPI record that caused it.
+//!
+//! A lamp binding sends the node's `lamp` action through its lane whenever the followed input's tally
+//! colour changes (red on program, green on preview). Those are not witnessed one by one: the binding
+//! that causes them is (POLICY), and the node's driver re-applies the lamps after any resync.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use if_protocol::audience::Audience;
+use if_protocol::envelope::{ArgValue, Args, EnvelopeBody, Nonce, ProtocolVersion};
+use if_protocol::link::Lamp;
+use if_protocol::policy::{Binding, Rule};
+use if_protocol::{ErrorCode, IfError};
+use sha2::{Digest as _, Sha256};
+use uuid::Uuid;
+
+use super::{Ctx, lock};
+use crate::budget::Charge;
+use crate::capability::Capability;
+use crate::drivers::Tally;
+use crate::policy::authorize::{Principal, authorize};
+use crate::witness::record::{Entry, Kind};
+use crate::witness::store::{Append, Pending};
+use std::sync::Arc;
+
+/// How long a bound command stays valid (it runs at once or not at all).
+const TTL_S: u32 = 10;
+
+/// Runs every binding of input `input` on `node`, pressed; `record` is the GPI record of the press.
+pub(super) async fn pressed(ctx: &Ctx, node: &str, input: u8, record: Option<u64>) {
+    let bound = lock(&ctx.policy).presses(node, input);
+    for b in bound {
+        run(ctx, &b, record).await;
+    }
+}
+
+fn body_of(ctx: &Ctx, b: &Binding, record: Option<u64>, now_ms: u64) -> Result<EnvelopeBody, IfError> {
+    let Rule::Press { input, talent, capability, action, args, scope, hazards } = &b.rule else {
+        return Err(IfError::with(ErrorCode::SystemError, "not a button binding"));
+    };
+    let cause = record.map_or_else(String::new, |r| format!(" (GPI record {r})"));
+    let why = format!("binding {}: input {input} pressed on {}{cause}", b.name, b.node);
+    Ok(EnvelopeBody {
+        version: ProtocolVersion::CURRENT,
+        id: Uuid::new_v4(),
+        audience: Audience::agent(&ctx.topics.site, &ctx.topics.agent)?,
+        sender: talent.clone(),
+        seq: 0,
+        nonce: Nonce(rand::random()),
+        issued_at_ms: now_ms,
+        ttl_s: TTL_S,
+        scope: scope.clone(),
+        hazards: *hazards,
+        capability: capability.clone(),
+        action: action.clone(),
+        args: args.clone(),
+        why: why.as_str().try_into().map_err(|_| IfError::with(ErrorCode::InvalidEnvelope, "why is too long"))?,
+        trace: Uuid::new_v4(),
+    })
+}
+
+/// The checks a signed command faces after its signature, for the binding's talent now.
+fn admit(ctx: &Ctx, body: &EnvelopeBody, now_ms: u64) -> Result<(Arc<dyn Capability>, Option<Charge>), IfError> {
+    let mut state = lock(&ctx.state);
+    let cost = {
+        let policy = lock(&ctx.policy);
+        let talent = policy.talent(&body.sender).ok_or_else(|| {
+            IfError::format(ErrorCode::TalentNotFound, format_args!("talent {} is not known", body.sender))
+        })?;
+        authorize(&policy, Principal::Talent(talent.status), body, now_ms / 1000)?;
+        policy.manifest(&body.capability).and_then(|m| m.action(&body.action)).map_or(0, |a| a.cost)
+    };
+    let capability = state.ingress.registry.resolve(body)?;
+    let charge = state.ingress.budgets.charge(&body.capability, u64::from(cost), now_ms / 1000)?;
+    Ok((capability, charge))
+}
+
+async fn run(ctx: &Ctx, b: &Binding, record: Option<u64>) {
+    let now_ms = ctx.now_ms();
+    let body = match body_of(ctx, b, record, now_ms) {
+        Ok(body) => body,
+        Err(e) => return tracing::warn!(binding = %b.name, error = %e, "a bound press could not be made"),
+    };
+    let (capability, charge) = match admit(ctx, &body, now_ms) {
+        Ok(admitted) => admitted,
+        Err(e) => return refused(ctx, b, &body, &e, now_ms).await,
+    };
+    let digest: [u8; 32] = Sha256::digest(postcard::to_allocvec(&body).unwrap_or_default()).into();
+    let mut entry = Entry::of_body(&body, now_ms);
+    entry.digest = Some(digest);
+    let mut item = Append::record(Kind::Received, entry.clone());
+    if let Some(c) = &charge {
+        item.entry.detail = c.describe();
+        item.budget = Some((c.provider.clone(), c.after));
+    }
+    let sender = body.sender.to_string();
+    item.pending = Some(Pending { sender, seq: 0, digest, entry, reply_topic: None, correlation: None });
+    let received = match ctx.witness.append(vec![item]).await {
+        Ok(indices) => indices.first().copied().unwrap_or_default(),
+        Err(e) => {
+            if let Some(c) = &charge {
+                lock(&ctx.state).ingress.budgets.refund(c);
+            }
+            return tracing::error!(binding = %b.name, error = %e, "a bound press was not run: nothing was executed");
+        }
+    };
+    let outcome = capability.execute(&body).await;
+    let mut entry = Entry::of_body(&body, ctx.now_ms());
+    entry.digest = Some(digest);
+    let kind = match &outcome {
+        Ok(v) => {
+            entry.detail = super::completion::truncate(&v.to_string(), 512);
+            ctx.health.executed.fetch_add(1, Ordering::Relaxed);
+            Kind::Executed
+        }
+        Err(e) => {
+            entry.code = Some(e.code().number());
+            entry.detail = e.detail().to_string();
+            Kind::Failed
+        }
+    };
+    let mut item = Append::record(kind, entry);
+    item.settles = Some(received);
+    if let Err(e) = ctx.witness.append(vec![item]).await {
+        tracing::error!(binding = %b.name, error = %e, "the outcome of a bound press could not be witnessed");
+    }
+    match outcome {
+        Ok(_) => tracing::info!(binding = %b.name, "{} on {} ran", body.action, body.capability),
+        Err(e) => tracing::warn!(binding = %b.name, error = %e, "{} on {} failed", body.action, body.capability),
+    }
+}
+
+async fn refused(ctx: &Ctx, b: &Binding, body: &EnvelopeBody, e: &IfError, now_ms: u64) {
+    tracing::warn!(binding = %b.name, error = %e, "a bound press was refused; nothing ran");
+    let mut entry = Entry::of_body(body, now_ms);
+    entry.code = Some(e.code().number());
+    entry.detail = format!("binding {}: {}", b.name, e.detail());
+    if let Err(w) = ctx.witness.append(vec![Append::record(Kind::Rejected, entry)]).await {
+        tracing::warn!(error = %w, "a refused bound press could not be witnessed");
+    }
+}
+
+/// The colour a lamp following input `input` (from 1) shows for vMix tally digits `digits`.
+pub(super) fn color(digits: &str, input: u32) -> Lamp {
+    match digits.chars().nth(input.saturating_sub(1) as usize) {
+        _ if input == 0 => Lamp::Off,
+        Some('1') => Lamp::Red,
+        Some('2') => Lamp::Green,
+        _ => Lamp::Off,
+    }
+}
+
+/// Lamps the agent last had acknowledged by a node, by (node, lamp).
+pub(super) type Shown = HashMap<(String, u8), Lamp>;
+
+/// Sets every lamp that follows `t`'s switcher to its new colour, where it changed.
+pub(super) async fn follow(ctx: &Ctx, t: &Tally, shown: &mut Shown) {
+    let followers = lock(&ctx.policy).followers(&t.capability);
+    for (node, lamp, input) in followers {
+        let want = color(&t.tally, input);
+        if shown.get(&(node.clone(), lamp)) == Some(&want) {
+            continue;
+        }
+        match set_lamp(ctx, &node, lamp, want).await {
+            Ok(()) => {
+                shown.insert((node, lamp), want);
+            }
+            Err(e) => tracing::warn!(node = %node, lamp, error = %e, "a lamp could not follow tally"),
+        }
+    }
+}
+
+async fn set_lamp(ctx: &Ctx, node: &str, lamp: u8, color: Lamp) -> Result<(), IfError> {
+    let mut args = Args::new();
+    args.insert("lamp", ArgValue::Int(i64::from(lamp)))?;
+    args.insert("color", ArgValue::Text(color.name().try_into().map_err(|_| IfError::new(ErrorCode::SystemError))?))?;
+    let too_long = |_| IfError::new(ErrorCode::InvalidEnvelope);
+    let body = EnvelopeBody {
+        version: ProtocolVersion::CURRENT,
+        id: Uuid::new_v4(),
+        audience: Audience::agent(&ctx.topics.site, &ctx.topics.agent)?,
+        sender: "tally".try_into().map_err(too_long)?,
+        seq: 0,
+        nonce: Nonce(rand::random()),
+        issued_at_ms: ctx.now_ms(),
+        ttl_s: TTL_S,
+        scope: "tally".try_into().map_err(too_long)?,
+        hazards: if_protocol::envelope::Hazards::NONE,
+        capability: node.try_into().map_err(too_long)?,
+        action: "lamp".try_into().map_err(too_long)?,
+        args,
+        why: "a lamp binding follows tally".try_into().map_err(too_long)?,
+        trace: Uuid::nil(),
+    };
+    let lane = lock(&ctx.state).ingress.registry.resolve(&body)?;
+    lane.execute(&body).await.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lamp_is_red_on_program_green_on_preview_and_off_otherwise() {
+        assert_eq!(color("0120", 2), Lamp::Red);
+        assert_eq!(color("0120", 3), Lamp::Green);
+        assert_eq!(color("0120", 1), Lamp::Off);
+        assert_eq!(color("0120", 9), Lamp::Off, "an input the switcher does not have");
+        assert_eq!(color("1", 0), Lamp::Off, "inputs count from 1");
+    }
+}
