@@ -148,6 +148,9 @@ pub(crate) enum Command {
         /// Leave the site running after the story, until Ctrl-C.
         #[arg(long)]
         keep_running: bool,
+        /// The rack node's firmware image for QEMU (default: the one built beside ifctl).
+        #[arg(long)]
+        firmware: Option<PathBuf>,
     },
     /// Every agent on a broker, online or offline, with its boot, session, uptime, log size and
     /// breakers (a late Will never marks a live agent offline).
@@ -301,9 +304,14 @@ pub(crate) async fn run(cli: &Cli, settings: &settings::Settings) -> Result<(), 
         }
         Command::Completions { shell } => local::completions(*shell),
         Command::Man => local::man(),
-        Command::Demo { dir, keep_running } => {
-            crate::demo::run(&crate::demo::Options { dir: dir.clone(), keep_running: *keep_running, json: cli.json })
-                .await
+        Command::Demo { dir, keep_running, firmware } => {
+            let opts = crate::demo::Options {
+                dir: dir.clone(),
+                keep_running: *keep_running,
+                json: cli.json,
+                firmware: firmware.clone(),
+            };
+            crate::demo::run(&opts).await
         }
         Command::Sim { device } => local::sim(device.clone(), cli.json).await,
         Command::Broker { port } => local::broker(*port, cli.json).await,

@@ -8,6 +8,10 @@
 //! consent, and a device that stops answering, which opens its breaker and later closes it. Last, the
 //! agent stops, its witness log is verified and its latest signed checkpoint printed.
 //!
+//! When `qemu-system-arm` and the rack node's firmware are on this machine, the site also has a rack node
+//! (the real firmware, emulated): a button on it bound to the cut, and lamps bound to vMix's tally; the
+//! story presses the button and watches the lamps. Without them it says that it left that part out.
+//!
 //! It succeeds when every step behaved as expected. `--keep-running` leaves the site up for the other
 //! verbs and prints how to reach it.
 
@@ -17,6 +21,7 @@ use std::time::Duration;
 use if_protocol::{ErrorCode, IfError};
 use if_sim::Files;
 
+mod rack;
 mod setup;
 mod story;
 
@@ -30,6 +35,7 @@ const AGENT: &str = "edge-1";
 const VMIX: &str = "if://capability/vmix.switcher";
 const HUB: &str = "if://capability/videohub.router";
 const CAM: &str = "if://capability/camera.one";
+const RACK: &str = "if://capability/rack.one";
 
 /// What the demo is asked to do.
 #[derive(Debug)]
@@ -41,6 +47,8 @@ pub struct Options {
     pub keep_running: bool,
     /// Tell the story as JSON lines: one per step, then the summary.
     pub json: bool,
+    /// The rack node's firmware image (default: the one built beside this program).
+    pub firmware: Option<PathBuf>,
 }
 
 fn failed(what: &str, e: impl std::fmt::Display) -> IfError {
@@ -99,14 +107,15 @@ pub async fn run(opts: &Options) -> Result<(), IfError> {
         ));
     }
     std::fs::create_dir_all(&dir).map_err(|e| failed(&dir.display().to_string(), e))?;
-    let result = story(&dir, opts.keep_running, Narrator { json: opts.json }).await;
+    let image = opts.firmware.clone().or_else(rack::default_image);
+    let result = story(&dir, opts.keep_running, image, Narrator { json: opts.json }).await;
     if temporary && !opts.keep_running {
         let _ = std::fs::remove_dir_all(&dir);
     }
     result
 }
 
-async fn story(dir: &Path, keep_running: bool, out: Narrator) -> Result<(), IfError> {
+async fn story(dir: &Path, keep_running: bool, image: Option<PathBuf>, out: Narrator) -> Result<(), IfError> {
     out.say(format_args!("IF edge demo: one agent and simulated studio hardware on this machine\n"));
     let addr = broker::start(0)?;
     let url = format!("mqtt://{addr}");
@@ -114,8 +123,27 @@ async fn story(dir: &Path, keep_running: bool, out: Narrator) -> Result<(), IfEr
     let endpoints = start_devices(dir, [&vmix, &hub, &camera]).await?;
     out.say(format_args!("  broker    {url} (inside this process)"));
     out.say(format_args!("  vMix      {}   Videohub {}   camera {}", endpoints[0], endpoints[1], endpoints[2]));
+    let mut rack = match (rack::missing(image.as_deref()), image.as_deref()) {
+        (None, Some(image)) => {
+            let rack = rack::Rack::start(image).await?;
+            out.say(format_args!(
+                "  rack node the real firmware under qemu-system-arm (mps2-an386), link {}",
+                rack.link
+            ));
+            Some(rack)
+        }
+        (why, _) => {
+            let why = why.unwrap_or_default();
+            if out.json {
+                println!("{}", serde_json::json!({ "skipped": "rack node", "why": why }));
+            } else {
+                println!("  rack node skipped: {why}");
+            }
+            None
+        }
+    };
     let (keys, agent_dir) = (dir.join("keys"), dir.join("agent"));
-    let config = set_up(dir, &keys, &agent_dir, &url, &endpoints)?;
+    let config = set_up(dir, &keys, &agent_dir, &url, &endpoints, rack.as_ref().map(|r| r.link.as_str()))?;
     let site = Site {
         target: Target {
             broker: url.clone(),
@@ -142,8 +170,14 @@ async fn story(dir: &Path, keep_running: bool, out: Narrator) -> Result<(), IfEr
         .map_err(|e| failed("agent thread", e))?;
     out.say(format_args!("  agent     {SITE}/{AGENT}, files in {}\n", site.agent_dir.display()));
     grant_director(&site).await?;
+    if rack.is_some() {
+        setup::bind_rack(&site).await?;
+    }
 
-    let steps = steps(&site).await;
+    let mut steps = steps(&site).await;
+    if let Some(rack) = rack.as_mut() {
+        steps.extend(story::rack_steps(&site, rack, steps.len() + 1).await);
+    }
     let good = steps.iter().filter(|s| s.ok).count();
 
     if keep_running {
@@ -155,7 +189,8 @@ async fn story(dir: &Path, keep_running: bool, out: Narrator) -> Result<(), IfEr
         .await
         .map_err(|e| failed("agent thread", e))?
         .map_err(|_| failed("agent thread", "panicked"))??;
-    let verified = verify(&site);
+    drop(rack);
+    let verified = verify(&site, steps.len() + 1);
     match &verified {
         Ok(_) if out.json => {
             let summary = serde_json::json!({ "steps": steps.len(), "ok": good, "witness_verified": true });
@@ -221,7 +256,7 @@ impl Narrator {
     }
 }
 
-fn verify(site: &Site) -> Result<(), IfError> {
+fn verify(site: &Site, n: usize) -> Result<(), IfError> {
     let db = site.agent_dir.join("data/witness.redb");
     let key = site.agent_dir.join("agent.pub");
     // The agent has returned: its witness writer is joined and the file closed.
@@ -235,11 +270,11 @@ fn verify(site: &Site) -> Result<(), IfError> {
         let checkpoint = crate::witness::checkpoint_json(&note)?;
         println!(
             "{}",
-            serde_json::json!({ "step": 9, "title": title, "ok": true, "what": what, "checkpoint": checkpoint })
+            serde_json::json!({ "step": n, "title": title, "ok": true, "what": what, "checkpoint": checkpoint })
         );
         return Ok(());
     }
-    println!("\n 9. ok   {title}\n        {what}");
+    println!("\n{n:>2}. ok   {title}\n        {what}");
     println!("        its latest signed checkpoint (origin, size, root hash, signature):");
     for line in note.lines() {
         println!("        | {line}");

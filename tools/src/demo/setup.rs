@@ -7,7 +7,7 @@ use std::time::Duration;
 use if_edge::reply::Reply;
 use if_protocol::IfError;
 
-use super::{AGENT, CAM, Device, HUB, SITE, Site, VMIX, failed};
+use super::{AGENT, CAM, Device, HUB, RACK, SITE, Site, VMIX, failed};
 use crate::message::{self, Target};
 use crate::{policy, talent};
 
@@ -51,6 +51,7 @@ pub(super) fn set_up(
     agent_dir: &Path,
     url: &str,
     endpoints: &[String; 3],
+    rack: Option<&str>,
 ) -> Result<PathBuf, IfError> {
     for name in ["security", "policy", "director", "intruder"] {
         if_edge::keyfile::generate(keys, name)?;
@@ -71,6 +72,14 @@ pub(super) fn set_up(
         trust_root: Some(root),
         tls: None,
     })?;
+    let rack_manifest = rack.map(|link| {
+        let endpoint = format!("serial://{link}?baud=115200");
+        let actions = [("lamp", "", false), ("relay", "", false), ("pulse", "", false), ("safe", "", true)];
+        (
+            "rack",
+            manifest(RACK, "rack-node-serial", &endpoint, &actions).replace("timeout_ms = 500", "timeout_ms = 2000"),
+        )
+    });
     let manifests = [
         (
             "vmix",
@@ -88,7 +97,7 @@ pub(super) fn set_up(
         ),
     ];
     let mut allow = Vec::new();
-    for (name, text) in manifests {
+    for (name, text) in manifests.into_iter().chain(rack_manifest) {
         let unsigned = dir.join(format!("{name}.manifest.toml"));
         std::fs::write(&unsigned, text).map_err(|e| failed("manifest", e))?;
         let out = agent_dir.join("policy/manifests").join(format!("{name}.toml"));
@@ -127,6 +136,38 @@ pub(super) async fn grant_director(site: &Site) -> Result<(), IfError> {
         let frame =
             message::sign(&talent::command("talent.grant", args, &policy_key, None, "demo grants"), &site.target)?;
         expect_ok(message::send(&site.target, frame).await?, "talent.grant")?;
+    }
+    Ok(())
+}
+
+/// Binds the rack node: button 0 cuts vMix as the director; lamps 0-2 follow vMix inputs 1-3.
+pub(super) async fn bind_rack(site: &Site) -> Result<(), IfError> {
+    let policy_key = site.keys.join("policy.key");
+    let node = format!("node={RACK}");
+    let mut bindings = vec![vec![
+        "name=rack-cut".to_string(),
+        node.clone(),
+        "input=0".into(),
+        "talent=director".into(),
+        format!("capability={VMIX}"),
+        "action=cut".into(),
+        "scope=studio:control".into(),
+        "hazards=on_air".into(),
+    ]];
+    for lamp in 0..3u8 {
+        let input = lamp + 1;
+        bindings.push(vec![
+            format!("name=camera{input}-tally"),
+            node.clone(),
+            format!("lamp={lamp}"),
+            format!("follow={VMIX}"),
+            format!("follow_input={input}"),
+        ]);
+    }
+    for args in bindings {
+        let frame =
+            message::sign(&talent::command("binding.add", args, &policy_key, None, "demo bindings"), &site.target)?;
+        expect_ok(message::send(&site.target, frame).await?, "binding.add")?;
     }
     Ok(())
 }

@@ -160,6 +160,54 @@ pub(super) async fn steps(site: &Site) -> Vec<Step> {
     steps
 }
 
+/// The rack node's part of the story, numbered from `n`: a bound button and lamps that follow tally.
+pub(super) async fn rack_steps(site: &Site, rack: &mut super::rack::Rack, n: usize) -> Vec<Step> {
+    let cuts = || site.vmix.received().iter().filter(|l| l.starts_with("FUNCTION Cut")).count();
+    let ready = rack.until(Duration::from_secs(10), |r| r.seen.iter().any(|l| l == "resumed")).await;
+    let before = cuts();
+    let pressed = rack.press(0).await.is_ok();
+    let mut once = false;
+    for _ in 0..50 {
+        once = cuts() == before + 1;
+        if once {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let once = once && cuts() == before + 1;
+    let button = site.out.step(
+        n,
+        "a button on the rack node cuts vMix through a binding, as the director",
+        ready && pressed && once,
+        &format!(
+            "the node (real firmware under QEMU) reported the press; the agent witnessed it (GPI), authorized \
+             the bound cut as the director, and vMix received {} cut(s) for one press",
+            cuts() - before
+        ),
+    );
+    let tally: Option<if_protocol::messages::Tally> = retained(&site.target, Kind::Tally).await;
+    let want: Vec<&str> = (1..=3u32)
+        .map(|i| match &tally {
+            Some(t) if t.program.contains(&i) => "red",
+            Some(t) if t.preview.contains(&i) => "green",
+            _ => "off",
+        })
+        .collect();
+    let follows = tally.is_some()
+        && rack
+            .until(Duration::from_secs(5), |r| (0..3u8).all(|l| r.lamp(l) == want.get(usize::from(l)).copied()))
+            .await;
+    let shown: Vec<String> = (0..3u8).map(|l| format!("lamp {l} {}", rack.lamp(l).unwrap_or("?"))).collect();
+    let lamps = site.out.step(
+        n + 1,
+        "the rack's lamps follow vMix tally, with no command sent",
+        follows,
+        &format!("red on program, green on preview: {}", shown.join(", ")),
+    );
+    vec![button, lamps]
+}
+
 /// The retained message on the agent's `kind` topic, if one comes within 2 s signed by the agent.
 async fn retained<T: serde::de::DeserializeOwned>(target: &Target, kind: Kind) -> Option<T> {
     let broker = if_edge::mqtt::BrokerAddr::parse(&target.broker).ok()?;
