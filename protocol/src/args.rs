@@ -98,6 +98,23 @@ pub struct Arg {
     pub value: ArgValue,
 }
 
+impl ArgValue {
+    /// A value written as text by a person (`--arg k=v`, a binding's `args`): `true` and `false` are
+    /// booleans, whole numbers are integers, anything else is text of at most 256 bytes.
+    pub fn typed(v: &str) -> Result<ArgValue> {
+        Ok(match v {
+            "true" => ArgValue::Bool(true),
+            "false" => ArgValue::Bool(false),
+            _ => match v.parse::<i64>() {
+                Ok(i) => ArgValue::Int(i),
+                Err(_) => ArgValue::Text(
+                    v.try_into().map_err(|_| IfError::with(ErrorCode::InvalidEnvelope, "text over 256 bytes"))?,
+                ),
+            },
+        })
+    }
+}
+
 /// The arguments, kept sorted by key with no duplicates; a list on the wire, a map in JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Args(heapless::Vec<Arg, MAX_ARGS>);

@@ -241,3 +241,36 @@ fn a_line_that_drops_and_flips_bytes_never_gets_a_command_carried_out_twice() {
     let after = if code(&after) == "OK" { after } else { first(&mut r, "lamp", &lamp(7, "amber")) };
     assert_eq!(code(&after), "OK", "{after}");
 }
+
+#[test]
+fn a_node_that_goes_away_opens_the_breaker_and_a_new_one_is_taken_on_the_backoff_schedule() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let link = dir.path().join("rack.tty");
+    let mut node = RackNode::start();
+    std::os::unix::fs::symlink(node.link(), &link).expect("link the node's pty");
+    let (mut r, _gpi) = rig(link.to_str().expect("utf-8"));
+    first(&mut r, "lamp", &lamp(3, "red"));
+
+    // The node loses power (QEMU killed): the port fails; commands fail fast, then the breaker opens.
+    node.kill();
+    let codes: Vec<String> = (0..8)
+        .map(|_| {
+            let reply = r.ask("lamp", Hazards::NONE, &lamp(3, "green"));
+            std::thread::sleep(Duration::from_millis(100));
+            code(&reply).to_string()
+        })
+        .collect();
+    assert!(codes.iter().all(|c| ["IF_ERR_401", "IF_ERR_402", "IF_ERR_303"].contains(&c.as_str())), "{codes:?}");
+    assert!(codes.contains(&"IF_ERR_303".to_string()), "the breaker opened: {codes:?}");
+
+    // A node on the same path again (a new adapter, a rebooted emulator): taken on the backoff schedule.
+    let node = RackNode::start();
+    std::fs::remove_file(&link).expect("unlink");
+    std::os::unix::fs::symlink(node.link(), &link).expect("link the new node's pty");
+    let back = if_tests::wait_for(20 * SECOND, || {
+        let reply = r.ask("lamp", Hazards::NONE, &lamp(3, "green"));
+        (code(&reply) == "OK").then_some(reply)
+    });
+    assert!(back.is_some(), "the driver reopened the port and the breaker closed");
+    node.wait_line(0, "lamp 3 green", SECOND).expect("the new node shows it");
+}

@@ -107,16 +107,7 @@ fn now_micros() -> u64 {
 /// Parses `k=v`: `true`/`false` are booleans, integers are integers, anything else is text.
 pub fn parse_arg(kv: &str) -> Result<(String, ArgValue), IfError> {
     let (k, v) = kv.split_once('=').ok_or_else(|| invalid(format_args!("--arg {kv:?}: want KEY=VALUE")))?;
-    let value = match v {
-        "true" => ArgValue::Bool(true),
-        "false" => ArgValue::Bool(false),
-        _ => match v.parse::<i64>() {
-            Ok(i) => ArgValue::Int(i),
-            Err(_) => {
-                ArgValue::Text(v.try_into().map_err(|_| invalid(format_args!("--arg {k}: text over 256 bytes")))?)
-            }
-        },
-    };
+    let value = ArgValue::typed(v).map_err(|e| invalid(format_args!("--arg {k}: {}", e.detail())))?;
     Ok((k.to_string(), value))
 }
 

@@ -113,22 +113,10 @@ async fn run(ctx: &Ctx, b: &Binding, record: Option<u64>) {
         }
     };
     let outcome = capability.execute(&body).await;
-    let mut entry = Entry::of_body(&body, ctx.now_ms());
-    entry.digest = Some(digest);
-    let kind = match &outcome {
-        Ok(v) => {
-            entry.detail = super::completion::truncate(&v.to_string(), 512);
-            ctx.health.executed.fetch_add(1, Ordering::Relaxed);
-            Kind::Executed
-        }
-        Err(e) => {
-            entry.code = Some(e.code().number());
-            entry.detail = e.detail().to_string();
-            Kind::Failed
-        }
-    };
-    let mut item = Append::record(kind, entry);
-    item.settles = Some(received);
+    if outcome.is_ok() {
+        ctx.health.executed.fetch_add(1, Ordering::Relaxed);
+    }
+    let item = super::completion::outcome(&body, &outcome, digest, received, ctx.now_ms());
     if let Err(e) = ctx.witness.append(vec![item]).await {
         tracing::error!(binding = %b.name, error = %e, "the outcome of a bound press could not be witnessed");
     }

@@ -100,9 +100,27 @@ pub(super) fn reply_for(d: &Done) -> Reply {
 
 /// The outcome record of `d`, caching its reply (dropping the sender's below `keep_from`) when `cache`.
 pub(super) fn outcome_append(d: &Done, reply: &[u8], (keep_from, cache): (u64, bool)) -> Append {
-    let mut entry = Entry::of_body(&d.body, d.now_ms);
-    entry.digest = Some(d.digest);
-    let kind = match &d.outcome {
+    let mut item = outcome(&d.body, &d.outcome, d.digest, d.received, d.now_ms);
+    item.reply = cache.then(|| ReplyUpdate {
+        sender: d.body.sender.to_string(),
+        seq: d.body.seq,
+        cached: CachedReply { digest: d.digest, reply: reply.to_vec() },
+        keep_from,
+    });
+    item
+}
+
+/// The EXECUTED or FAILED record of `body`'s `outcome`, closing RECEIVED record `received`.
+pub(super) fn outcome(
+    body: &if_protocol::envelope::EnvelopeBody,
+    outcome: &Result<serde_json::Value, if_protocol::IfError>,
+    digest: [u8; 32],
+    received: u64,
+    now_ms: u64,
+) -> Append {
+    let mut entry = Entry::of_body(body, now_ms);
+    entry.digest = Some(digest);
+    let kind = match outcome {
         Ok(v) => {
             entry.detail = truncate(&v.to_string(), 512);
             Kind::Executed
@@ -114,13 +132,7 @@ pub(super) fn outcome_append(d: &Done, reply: &[u8], (keep_from, cache): (u64, b
         }
     };
     let mut item = Append::record(kind, entry);
-    item.settles = Some(d.received);
-    item.reply = cache.then(|| ReplyUpdate {
-        sender: d.body.sender.to_string(),
-        seq: d.body.seq,
-        cached: CachedReply { digest: d.digest, reply: reply.to_vec() },
-        keep_from,
-    });
+    item.settles = Some(received);
     item
 }
 

@@ -114,6 +114,25 @@ fn tcp_endpoint(m: &Manifest) -> Result<String, IfError> {
         })
 }
 
+/// A serial endpoint's options, `(key, value)` in order.
+pub(crate) type SerialOptions<'a> = Vec<(&'a str, &'a str)>;
+
+/// `serial:///dev/PORT?k=v&k=v` -> the device path and the options, in order (`form` is the example the
+/// error shows). Each driver reads its own options and refuses the others.
+pub(crate) fn serial_endpoint<'a>(text: &'a str, form: &str) -> Result<(String, SerialOptions<'a>), String> {
+    let rest = text.strip_prefix("serial://").ok_or_else(|| format!("must read {form}"))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() {
+        return Err("needs a device path".into());
+    }
+    let options = query
+        .split('&')
+        .filter(|s| !s.is_empty())
+        .map(|kv| kv.split_once('=').ok_or_else(|| format!("unknown endpoint option {kv:?}")))
+        .collect::<Result<_, _>>()?;
+    Ok((path.to_string(), options))
+}
+
 /// The driver a manifest names, with the secrets it lists.
 pub fn build(m: &Manifest, vault: &Vault, ctx: &DriverContext) -> Result<Arc<dyn Driver>, IfError> {
     let secrets = vault.for_manifest(m)?;

@@ -9,10 +9,12 @@
 //!
 //! A binding names a talent but is not a grant: every press is authorized as that talent when it happens.
 
+use if_protocol::IfError;
 use if_protocol::envelope::{ArgValue, Args, EnvelopeBody, Hazards};
 use if_protocol::link::{MAX_INPUTS, MAX_LAMPS};
 use if_protocol::policy::{Binding, Rule};
-use if_protocol::{ErrorCode, IfError};
+
+use super::commands::{bad, text};
 
 /// What a binding command does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,18 +23,6 @@ pub enum Set {
     Binding(Box<Binding>),
     /// The binding of this name is removed.
     Unbind(if_protocol::envelope::Name),
-}
-
-fn bad(args: std::fmt::Arguments<'_>) -> IfError {
-    IfError::format(ErrorCode::InvalidEnvelope, args)
-}
-
-fn text<'a>(body: &'a EnvelopeBody, key: &str) -> Result<&'a str, IfError> {
-    match body.args.get(key) {
-        Some(ArgValue::Text(t)) => Ok(t.as_str()),
-        Some(_) => Err(bad(format_args!("{}: argument {key} must be text", body.action))),
-        None => Err(bad(format_args!("{}: argument {key} is missing", body.action))),
-    }
 }
 
 fn number(body: &EnvelopeBody, key: &str, range: std::ops::Range<i64>) -> Result<i64, IfError> {
@@ -57,14 +47,7 @@ pub fn parse_args(list: &str) -> Result<Args, IfError> {
     let mut args = Args::new();
     for kv in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (k, v) = kv.split_once('=').ok_or_else(|| bad(format_args!("args: {kv:?} is not key=value")))?;
-        let value = match v {
-            "true" => ArgValue::Bool(true),
-            "false" => ArgValue::Bool(false),
-            _ => match v.parse::<i64>() {
-                Ok(n) => ArgValue::Int(n),
-                Err(_) => ArgValue::Text(token("args value", v)?),
-            },
-        };
+        let value = ArgValue::typed(v).map_err(|e| bad(format_args!("args: {k}: {}", e.detail())))?;
         args.insert(k.trim(), value)?;
     }
     Ok(args)
@@ -123,6 +106,7 @@ pub fn describe(b: &Binding) -> String {
 mod tests {
     use super::*;
     use crate::policy::commands::tests::command;
+    use if_protocol::ErrorCode;
 
     fn t(s: &str) -> ArgValue {
         ArgValue::Text(s.try_into().expect("short"))

@@ -41,11 +41,11 @@ pub enum Set {
     Reset(if_protocol::envelope::Name),
 }
 
-fn bad(args: std::fmt::Arguments<'_>) -> IfError {
+pub(super) fn bad(args: std::fmt::Arguments<'_>) -> IfError {
     IfError::format(ErrorCode::InvalidEnvelope, args)
 }
 
-fn text<'a>(body: &'a EnvelopeBody, key: &str) -> Result<&'a str, IfError> {
+pub(super) fn text<'a>(body: &'a EnvelopeBody, key: &str) -> Result<&'a str, IfError> {
     match body.args.get(key) {
         Some(ArgValue::Text(t)) => Ok(t.as_str()),
         Some(_) => Err(bad(format_args!("{}: argument {key} must be text", body.action))),

@@ -42,20 +42,9 @@ mod board {
     const WATCHDOG_MS: u32 = 250;
 
     /// What this board has; relay 3 is wired to fail closed (say, a "studio in use" light kept on).
-    const CONFIG: Config = Config {
-        board_id: 0x0386_0001,
-        lamps: 8,
-        relays: 4,
-        inputs: 8,
-        safe_relays: 0b1000,
-        link_timeout_ms: 1500,
-        heartbeat_ms: 250,
-        hello_ms: 1000,
-        status_ms: 2000,
-        debounce_ms: 20,
-        retransmit_ms: 100,
-        max_tries: 5,
-    };
+    fn config() -> Config {
+        Config { board_id: 0x0386_0001, lamps: 8, relays: 4, inputs: 8, safe_relays: 0b1000, ..Config::default() }
+    }
 
     struct Rack {
         link: Uart,
@@ -103,7 +92,7 @@ mod board {
         let mut rack = Rack { link: Uart::uart0(SYSCLK_HZ, BAUD), panel: Panel::new(Uart::uart1(SYSCLK_HZ, BAUD)) };
         rack.panel.say(&["boot", digits(boots).as_str()]);
         let dog = watchdog::Watchdog::start(SYSCLK_HZ / 1000 * WATCHDOG_MS);
-        let mut node = Node::new(CONFIG, boots, clock::now_ms());
+        let mut node = Node::new(config(), boots, clock::now_ms());
         loop {
             run::step(&mut node, &mut rack);
             if rack.panel.hang_requested() {

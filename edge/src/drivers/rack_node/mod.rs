@@ -51,13 +51,12 @@ pub struct Endpoint {
 impl Endpoint {
     /// Parses `serial:///dev/ttyACM0?baud=115200&restore=0,2`.
     pub fn parse(text: &str) -> Result<Endpoint, String> {
-        let rest = text.strip_prefix("serial://").ok_or("must read serial:///dev/PORT?baud=115200")?;
-        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let mut e = Endpoint { path: path.to_string(), baud: 115_200, restore: 0 };
-        for kv in query.split('&').filter(|s| !s.is_empty()) {
-            match kv.split_once('=') {
-                Some(("baud", v)) => e.baud = v.parse().map_err(|_| "baud must be a number")?,
-                Some(("restore", v)) => {
+        let (path, options) = super::serial_endpoint(text, "serial:///dev/PORT?baud=115200")?;
+        let mut e = Endpoint { path, baud: 115_200, restore: 0 };
+        for (k, v) in options {
+            match k {
+                "baud" => e.baud = v.parse().map_err(|_| "baud must be a number")?,
+                "restore" => {
                     for r in v.split(',').filter(|s| !s.is_empty()) {
                         let i: usize = r.parse().map_err(|_| "restore lists relay numbers: restore=0,2")?;
                         if i >= MAX_RELAYS {
@@ -66,11 +65,8 @@ impl Endpoint {
                         e.restore |= 1 << i;
                     }
                 }
-                _ => return Err(format!("unknown endpoint option {kv:?}")),
+                _ => return Err(format!("unknown endpoint option {k:?}")),
             }
-        }
-        if e.path.is_empty() {
-            return Err("needs a device path".into());
         }
         Ok(e)
     }
@@ -152,7 +148,8 @@ impl RackNode {
     pub fn start(endpoint: Endpoint, backoff: Backoff, capability: String, ctx: DriverContext) -> Self {
         let (requests, rx) = mpsc::channel(64);
         let path = endpoint.path.clone();
-        tokio::spawn(supervise(Port { endpoint, capability, ctx }, backoff, rx));
+        let port = Port { endpoint, capability, ctx, events: std::sync::Mutex::new((0, 0)), started: Instant::now() };
+        tokio::spawn(supervise(port, backoff, rx));
         RackNode { requests, path }
     }
 
@@ -191,10 +188,17 @@ impl Driver for RackNode {
     }
 }
 
+/// Events a node may report in one second; beyond that they are dropped (and counted in the log), so a
+/// faulty or hostile node cannot fill the witness log.
+const EVENTS_PER_S: u32 = 20;
+
 struct Port {
     endpoint: Endpoint,
     capability: String,
     ctx: DriverContext,
+    /// Events reported in the current second: (second since the port task started, count).
+    events: std::sync::Mutex<(u64, u32)>,
+    started: Instant,
 }
 
 impl Port {
@@ -230,6 +234,20 @@ impl Port {
     }
 
     fn report(&self, event: DeviceEvent) {
+        let second = self.started.elapsed().as_secs();
+        {
+            let mut w = self.events.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if w.0 != second {
+                *w = (second, 0);
+            }
+            w.1 += 1;
+            if w.1 > EVENTS_PER_S {
+                if w.1 == EVENTS_PER_S + 1 {
+                    tracing::warn!(capability = %self.capability, "rack node reports more than {EVENTS_PER_S} events a second; dropping the rest of this second's");
+                }
+                return;
+            }
+        }
         let report = DeviceReport { capability: self.capability.clone(), event };
         if self.ctx.events.try_send(report).is_err() {
             tracing::warn!(capability = %self.capability, "device event dropped: the agent is behind");

@@ -52,20 +52,14 @@ pub struct Endpoint {
 impl Endpoint {
     /// Parses `serial:///dev/ttyUSB0?baud=9600&address=1`.
     pub fn parse(text: &str) -> Result<Endpoint, String> {
-        let rest = text.strip_prefix("serial://").ok_or("must read serial:///dev/PORT?baud=9600&address=1")?;
-        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let mut e = Endpoint { path: path.to_string(), baud: 9600, address: 1 };
-        for kv in query.split('&').filter(|s| !s.is_empty()) {
-            match kv.split_once('=') {
-                Some(("baud", v)) => e.baud = v.parse().map_err(|_| "baud must be a number")?,
-                Some(("address", v)) => {
-                    e.address = v.parse().ok().filter(|a| (1..=7).contains(a)).ok_or("address must be 1-7")?
-                }
-                _ => return Err(format!("unknown endpoint option {kv:?}")),
+        let (path, options) = super::serial_endpoint(text, "serial:///dev/PORT?baud=9600&address=1")?;
+        let mut e = Endpoint { path, baud: 9600, address: 1 };
+        for (k, v) in options {
+            match k {
+                "baud" => e.baud = v.parse().map_err(|_| "baud must be a number")?,
+                "address" => e.address = v.parse().ok().filter(|a| (1..=7).contains(a)).ok_or("address must be 1-7")?,
+                _ => return Err(format!("unknown endpoint option {k:?}")),
             }
-        }
-        if e.path.is_empty() {
-            return Err("needs a device path".into());
         }
         Ok(e)
     }
