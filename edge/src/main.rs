@@ -62,9 +62,22 @@ enum Command {
         /// The config file.
         #[arg(long)]
         config: PathBuf,
+        /// How log lines are written to stderr: text for people, json (one object per line) for
+        /// journald and log shippers. Secrets are redacted in both.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Print the version.
     Version,
+}
+
+/// The log's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// One line of text per event.
+    Text,
+    /// One JSON object per event.
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -81,7 +94,7 @@ fn main() -> ExitCode {
             run_init(InitRequest { dir, broker, site, agent, trust_root, tls })
         }
         Some(Command::CheckConfig { file }) => return check_config(&file),
-        Some(Command::Run { config }) => run(config),
+        Some(Command::Run { config, log_format }) => run(config, log_format),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -153,20 +166,33 @@ fn run_init(req: InitRequest) -> Result<(), IfError> {
     Ok(())
 }
 
-fn run(config: PathBuf) -> Result<(), IfError> {
+/// Sets up the log: `RUST_LOG` filters (default `info`); the `log` records of dependencies (rumqttc's
+/// broker trouble) come through the same subscriber.
+fn init_log(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    match format {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .fmt_fields(tracing_subscriber::field::MakeExt::delimited(
+                tracing_subscriber::fmt::format::debug_fn(if_edge::redact::write_field),
+                " ",
+            ))
+            .with_writer(if_edge::redact::ScrubbedStderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_current_span(false)
+            .with_writer(if_edge::redact::RedactedJsonStderr)
+            .init(),
+    }
+}
+
+fn run(config: PathBuf, log_format: LogFormat) -> Result<(), IfError> {
     let loaded = Config::load(&config)?;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .fmt_fields(tracing_subscriber::field::MakeExt::delimited(
-            tracing_subscriber::fmt::format::debug_fn(if_edge::redact::write_field),
-            " ",
-        ))
-        .with_writer(if_edge::redact::ScrubbedStderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_log(log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -97,6 +97,47 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ScrubbedStderr {
     }
 }
 
+/// Each line of `text` that is a JSON value, redacted ([`redact_json`]); any other line scrubbed as text.
+pub fn redact_json_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        match serde_json::from_str::<serde_json::Value>(line.trim_end()) {
+            Ok(mut event) => {
+                redact_json(&mut event);
+                out.push_str(&event.to_string());
+                out.push('\n');
+            }
+            Err(_) => out.push_str(&scrub(line)),
+        }
+    }
+    out
+}
+
+/// A log writer for the JSON format: each line is one event object, passed through [`redact_json`]
+/// (sensitive field names blanked, registered values scrubbed) before it reaches stderr. A line that is
+/// not JSON is scrubbed as text.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RedactedJsonStderr;
+
+impl Write for RedactedJsonStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::io::stderr().write_all(redact_json_lines(&String::from_utf8_lossy(buf)).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactedJsonStderr {
+    type Writer = RedactedJsonStderr;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactedJsonStderr
+    }
+}
+
 /// Formats a log field, blanking it when its name is sensitive.
 pub fn write_field(
     w: &mut tracing_subscriber::fmt::format::Writer<'_>,
@@ -131,6 +172,20 @@ mod tests {
         assert_eq!(v["ok"], true);
         assert_eq!(scrub("a hunter2-value b"), "a [REDACTED] b");
         assert!(matches!(scrub("nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn json_log_lines_lose_sensitive_fields_and_known_values() {
+        register("s3cr3t-json-value");
+        let line =
+            r#"{"level":"INFO","fields":{"message":"saw s3cr3t-json-value","api_token":"xyz","n":3},"target":"t"}"#;
+        let out = redact_json_lines(&format!("{line}\nnot json s3cr3t-json-value\n"));
+        let mut lines = out.lines();
+        let event: serde_json::Value = serde_json::from_str(lines.next().expect("a line")).expect("json");
+        assert_eq!(event["fields"]["api_token"], REDACTED);
+        assert_eq!(event["fields"]["message"], "saw [REDACTED]");
+        assert_eq!(event["fields"]["n"], 3);
+        assert_eq!(lines.next(), Some("not json [REDACTED]"));
     }
 
     #[test]

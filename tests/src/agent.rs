@@ -32,6 +32,8 @@ pub struct Agent {
     pub log_filter: String,
     /// More environment for the next start (`NOTIFY_SOCKET`, say).
     pub env: Vec<(String, String)>,
+    /// More arguments of `if-edge run` for the next start (`--log-format json`, say).
+    pub run_args: Vec<String>,
     broker_url: String,
     /// Talents still to add by policy command at the first start: (name, public key file).
     to_add: Vec<(String, PathBuf)>,
@@ -89,6 +91,7 @@ impl Agent {
             root_key: None,
             log_filter: "info".into(),
             env: Vec::new(),
+            run_args: Vec::new(),
             broker_url: broker_url.into(),
             to_add: Vec::new(),
             child: None,
@@ -245,6 +248,7 @@ impl Agent {
             .arg("run")
             .arg("--config")
             .arg(self.config())
+            .args(&self.run_args)
             .env("RUST_LOG", &self.log_filter)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())

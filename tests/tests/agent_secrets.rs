@@ -53,6 +53,24 @@ fn ask(probe: &Probe, seen: &mut Vec<Msg>, frame: Vec<u8>, n: &mut u64) -> serde
 
 #[test]
 fn no_secret_value_reaches_the_log_the_witness_or_mqtt() {
+    secrets_stay_out(false);
+}
+
+#[test]
+fn in_the_json_log_too_no_secret_value_appears_and_every_line_is_one_object() {
+    let log = secrets_stay_out(true);
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: a log line that is not JSON: {l:?}")))
+        .collect();
+    assert!(events.len() > 20, "{}", events.len());
+    assert!(events.iter().all(|e| e["level"].is_string() && e["target"].is_string() && e["fields"].is_object()));
+    let rumqttc = events.iter().filter(|e| e["target"].as_str().is_some_and(|t| t.starts_with("rumqttc"))).count();
+    assert!(rumqttc > 0, "rumqttc's own log records come through the agent's log");
+}
+
+/// Runs the secret-handling story with the log in text or JSON; returns the log.
+fn secrets_stay_out(json: bool) -> String {
     let broker = Broker::start();
     let desk = Talent::new("desk");
     let mut agent = Agent::init(&broker, &[&desk]);
@@ -75,6 +93,9 @@ fn no_secret_value_reaches_the_log_the_witness_or_mqtt() {
             .replace("[vault]\n", &format!("[vault]\ndir = {:?}\n", vault.to_str().expect("utf-8")))
     });
     agent.log_filter = "trace".into();
+    if json {
+        agent.run_args = vec!["--log-format".into(), "json".into()];
+    }
 
     let everything = Probe::connect(&broker, &agent.site, &agent.name);
     everything.subscribe("#");
@@ -130,4 +151,6 @@ fn no_secret_value_reaches_the_log_the_witness_or_mqtt() {
             assert!(!String::from_utf8_lossy(&m.payload).contains(secret), "{} carries {secret}", m.topic);
         }
     }
+    assert!(log.contains("rumqttc"), "rumqttc's log records are bridged into the agent's log");
+    log
 }
