@@ -12,6 +12,7 @@ install_missing() {
     command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
     command -v qemu-system-arm >/dev/null 2>&1 || need+=(qemu-system-arm)
     command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+    command -v adduser >/dev/null 2>&1 || need+=(adduser)
     if [ ${#need[@]} -gt 0 ]; then
         if [ "$(id -u)" -ne 0 ]; then
             echo "missing Debian packages: ${need[*]} (install them, or run this as root)" >&2
