@@ -25,6 +25,9 @@ for b in if-edge ifctl if-collector; do
 done
 install -m 0644 packaging/if-edge.service packaging/if-collector.service "$root/usr/lib/systemd/system/"
 install -m 0640 packaging/edge.toml "$root/etc/if-edge/edge.toml"
+install -d "$root/etc/mosquitto/conf.d"
+install -m 0644 packaging/mosquitto/if-edge.conf "$root/etc/mosquitto/conf.d/if-edge.conf"
+install -m 0644 packaging/mosquitto/if-edge.acl "$root/etc/mosquitto/if-edge.acl"
 # The man page and completions come from ifctl itself, so they always match it. A cross build cannot
 # run its own ifctl: use this machine's, which has the same grammar.
 ifctl=$bins/ifctl
@@ -42,7 +45,8 @@ chmod 0644 "$root/usr/share/doc/if-edge/copyright"
 for s in postinst prerm postrm; do
     install -m 0755 "packaging/deb/$s" "$root/DEBIAN/$s"
 done
-echo /etc/if-edge/edge.toml > "$root/DEBIAN/conffiles"
+printf '%s\n' /etc/if-edge/edge.toml /etc/mosquitto/conf.d/if-edge.conf /etc/mosquitto/if-edge.acl \
+    > "$root/DEBIAN/conffiles"
 size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
 cat > "$root/DEBIAN/control" <<CONTROL
 Package: if-edge

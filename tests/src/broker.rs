@@ -21,6 +21,8 @@ pub struct Broker {
     pub port: u16,
     /// A TLS listener that requires a client certificate of the CA: (port, CA, server identity).
     tls: Option<(u16, PathBuf, crate::pki::Identity)>,
+    /// Run as the box's own broker: the package's drop-in with its loopback listener on this port.
+    site: Option<u16>,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -29,7 +31,7 @@ impl Broker {
     /// Starts a broker on a free port.
     pub fn start() -> Broker {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut b = Broker { port: crate::free_port(), tls: None, dir, child: None };
+        let mut b = Broker { port: crate::free_port(), tls: None, site: None, dir, child: None };
         b.restart();
         b
     }
@@ -39,9 +41,38 @@ impl Broker {
     pub fn start_tls(pki: &crate::pki::Pki) -> Broker {
         let dir = tempfile::tempdir().expect("tempdir");
         let tls = Some((crate::free_port(), pki.ca.clone(), pki.server.clone()));
-        let mut b = Broker { port: crate::free_port(), tls, dir, child: None };
+        let mut b = Broker { port: crate::free_port(), tls, site: None, dir, child: None };
         b.restart();
         b
+    }
+
+    /// The box's own broker: Debian's main settings (persistence on) and exactly the package's drop-in
+    /// (`packaging/mosquitto/if-edge.conf` and its ACL), with free ports in place of 1883 (the studio
+    /// listener, [`Broker::url`]) and 1884 (the agent's loopback listener, [`Broker::agent_url`]).
+    pub fn start_site() -> Broker {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut b = Broker { port: crate::free_port(), tls: None, site: Some(crate::free_port()), dir, child: None };
+        b.restart();
+        b
+    }
+
+    /// The agent's listener of the box's own broker (the studio listener on others).
+    pub fn agent_url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.site.unwrap_or(self.port))
+    }
+
+    fn site_config(&self, agent_port: u16) -> String {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").join("packaging");
+        let dropin = std::fs::read_to_string(root.join("mosquitto/if-edge.conf")).expect("the drop-in");
+        let acl = root.join("mosquitto/if-edge.acl");
+        let dropin = dropin
+            .replace("listener 1884 127.0.0.1", &format!("listener {agent_port} 127.0.0.1"))
+            .replace("listener 1883\n", &format!("listener {} 127.0.0.1\n", self.port))
+            .replace("/etc/mosquitto/if-edge.acl", acl.to_str().expect("utf-8"));
+        format!(
+            "user root\npersistence true\npersistence_location {dir}/\nlog_dest file {dir}/mosquitto.log\n{dropin}",
+            dir = self.dir.path().display()
+        )
     }
 
     /// `mqtts://127.0.0.1:PORT` of the TLS listener.
@@ -57,6 +88,10 @@ impl Broker {
 
     fn config(&self) -> PathBuf {
         let path = self.dir.path().join("mosquitto.conf");
+        if let Some(agent_port) = self.site {
+            std::fs::write(&path, self.site_config(agent_port)).expect("write mosquitto.conf");
+            return path;
+        }
         let text = format!(
             "user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\n\
              autosave_interval 1\nmax_queued_messages 100000\nmax_inflight_messages 1000\nmax_packet_size 131072\nset_tcp_nodelay true\n\
@@ -89,7 +124,7 @@ impl Broker {
             .spawn()
             .expect("start mosquitto");
         self.child = Some(child);
-        let ports = [Some(self.port), self.tls.as_ref().map(|t| t.0)];
+        let ports = [Some(self.port), self.tls.as_ref().map(|t| t.0), self.site];
         for port in ports.into_iter().flatten() {
             let up = crate::wait_for(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).ok());
             assert!(up.is_some(), "mosquitto did not start on port {port}");

@@ -52,6 +52,8 @@ fn the_package_holds_every_file_with_its_mode_and_installs_runs_and_goes() {
         ("usr/lib/systemd/system/if-edge.service", 0o644),
         ("usr/lib/systemd/system/if-collector.service", 0o644),
         ("etc/if-edge/edge.toml", 0o640),
+        ("etc/mosquitto/conf.d/if-edge.conf", 0o644),
+        ("etc/mosquitto/if-edge.acl", 0o644),
         ("usr/share/man/man1/ifctl.1.gz", 0o644),
         ("usr/share/bash-completion/completions/ifctl", 0o644),
         ("usr/share/zsh/vendor-completions/_ifctl", 0o644),
@@ -71,7 +73,8 @@ fn the_package_holds_every_file_with_its_mode_and_installs_runs_and_goes() {
     }
     let meta = tmp.path().join("meta");
     run(Command::new("dpkg-deb").arg("-e").arg(&deb).arg(&meta));
-    assert_eq!(std::fs::read_to_string(meta.join("conffiles")).expect("conffiles"), "/etc/if-edge/edge.toml\n");
+    let conffiles = std::fs::read_to_string(meta.join("conffiles")).expect("conffiles");
+    assert_eq!(conffiles, "/etc/if-edge/edge.toml\n/etc/mosquitto/conf.d/if-edge.conf\n/etc/mosquitto/if-edge.acl\n");
     for s in ["postinst", "prerm", "postrm"] {
         assert_eq!(mode(&meta.join(s)), 0o755, "{s}");
     }
@@ -100,7 +103,7 @@ fn installed(deb: &Path, tmp: &Path) {
     let state = tmp.join("state");
     std::fs::create_dir_all(&state).expect("state dir");
     let config = text
-        .replace("mqtt://127.0.0.1:1883", &broker.url())
+        .replace("mqtt://127.0.0.1:1884", &broker.url())
         .replace("/var/lib/if-edge/witness.redb", state.join("witness.redb").to_str().expect("utf-8"))
         .replace("key = \"agent.key\"", "key = \"/etc/if-edge/agent.key\"");
     let config_path = tmp.join("edge.toml");
