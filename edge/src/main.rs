@@ -178,14 +178,14 @@ fn init_log(format: LogFormat) {
                 tracing_subscriber::fmt::format::debug_fn(if_edge::redact::write_field),
                 " ",
             ))
-            .with_writer(if_edge::redact::ScrubbedStderr)
+            .with_writer(if_edge::redact::LogStderr::text())
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
         LogFormat::Json => tracing_subscriber::fmt()
             .json()
             .with_env_filter(filter)
             .with_current_span(false)
-            .with_writer(if_edge::redact::RedactedJsonStderr)
+            .with_writer(if_edge::redact::LogStderr::json())
             .init(),
     }
 }

@@ -73,14 +73,31 @@ pub fn redact_json(v: &mut serde_json::Value) {
     }
 }
 
-/// A log writer that scrubs each formatted line before it reaches stderr.
+/// The agent's log writer: each formatted line passes through the redaction before it reaches stderr.
+/// Text lines are scrubbed of registered values ([`scrub`]); JSON lines ([`LogStderr::json`]) also lose
+/// the values of sensitive field names ([`redact_json_lines`]).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ScrubbedStderr;
+pub struct LogStderr {
+    json: bool,
+}
 
-impl Write for ScrubbedStderr {
+impl LogStderr {
+    /// For the text format.
+    pub const fn text() -> Self {
+        LogStderr { json: false }
+    }
+
+    /// For the JSON format: one event object per line.
+    pub const fn json() -> Self {
+        LogStderr { json: true }
+    }
+}
+
+impl Write for LogStderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        std::io::stderr().write_all(scrub(&text).as_bytes())?;
+        let clean = if self.json { Cow::Owned(redact_json_lines(&text)) } else { scrub(&text) };
+        std::io::stderr().write_all(clean.as_bytes())?;
         Ok(buf.len())
     }
 
@@ -89,11 +106,11 @@ impl Write for ScrubbedStderr {
     }
 }
 
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ScrubbedStderr {
-    type Writer = ScrubbedStderr;
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogStderr {
+    type Writer = LogStderr;
 
     fn make_writer(&'a self) -> Self::Writer {
-        ScrubbedStderr
+        *self
     }
 }
 
@@ -111,31 +128,6 @@ pub fn redact_json_lines(text: &str) -> String {
         }
     }
     out
-}
-
-/// A log writer for the JSON format: each line is one event object, passed through [`redact_json`]
-/// (sensitive field names blanked, registered values scrubbed) before it reaches stderr. A line that is
-/// not JSON is scrubbed as text.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RedactedJsonStderr;
-
-impl Write for RedactedJsonStderr {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        std::io::stderr().write_all(redact_json_lines(&String::from_utf8_lossy(buf)).as_bytes())?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactedJsonStderr {
-    type Writer = RedactedJsonStderr;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        RedactedJsonStderr
-    }
 }
 
 /// Formats a log field, blanking it when its name is sensitive.
