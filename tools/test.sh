@@ -13,6 +13,9 @@ install_missing() {
     command -v qemu-system-arm >/dev/null 2>&1 || need+=(qemu-system-arm)
     command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
     command -v adduser >/dev/null 2>&1 || need+=(adduser)
+    # The Arm build: Debian's cross gcc and libc, and qemu-user to run it.
+    command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+    command -v qemu-aarch64 >/dev/null 2>&1 || need+=(qemu-user)
     if [ ${#need[@]} -gt 0 ]; then
         if [ "$(id -u)" -ne 0 ]; then
             echo "missing Debian packages: ${need[*]} (install them, or run this as root)" >&2
@@ -21,9 +24,11 @@ install_missing() {
         step apt-get update -qq
         DEBIAN_FRONTEND=noninteractive step apt-get install -y -qq --no-install-recommends "${need[@]}"
     fi
-    if ! rustup target list --installed | grep -qx thumbv7em-none-eabihf; then
-        step rustup target add thumbv7em-none-eabihf
-    fi
+    for t in thumbv7em-none-eabihf aarch64-unknown-linux-gnu; do
+        if ! rustup target list --installed | grep -qx "$t"; then
+            step rustup target add "$t"
+        fi
+    done
     if ! cargo nextest --version >/dev/null 2>&1; then
         echo "cargo-nextest is missing: cargo install cargo-nextest --locked" >&2
         exit 1
@@ -37,6 +42,8 @@ step cargo clippy --workspace --all-targets -- -D warnings
 # for that target too; the suites run it under QEMU and check its size.
 step cargo clippy -p if-rack-node -p if-firmware --target thumbv7em-none-eabihf -- -D warnings
 step cargo build -p if-rack-node --profile firmware --target thumbv7em-none-eabihf
+# The agent for Arm rack boxes (.cargo/config.toml names the cross linker); a suite runs it under qemu-aarch64.
+step cargo build --release --target aarch64-unknown-linux-gnu -p if-edge --bin if-edge
 # The end-to-end suites run the real binaries: build them first.
 step cargo build --workspace --bins
 step cargo test --workspace --doc

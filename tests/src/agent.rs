@@ -34,6 +34,8 @@ pub struct Agent {
     pub env: Vec<(String, String)>,
     /// More arguments of `if-edge run` for the next start (`--log-format json`, say).
     pub run_args: Vec<String>,
+    /// Another `if-edge` to run, and the program that runs it (the Arm build under `qemu-aarch64`).
+    pub program: Option<(PathBuf, Vec<std::ffi::OsString>)>,
     broker_url: String,
     /// Talents still to add by policy command at the first start: (name, public key file).
     to_add: Vec<(String, PathBuf)>,
@@ -92,6 +94,7 @@ impl Agent {
             log_filter: "info".into(),
             env: Vec::new(),
             run_args: Vec::new(),
+            program: None,
             broker_url: broker_url.into(),
             to_add: Vec::new(),
             child: None,
@@ -244,7 +247,15 @@ impl Agent {
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "already running");
         let log = OpenOptions::new().create(true).append(true).open(self.log_path()).expect("open agent.log");
-        let child = Command::new(crate::bin("if-edge"))
+        let mut cmd = match &self.program {
+            Some((runner, args)) => {
+                let mut c = Command::new(runner);
+                c.args(args);
+                c
+            }
+            None => Command::new(crate::bin("if-edge")),
+        };
+        let child = cmd
             .arg("run")
             .arg("--config")
             .arg(self.config())
