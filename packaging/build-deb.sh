@@ -34,6 +34,10 @@ ifctl=$bins/ifctl
 "$ifctl" --version >/dev/null 2>&1 || ifctl=target/release/ifctl
 "$ifctl" --version >/dev/null 2>&1 || ifctl=target/debug/ifctl
 "$ifctl" man | gzip -9n > "$root/usr/share/man/man1/ifctl.1.gz"
+edge=$bins/if-edge
+"$edge" version >/dev/null 2>&1 || edge=target/release/if-edge
+"$edge" version >/dev/null 2>&1 || edge=target/debug/if-edge
+"$edge" man | gzip -9n > "$root/usr/share/man/man1/if-edge.1.gz"
 "$ifctl" completions bash > "$root/usr/share/bash-completion/completions/ifctl"
 "$ifctl" completions zsh > "$root/usr/share/zsh/vendor-completions/_ifctl"
 "$ifctl" completions fish > "$root/usr/share/fish/vendor_completions.d/ifctl.fish"

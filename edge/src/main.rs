@@ -69,6 +69,8 @@ enum Command {
     },
     /// Print the version.
     Version,
+    /// Print if-edge's man page (roff).
+    Man,
 }
 
 /// The log's format.
@@ -85,8 +87,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         _ if cli.version => version(),
         Some(Command::Version) => version(),
+        Some(Command::Man) => man(),
         None => {
-            eprintln!("usage: if-edge <init|check-config|run|version>; see if-edge --help");
+            eprintln!("usage: if-edge <init|check-config|run|version|man>; see if-edge --help");
             return ExitCode::from(2);
         }
         Some(Command::Init { dir, broker, site, agent, trust_root, tls_ca, tls_cert, tls_key }) => {
@@ -146,6 +149,15 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             status
         }
     }
+}
+
+fn man() -> Result<(), IfError> {
+    let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command().version(env!("CARGO_PKG_VERSION")));
+    let mut out = Vec::new();
+    page.render(&mut out)
+        .map_err(|e| IfError::format(if_edge::if_protocol::ErrorCode::SystemError, format_args!("man page: {e}")))?;
+    std::io::Write::write_all(&mut std::io::stdout(), &out)
+        .map_err(|e| IfError::format(if_edge::if_protocol::ErrorCode::SystemError, format_args!("man page: {e}")))
 }
 
 fn version() -> Result<(), IfError> {

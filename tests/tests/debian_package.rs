@@ -55,6 +55,7 @@ fn the_package_holds_every_file_with_its_mode_and_installs_runs_and_goes() {
         ("etc/mosquitto/conf.d/if-edge.conf", 0o644),
         ("etc/mosquitto/if-edge.acl", 0o644),
         ("usr/share/man/man1/ifctl.1.gz", 0o644),
+        ("usr/share/man/man1/if-edge.1.gz", 0o644),
         ("usr/share/bash-completion/completions/ifctl", 0o644),
         ("usr/share/zsh/vendor-completions/_ifctl", 0o644),
         ("usr/share/fish/vendor_completions.d/ifctl.fish", 0o644),
