@@ -46,6 +46,28 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// `target/TRIPLE/PROFILE/NAME`, a cross-built image (the firmware, the Arm agent), checked to exist and
+/// to be newer than every source file of this workspace that cargo's dep-info lists for it (a no_std or
+/// cross build compiles only part of a crate, so the dep-info, not the crate's tree, says what counts).
+pub fn cross_image(triple_profile_name: &str, build: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/
+    let target = exe.ancestors().nth(3).expect("target/<profile>/deps layout");
+    let path = target.join(triple_profile_name);
+    assert!(path.is_file(), "{} is missing: run `{build}` (tools/test.sh does)", path.display());
+    let built = std::fs::metadata(&path).and_then(|m| m.modified()).expect("the image's time");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf();
+    let deps = std::fs::read_to_string(path.with_extension("d")).unwrap_or_default();
+    let sources = deps.split_once(": ").map_or("", |(_, d)| d).split_whitespace().map(PathBuf::from);
+    let newer = sources
+        .filter(|s| s.starts_with(&root) && !s.starts_with(target))
+        .find(|s| std::fs::metadata(s).and_then(|m| m.modified()).is_ok_and(|t| t > built));
+    if let Some(source) = newer {
+        panic!("{} is older than {}: run `{build}`", path.display(), source.display());
+    }
+    path
+}
+
 /// The binary's own crate, and the library crates it is built from.
 fn crates_of(bin: &str) -> (&'static str, &'static [&'static str]) {
     match bin {

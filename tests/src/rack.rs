@@ -13,24 +13,10 @@ use serialport::{SerialPort as _, TTYPort};
 
 /// The firmware image `tools/test.sh` builds, checked to be newer than its sources.
 pub fn firmware() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/thumbv7em-none-eabihf/firmware/if-rack-node
-    let target = exe.ancestors().nth(3).expect("target/<profile>/deps layout");
-    let path = target.join("thumbv7em-none-eabihf/firmware/if-rack-node");
-    let build = "cargo build -p if-rack-node --profile firmware --target thumbv7em-none-eabihf";
-    assert!(path.is_file(), "{} is missing: run `{build}` (tools/test.sh does)", path.display());
-    let built = std::fs::metadata(&path).and_then(|m| m.modified()).expect("the image's time");
-    // Cargo's dep-info lists every source file the image was compiled from (the no_std build leaves
-    // out the protocol's std-only modules, so a change there rightly rebuilds nothing).
-    let deps = std::fs::read_to_string(path.with_extension("d")).unwrap_or_default();
-    let sources = deps.split_once(": ").map_or("", |(_, d)| d).split_whitespace().map(PathBuf::from);
-    let newer = sources
-        .filter(|s| !s.starts_with(std::env::var("CARGO_HOME").unwrap_or_default()))
-        .find(|s| std::fs::metadata(s).and_then(|m| m.modified()).is_ok_and(|t| t > built));
-    if let Some(source) = newer {
-        panic!("{} is older than {}: run `{build}`", path.display(), source.display());
-    }
-    path
+    crate::cross_image(
+        "thumbv7em-none-eabihf/firmware/if-rack-node",
+        "cargo build -p if-rack-node --profile firmware --target thumbv7em-none-eabihf",
+    )
 }
 
 /// One line the front panel printed, and when it arrived.

@@ -12,22 +12,10 @@ use if_tests::talent::Talent;
 
 /// The Arm build `tools/test.sh` makes, checked against cargo's dep-info.
 fn arm_image() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let target = exe.ancestors().nth(3).expect("target/<profile>/deps layout");
-    let path = target.join("aarch64-unknown-linux-gnu/release/if-edge");
-    let build = "cargo build --release --target aarch64-unknown-linux-gnu -p if-edge --bin if-edge";
-    assert!(path.is_file(), "{} is missing: run `{build}` (tools/test.sh does)", path.display());
-    let built = std::fs::metadata(&path).and_then(|m| m.modified()).expect("the image's time");
-    let deps = std::fs::read_to_string(path.with_extension("d")).unwrap_or_default();
-    let home = std::env::var("CARGO_HOME").unwrap_or_else(|_| "/nonexistent".into());
-    let newer =
-        deps.split_once(": ").map_or("", |(_, d)| d).split_whitespace().map(PathBuf::from).find(|s| {
-            !s.starts_with(&home) && std::fs::metadata(s).and_then(|m| m.modified()).is_ok_and(|t| t > built)
-        });
-    if let Some(source) = newer {
-        panic!("{} is older than {}: run `{build}`", path.display(), source.display());
-    }
-    path
+    if_tests::cross_image(
+        "aarch64-unknown-linux-gnu/release/if-edge",
+        "cargo build --release --target aarch64-unknown-linux-gnu -p if-edge --bin if-edge",
+    )
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
