@@ -227,7 +227,7 @@ impl Port {
             ),
             Failure::NotReady => self.unreachable("the node has not said Hello, or has gone silent"),
             Failure::Full => IfError::format(
-                ErrorCode::DeviceTimeout,
+                ErrorCode::QueueFull,
                 format_args!("rack node on {path}: too many commands are waiting"),
             ),
         }
