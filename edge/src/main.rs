@@ -212,7 +212,8 @@ fn run(config: PathBuf, log_format: LogFormat) -> Result<(), IfError> {
         .map_err(|e| IfError::format(if_edge::if_protocol::ErrorCode::SystemError, format_args!("runtime: {e}")))?;
     runtime.block_on(async {
         watch_file_size_limit();
-        if_edge::agent::run(loaded, shutdown()).await
+        let stop = shutdown();
+        if_edge::agent::run(loaded, stop).await
     })
 }
 
@@ -232,13 +233,18 @@ fn watch_file_size_limit() {
     }
 }
 
-async fn shutdown() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+/// Resolves on SIGTERM or Ctrl-C. The SIGTERM handler is installed when this is called, not when the
+/// future is first polled: a service manager that stops the agent the moment it is up must get the
+/// ordered stop, not the default action of the signal.
+fn shutdown() -> impl std::future::Future<Output = ()> {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        match term {
+            Some(mut term) => tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            },
+            None => std::future::pending().await,
+        }
     }
 }
