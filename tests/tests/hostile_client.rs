@@ -187,6 +187,33 @@ fn a_forged_status_is_never_believed_and_the_agent_restores_its_own() {
 }
 
 #[test]
+fn a_forged_tally_is_never_shown_and_makes_ifctl_tally_fail() {
+    let broker = Broker::start();
+    let mut agent = Agent::init_bare(&broker);
+    agent.start();
+    let mut tally = vec!["tally", "--wait-ms", "300"];
+    let addr = agent.addr();
+    tally.extend(addr.iter().map(String::as_str));
+    let out = Agent::ifctl(&tally);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && said.contains("no tally published"), "{said}");
+
+    // A panel on the broker claims input 3 is on air, unsigned and then signed by another key.
+    let hostile = Probe::connect(&broker, &agent.site, &agent.name);
+    let fake = if_protocol::messages::Tally::from_digits("if://capability/vmix.switcher", "001", 1);
+    let fake = serde_json::to_vec(&fake).expect("json");
+    hostile.publish_to(&hostile.topics.tally, fake.clone(), true);
+    let mallory = if_edge::attest::Signer::new(Talent::new("mallory").key);
+    hostile.publish_to(&hostile.topics.tally, mallory.publication(&hostile.topics.tally, fake), false);
+    let json = [&["--json"][..], &tally].concat();
+    let out = Agent::ifctl(&json);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(10), "INVALID_SIGNATURE: {err}");
+    assert!(err.contains("IF_ERR_001") && err.contains("studio-a/edge-1"), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "null", "nothing forged is shown as the tally");
+}
+
+#[test]
 fn a_second_process_with_the_same_identity_is_reported_instead_of_fought() {
     let broker = Broker::start();
     let mut first = Agent::init_bare(&broker);

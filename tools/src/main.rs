@@ -11,10 +11,12 @@ mod cli;
 mod demo;
 mod message;
 mod policy;
+mod retained;
 mod seq;
 mod settings;
 mod status;
 mod talent;
+mod tally;
 mod witness;
 
 use std::process::ExitCode;

@@ -17,9 +17,6 @@ use if_protocol::attest::{self, PUBLISH_DOMAIN};
 use if_protocol::messages::{State, Status};
 use if_protocol::topics::{self, Kind};
 use if_protocol::{ErrorCode, IfError};
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::Packet;
-use rumqttc::v5::{AsyncClient, Event};
 use serde_json::Value;
 
 /// Folds one status message into what is known of its agent.
@@ -82,42 +79,25 @@ pub async fn collect(
     wait: Duration,
     keys: Keys<'_>,
 ) -> Result<Statuses, IfError> {
-    let unreachable =
-        |e: &dyn std::fmt::Display| IfError::format(ErrorCode::SystemError, format_args!("broker {broker}: {e}"));
-    let id = format!("ifctl-status-{}", uuid::Uuid::new_v4());
-    let (client, mut events) = AsyncClient::new(if_edge::mqtt::tool_options(broker, id, tls)?, 256);
-    let filter = topics::every(site, Kind::Status);
     let mut out = Statuses::default();
-    let mut connected = false;
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let event = match tokio::time::timeout_at(deadline, events.poll()).await {
-            Err(_) if connected => break,
-            Err(_) => return Err(unreachable(&"no connection in time")),
-            Ok(e) => e.map_err(|e| unreachable(&e))?,
-        };
-        match event {
-            Event::Incoming(Packet::ConnAck(_)) => {
-                connected = true;
-                client.subscribe(filter.clone(), QoS::AtMostOnce).await.map_err(|e| unreachable(&e))?;
+    crate::retained::listen(
+        broker,
+        tls,
+        "status",
+        topics::every(site, Kind::Status),
+        wait,
+        |topic, payload| match check(keys, topic, payload) {
+            (agent, Checked::Genuine(v)) => fold(&mut out.known, &agent, *v),
+            (agent, Checked::Forged) => *out.forged.entry(agent).or_insert(0) += 1,
+            (agent, Checked::Unpinned) => {
+                out.unpinned.insert(agent);
             }
-            Event::Incoming(Packet::Publish(p)) => {
-                let topic = String::from_utf8_lossy(&p.topic).into_owned();
-                match check(keys, &topic, &p.payload) {
-                    (agent, Checked::Genuine(v)) => fold(&mut out.known, &agent, *v),
-                    (agent, Checked::Forged) => *out.forged.entry(agent).or_insert(0) += 1,
-                    (agent, Checked::Unpinned) => {
-                        out.unpinned.insert(agent);
-                    }
-                    (agent, Checked::Unreadable(why)) => {
-                        out.unreadable.insert(agent, why);
-                    }
-                }
+            (agent, Checked::Unreadable(why)) => {
+                out.unreadable.insert(agent, why);
             }
-            _ => {}
-        }
-    }
-    let _ = client.disconnect().await;
+        },
+    )
+    .await?;
     Ok(out)
 }
 

@@ -1,6 +1,6 @@
 //! The grammar of `ifctl` and its dispatch: the global flags and the verbs here, one module per verb
 //! family with its flags and what it does (`message`, `capability`, `policy`, `witness`, `status`,
-//! `local` for what runs on this machine). Flags and `ifctl.toml` make a target ([`AgentAddr`]) and a
+//! `tally` (here), `local` for what runs on this machine). Flags and `ifctl.toml` make a target ([`AgentAddr`]) and a
 //! signer ([`Signer`]); every command starts from [`message::Command::new`].
 
 use std::path::PathBuf;
@@ -165,6 +165,15 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 1000)]
         wait_ms: u64,
     },
+    /// An agent's tally (inputs on program and preview, from its switcher), checked against its pinned
+    /// key; fails if a tally signed by another key was seen.
+    Tally {
+        #[command(flatten)]
+        to: AgentAddr,
+        /// Milliseconds to listen after subscribing (the retained tally comes at once; changes too).
+        #[arg(long, default_value_t = 1000)]
+        wait_ms: u64,
+    },
     /// Run a small MQTT 5 broker on loopback until killed (for trying the agent out; a site runs Mosquitto).
     Broker {
         /// Port on 127.0.0.1; 0 picks a free one (printed).
@@ -316,6 +325,10 @@ pub(crate) async fn run(cli: &Cli, settings: &settings::Settings) -> Result<(), 
         Command::Sim { device } => local::sim(device.clone(), cli.json).await,
         Command::Broker { port } => local::broker(*port, cli.json).await,
         Command::Status { broker, site, wait_ms } => status::run(broker, settings, site, *wait_ms, cli.json).await,
+        Command::Tally { to, wait_ms } => {
+            let wait = Duration::from_millis(*wait_ms);
+            crate::tally::run(&to.target(settings, wait.as_secs())?, wait, cli.json).await
+        }
         Command::Message { command } => message::run(command, cli, settings).await,
         Command::Capability { command } => capability::run(command, cli, settings).await,
         Command::Falsify { task, who, timeout } => capability::falsify(task, who, *timeout, cli, settings).await,
