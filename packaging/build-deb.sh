@@ -5,12 +5,22 @@
 #   DEB_ARCH    the package's architecture (default: this machine's, dpkg --print-architecture)
 # Writes target/debian/if-edge_VERSION_ARCH.deb and prints its path. The binaries are stripped of debug
 # information ($STRIP, default strip; a cross build names its own, e.g. aarch64-linux-gnu-strip); the
-# package is compressed with $DEB_COMPRESS (default xz).
+# package is compressed with $DEB_COMPRESS (default xz). The binaries write the man pages and completions,
+# run through $RUN for a cross build (e.g. RUN="qemu-aarch64 -L /usr/aarch64-linux-gnu").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bins=${1:-target/release}
 arch=${2:-$(dpkg --print-architecture)}
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+# The binaries write the man pages and completions, so those always match them; a cross build runs
+# them through $RUN.
+read -r -a run <<< "${RUN:-}"
+ifctl=("${run[@]}" "$bins/ifctl")
+edge=("${run[@]}" "$bins/if-edge")
+if ! "${ifctl[@]}" --version >/dev/null 2>&1 || ! "${edge[@]}" version >/dev/null 2>&1; then
+    echo "build-deb.sh: $bins/ifctl and $bins/if-edge do not run here; for a cross build set RUN" >&2
+    exit 1
+fi
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 chmod 0755 "$root"
@@ -28,19 +38,12 @@ install -m 0640 packaging/edge.toml "$root/etc/if-edge/edge.toml"
 install -d "$root/etc/mosquitto/conf.d"
 install -m 0644 packaging/mosquitto/if-edge.conf "$root/etc/mosquitto/conf.d/if-edge.conf"
 install -m 0644 packaging/mosquitto/if-edge.acl "$root/etc/mosquitto/if-edge.acl"
-# The man page and completions come from ifctl itself, so they always match it. A cross build cannot
-# run its own ifctl: use this machine's, which has the same grammar.
-ifctl=$bins/ifctl
-"$ifctl" --version >/dev/null 2>&1 || ifctl=target/release/ifctl
-"$ifctl" --version >/dev/null 2>&1 || ifctl=target/debug/ifctl
-"$ifctl" man | gzip -9n > "$root/usr/share/man/man1/ifctl.1.gz"
-edge=$bins/if-edge
-"$edge" version >/dev/null 2>&1 || edge=target/release/if-edge
-"$edge" version >/dev/null 2>&1 || edge=target/debug/if-edge
-"$edge" man | gzip -9n > "$root/usr/share/man/man1/if-edge.1.gz"
-"$ifctl" completions bash > "$root/usr/share/bash-completion/completions/ifctl"
-"$ifctl" completions zsh > "$root/usr/share/zsh/vendor-completions/_ifctl"
-"$ifctl" completions fish > "$root/usr/share/fish/vendor_completions.d/ifctl.fish"
+# The man pages and completions, from the packaged binaries themselves.
+"${ifctl[@]}" man | gzip -9n > "$root/usr/share/man/man1/ifctl.1.gz"
+"${edge[@]}" man | gzip -9n > "$root/usr/share/man/man1/if-edge.1.gz"
+"${ifctl[@]}" completions bash > "$root/usr/share/bash-completion/completions/ifctl"
+"${ifctl[@]}" completions zsh > "$root/usr/share/zsh/vendor-completions/_ifctl"
+"${ifctl[@]}" completions fish > "$root/usr/share/fish/vendor_completions.d/ifctl.fish"
 chmod 0644 "$root"/usr/share/man/man1/* "$root"/usr/share/*/completions/* \
     "$root"/usr/share/zsh/vendor-completions/* "$root"/usr/share/fish/vendor_completions.d/*
 install -m 0644 README.md "$root/usr/share/doc/if-edge/README.md"

@@ -42,8 +42,10 @@ step cargo clippy --workspace --all-targets -- -D warnings
 # for that target too; the suites run it under QEMU and check its size.
 step cargo clippy -p if-rack-node -p if-firmware --target thumbv7em-none-eabihf -- -D warnings
 step cargo build -p if-rack-node --profile firmware --target thumbv7em-none-eabihf
-# The agent for Arm rack boxes (.cargo/config.toml names the cross linker); a suite runs it under qemu-aarch64.
-step cargo build --release --target aarch64-unknown-linux-gnu -p if-edge --bin if-edge
+# The package's binaries for Arm rack boxes (.cargo/config.toml names the cross linker); the suites run the
+# agent under qemu-aarch64 and build and check the arm64 package.
+step cargo build --release --target aarch64-unknown-linux-gnu -p if-edge -p if-tools -p if-collector \
+    --bin if-edge --bin ifctl --bin if-collector
 # The end-to-end suites run the real binaries: build them first.
 step cargo build --workspace --bins
 step cargo test --workspace --doc

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
+use crate::agent::Agent;
 use crate::broker::Broker;
+use crate::probe::Probe;
 
 /// A running collector.
 #[derive(Debug)]
@@ -90,6 +92,50 @@ impl Collector {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+}
+
+/// The agent's (acknowledged, pending) anchors from its retained status on `broker`, where its status is.
+pub fn anchors(broker: &Broker, agent: &Agent) -> (u64, u64) {
+    let w = Probe::connect(broker, &agent.site, &agent.name);
+    w.subscribe(&w.topics.status);
+    let s = w.next_on(&w.topics.status, std::time::Duration::from_secs(5)).map(|m| m.json()).unwrap_or_default();
+    (s["anchors"]["acked"].as_u64().unwrap_or(0), s["anchors"]["pending"].as_u64().unwrap_or(u64::MAX))
+}
+
+/// Waits (30 s at most) until none of the agent's anchors is pending and the acknowledged one is beyond
+/// size `beyond`; returns its size.
+pub fn until_all_acknowledged(broker: &Broker, agent: &Agent, beyond: u64) -> u64 {
+    let acked = crate::wait_for(std::time::Duration::from_secs(30), || {
+        let (acked, pending) = anchors(broker, agent);
+        (pending == 0 && acked > beyond).then_some(acked)
+    });
+    acked.unwrap_or_else(|| panic!("anchors not acknowledged; status {:?}", anchors(broker, agent)))
+}
+
+impl Collector {
+    /// Checks, with the agent stopped, that its log's anchored checkpoint is `acked` and that this
+    /// collector accepted every checkpoint the agent made up to it, in order and each once, and archived
+    /// each note, and refused nothing but what the contract allows.
+    pub fn holds_every_checkpoint(&self, agent: &Agent, acked: u64) {
+        let mut store = if_edge::witness::store::Store::open_existing(&agent.db()).expect("open the agent's log");
+        let made: Vec<u64> = store.checkpoints().expect("checkpoints").into_iter().map(|(s, _)| s).collect();
+        assert_eq!(store.anchored().expect("anchored"), acked);
+        let accepted = self.accepted();
+        assert!(accepted.windows(2).all(|w| w[0] < w[1]), "accepted in order: {accepted:?}");
+        let due: Vec<u64> = made.iter().copied().filter(|s| *s <= acked).collect();
+        assert!(accepted.len() >= due.len(), "accepted {accepted:?}, made {made:?}");
+        assert_eq!(accepted[..due.len()], due[..], "every checkpoint up to the acknowledged one, each once");
+        // A collector that subscribes after the anchors went out first sees only the retained latest,
+        // whose proof starts at an anchor it has not seen: it refuses that one (no acknowledgement, no
+        // evidence), and the agent's next round brings the rest in order. Nothing else is refused.
+        let said = self.said();
+        let gap = |l: &String| l.contains("REFUSED") && l.contains("its proof starts at size");
+        assert!(!said.iter().any(|l| l.contains("EVIDENCE") || (l.contains("REFUSED") && !gap(l))), "{said:#?}");
+        for size in &due {
+            let note = self.archive().join(format!("anchors/{}/{}/{size:020}.note", agent.site, agent.name));
+            assert!(note.is_file(), "archived: {}", note.display());
         }
     }
 }

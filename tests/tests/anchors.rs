@@ -15,7 +15,7 @@ use if_protocol::witness::checkpoint::{Checkpoint, sign_checkpoint};
 use if_protocol::witness::merkle::leaf_hash;
 use if_tests::agent::Agent;
 use if_tests::broker::Broker;
-use if_tests::collector::Collector;
+use if_tests::collector::{Collector, anchors, until_all_acknowledged};
 use if_tests::probe::Probe;
 use if_tests::talent::Talent;
 
@@ -29,22 +29,6 @@ fn pings(probe: &Probe, desk: &Talent, n: usize) {
     let replies = probe.until_replies(n, WAIT);
     let ok = replies.iter().filter(|m| m.topic == probe.reply_topic_for(&desk.name) && m.json()["ok"] == true).count();
     assert_eq!(ok, n, "every command ran with the uplink up or down");
-}
-
-/// The agent's (acknowledged, pending) anchors from its retained status on the site broker.
-fn anchors(local: &Broker, agent: &Agent) -> (u64, u64) {
-    let w = Probe::connect(local, &agent.site, &agent.name);
-    w.subscribe(&w.topics.status);
-    let s = w.next_on(&w.topics.status, Duration::from_secs(5)).map(|m| m.json()).unwrap_or_default();
-    (s["anchors"]["acked"].as_u64().unwrap_or(0), s["anchors"]["pending"].as_u64().unwrap_or(u64::MAX))
-}
-
-fn until_all_acknowledged(local: &Broker, agent: &Agent, beyond: u64) -> u64 {
-    let acked = if_tests::wait_for(WAIT, || {
-        let (acked, pending) = anchors(local, agent);
-        (pending == 0 && acked > beyond).then_some(acked)
-    });
-    acked.unwrap_or_else(|| panic!("anchors not acknowledged; status {:?}", anchors(local, agent)))
 }
 
 #[test]
@@ -83,24 +67,7 @@ fn every_checkpoint_reaches_the_collector_in_order_across_an_uplink_outage_and_a
     let after = until_all_acknowledged(&local, &agent, before_outage);
     agent.stop();
 
-    let store = if_edge::witness::store::Store::open_existing(&agent.db());
-    let mut store = store.expect("open the agent's log");
-    let made: Vec<u64> = store.checkpoints().expect("checkpoints").into_iter().map(|(s, _)| s).collect();
-    assert_eq!(store.anchored().expect("anchored"), after);
-    let accepted = collector.accepted();
-    assert!(accepted.windows(2).all(|w| w[0] < w[1]), "accepted in order: {accepted:?}");
-    let due: Vec<u64> = made.iter().copied().filter(|s| *s <= after).collect();
-    assert_eq!(accepted[..due.len()], due[..], "every checkpoint up to the acknowledged one, each once");
-    // A collector that resubscribes after the anchors went out first sees only the retained latest,
-    // whose proof starts at an anchor it has not seen: it refuses that one (no acknowledgement, no
-    // evidence), and the agent's next round brings the rest in order. Nothing else is refused.
-    let said = collector.said();
-    let gap = |l: &String| l.contains("REFUSED") && l.contains("its proof starts at size");
-    assert!(!said.iter().any(|l| l.contains("EVIDENCE") || (l.contains("REFUSED") && !gap(l))), "{said:#?}");
-    for size in &due {
-        let note = collector.archive().join(format!("anchors/{}/{}/{size:020}.note", agent.site, agent.name));
-        assert!(note.is_file(), "archived: {}", note.display());
-    }
+    collector.holds_every_checkpoint(&agent, after);
 }
 
 const ORIGIN: &str = "local/if-edge/studio-b.edge-9";

@@ -14,7 +14,8 @@ use if_tests::talent::Talent;
 fn arm_image() -> PathBuf {
     if_tests::cross_image(
         "aarch64-unknown-linux-gnu/release/if-edge",
-        "cargo build --release --target aarch64-unknown-linux-gnu -p if-edge --bin if-edge",
+        "cargo build --release --target aarch64-unknown-linux-gnu -p if-edge -p if-tools -p if-collector --bin if-edge \
+         --bin ifctl --bin if-collector",
     )
 }
 
