@@ -4,6 +4,7 @@
 pub mod loopback;
 pub mod rack_node;
 pub mod supervisor;
+pub mod tsl;
 pub mod videohub;
 pub mod visca;
 pub mod vmix;
