@@ -82,6 +82,7 @@ error_codes! {
     RateLimitExceeded = 302, "RATE_LIMIT_EXCEEDED", true, "rate limit exceeded";
     CircuitBreakerOpen = 303, "CIRCUIT_BREAKER_OPEN", true, "circuit breaker is open for this device";
     QueueFull = 304, "QUEUE_FULL", true, "device queue is full";
+    Superseded = 305, "SUPERSEDED", false, "an emergency action on the device ended the queue; never sent";
     DeviceUnreachable = 401, "DEVICE_UNREACHABLE", true, "device cannot be reached";
     DeviceTimeout = 402, "DEVICE_TIMEOUT", true, "device did not answer in time";
     DeviceRejected = 403, "DEVICE_REJECTED", false, "device rejected the command";

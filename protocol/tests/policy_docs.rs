@@ -5,7 +5,7 @@ use if_protocol::ErrorCode;
 use if_protocol::bytes::FixedBytes;
 use if_protocol::envelope::Hazards;
 use if_protocol::policy::{
-    ActionSpec, Grant, KeyRoles, Limits, Manifest, Semver, Signed, TrustKey, TrustRoot, canonical_bytes,
+    ActionSpec, Emergency, Grant, KeyRoles, Limits, Manifest, Semver, Signed, TrustKey, TrustRoot, canonical_bytes,
 };
 
 fn k(seed: u8) -> SigningKey {
@@ -32,7 +32,7 @@ fn manifest() -> Manifest {
             name: "cut".try_into().expect("short"),
             hazards: Hazards::ON_AIR,
             cost: 0,
-            emergency: false,
+            emergency: Emergency::No,
         }])
         .expect("fits"),
         expires: 1_900_000_000,
@@ -121,4 +121,34 @@ fn semver_text() {
         assert_eq!(Semver::parse(bad), None, "{bad}");
     }
     assert!(Semver::parse("1.10.0") > Semver::parse("1.9.9"));
+}
+
+#[test]
+fn an_emergency_is_written_as_a_boolean_or_keep_queue_and_signs_as_the_boolean_did() {
+    // Fields are encoded one after another, so equal field bytes keep every earlier signature valid.
+    let bytes = |e: Emergency| postcard::to_slice(&e, &mut [0u8; 4]).map(|b| b.to_vec()).expect("encode");
+    let boolean = |b: bool| postcard::to_slice(&b, &mut [0u8; 4]).map(|b| b.to_vec()).expect("encode");
+    assert_eq!(bytes(Emergency::No), boolean(false));
+    assert_eq!(bytes(Emergency::EndsQueue), boolean(true));
+    assert_eq!(bytes(Emergency::KeepsQueue), vec![2]);
+    for e in [Emergency::No, Emergency::EndsQueue, Emergency::KeepsQueue] {
+        assert_eq!(postcard::from_bytes::<Emergency>(&bytes(e)).expect("decode"), e);
+        let text = serde_json::to_string(&e).expect("text");
+        assert_eq!(serde_json::from_str::<Emergency>(&text).expect("parse"), e, "{text}");
+    }
+    assert_eq!(serde_json::to_string(&Emergency::EndsQueue).expect("text"), "true");
+    assert_eq!(serde_json::to_string(&Emergency::KeepsQueue).expect("text"), "\"keep-queue\"");
+    assert!(postcard::from_bytes::<Emergency>(&[3]).is_err());
+    let bad = serde_json::from_str::<Emergency>("\"sometimes\"").expect_err("refused");
+    assert!(bad.to_string().contains("keep-queue"), "{bad}");
+
+    // A manifest signed with `emergency = true` verifies with the action read back as ending the queue.
+    let mut m = manifest();
+    m.actions[0].emergency = Emergency::EndsQueue;
+    let mut doc = Signed::unsigned(m);
+    doc.sign(&k(1)).expect("sign");
+    let text = serde_json::to_string(&doc).expect("json").replace("\"emergency\":true", "\"emergency\":\"keep-queue\"");
+    let changed: Signed<Manifest> = serde_json::from_str(&text).expect("parse");
+    assert_eq!(changed.doc.actions[0].emergency, Emergency::KeepsQueue);
+    assert!(changed.count_valid(&[k(1).verifying_key()]).expect("count") == 0, "a change of meaning");
 }

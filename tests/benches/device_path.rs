@@ -63,6 +63,7 @@ fn lane_overhead() {
             id: "if://capability/bench".into(),
             actions: ["ping".to_string()].into_iter().collect(),
             emergency: Default::default(),
+            ends_queue: Default::default(),
             rps: 1e9,
             burst: 1_000_000,
             backoff: if_edge::backoff::Backoff::from_secs(&[1]),

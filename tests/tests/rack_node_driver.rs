@@ -19,7 +19,11 @@ const ACTIONS: [&str; 5] = ["lamp", "relay", "pulse", "safe", "resume"];
 const SECOND: Duration = Duration::from_secs(1);
 
 fn manifest(port: &str) -> String {
-    let limits = Limits { timeout_ms: 2000, ..Limits::default() };
+    manifest_at(port, 50.0)
+}
+
+fn manifest_at(port: &str, rps: f32) -> String {
+    let limits = Limits { timeout_ms: 2000, rps, burst: 1, ..Limits::default() };
     let endpoint = format!("serial://{port}?baud=115200&restore=1");
     device::manifest(RACK, "rack-node-serial", &endpoint, limits, &ACTIONS, &[], &["safe"])
 }
@@ -80,6 +84,32 @@ fn signed_commands_reach_the_panel_once_each_and_a_pulse_ends() {
     assert_eq!(code(&r.ask("resume", Hazards::NONE, &[])), "OK");
     assert_eq!(code(&r.ask("lamp", Hazards::NONE, &lamp(2, "green"))), "OK");
     node.wait_line(mark, "lamp 2 green", SECOND).expect("serving again");
+}
+
+#[test]
+fn safe_ends_the_commands_queued_before_it() {
+    let node = RackNode::start();
+    let mut r = DeviceRig::new(&manifest_at(node.link(), 2.0), RACK, &ACTIONS, |_, _| {});
+    first(&mut r, "lamp", &lamp(0, "green"));
+    let mark = node.mark();
+    for (i, color) in ["red", "amber", "red", "amber", "red"].iter().enumerate() {
+        r.probe.request(r.frame("lamp", Hazards::NONE, &lamp(1, color)), &(100 + i as u64).to_be_bytes());
+    }
+    node.wait_line(mark, "lamp 1 red", 2 * SECOND).expect("the first lamp command ran");
+    r.probe.request(r.frame("safe", Hazards::NONE, &[]), b"safe");
+    let replies = r.probe.until_replies(6, 10 * SECOND);
+    let safe = replies.iter().find(|m| m.correlation.as_deref() == Some(&b"safe"[..])).expect("the safe reply");
+    assert_eq!(code(&safe.json()), "OK", "{}", safe.json());
+    let ended = replies.iter().filter(|m| code(&m.json()) == "IF_ERR_305").count();
+    let ran = node.count(mark, "lamp 1 red") + node.count(mark, "lamp 1 amber");
+    assert_eq!(ended + ran, 5, "each lamp command either ran before the safe state or was ended: {replies:?}");
+    assert!(ended >= 3, "the rate held the rest in the queue: {ended} ended");
+    let safe_at = node.wait_line(mark, "safe commanded", SECOND).expect("the node went safe").at;
+    std::thread::sleep(Duration::from_millis(1500));
+    let lit = |l: &if_tests::rack::PanelLine| l.text == "lamp 1 red" || l.text == "lamp 1 amber";
+    let after: Vec<String> =
+        node.lines().into_iter().skip(mark).filter(|l| l.at > safe_at && lit(l)).map(|l| l.text).collect();
+    assert!(after.is_empty(), "no lamp command queued before the safe state reached the node after it: {after:?}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The visca-serial driver through the whole path against the VISCA camera simulator on a
 //! pseudo-terminal: every action as the camera sees it, error replies mapped to codes, buffer full sent
-//! again, a STOP that overtakes twenty queued moves, the rate limit, and the port going away and back.
+//! again, a STOP that overtakes and ends the queued moves (each answered SUPERSEDED, witnessed), the rate
+//! limit, and the port going away and back.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -31,7 +32,7 @@ fn packets(sim: &Sim) -> Vec<(u128, String)> {
 }
 
 #[test]
-fn the_camera_sees_the_protocol_errors_map_to_codes_and_a_stop_overtakes_the_queue() {
+fn the_camera_sees_the_protocol_errors_map_to_codes_and_a_stop_ends_the_queue() {
     let sim = Sim::start("visca");
     let mut r =
         DeviceRig::new(&manifest(&sim.endpoint(), 2.0, 1, 30), CAM, &["preset_recall", "pan_tilt", "stop"], |_, _| {});
@@ -60,9 +61,9 @@ fn the_camera_sees_the_protocol_errors_map_to_codes_and_a_stop_overtakes_the_que
     assert_eq!(tries, 3, "sent three times in all");
     sim.fault("");
 
-    // Twenty moves queue behind the lane's 2 a second; a STOP goes straight to the camera.
+    // Six moves queue behind the lane's 2 a second; a STOP goes straight to the camera and ends them.
     let moves: Vec<Vec<u8>> =
-        (0..20).map(|_| r.frame("pan_tilt", Hazards::NONE, &[("direction", text("left"))])).collect();
+        (0..6).map(|_| r.frame("pan_tilt", Hazards::NONE, &[("direction", text("left"))])).collect();
     for (i, f) in moves.into_iter().enumerate() {
         r.probe.request(f, &(10_000 + i as u64).to_be_bytes());
     }
@@ -73,23 +74,24 @@ fn the_camera_sees_the_protocol_errors_map_to_codes_and_a_stop_overtakes_the_que
     let stop = r.frame("stop", Hazards::NONE, &[]);
     let sent_at = unix_ms();
     r.probe.request(stop, b"stop");
-    let reply = loop {
-        let m = r.probe.next(Duration::from_secs(10)).expect("replies");
-        if m.correlation.as_deref() == Some(&b"stop"[..]) {
-            break m.json();
-        }
-    };
-    assert_eq!(code(&reply), "OK", "{reply}");
+    let replies = r.probe.until_replies(7, Duration::from_secs(10));
+    let reply = replies.iter().find(|m| m.correlation.as_deref() == Some(&b"stop"[..])).expect("the stop's reply");
+    assert_eq!(code(&reply.json()), "OK", "{}", reply.json());
     let seen = packets(&sim);
     let stop_at = seen.iter().position(|(_, h)| h == "81 01 06 01 01 01 03 03 FF").expect("the camera saw the stop");
-    let moves_before = seen[..stop_at].iter().filter(|(_, h)| h.starts_with("81 01 06 01 08 08")).count();
-    assert!(moves_before <= 2, "the stop overtook the queue: {moves_before} moves before it");
+    let moves_before = moving(queued_from) - moving(stop_at);
     let latency = seen[stop_at].0.saturating_sub(sent_at);
     eprintln!("STOP: publish -> camera {latency} ms, {moves_before} move(s) before it");
     assert!(latency < 500, "the stop reached the camera {latency} ms after it was published");
-    let after = if_tests::wait_for(Duration::from_secs(5), || (moving(stop_at) >= 1).then_some(()));
-    assert!(after.is_some(), "the moves were queued behind the lane's rate, and went after the stop");
+    let ended: Vec<serde_json::Value> = replies.iter().map(|m| m.json()).filter(|j| code(j) == "IF_ERR_305").collect();
+    assert_eq!(ended.len(), 6 - moves_before, "every move not yet sent was answered SUPERSEDED: {replies:?}");
+    assert!(ended.iter().all(|j| j["error"]["message"].as_str().unwrap_or("").contains("never sent")));
+    // Three token periods later the camera still has seen no move after the stop.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(moving(stop_at), 0, "no queued move reached the camera after the stop");
     r.agent.stop();
+    let failed = r.agent.export().into_iter().filter(|r| r["kind"] == "FAILED" && r.to_string().contains("IF_ERR_305"));
+    assert_eq!(failed.count(), ended.len(), "each ended move is witnessed FAILED with its code");
 }
 
 #[test]

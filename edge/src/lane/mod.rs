@@ -6,14 +6,19 @@
 //! second, and a circuit breaker ([`breaker`]) that fails fast while the device is down and probes it with
 //! exactly one `health` call per half-open window. Emergency actions (camera STOP, safe state) take the
 //! priority lane: straight to the driver, ahead of the queue, past the bucket and without waiting for a
-//! queued command's answer; never past policy or the witness, which come before the lane. A command whose answer does not come within the manifest's `timeout_ms` is
-//! DEVICE_TIMEOUT and is never sent again by the lane: its effect on the device is unknown.
+//! queued command's answer; never past policy or the witness, which come before the lane. An operator who
+//! presses STOP means "no more motion": an emergency also ends every command queued before it that has not
+//! been sent (waiting in the queue, for a token or for a retry), each answered `SUPERSEDED` at once,
+//! unless its manifest says `emergency = "keep-queue"`. A command whose answer does not come within the
+//! manifest's `timeout_ms` is DEVICE_TIMEOUT and is never sent again by the lane: its effect on the
+//! device is unknown.
 
 pub mod breaker;
 pub mod bucket;
 
 use crate::backoff::{self, Backoff};
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -49,6 +54,8 @@ pub struct LaneSpec {
     pub actions: HashSet<String>,
     /// Actions that take the priority lane.
     pub emergency: HashSet<String>,
+    /// Emergency actions that end what was queued before them.
+    pub ends_queue: HashSet<String>,
     /// Token bucket rate.
     pub rps: f32,
     /// Token bucket size.
@@ -70,7 +77,8 @@ impl LaneSpec {
         LaneSpec {
             id: m.id.to_string(),
             actions: m.actions.iter().map(|a| a.name.to_string()).collect(),
-            emergency: m.actions.iter().filter(|a| a.emergency).map(|a| a.name.to_string()).collect(),
+            emergency: m.actions.iter().filter(|a| a.emergency.is_emergency()).map(|a| a.name.to_string()).collect(),
+            ends_queue: m.actions.iter().filter(|a| a.emergency.ends_queue()).map(|a| a.name.to_string()).collect(),
             rps: l.rps,
             burst: l.burst,
             backoff: Backoff::from_secs(&l.backoff),
@@ -84,6 +92,36 @@ impl LaneSpec {
 struct Job {
     body: EnvelopeBody,
     answer: oneshot::Sender<Outcome>,
+    /// The lane's generation when it was queued: an emergency that ends the queue starts a new one, and
+    /// a job of an older generation is never sent. Emergencies carry `u64::MAX`.
+    generation: u64,
+}
+
+/// The queued jobs, in order. Not a channel, so that an emergency can empty it at once, answering each.
+#[derive(Default)]
+struct Queue {
+    jobs: Mutex<VecDeque<Job>>,
+    ready: tokio::sync::Notify,
+    closed: AtomicBool,
+}
+
+impl Queue {
+    fn jobs(&self) -> std::sync::MutexGuard<'_, VecDeque<Job>> {
+        self.jobs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The next job, waiting for one; `None` once the lane is gone.
+    async fn next(&self) -> Option<Job> {
+        loop {
+            if self.closed.load(Ordering::Acquire) {
+                return None;
+            }
+            if let Some(job) = self.jobs().pop_front() {
+                return Some(job);
+            }
+            self.ready.notified().await;
+        }
+    }
 }
 
 /// Shared by the worker and the prober.
@@ -95,6 +133,12 @@ struct Gate {
     /// Wakes the prober when the breaker opens.
     opened: tokio::sync::Notify,
     id: String,
+    /// Bumped by each emergency that ends the queue.
+    generation: AtomicU64,
+    /// The last emergency action that ended the queue, for the answers of what it ended.
+    ended_by: Mutex<String>,
+    /// Wakes a worker waiting for a token or a retry when an emergency ends the queue.
+    ended: tokio::sync::Notify,
 }
 
 impl Gate {
@@ -104,6 +148,25 @@ impl Gate {
 
     fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
         self.breaker.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The answer of a job an emergency ended, or `None` if it may still be sent.
+    fn superseded(&self, job: &Job) -> Option<IfError> {
+        (job.generation < self.generation.load(Ordering::Acquire)).then(|| {
+            let by = self.ended_by.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            IfError::format(
+                ErrorCode::Superseded,
+                format_args!("`{by}` on {} ended the queue before this command was sent; it was never sent", self.id),
+            )
+        })
+    }
+
+    /// Waits `d`, or less if an emergency ends the queue meanwhile.
+    async fn pause(&self, d: Duration) {
+        tokio::select! {
+            () = tokio::time::sleep(d) => {}
+            () = self.ended.notified() => {}
+        }
     }
 
     fn publish(&self, change: Option<Change>) {
@@ -120,7 +183,7 @@ impl Gate {
 /// A lane: a [`Capability`] the registry offers in place of the bare driver.
 pub struct Lane {
     spec: LaneSpec,
-    queue: mpsc::Sender<Job>,
+    queue: Arc<Queue>,
     priority: mpsc::Sender<Job>,
     gate: Arc<Gate>,
     driver: Arc<dyn Driver>,
@@ -135,7 +198,7 @@ impl std::fmt::Debug for Lane {
 impl Lane {
     /// Starts the lane's worker and prober on the current runtime.
     pub fn start(spec: LaneSpec, driver: Arc<dyn Driver>, events: mpsc::UnboundedSender<BreakerEvent>) -> Lane {
-        let (queue, queue_rx) = mpsc::channel(spec.queue_depth);
+        let queue = Arc::new(Queue::default());
         let (priority, priority_rx) = mpsc::channel(spec.queue_depth);
         let gate = Arc::new(Gate {
             epoch: Instant::now(),
@@ -143,10 +206,13 @@ impl Lane {
             events,
             opened: tokio::sync::Notify::new(),
             id: spec.id.clone(),
+            generation: AtomicU64::new(0),
+            ended_by: Mutex::new(String::new()),
+            ended: tokio::sync::Notify::new(),
         });
         let bucket = TokenBucket::new(spec.rps, spec.burst, 0);
         let retries: Vec<Duration> = spec.backoff.steps().iter().take(MAX_RETRIES).copied().collect();
-        tokio::spawn(work(driver.clone(), gate.clone(), bucket, queue_rx, spec.timeout, retries));
+        tokio::spawn(work(driver.clone(), gate.clone(), bucket, queue.clone(), spec.timeout, retries));
         tokio::spawn(emergencies(driver.clone(), gate.clone(), priority_rx, spec.timeout));
         tokio::spawn(probe(driver.clone(), Arc::downgrade(&gate), spec.timeout));
         Lane { spec, queue, priority, gate, driver }
@@ -155,6 +221,49 @@ impl Lane {
     /// The breaker's state.
     pub fn breaker_state(&self) -> State {
         self.gate.breaker().state()
+    }
+
+    fn queue_full(&self) -> IfError {
+        IfError::format(
+            ErrorCode::QueueFull,
+            format_args!("{} has {} commands waiting", self.spec.id, self.spec.queue_depth),
+        )
+    }
+
+    /// Queues a job, or refuses it at once when `queue_depth` are waiting.
+    fn enqueue(&self, body: &EnvelopeBody, answer: oneshot::Sender<Outcome>) -> Result<(), IfError> {
+        let mut jobs = self.queue.jobs();
+        if jobs.len() >= self.spec.queue_depth {
+            return Err(self.queue_full());
+        }
+        let generation = self.gate.generation.load(Ordering::Acquire);
+        jobs.push_back(Job { body: body.clone(), answer, generation });
+        drop(jobs);
+        self.queue.ready.notify_one();
+        Ok(())
+    }
+
+    /// An emergency that ends the queue: a new generation (so the job the worker holds, waiting for a
+    /// token or a retry, is never sent), and every queued job answered `SUPERSEDED` now.
+    fn end_queue(&self, action: &str) {
+        *self.gate.ended_by.lock().unwrap_or_else(PoisonError::into_inner) = action.to_string();
+        self.gate.generation.fetch_add(1, Ordering::AcqRel);
+        self.gate.ended.notify_one();
+        let ended: Vec<Job> = self.queue.jobs().drain(..).collect();
+        if !ended.is_empty() {
+            tracing::warn!(capability = %self.spec.id, action, ended = ended.len(), "emergency: the queue is ended");
+        }
+        for job in ended {
+            let answer = self.gate.superseded(&job).unwrap_or_else(|| IfError::new(ErrorCode::Superseded));
+            let _ = job.answer.send(Err(answer));
+        }
+    }
+}
+
+impl Drop for Lane {
+    fn drop(&mut self) {
+        self.queue.closed.store(true, Ordering::Release);
+        self.queue.ready.notify_one();
     }
 }
 
@@ -170,17 +279,21 @@ impl Capability for Lane {
     fn execute<'a>(&'a self, body: &'a EnvelopeBody) -> OutcomeFuture<'a> {
         Box::pin(async move {
             let (answer, wait) = oneshot::channel();
-            let emergency = self.spec.emergency.contains(body.action.as_str());
-            let lane = if emergency { &self.priority } else { &self.queue };
-            lane.try_send(Job { body: body.clone(), answer }).map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => IfError::format(
-                    ErrorCode::QueueFull,
-                    format_args!("{} has {} commands waiting", self.spec.id, self.spec.queue_depth),
-                ),
-                mpsc::error::TrySendError::Closed(_) => {
-                    IfError::with(ErrorCode::SystemError, "the device lane stopped")
+            let action = body.action.as_str();
+            if self.spec.emergency.contains(action) {
+                if self.spec.ends_queue.contains(action) {
+                    self.end_queue(action);
                 }
-            })?;
+                let job = Job { body: body.clone(), answer, generation: u64::MAX };
+                self.priority.try_send(job).map_err(|e| match e {
+                    mpsc::error::TrySendError::Full(_) => self.queue_full(),
+                    mpsc::error::TrySendError::Closed(_) => {
+                        IfError::with(ErrorCode::SystemError, "the device lane stopped")
+                    }
+                })?;
+            } else {
+                self.enqueue(body, answer)?;
+            }
             wait.await.map_err(|_| IfError::with(ErrorCode::SystemError, "the device lane stopped"))?
         })
     }
@@ -190,31 +303,29 @@ impl Capability for Lane {
         let emergency = self.spec.emergency.contains(body.action.as_str());
         if let Err(e) = self.gate.breaker().check(self.gate.now_ms()) {
             plan.problems.insert(0, e);
-        } else if !emergency && self.queue.capacity() == 0 {
-            plan.problems.insert(
-                0,
-                IfError::format(
-                    ErrorCode::QueueFull,
-                    format_args!("{} has {} commands waiting", self.spec.id, self.spec.queue_depth),
-                ),
-            );
+        } else if !emergency && self.queue.jobs().len() >= self.spec.queue_depth {
+            plan.problems.insert(0, self.queue_full());
         }
         plan
     }
 }
 
-/// The worker: queued jobs one at a time, one token each, each through the breaker.
+/// The worker: queued jobs one at a time, one token each, each through the breaker. A job an emergency
+/// ended while it waited for its token is answered, not sent, and costs no token.
 async fn work(
     driver: Arc<dyn Driver>,
     gate: Arc<Gate>,
     mut bucket: TokenBucket,
-    mut queue: mpsc::Receiver<Job>,
+    queue: Arc<Queue>,
     timeout: Duration,
     retries: Vec<Duration>,
 ) {
-    while let Some(job) = queue.recv().await {
-        while let Err(wait_ms) = bucket.take(gate.now_ms()) {
-            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+    while let Some(job) = queue.next().await {
+        while gate.superseded(&job).is_none() {
+            match bucket.take(gate.now_ms()) {
+                Ok(()) => break,
+                Err(wait_ms) => gate.pause(Duration::from_millis(wait_ms)).await,
+            }
         }
         run(&*driver, &gate, job, timeout, &retries).await;
     }
@@ -233,6 +344,9 @@ async fn emergencies(driver: Arc<dyn Driver>, gate: Arc<Gate>, mut priority: mps
 async fn run(driver: &dyn Driver, gate: &Gate, job: Job, timeout: Duration, retries: &[Duration]) {
     let mut attempt = 0;
     let outcome = loop {
+        if let Some(ended) = gate.superseded(&job) {
+            break Err(ended);
+        }
         if let Err(e) = gate.breaker().check(gate.now_ms()) {
             break Err(e);
         }
@@ -253,7 +367,7 @@ async fn run(driver: &dyn Driver, gate: &Gate, job: Job, timeout: Duration, retr
         match retries.get(attempt) {
             Some(wait) if code == Some(ErrorCode::DeviceUnreachable) && !opened => {
                 attempt += 1;
-                tokio::time::sleep(wait.mul_f64(backoff::factor())).await;
+                gate.pause(wait.mul_f64(backoff::factor())).await;
             }
             _ => break outcome,
         }

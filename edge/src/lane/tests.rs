@@ -69,6 +69,7 @@ fn spec(rps: f32, burst: u32, depth: usize) -> LaneSpec {
         id: "if://capability/cam".into(),
         actions: ["move", "stop"].into_iter().map(String::from).collect(),
         emergency: ["stop"].into_iter().map(String::from).collect(),
+        ends_queue: ["stop"].into_iter().map(String::from).collect(),
         rps,
         burst,
         backoff: crate::backoff::Backoff::from_secs(&[1, 2, 5]),
@@ -164,19 +165,64 @@ async fn a_timeout_is_device_timeout_and_the_command_is_never_sent_again() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_stop_overtakes_queued_moves() {
+async fn a_stop_overtakes_and_ends_the_queued_moves_each_answered_superseded() {
     let (lane, fake, _events) = lane(spec(1.0, 1, 30));
     let moves: Vec<_> = (0..20).map(|_| send(&lane, "move")).collect();
     tokio::time::sleep(Duration::from_millis(10)).await;
-    let stop = send(&lane, "stop");
-    assert!(stop.await.expect("task").is_ok());
-    let seen = fake.seen();
-    let stop_at = seen.iter().position(|(a, _)| a == "stop").expect("the camera saw the stop");
-    assert!(stop_at <= 1, "the stop came right after the move in progress: {seen:?}");
-    assert!(seen[stop_at].1 < 20, "within a frame time of being sent: {seen:?}");
+    let at = Instant::now();
+    assert!(send(&lane, "stop").await.expect("task").is_ok());
+    let mut ended = 0;
     for m in moves {
-        m.abort();
+        let out = m.await.expect("task");
+        match code(&out) {
+            None => {}
+            Some(ErrorCode::Superseded) => {
+                ended += 1;
+                let text = out.as_ref().err().map(ToString::to_string).unwrap_or_default();
+                assert!(text.contains("`stop`") && text.contains("never sent"), "{text}");
+            }
+            other => panic!("a queued move ends as OK or SUPERSEDED, not {other:?}"),
+        }
     }
+    assert!(at.elapsed() < Duration::from_millis(20), "answered at once, the one waiting for a token too");
+    assert_eq!(ended, 19, "every move not yet sent");
+    let seen: Vec<String> = fake.seen().into_iter().map(|(a, _)| a).collect();
+    assert_eq!(seen, ["move", "stop"], "the move in progress, then the stop, and no move after it");
+    assert!(seen.iter().position(|a| a == "stop").is_some_and(|i| fake.seen()[i].1 < 20), "within a frame");
+
+    // What is sent after the stop runs as usual, at the lane's rate.
+    assert!(send(&lane, "move").await.expect("task").is_ok());
+    assert_eq!(fake.seen().len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_emergency_that_keeps_the_queue_only_overtakes_it() {
+    let mut s = spec(1.0, 1, 30);
+    s.ends_queue.clear();
+    let (lane, fake, _events) = lane(s);
+    let moves: Vec<_> = (0..5).map(|_| send(&lane, "move")).collect();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(send(&lane, "stop").await.expect("task").is_ok());
+    for m in moves {
+        assert!(m.await.expect("task").is_ok(), "every move still runs");
+    }
+    let seen: Vec<String> = fake.seen().into_iter().map(|(a, _)| a).collect();
+    assert_eq!(seen.iter().position(|a| a == "stop"), Some(1), "the stop went second: {seen:?}");
+    assert_eq!(seen.len(), 6);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_ends_a_command_waiting_to_be_tried_again() {
+    let (lane, fake, _events) = lane(spec(1000.0, 100, 20));
+    fake.unreachable_first.store(1, Ordering::SeqCst);
+    let retrying = send(&lane, "move");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(send(&lane, "stop").await.expect("task").is_ok());
+    let at = Instant::now();
+    assert_eq!(code(&retrying.await.expect("task")), Some(ErrorCode::Superseded), "not tried again after the stop");
+    assert!(at.elapsed() < Duration::from_millis(20), "at once, not after the retry wait");
+    let seen: Vec<String> = fake.seen().into_iter().map(|(a, _)| a).collect();
+    assert_eq!(seen, ["move", "stop"]);
 }
 
 #[tokio::test(start_paused = true)]

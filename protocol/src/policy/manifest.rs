@@ -81,9 +81,80 @@ pub struct ActionSpec {
     pub hazards: Hazards,
     /// Budget units one call costs.
     pub cost: u32,
-    /// Emergency actions (camera STOP, safe state) take the priority lane.
+    /// Emergency actions (camera STOP, safe state) take the priority lane and, unless they opt out,
+    /// end what was queued before them.
     #[serde(default)]
-    pub emergency: bool,
+    pub emergency: Emergency,
+}
+
+/// Whether an action is an emergency, and what it does to the commands queued before it.
+///
+/// Written `emergency = false | true | "keep-queue"`. An operator who presses STOP means "no more
+/// motion": an emergency ends every command queued on its device before it (each answered
+/// `SUPERSEDED`, never sent); `"keep-queue"` only jumps the queue. In the canonical (signed) bytes it
+/// is one byte, 0, 1 or 2: the bytes `emergency` had as a boolean, so manifests signed before the
+/// third form existed keep their signatures and their meaning.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Emergency {
+    /// Queued like any command.
+    #[default]
+    No,
+    /// Goes first, and ends what was queued before it.
+    EndsQueue,
+    /// Goes first, and leaves the queue to run after it.
+    KeepsQueue,
+}
+
+impl Emergency {
+    /// Whether it takes the priority lane.
+    pub const fn is_emergency(self) -> bool {
+        !matches!(self, Emergency::No)
+    }
+
+    /// Whether it ends the commands queued before it.
+    pub const fn ends_queue(self) -> bool {
+        matches!(self, Emergency::EndsQueue)
+    }
+}
+
+impl Serialize for Emergency {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match (self, s.is_human_readable()) {
+            (Emergency::KeepsQueue, true) => s.serialize_str("keep-queue"),
+            (e, true) => s.serialize_bool(e.is_emergency()),
+            (e, false) => s.serialize_u8(*e as u8),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Emergency {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl de::Visitor<'_> for Text {
+            type Value = Emergency;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true, false or \"keep-queue\"")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Emergency, E> {
+                Ok(if v { Emergency::EndsQueue } else { Emergency::No })
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Emergency, E> {
+                match v {
+                    "keep-queue" => Ok(Emergency::KeepsQueue),
+                    _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        if d.is_human_readable() {
+            return d.deserialize_any(Text);
+        }
+        match u8::deserialize(d)? {
+            0 => Ok(Emergency::No),
+            1 => Ok(Emergency::EndsQueue),
+            2 => Ok(Emergency::KeepsQueue),
+            n => Err(de::Error::invalid_value(de::Unexpected::Unsigned(n.into()), &"0, 1 or 2")),
+        }
+    }
 }
 
 /// A capability manifest.

@@ -14,7 +14,7 @@ mod talent;
 mod trust;
 
 pub use binding::{Binding, Rule};
-pub use manifest::{ActionSpec, Limits, Manifest, Semver};
+pub use manifest::{ActionSpec, Emergency, Limits, Manifest, Semver};
 pub use signed::{DocSignature, Document, MAX_DOC_LEN, Signed, canonical_bytes};
 pub use talent::{Grant, Talent, TalentStatus};
 pub use trust::{KeyRoles, MAX_ROOT_KEYS, TrustKey, TrustRoot};

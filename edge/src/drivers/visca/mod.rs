@@ -14,7 +14,7 @@
 //! Actions, for camera `address` (1-7, from the endpoint `serial:///dev/ttyUSB0?baud=9600&address=1`):
 //! `preset_recall` (`preset` 0-127), `pan_tilt` (`direction` up/down/left/right/upleft/upright/downleft/
 //! downright, `pan_speed` 1-24, `tilt_speed` 1-20), `stop` (pan/tilt stop; mark it `emergency` in the
-//! manifest), `zoom` (`direction` tele/wide/stop, `speed` 0-7).
+//! manifest, so it overtakes and ends the queued moves), `zoom` (`direction` tele/wide/stop, `speed` 0-7).
 
 use super::supervisor::{Device, Refusable, supervise};
 use crate::backoff::Backoff;
