@@ -9,7 +9,10 @@
 //!
 //! A lamp binding sends the node's `lamp` action through its lane whenever the followed input's tally
 //! colour changes (red on program, green on preview). Those are not witnessed one by one: the binding
-//! that causes them is (POLICY), and the node's driver re-applies the lamps after any resync.
+//! that causes them is (POLICY), and the node's driver re-applies the lamps after any resync. A tally
+//! display binding sends its output's `display` action likewise (left-hand lamp red on program,
+//! right-hand green on preview, the text with them, and its label), and the output sends every display
+//! again on its refresh.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -146,30 +149,79 @@ pub(super) fn color(digits: &str, input: u32) -> Lamp {
     }
 }
 
-/// Lamps the agent last had acknowledged by a node, by (node, lamp).
-pub(super) type Shown = HashMap<(String, u8), Lamp>;
+/// What a tally display shows: (left, text, right) colours and its text.
+type Umd = (&'static str, &'static str, &'static str, String);
 
-/// Sets every lamp that follows `t`'s switcher to its new colour, where it changed.
+/// What the agent last had a device take, so that only changes are sent.
+#[derive(Debug, Default)]
+pub(super) struct Shown {
+    /// Lamps, by (node, lamp).
+    lamps: HashMap<(String, u8), Lamp>,
+    /// Tally displays, by (output, display).
+    displays: HashMap<(String, u16), Umd>,
+}
+
+/// What a tally display following input `input` shows for tally digits `digits`.
+pub(super) fn umd(digits: &str, input: u32, label: &str) -> Umd {
+    let text = if label.is_empty() { format!("Input {input}") } else { label.to_string() };
+    match color(digits, input) {
+        Lamp::Red => ("red", "red", "off", text),
+        Lamp::Green => ("off", "green", "green", text),
+        _ => ("off", "off", "off", text),
+    }
+}
+
+fn text_arg(v: &str) -> Result<ArgValue, IfError> {
+    v.try_into().map(ArgValue::Text).map_err(|_| IfError::with(ErrorCode::InvalidEnvelope, "a label that long"))
+}
+
+/// Sets every lamp and tally display that follows `t`'s switcher, where it changed.
 pub(super) async fn follow(ctx: &Ctx, t: &Tally, shown: &mut Shown) {
     let followers = lock(&ctx.policy).followers(&t.capability);
     for (node, lamp, input) in followers {
         let want = color(&t.tally, input);
-        if shown.get(&(node.clone(), lamp)) == Some(&want) {
+        if shown.lamps.get(&(node.clone(), lamp)) == Some(&want) {
             continue;
         }
-        match set_lamp(ctx, &node, lamp, want).await {
+        let set = async {
+            let mut args = Args::new();
+            args.insert("lamp", ArgValue::Int(i64::from(lamp)))?;
+            args.insert("color", text_arg(want.name())?)?;
+            send(ctx, &node, "lamp", args, "a lamp binding follows tally").await
+        };
+        match set.await {
             Ok(()) => {
-                shown.insert((node, lamp), want);
+                shown.lamps.insert((node, lamp), want);
             }
             Err(e) => tracing::warn!(node = %node, lamp, error = %e, "a lamp could not follow tally"),
         }
     }
+    let displays = lock(&ctx.policy).displays_following(&t.capability);
+    for (output, index, input, label) in displays {
+        let want = umd(&t.tally, input, &label);
+        if shown.displays.get(&(output.clone(), index)) == Some(&want) {
+            continue;
+        }
+        let set = async {
+            let mut args = Args::new();
+            args.insert("index", ArgValue::Int(i64::from(index)))?;
+            args.insert("left", text_arg(want.0)?)?;
+            args.insert("text_tally", text_arg(want.1)?)?;
+            args.insert("right", text_arg(want.2)?)?;
+            args.insert("text", text_arg(&want.3)?)?;
+            send(ctx, &output, "display", args, "a tally display binding follows tally").await
+        };
+        match set.await {
+            Ok(()) => {
+                shown.displays.insert((output, index), want);
+            }
+            Err(e) => tracing::warn!(output = %output, index, error = %e, "a tally display could not follow tally"),
+        }
+    }
 }
 
-async fn set_lamp(ctx: &Ctx, node: &str, lamp: u8, color: Lamp) -> Result<(), IfError> {
-    let mut args = Args::new();
-    args.insert("lamp", ArgValue::Int(i64::from(lamp)))?;
-    args.insert("color", ArgValue::Text(color.name().try_into().map_err(|_| IfError::new(ErrorCode::SystemError))?))?;
+/// `action` with `args` on `capability`, through its lane, as the agent's own tally follower.
+async fn send(ctx: &Ctx, capability: &str, action: &str, args: Args, why: &str) -> Result<(), IfError> {
     let too_long = |_| IfError::new(ErrorCode::InvalidEnvelope);
     let body = EnvelopeBody {
         version: ProtocolVersion::CURRENT,
@@ -182,10 +234,10 @@ async fn set_lamp(ctx: &Ctx, node: &str, lamp: u8, color: Lamp) -> Result<(), If
         ttl_s: TTL_S,
         scope: "tally".try_into().map_err(too_long)?,
         hazards: if_protocol::envelope::Hazards::NONE,
-        capability: node.try_into().map_err(too_long)?,
-        action: "lamp".try_into().map_err(too_long)?,
+        capability: capability.try_into().map_err(too_long)?,
+        action: action.try_into().map_err(too_long)?,
         args,
-        why: "a lamp binding follows tally".try_into().map_err(too_long)?,
+        why: why.try_into().map_err(too_long)?,
         trace: Uuid::nil(),
     };
     let lane = lock(&ctx.state).ingress.registry.resolve(&body)?;
@@ -203,5 +255,12 @@ mod tests {
         assert_eq!(color("0120", 1), Lamp::Off);
         assert_eq!(color("0120", 9), Lamp::Off, "an input the switcher does not have");
         assert_eq!(color("1", 0), Lamp::Off, "inputs count from 1");
+    }
+
+    #[test]
+    fn a_display_is_red_on_the_left_on_program_green_on_the_right_on_preview_and_reads_its_label() {
+        assert_eq!(umd("0120", 2, "CAM 2"), ("red", "red", "off", "CAM 2".to_string()));
+        assert_eq!(umd("0120", 3, ""), ("off", "green", "green", "Input 3".to_string()));
+        assert_eq!(umd("0120", 1, "CAM 1"), ("off", "off", "off", "CAM 1".to_string()));
     }
 }

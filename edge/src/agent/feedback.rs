@@ -50,14 +50,34 @@ pub(super) fn online_status(health: &Health, state: &Mutex<State>) -> Vec<u8> {
 }
 
 /// Tally changes from drivers, on the tally topic (the latest retained, for panels that connect later),
-/// and to the lamps bound to follow them.
+/// and to the lamps and displays bound to follow them; a binding added or changed is shown within a
+/// second from the latest tally of its switcher, without waiting for the next change.
 pub(super) async fn tally_loop(ctx: Ctx, mut changes: mpsc::UnboundedReceiver<Tally>) {
-    let mut shown = super::bindings::Shown::new();
-    while let Some(t) = changes.recv().await {
-        let payload = messages::Tally::from_digits(&t.capability, &t.tally, Clock::system_ms());
-        let bytes = ctx.signer.publication(&ctx.topics.tally, serde_json::to_vec(&payload).unwrap_or_default());
-        let _ = ctx.client.publish(ctx.topics.tally.clone(), QoS::AtLeastOnce, true, bytes).await;
-        super::bindings::follow(&ctx, &t, &mut shown).await;
+    let mut shown = super::bindings::Shown::default();
+    let mut latest: std::collections::BTreeMap<String, Tally> = std::collections::BTreeMap::new();
+    let mut bindings_seen = lock(&ctx.policy).bindings_changed();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            t = changes.recv() => {
+                let Some(t) = t else { return };
+                let payload = messages::Tally::from_digits(&t.capability, &t.tally, Clock::system_ms());
+                let bytes =
+                    ctx.signer.publication(&ctx.topics.tally, serde_json::to_vec(&payload).unwrap_or_default());
+                let _ = ctx.client.publish(ctx.topics.tally.clone(), QoS::AtLeastOnce, true, bytes).await;
+                super::bindings::follow(&ctx, &t, &mut shown).await;
+                latest.insert(t.capability.clone(), t);
+            }
+            _ = tick.tick() => {
+                let now = lock(&ctx.policy).bindings_changed();
+                if now != bindings_seen {
+                    bindings_seen = now;
+                    for t in latest.values() {
+                        super::bindings::follow(&ctx, t, &mut shown).await;
+                    }
+                }
+            }
+        }
     }
 }
 

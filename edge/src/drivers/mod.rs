@@ -173,6 +173,11 @@ pub fn build(m: &Manifest, vault: &Vault, ctx: &DriverContext) -> Result<Arc<dyn
                 ctx.clone(),
             )))
         }
+        tsl::DRIVER => {
+            let endpoint = tsl::Endpoint::parse(&m.endpoint)
+                .map_err(|why| IfError::format(ErrorCode::InvalidEnvelope, format_args!("{}: endpoint {why}", m.id)))?;
+            Ok(Arc::new(tsl::Tsl::start(endpoint, timeout, m.id.to_string())))
+        }
         other => Err(IfError::format(
             ErrorCode::CapabilityNotAllowed,
             format_args!("driver {other} is not available in this build of the agent"),

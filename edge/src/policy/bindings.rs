@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `binding.add` (a button) | `name`, `node` (the rack node's capability), `input`, `talent`, `capability`, `action`, `scope`, `hazards` (comma list, optional), `args` (`key=value` comma list, optional: whole numbers and `true`/`false` are typed, the rest is text) |
 //! | `binding.add` (a lamp) | `name`, `node`, `lamp`, `follow` (the switcher's capability), `follow_input` (from 1) |
+//! | `binding.add` (a tally display) | `name`, `node` (the `tsl-umd` output), `display` (its index), `follow`, `follow_input`, `label` (optional) |
 //! | `binding.remove` | `name` |
 //!
 //! A binding names a talent but is not a grant: every press is authorized as that talent when it happens.
@@ -61,8 +62,8 @@ pub fn decide(body: &EnvelopeBody) -> Result<Set, IfError> {
         return Ok(Set::Unbind(name));
     }
     let node = capability(body, "node")?;
-    let rule = match (body.args.get("input"), body.args.get("lamp")) {
-        (Some(_), None) => {
+    let rule = match (body.args.get("input"), body.args.get("lamp"), body.args.get("display")) {
+        (Some(_), None, None) => {
             let talent = text(body, "talent")?;
             let mut hazards = Hazards::NONE;
             let listed = body.args.get("hazards").map_or(Ok(""), |_| text(body, "hazards"))?;
@@ -80,12 +81,28 @@ pub fn decide(body: &EnvelopeBody) -> Result<Set, IfError> {
                 hazards,
             }
         }
-        (None, Some(_)) => Rule::Tally {
+        (None, Some(_), None) => Rule::Tally {
             lamp: number(body, "lamp", 0..MAX_LAMPS as i64)? as u8,
             source: capability(body, "follow")?,
             input: number(body, "follow_input", 1..10_000)? as u32,
         },
-        _ => return Err(bad(format_args!("binding.add: give input (a button) or lamp (a lamp), not both"))),
+        (None, None, Some(_)) => Rule::Umd {
+            display: number(body, "display", 0..0xFFFF)? as u16,
+            source: capability(body, "follow")?,
+            input: number(body, "follow_input", 1..10_000)? as u32,
+            // A label of digits ("2") arrives typed as a number: it is still what the display reads.
+            label: match body.args.get("label") {
+                None => heapless::String::new(),
+                Some(ArgValue::Text(t)) => token("label", t.as_str())?,
+                Some(ArgValue::Int(i)) => token("label", &i.to_string())?,
+                Some(ArgValue::Bool(b)) => token("label", &b.to_string())?,
+            },
+        },
+        _ => {
+            return Err(bad(format_args!(
+                "binding.add: give one of input (a button), lamp (a lamp) or display (a tally display)"
+            )));
+        }
     };
     Ok(Set::Binding(Box::new(Binding { name, node, rule })))
 }
@@ -98,6 +115,12 @@ pub fn describe(b: &Binding) -> String {
         }
         Rule::Tally { lamp, source, input } => {
             format!("binding {}: lamp {lamp} of {} follows input {input} of {source}", b.name, b.node)
+        }
+        Rule::Umd { display, source, input, label } => {
+            format!(
+                "binding {}: display {display} of {} follows input {input} of {source} as {label:?}",
+                b.name, b.node
+            )
         }
     }
 }
@@ -151,6 +174,21 @@ mod tests {
             b.rule,
             Rule::Tally { lamp: 0, source: "if://capability/vmix".try_into().expect("short"), input: 1 }
         );
+        let umd = command(
+            "binding.add",
+            &[
+                ("name", t("cam2-umd")),
+                ("node", t("if://capability/umd")),
+                ("display", ArgValue::Int(254)),
+                ("follow", t("if://capability/vmix")),
+                ("follow_input", ArgValue::Int(2)),
+                ("label", t("CAM 2 þ")),
+            ],
+        );
+        let Ok(Set::Binding(b)) = decide(&umd) else { panic!("a binding") };
+        let Rule::Umd { display, input, label, .. } = &b.rule else { panic!("a display") };
+        assert_eq!((*display, *input, label.as_str()), (254, 2, "CAM 2 þ"));
+        assert!(describe(&b).contains("display 254 of if://capability/umd follows input 2"), "{}", describe(&b));
         let Ok(Set::Unbind(n)) = decide(&command("binding.remove", &[("name", t("cam1-tally"))])) else { panic!() };
         assert_eq!(n.as_str(), "cam1-tally");
     }
@@ -166,6 +204,18 @@ mod tests {
         let cases = [
             with(&[]),
             with(&[("input", ArgValue::Int(1)), ("lamp", ArgValue::Int(1))]),
+            with(&[("lamp", ArgValue::Int(1)), ("display", ArgValue::Int(1))]),
+            with(&[
+                ("display", ArgValue::Int(65_535)),
+                ("follow", t("if://capability/vmix")),
+                ("follow_input", ArgValue::Int(1)),
+            ]),
+            with(&[
+                ("display", ArgValue::Int(1)),
+                ("follow", t("if://capability/vmix")),
+                ("follow_input", ArgValue::Int(1)),
+                ("label", t("a label far longer than any display shows")),
+            ]),
             with(&[("input", ArgValue::Int(16)), ("talent", t("desk"))]),
             with(&[("input", ArgValue::Int(1)), ("talent", t("desk")), ("capability", t("vmix"))]),
             with(&[

@@ -79,7 +79,8 @@ pub fn validate(m: &Manifest) -> Result<(), IfError> {
         problems.push("actions must list at least one action");
     }
     if !DRIVERS.contains(&m.driver.as_str()) {
-        problems.push("driver must be one of vmix-tcp, videohub-tcp, visca-serial, rack-node-serial, loopback");
+        problems
+            .push("driver must be one of vmix-tcp, videohub-tcp, visca-serial, rack-node-serial, tsl-umd, loopback");
     }
     if problems.is_empty() {
         return Ok(());
@@ -88,7 +89,7 @@ pub fn validate(m: &Manifest) -> Result<(), IfError> {
 }
 
 /// The drivers a manifest may name.
-pub const DRIVERS: &[&str] = &["vmix-tcp", "videohub-tcp", "visca-serial", "rack-node-serial", "loopback"];
+pub const DRIVERS: &[&str] = &["vmix-tcp", "videohub-tcp", "visca-serial", "rack-node-serial", "tsl-umd", "loopback"];
 
 /// What loading a manifest would do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

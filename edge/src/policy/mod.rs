@@ -121,6 +121,8 @@ pub struct Policy {
     resets: BTreeMap<String, u64>,
     /// Bindings by name.
     bindings: BTreeMap<String, Binding>,
+    /// Counts binding changes, so that followers can tell a new binding has to be shown.
+    bindings_changed: u64,
 }
 
 fn stored(what: &str, e: impl std::fmt::Display) -> IfError {
@@ -364,11 +366,18 @@ impl Policy {
             }
             Doc::Binding(name, Some(b)) => {
                 self.bindings.insert(name, *b);
+                self.bindings_changed += 1;
             }
             Doc::Binding(name, None) => {
                 self.bindings.remove(&name);
+                self.bindings_changed += 1;
             }
         }
+    }
+
+    /// How many times the bindings changed since the agent started.
+    pub fn bindings_changed(&self) -> u64 {
+        self.bindings_changed
     }
 
     /// Every binding, by name.
@@ -392,6 +401,19 @@ impl Policy {
             .filter_map(|b| match &b.rule {
                 Rule::Tally { lamp, source: s, input } if s.as_str() == source => {
                     Some((b.node.to_string(), *lamp, *input))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The tally displays that follow `source`: (output, display, input, label).
+    pub fn displays_following(&self, source: &str) -> Vec<(String, u16, u32, String)> {
+        self.bindings
+            .values()
+            .filter_map(|b| match &b.rule {
+                Rule::Umd { display, source: s, input, label } if s.as_str() == source => {
+                    Some((b.node.to_string(), *display, *input, label.to_string()))
                 }
                 _ => None,
             })

@@ -4,7 +4,8 @@
 //! witnessed as POLICY like a grant. A [`Rule::Press`] makes a button fire an action of a capability as a
 //! named talent: each press is authorized against that talent's grants at the moment it happens, so a
 //! revoked talent or a narrowed grant stops the button too. A [`Rule::Tally`] makes a lamp follow one
-//! input of a switcher's tally (red on program, green on preview).
+//! input of a switcher's tally (red on program, green on preview), and a [`Rule::Umd`] a tally display
+//! (a UMD on a multiviewer) likewise, with its label.
 
 use serde::{Deserialize, Serialize};
 
@@ -54,5 +55,18 @@ pub enum Rule {
         source: CapabilityId,
         /// The switcher's input, from 1 as vMix numbers them.
         input: u32,
+    },
+    /// Display `display` of the tally display output `node` (a `tsl-umd` capability) follows input
+    /// `input` of `source`'s tally: left-hand lamp red on program, right-hand green on preview, the text
+    /// red or green with them; it reads `label`, or `Input N` when the label is empty.
+    Umd {
+        /// The display's index (TSL v5) or address (v3.1), from 0.
+        display: u16,
+        /// The switcher whose tally it follows.
+        source: CapabilityId,
+        /// The switcher's input, from 1.
+        input: u32,
+        /// What the display reads.
+        label: heapless::String<32>,
     },
 }

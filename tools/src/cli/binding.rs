@@ -1,4 +1,5 @@
-//! `ifctl binding add|list|remove`: rack-node buttons and lamps bound by signed policy commands (see
+//! `ifctl binding add|list|remove`: rack-node buttons and lamps, and tally displays, bound by signed
+//! policy commands (see
 //! `if_edge::policy::bindings` for what the agent reads from them).
 
 use clap::Subcommand;
@@ -12,17 +13,17 @@ use crate::{message, settings, talent};
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub(crate) enum BindingCommand {
-    /// Bind a button (`--input`) to an action, or a lamp (`--lamp`) to a switcher's tally; replaces an
-    /// earlier binding of the same name.
+    /// Bind a button (`--input`) to an action, or a lamp (`--lamp`) or a tally display (`--display`) to a
+    /// switcher's tally; replaces an earlier binding of the same name.
     Add {
         /// The binding's name.
         #[arg(long)]
         name: String,
-        /// The rack node: if://capability/NAME.
+        /// The rack node, or the tally display output (`tsl-umd`): if://capability/NAME.
         #[arg(long)]
         node: String,
         /// A button: the node's input, from 0.
-        #[arg(long, conflicts_with_all = ["lamp", "follow", "follow_input"], requires_all = ["talent", "capability", "action", "scope"])]
+        #[arg(long, conflicts_with_all = ["lamp", "display", "follow", "follow_input"], requires_all = ["talent", "capability", "action", "scope"])]
         input: Option<u8>,
         /// The talent a press acts as (its grants decide, at each press).
         #[arg(long)]
@@ -43,12 +44,18 @@ pub(crate) enum BindingCommand {
         #[arg(long = "arg")]
         args: Vec<String>,
         /// A lamp: the node's lamp, from 0.
-        #[arg(long, requires_all = ["follow", "follow_input"])]
+        #[arg(long, requires_all = ["follow", "follow_input"], conflicts_with = "display")]
         lamp: Option<u8>,
-        /// The switcher whose tally the lamp follows.
+        /// A tally display: its index (TSL v5) or address (v3.1), from 0.
+        #[arg(long, requires_all = ["follow", "follow_input"])]
+        display: Option<u16>,
+        /// What the display reads (default: `Input N`).
+        #[arg(long, requires = "display")]
+        label: Option<String>,
+        /// The switcher whose tally the lamp or display follows.
         #[arg(long)]
         follow: Option<String>,
-        /// The switcher's input the lamp follows, from 1 (red on program, green on preview).
+        /// The switcher's input it follows, from 1 (red on program, green on preview).
         #[arg(long)]
         follow_input: Option<u32>,
         #[command(flatten)]
@@ -81,6 +88,8 @@ fn add_args(command: &BindingCommand) -> Vec<String> {
         hazards,
         args,
         lamp,
+        display,
+        label,
         follow,
         follow_input,
         ..
@@ -102,6 +111,8 @@ fn add_args(command: &BindingCommand) -> Vec<String> {
     put("hazards", &(!hazards.is_empty()).then(|| hazards.join(",")));
     put("args", &(!args.is_empty()).then(|| args.join(",")));
     put("lamp", &lamp.map(|l| l.to_string()));
+    put("display", &display.map(|d| d.to_string()));
+    put("label", label);
     put("follow", follow);
     put("follow_input", &follow_input.map(|i| i.to_string()));
     out
