@@ -1,13 +1,16 @@
 //! The visca-serial driver through the whole path against the VISCA camera simulator on a
 //! pseudo-terminal: every action as the camera sees it, error replies mapped to codes, buffer full sent
 //! again, a STOP that overtakes and ends the queued moves (each answered SUPERSEDED, witnessed), the rate
-//! limit, and the port going away and back.
+//! limit, the port going away and back, and the camera's own tally lamp following its vMix input.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use if_protocol::envelope::{ArgValue, Hazards};
+use if_tests::agent::Agent;
+use if_tests::broker::Broker;
 use if_tests::device::{self, DeviceRig, Limits, code, text};
 use if_tests::sim::Sim;
+use if_tests::talent::Talent;
 
 const CAM: &str = "if://capability/camera.one";
 
@@ -136,7 +139,7 @@ fn a_hundred_commands_at_rps_10_burst_5_reach_the_camera_at_that_rate_and_the_re
 #[test]
 fn every_action_reaches_the_camera_as_its_packet_and_bad_arguments_never_leave_the_agent() {
     let sim = Sim::start("visca");
-    let actions = ["preset_recall", "pan_tilt", "stop", "zoom"];
+    let actions = ["preset_recall", "pan_tilt", "stop", "zoom", "tally"];
     let m = device::manifest(CAM, "visca-serial", &sim.endpoint(), Limits::default(), &actions, &[], &["stop"]);
     let mut r = DeviceRig::new(&m, CAM, &actions, |_, _| {});
     assert!(
@@ -165,6 +168,8 @@ fn every_action_reaches_the_camera_as_its_packet_and_bad_arguments_never_leave_t
         ("zoom", vec![("direction", text("tele")), ("speed", int(7))], "81 01 04 07 27 FF"),
         ("zoom", vec![("direction", text("wide")), ("speed", int(0))], "81 01 04 07 30 FF"),
         ("zoom", vec![("direction", text("stop"))], "81 01 04 07 00 FF"),
+        ("tally", vec![("on", ArgValue::Bool(true))], "81 01 7E 01 0A 00 02 FF"),
+        ("tally", vec![("on", ArgValue::Bool(false))], "81 01 7E 01 0A 00 03 FF"),
     ];
     for (action, args, hex) in &cases {
         let reply = r.ask(action, Hazards::NONE, args);
@@ -219,4 +224,48 @@ fn a_camera_that_goes_away_fails_fast_and_the_lane_reconnects_when_it_returns() 
     assert!(ok(&mut r), "the lane reopens the port by itself");
     assert!(packets(&sim)[before..].iter().any(|(_, h)| h == "81 01 04 3F 02 09 FF"), "the camera saw it");
     r.agent.stop();
+}
+
+#[test]
+fn the_cameras_tally_lamp_follows_its_vmix_input() {
+    const VMIX: &str = "if://capability/vmix.switcher";
+    let cam = Sim::start("visca");
+    let vmix = Sim::start("vmix");
+    let broker = Broker::start();
+    let desk = Talent::new("desk");
+    let mut agent = Agent::init(&broker, &[&desk]);
+    let actions = ["preset_recall", "pan_tilt", "stop", "tally"];
+    let m = device::manifest(CAM, "visca-serial", &cam.endpoint(), Limits::default(), &actions, &[], &["stop"]);
+    agent.add_manifest("cam", &m);
+    let v = device::manifest(VMIX, "vmix-tcp", &vmix.endpoint(), Limits::default(), &["cut"], &["cut"], &[]);
+    agent.add_manifest("vmix", &v);
+    agent.edit_config(|t| t.replace("allow = []", &format!("allow = [\"{CAM}@1.0.0\", \"{VMIX}@1.0.0\"]")));
+    agent.start();
+    let ok = |out: std::process::Output| assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    ok(agent.talent(
+        "grant",
+        &["--name", "desk", "--capability", VMIX, "--scope", "studio:control", "--action", "cut", "--hazard", "on_air"],
+    ));
+    // Camera one shows vMix input 2, which starts on preview: its lamp is set off from the latest tally.
+    ok(agent
+        .binding("add", &["--name", "cam-lamp", "--node", CAM, "--camera", "--follow", VMIX, "--follow-input", "2"]));
+    let lamp = |on: bool| format!("81 01 7E 01 0A 00 0{} FF", if on { 2 } else { 3 });
+    let seen = |hex: &str| packets(&cam).iter().filter(|(_, h)| h == hex).count();
+    let off = if_tests::wait_for(Duration::from_secs(10), || (seen(&lamp(false)) >= 1).then_some(()));
+    assert!(off.is_some(), "the lamp was set off once the binding was added: {:?}", cam.received());
+    assert_eq!(seen(&lamp(true)), 0);
+
+    // A signed cut puts input 2 on program: the camera's lamp goes on.
+    let addr = agent.addr();
+    let mut cut = vec!["capability", "apply", VMIX, "--action", "cut", "--hazard", "on_air", "--why", "take 2"];
+    cut.extend(["--sender", "desk", "--key", desk.secret.to_str().expect("utf-8")]);
+    cut.extend(addr.iter().map(String::as_str));
+    let out = if_tests::wait_for(Duration::from_secs(10), || {
+        let out = Agent::ifctl(&cut);
+        out.status.success().then_some(out)
+    });
+    assert!(out.is_some(), "the cut ran");
+    let on = if_tests::wait_for(Duration::from_secs(10), || (seen(&lamp(true)) >= 1).then_some(()));
+    assert!(on.is_some(), "the lamp went on with the cut: {:?}", cam.received());
+    agent.stop();
 }

@@ -12,7 +12,8 @@
 //! that causes them is (POLICY), and the node's driver re-applies the lamps after any resync. A tally
 //! display binding sends its output's `display` action likewise (left-hand lamp red on program,
 //! right-hand green on preview, the text with them, and its label), and the output sends every display
-//! again on its refresh.
+//! again on its refresh. A camera binding sends the camera's `tally` action (its lamp on while the
+//! input is on program).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -159,6 +160,8 @@ pub(super) struct Shown {
     lamps: HashMap<(String, u8), Lamp>,
     /// Tally displays, by (output, display).
     displays: HashMap<(String, u16), Umd>,
+    /// Cameras' tally lamps, by camera.
+    cameras: HashMap<String, bool>,
 }
 
 /// What a tally display following input `input` shows for tally digits `digits`.
@@ -194,6 +197,24 @@ pub(super) async fn follow(ctx: &Ctx, t: &Tally, shown: &mut Shown) {
                 shown.lamps.insert((node, lamp), want);
             }
             Err(e) => tracing::warn!(node = %node, lamp, error = %e, "a lamp could not follow tally"),
+        }
+    }
+    let cameras = lock(&ctx.policy).cameras_following(&t.capability);
+    for (camera, input) in cameras {
+        let on = color(&t.tally, input) == Lamp::Red;
+        if shown.cameras.get(&camera) == Some(&on) {
+            continue;
+        }
+        let set = async {
+            let mut args = Args::new();
+            args.insert("on", ArgValue::Bool(on))?;
+            send(ctx, &camera, "tally", args, "a camera's tally lamp follows tally").await
+        };
+        match set.await {
+            Ok(()) => {
+                shown.cameras.insert(camera, on);
+            }
+            Err(e) => tracing::warn!(camera = %camera, error = %e, "a camera's tally lamp could not follow tally"),
         }
     }
     let displays = lock(&ctx.policy).displays_following(&t.capability);

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `binding.add` (a button) | `name`, `node` (the rack node's capability), `input`, `talent`, `capability`, `action`, `scope`, `hazards` (comma list, optional), `args` (`key=value` comma list, optional: whole numbers and `true`/`false` are typed, the rest is text) |
 //! | `binding.add` (a lamp) | `name`, `node`, `lamp`, `follow` (the switcher's capability), `follow_input` (from 1) |
+//! | `binding.add` (a camera's tally lamp) | `name`, `node` (the camera), `camera` (`true`), `follow`, `follow_input` |
 //! | `binding.add` (a tally display) | `name`, `node` (the `tsl-umd` output), `display` (its index), `follow`, `follow_input`, `label` (optional) |
 //! | `binding.remove` | `name` |
 //!
@@ -62,7 +63,17 @@ pub fn decide(body: &EnvelopeBody) -> Result<Set, IfError> {
         return Ok(Set::Unbind(name));
     }
     let node = capability(body, "node")?;
+    let camera = body.args.get("camera").is_some();
     let rule = match (body.args.get("input"), body.args.get("lamp"), body.args.get("display")) {
+        _ if camera && !matches!(body.args.get("camera"), Some(ArgValue::Bool(true))) => {
+            return Err(bad(format_args!("binding.add: camera must be true")));
+        }
+        (None, None, None) if camera => {
+            Rule::Camera { source: capability(body, "follow")?, input: number(body, "follow_input", 1..10_000)? as u32 }
+        }
+        _ if camera => {
+            return Err(bad(format_args!("binding.add: a camera's tally lamp takes no input, lamp or display")));
+        }
         (Some(_), None, None) => {
             let talent = text(body, "talent")?;
             let mut hazards = Hazards::NONE;
@@ -100,7 +111,7 @@ pub fn decide(body: &EnvelopeBody) -> Result<Set, IfError> {
         },
         _ => {
             return Err(bad(format_args!(
-                "binding.add: give one of input (a button), lamp (a lamp) or display (a tally display)"
+                "binding.add: give one of input (a button), lamp (a lamp), display (a tally display) or camera"
             )));
         }
     };
@@ -115,6 +126,9 @@ pub fn describe(b: &Binding) -> String {
         }
         Rule::Tally { lamp, source, input } => {
             format!("binding {}: lamp {lamp} of {} follows input {input} of {source}", b.name, b.node)
+        }
+        Rule::Camera { source, input } => {
+            format!("binding {}: the tally lamp of {} follows input {input} of {source}", b.name, b.node)
         }
         Rule::Umd { display, source, input, label } => {
             format!(
@@ -189,6 +203,19 @@ mod tests {
         let Rule::Umd { display, input, label, .. } = &b.rule else { panic!("a display") };
         assert_eq!((*display, *input, label.as_str()), (254, 2, "CAM 2 þ"));
         assert!(describe(&b).contains("display 254 of if://capability/umd follows input 2"), "{}", describe(&b));
+        let cam = command(
+            "binding.add",
+            &[
+                ("name", t("cam1-lamp")),
+                ("node", t("if://capability/camera.one")),
+                ("camera", ArgValue::Bool(true)),
+                ("follow", t("if://capability/vmix")),
+                ("follow_input", ArgValue::Int(1)),
+            ],
+        );
+        let Ok(Set::Binding(b)) = decide(&cam) else { panic!("a binding") };
+        assert!(matches!(b.rule, Rule::Camera { input: 1, .. }), "{b:?}");
+        assert!(describe(&b).contains("the tally lamp of if://capability/camera.one follows input 1"));
         let Ok(Set::Unbind(n)) = decide(&command("binding.remove", &[("name", t("cam1-tally"))])) else { panic!() };
         assert_eq!(n.as_str(), "cam1-tally");
     }
@@ -205,6 +232,8 @@ mod tests {
             with(&[]),
             with(&[("input", ArgValue::Int(1)), ("lamp", ArgValue::Int(1))]),
             with(&[("lamp", ArgValue::Int(1)), ("display", ArgValue::Int(1))]),
+            with(&[("camera", ArgValue::Bool(true)), ("lamp", ArgValue::Int(1))]),
+            with(&[("camera", t("yes")), ("follow", t("if://capability/vmix")), ("follow_input", ArgValue::Int(1))]),
             with(&[
                 ("display", ArgValue::Int(65_535)),
                 ("follow", t("if://capability/vmix")),

@@ -407,6 +407,17 @@ impl Policy {
             .collect()
     }
 
+    /// The cameras whose tally lamps follow `source`: (camera, input).
+    pub fn cameras_following(&self, source: &str) -> Vec<(String, u32)> {
+        self.bindings
+            .values()
+            .filter_map(|b| match &b.rule {
+                Rule::Camera { source: s, input } if s.as_str() == source => Some((b.node.to_string(), *input)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The tally displays that follow `source`: (output, display, input, label).
     pub fn displays_following(&self, source: &str) -> Vec<(String, u16, u32, String)> {
         self.bindings

@@ -5,7 +5,8 @@
 //! named talent: each press is authorized against that talent's grants at the moment it happens, so a
 //! revoked talent or a narrowed grant stops the button too. A [`Rule::Tally`] makes a lamp follow one
 //! input of a switcher's tally (red on program, green on preview), and a [`Rule::Umd`] a tally display
-//! (a UMD on a multiviewer) likewise, with its label.
+//! (a UMD on a multiviewer) likewise, with its label; a [`Rule::Camera`] lights a camera's own tally
+//! lamp while its input is on program.
 
 use serde::{Deserialize, Serialize};
 
@@ -68,5 +69,13 @@ pub enum Rule {
         input: u32,
         /// What the display reads.
         label: heapless::String<32>,
+    },
+    /// The tally lamp of camera `node` (a VISCA camera) follows input `input` of `source`'s tally: on
+    /// while the input is on program.
+    Camera {
+        /// The switcher whose tally it follows.
+        source: CapabilityId,
+        /// The switcher's input, from 1.
+        input: u32,
     },
 }

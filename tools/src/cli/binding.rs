@@ -13,8 +13,8 @@ use crate::{message, settings, talent};
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub(crate) enum BindingCommand {
-    /// Bind a button (`--input`) to an action, or a lamp (`--lamp`) or a tally display (`--display`) to a
-    /// switcher's tally; replaces an earlier binding of the same name.
+    /// Bind a button (`--input`) to an action, or a lamp (`--lamp`), a tally display (`--display`) or a
+    /// camera's tally lamp (`--camera`) to a switcher's tally; replaces an earlier binding of the same name.
     Add {
         /// The binding's name.
         #[arg(long)]
@@ -46,6 +46,9 @@ pub(crate) enum BindingCommand {
         /// A lamp: the node's lamp, from 0.
         #[arg(long, requires_all = ["follow", "follow_input"], conflicts_with = "display")]
         lamp: Option<u8>,
+        /// A camera: its own tally lamp follows (on while the input is on program).
+        #[arg(long, requires_all = ["follow", "follow_input"], conflicts_with_all = ["lamp", "display"])]
+        camera: bool,
         /// A tally display: its index (TSL v5) or address (v3.1), from 0.
         #[arg(long, requires_all = ["follow", "follow_input"])]
         display: Option<u16>,
@@ -88,6 +91,7 @@ fn add_args(command: &BindingCommand) -> Vec<String> {
         hazards,
         args,
         lamp,
+        camera,
         display,
         label,
         follow,
@@ -111,6 +115,7 @@ fn add_args(command: &BindingCommand) -> Vec<String> {
     put("hazards", &(!hazards.is_empty()).then(|| hazards.join(",")));
     put("args", &(!args.is_empty()).then(|| args.join(",")));
     put("lamp", &lamp.map(|l| l.to_string()));
+    put("camera", &camera.then(|| "true".to_string()));
     put("display", &display.map(|d| d.to_string()));
     put("label", label);
     put("follow", follow);

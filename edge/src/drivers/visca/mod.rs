@@ -14,7 +14,8 @@
 //! Actions, for camera `address` (1-7, from the endpoint `serial:///dev/ttyUSB0?baud=9600&address=1`):
 //! `preset_recall` (`preset` 0-127), `pan_tilt` (`direction` up/down/left/right/upleft/upright/downleft/
 //! downright, `pan_speed` 1-24, `tilt_speed` 1-20), `stop` (pan/tilt stop; mark it `emergency` in the
-//! manifest, so it overtakes and ends the queued moves), `zoom` (`direction` tele/wide/stop, `speed` 0-7).
+//! manifest, so it overtakes and ends the queued moves), `tally` (`on` true/false: the camera's own tally
+//! lamp, CAM_Tally), `zoom` (`direction` tele/wide/stop, `speed` 0-7).
 
 use super::supervisor::{Device, Refusable, supervise};
 use crate::backoff::Backoff;
@@ -99,6 +100,11 @@ pub fn packet(body: &EnvelopeBody, address: u8) -> Result<Vec<u8>, IfError> {
     match body.action.as_str() {
         "preset_recall" => Ok(vec![to, 0x01, 0x04, 0x3F, 0x02, int(body, "preset", 0..=127, None)?, 0xFF]),
         "stop" => Ok(vec![to, 0x01, 0x06, 0x01, 0x01, 0x01, 0x03, 0x03, 0xFF]),
+        // CAM_Tally: the camera's own tally lamp, 02 on, 03 off.
+        "tally" => match body.args.get("on") {
+            Some(ArgValue::Bool(on)) => Ok(vec![to, 0x01, 0x7E, 0x01, 0x0A, 0x00, if *on { 0x02 } else { 0x03 }, 0xFF]),
+            _ => Err(bad(body, "needs on, true or false")),
+        },
         "pan_tilt" => {
             let (x, y) = match word(body, "direction")? {
                 "up" => (0x03, 0x01),
@@ -330,6 +336,10 @@ mod tests {
             &[("direction", ArgValue::Text("tele".try_into().expect("short"))), ("speed", ArgValue::Int(7))],
         );
         assert_eq!(packet(&tele, 1).expect("ok"), [0x81, 0x01, 0x04, 0x07, 0x27, 0xFF]);
+        let lamp = |on| packet(&with("tally", &[("on", ArgValue::Bool(on))]), 3).expect("ok");
+        assert_eq!(lamp(true), [0x83, 0x01, 0x7E, 0x01, 0x0A, 0x00, 0x02, 0xFF]);
+        assert_eq!(lamp(false), [0x83, 0x01, 0x7E, 0x01, 0x0A, 0x00, 0x03, 0xFF]);
+        assert!(packet(&with("tally", &[("on", ArgValue::Int(1))]), 1).is_err());
         assert!(packet(&with("preset_recall", &[("preset", ArgValue::Int(200))]), 1).is_err());
         assert!(
             packet(&with("pan_tilt", &[("direction", ArgValue::Text("sideways".try_into().expect("short")))]), 1)
