@@ -9,10 +9,12 @@
 //! - [`vmix`]: the vMix TCP API.
 //! - [`videohub`]: the Blackmagic Videohub Ethernet protocol.
 //! - [`visca`]: a Sony VISCA camera on a serial line (a pty).
+//! - [`tsl`]: a TSL UMD v5.0 receiver (a multiviewer's tally displays) on UDP.
 //!
-//! `if-sim vmix|videohub|visca ...` (and `ifctl sim ...`, the same [`Device`] grammar) runs one until
+//! `if-sim vmix|videohub|visca|tsl ...` (and `ifctl sim ...`, the same [`Device`] grammar) runs one until
 //! it is killed.
 
+pub mod tsl;
 pub mod videohub;
 pub mod visca;
 pub mod vmix;
@@ -59,6 +61,15 @@ pub enum Device {
         #[arg(long)]
         fault_file: Option<PathBuf>,
     },
+    /// A TSL UMD v5.0 receiver: tally displays on UDP, each display message recorded.
+    Tsl {
+        /// UDP port on 127.0.0.1; 0 picks a free one (printed).
+        #[arg(long, default_value_t = 8900)]
+        port: u16,
+        /// Append every display message received to this file, one line each.
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
     /// A Blackmagic Videohub (port 9990 on a real router).
     Videohub {
         /// Port on 127.0.0.1; 0 picks a free one (printed).
@@ -92,6 +103,16 @@ pub async fn run(device: Device, json: bool) -> std::io::Result<()> {
         Device::Vmix { port, record, fault_file, inputs } => {
             let listener = listen("vmix", port, json).await?;
             vmix::serve(listener, Files { record, fault: fault_file }, inputs).await
+        }
+        Device::Tsl { port, record } => {
+            let socket = tokio::net::UdpSocket::bind(("127.0.0.1", port)).await?;
+            let addr = socket.local_addr()?;
+            match json {
+                true => println!("{}", serde_json::json!({ "simulator": "tsl", "listening": addr.to_string() })),
+                false => println!("tsl receiver listening on udp {addr}"),
+            }
+            let _ = std::io::stdout().flush();
+            tsl::serve(socket, Files { record, fault: None }).await
         }
         Device::Videohub { port, record, fault_file, size } => {
             let listener = listen("videohub", port, json).await?;

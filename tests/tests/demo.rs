@@ -27,6 +27,7 @@ fn the_demo_tells_its_whole_story_and_the_witness_log_verifies() {
         assert!(text.contains(step), "{step:?} in:\n{text}");
     }
     assert!(text.contains("demo: 10 of 10 steps behaved as expected; the witness log verifies"), "{text}");
+    assert!(text.contains(r#"the UMD received display 2 "CAM 2" red (TSL v5)"#), "tally reached the UMDs: {text}");
     assert!(!text.contains(". FAIL "), "no step failed: {text}");
     // What the hardware saw: one cut (the replay and the refused ones never reached vMix).
     let vmix = std::fs::read_to_string(site.join("vmix.received")).expect("vMix record");

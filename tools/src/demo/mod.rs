@@ -36,6 +36,7 @@ const VMIX: &str = "if://capability/vmix.switcher";
 const HUB: &str = "if://capability/videohub.router";
 const CAM: &str = "if://capability/camera.one";
 const RACK: &str = "if://capability/rack.one";
+const UMD: &str = "if://capability/umd.wall";
 
 /// What the demo is asked to do.
 #[derive(Debug)]
@@ -88,6 +89,7 @@ struct Site {
     vmix: Device,
     hub: Device,
     camera: Device,
+    umd: Device,
     agent_dir: PathBuf,
     /// The director's next sequence number.
     seq: std::sync::atomic::AtomicU64,
@@ -120,9 +122,11 @@ async fn story(dir: &Path, keep_running: bool, image: Option<PathBuf>, out: Narr
     let addr = broker::start(0)?;
     let url = format!("mqtt://{addr}");
     let (vmix, hub, camera) = (Device::new(dir, "vmix"), Device::new(dir, "videohub"), Device::new(dir, "camera"));
-    let endpoints = start_devices(dir, [&vmix, &hub, &camera]).await?;
+    let umd = Device::new(dir, "umd");
+    let endpoints = start_devices(dir, [&vmix, &hub, &camera, &umd]).await?;
     out.say(format_args!("  broker    {url} (inside this process)"));
     out.say(format_args!("  vMix      {}   Videohub {}   camera {}", endpoints[0], endpoints[1], endpoints[2]));
+    out.say(format_args!("  UMDs      a TSL v5 receiver on {}", endpoints[3]));
     let mut rack = match (rack::missing(image.as_deref()), image.as_deref()) {
         (None, Some(image)) => {
             let rack = rack::Rack::start(image).await?;
@@ -158,6 +162,7 @@ async fn story(dir: &Path, keep_running: bool, image: Option<PathBuf>, out: Narr
         vmix,
         hub,
         camera,
+        umd,
         agent_dir,
         seq: std::sync::atomic::AtomicU64::new(1),
         out,
@@ -170,6 +175,7 @@ async fn story(dir: &Path, keep_running: bool, image: Option<PathBuf>, out: Narr
         .map_err(|e| failed("agent thread", e))?;
     out.say(format_args!("  agent     {SITE}/{AGENT}, files in {}\n", site.agent_dir.display()));
     grant_director(&site).await?;
+    setup::bind_umds(&site).await?;
     if rack.is_some() {
         setup::bind_rack(&site).await?;
     }

@@ -1,5 +1,5 @@
 //! Setting the demo site up: the simulators, the keys, the trust root and one signed manifest per
-//! device, the agent's configuration, and the director's grants.
+//! device, the agent's configuration, the director's grants and the tally displays' bindings.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -7,16 +7,19 @@ use std::time::Duration;
 use if_edge::reply::Reply;
 use if_protocol::IfError;
 
-use super::{AGENT, CAM, Device, HUB, RACK, SITE, Site, VMIX, failed};
+use super::{AGENT, CAM, Device, HUB, RACK, SITE, Site, UMD, VMIX, failed};
 use crate::message::{self, Target};
 use crate::{policy, talent};
 
-/// Starts the three simulators; returns their endpoints as manifests name them.
-pub(super) async fn start_devices(dir: &Path, devices: [&Device; 3]) -> Result<[String; 3], IfError> {
+/// Starts the four simulators; returns their endpoints as manifests name them.
+pub(super) async fn start_devices(dir: &Path, devices: [&Device; 4]) -> Result<[String; 4], IfError> {
     for d in devices {
         d.fault("")?;
     }
-    let [vmix_files, hub_files, camera_files] = devices.map(|d| d.files.clone());
+    let [vmix_files, hub_files, camera_files, umd_files] = devices.map(|d| d.files.clone());
+    let umd = tokio::net::UdpSocket::bind("127.0.0.1:0").await.map_err(|e| failed("TSL receiver", e))?;
+    let umd_at = umd.local_addr().map_err(|e| failed("TSL receiver", e))?;
+    tokio::spawn(if_sim::tsl::serve(umd, umd_files));
     let vmix = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| failed("vMix simulator", e))?;
     let hub = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| failed("Videohub simulator", e))?;
     let endpoint = |l: &tokio::net::TcpListener| l.local_addr().map(|a| format!("tcp://{a}"));
@@ -27,7 +30,12 @@ pub(super) async fn start_devices(dir: &Path, devices: [&Device; 3]) -> Result<[
     tokio::spawn(if_sim::vmix::serve(vmix, vmix_files, 4));
     tokio::spawn(if_sim::videohub::serve(hub, hub_files, 12));
     tokio::spawn(if_sim::visca::serve(camera, camera_files));
-    Ok([vmix_at, hub_at, format!("serial://{}?baud=9600&address=1", link.display())])
+    Ok([
+        vmix_at,
+        hub_at,
+        format!("serial://{}?baud=9600&address=1", link.display()),
+        format!("udp://{umd_at}?version=5"),
+    ])
 }
 
 /// A manifest for the demo's devices: actions as (name, hazards, emergency).
@@ -50,7 +58,7 @@ pub(super) fn set_up(
     keys: &Path,
     agent_dir: &Path,
     url: &str,
-    endpoints: &[String; 3],
+    endpoints: &[String; 4],
     rack: Option<&str>,
 ) -> Result<PathBuf, IfError> {
     for name in ["security", "policy", "director", "intruder"] {
@@ -95,6 +103,7 @@ pub(super) fn set_up(
                 &[("preset_recall", "\"motion\"", false), ("pan_tilt", "\"motion\"", false), ("stop", "", true)],
             ),
         ),
+        ("umd", manifest(UMD, "tsl-umd", &endpoints[3], &[("display", "", false), ("refresh", "", false)])),
     ];
     let mut allow = Vec::new();
     for (name, text) in manifests.into_iter().chain(rack_manifest) {
@@ -136,6 +145,25 @@ pub(super) async fn grant_director(site: &Site) -> Result<(), IfError> {
         let frame =
             message::sign(&talent::command("talent.grant", args, &policy_key, None, "demo grants"), &site.target)?;
         expect_ok(message::send(&site.target, frame).await?, "talent.grant")?;
+    }
+    Ok(())
+}
+
+/// Binds the multiviewer's tally displays 1 and 2 to vMix inputs 1 and 2, reading CAM 1 and CAM 2.
+pub(super) async fn bind_umds(site: &Site) -> Result<(), IfError> {
+    let policy_key = site.keys.join("policy.key");
+    for input in 1..=2u8 {
+        let args = vec![
+            format!("name=umd{input}"),
+            format!("node={UMD}"),
+            format!("display={input}"),
+            format!("follow={VMIX}"),
+            format!("follow_input={input}"),
+            format!("label=CAM {input}"),
+        ];
+        let frame =
+            message::sign(&talent::command("binding.add", args, &policy_key, None, "demo bindings"), &site.target)?;
+        expect_ok(message::send(&site.target, frame).await?, "binding.add")?;
     }
     Ok(())
 }

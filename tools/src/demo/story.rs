@@ -55,11 +55,25 @@ pub(super) async fn steps(site: &Site) -> Vec<Step> {
     let cuts = || site.vmix.received().iter().filter(|l| l.starts_with("FUNCTION Cut")).count();
     let tally: Option<if_protocol::messages::Tally> = retained(&site.target, Kind::Tally).await;
     let program = tally.map_or_else(|| "none".into(), |t| format!("{:?}", t.program));
+    // The multiviewer's display 2 follows input 2, now on program: red on the left and in its text.
+    let on_air = r#"display 2 screen 0 left red text red right off brightness 3 "CAM 2""#;
+    let mut umd = false;
+    for _ in 0..30 {
+        umd = site.umd.received().iter().any(|l| l == on_air);
+        if umd {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     steps.push(site.out.step(
         1,
         "the director cuts vMix, declaring the on-air hazard",
-        code(&first) == "OK" && cuts() == 1 && program == "[2]",
-        &format!("{}; vMix received FUNCTION Cut; tally topic: program {program}", said(&first)),
+        code(&first) == "OK" && cuts() == 1 && program == "[2]" && umd,
+        &format!(
+            "{}; vMix received FUNCTION Cut; tally topic: program {program}; the UMD received {}",
+            said(&first),
+            if umd { "display 2 \"CAM 2\" red (TSL v5)" } else { "nothing for display 2" }
+        ),
     ));
 
     // 2. A salvo: three routes in one block, all or nothing.
