@@ -34,11 +34,13 @@ pub enum Kind {
     Security,
     /// Contact closures (buttons) on the agent's rack nodes.
     Gpi,
+    /// Video routers' routing, with labels (retained).
+    Routing,
 }
 
 impl Kind {
     /// Every kind, for parsing.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Cmd,
         Kind::Dlq,
         Kind::Status,
@@ -48,6 +50,7 @@ impl Kind {
         Kind::AnchorsAck,
         Kind::Security,
         Kind::Gpi,
+        Kind::Routing,
     ];
 
     /// The topic's last levels.
@@ -62,6 +65,7 @@ impl Kind {
             Kind::AnchorsAck => "anchors/ack",
             Kind::Security => "security",
             Kind::Gpi => "gpi",
+            Kind::Routing => "routing",
         }
     }
 }
@@ -106,6 +110,8 @@ pub struct Topics {
     pub security: String,
     /// Button presses and releases on this agent's rack nodes.
     pub gpi: String,
+    /// Video routers' routing (retained), one topic per router under it: [`Topics::routing_of`].
+    pub routing: String,
     /// The site.
     pub site: String,
     /// The agent's name.
@@ -126,10 +132,16 @@ impl Topics {
             anchors_ack: of(site, agent, Kind::AnchorsAck),
             security: of(site, agent, Kind::Security),
             gpi: of(site, agent, Kind::Gpi),
+            routing: of(site, agent, Kind::Routing),
             site: site.to_string(),
             agent: agent.to_string(),
             base: format!("{ROOT}/{site}/{agent}"),
         }
+    }
+
+    /// The routing topic of router `name` (its capability without `if://capability/`).
+    pub fn routing_of(&self, name: &str) -> String {
+        format!("{}/{name}", self.routing)
     }
 
     /// The default reply topic of a sender.

@@ -1,11 +1,12 @@
 //! The videohub-tcp driver through the whole path against the Videohub simulator: routes and salvos
-//! confirmed by the router's status, all-or-nothing salvos, locked outputs, NAK, a hung router, and a
-//! restart.
+//! confirmed by the router's status, all-or-nothing salvos, locked outputs, NAK, a hung router, a
+//! restart, and the routing feedback topic following the router, also when another client routes.
 
 use std::time::Duration;
 
 use if_protocol::envelope::{ArgValue, Hazards};
 use if_tests::device::{self, DeviceRig, Limits, code, text};
+use if_tests::probe::Probe;
 use if_tests::sim::Sim;
 
 const HUB: &str = "if://capability/videohub.router";
@@ -74,4 +75,60 @@ fn routes_and_salvos_are_confirmed_or_refused_whole() {
     assert_eq!(code(&locked), "IF_ERR_403", "{locked}");
     assert!(locked["error"]["message"].as_str().unwrap_or("").contains("locked"), "{locked}");
     r.agent.stop();
+}
+
+#[test]
+fn the_routing_topic_follows_the_router_with_its_labels_also_when_another_client_routes() {
+    let sim = Sim::start("videohub");
+    let mut watcher = None;
+    let mut r = DeviceRig::new(&manifest(&sim.endpoint()), HUB, &["route", "salvo"], |broker, agent| {
+        let p = Probe::connect(broker, &agent.site, &agent.name);
+        p.subscribe(&format!("{}/#", p.topics.routing));
+        watcher = Some(p);
+    });
+    let watcher = watcher.expect("a watcher");
+    let topic = watcher.topics.routing_of("videohub.router");
+    let route_of = |m: &serde_json::Value, output: u64| {
+        m["routes"].as_array().and_then(|a| a.iter().find(|r| r["output"] == output)).cloned().unwrap_or_default()
+    };
+    let until = |what: &str, f: &dyn Fn(&serde_json::Value) -> bool| {
+        let found = if_tests::wait_for(Duration::from_secs(10), || {
+            let m = watcher.next_on(&topic, Duration::from_millis(500))?;
+            let v = m.json();
+            f(&v).then_some(v)
+        });
+        found.unwrap_or_else(|| panic!("{what}"))
+    };
+    // The prelude: every output with the router's labels, signed for its topic.
+    let first = until("the routing after the prelude", &|v| v["routes"].as_array().is_some_and(|a| a.len() == 12));
+    assert_eq!(first["capability"], HUB);
+    assert!(first["sig"].is_string(), "signed: {first}");
+    let out0 = route_of(&first, 0);
+    assert_eq!((out0["output_label"].as_str(), out0["input_label"].as_str()), (Some("Output 1"), Some("Input 1")));
+
+    // A route through the agent.
+    let ok = if_tests::wait_for(Duration::from_secs(10), || {
+        let reply = r.ask("route", Hazards::ON_AIR, &[("output", ArgValue::Int(2)), ("input", ArgValue::Int(5))]);
+        (code(&reply) == "OK").then_some(())
+    });
+    assert!(ok.is_some());
+    let after = until("output 2 from input 5", &|v| route_of(v, 2)["input"] == 5);
+    assert_eq!(route_of(&after, 2)["input_label"], "Input 6");
+
+    // Another client on the router (a hardware panel, another controller) routes output 3 to input 9.
+    let addr = sim.endpoint().trim_start_matches("tcp://").to_string();
+    let mut panel = std::net::TcpStream::connect(addr).expect("a second client");
+    panel.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let mut prelude = String::new();
+    let mut reader = std::io::BufReader::new(panel.try_clone().expect("clone"));
+    while !prelude.contains("END PRELUDE:") {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut reader, &mut line).expect("the prelude") == 0 {
+            break;
+        }
+        prelude += &line;
+    }
+    std::io::Write::write_all(&mut panel, b"VIDEO OUTPUT ROUTING:\n3 9\n\n").expect("route from the panel");
+    let other = until("output 3 from input 9, routed by another client", &|v| route_of(v, 3)["input"] == 9);
+    assert_eq!(route_of(&other, 2)["input"], 5, "the rest as it was");
 }

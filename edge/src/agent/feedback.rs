@@ -81,6 +81,28 @@ pub(super) async fn tally_loop(ctx: Ctx, mut changes: mpsc::UnboundedReceiver<Ta
     }
 }
 
+/// Each router's routing on its own topic, `routing/{name}`, retained and signed, at most ten times a
+/// second: a router that floods status blocks costs a bounded amount, and the latest routing of each
+/// is always what is published.
+pub(super) async fn routing_loop(ctx: Ctx, mut reports: mpsc::Receiver<crate::drivers::Routing>) {
+    while let Some(first) = reports.recv().await {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut latest = std::collections::BTreeMap::new();
+        latest.insert(first.capability.clone(), first);
+        while let Ok(newer) = reports.try_recv() {
+            latest.insert(newer.capability.clone(), newer);
+        }
+        for (capability, r) in latest {
+            let Ok(name) = if_protocol::envelope::capability_name(&capability) else { continue };
+            let topic = ctx.topics.routing_of(name);
+            let payload =
+                messages::Routing { capability: capability.clone(), routes: r.routes, at_ms: Clock::system_ms() };
+            let bytes = ctx.signer.publication(&topic, serde_json::to_vec(&payload).unwrap_or_default());
+            let _ = ctx.client.publish(topic, QoS::AtLeastOnce, true, bytes).await;
+        }
+    }
+}
+
 /// What devices report by themselves: each witnessed (GPI or DEVICE), and button edges published on the
 /// `gpi` topic with the index of their record.
 pub(super) async fn device_loop(ctx: Ctx, mut reports: mpsc::Receiver<DeviceReport>) {

@@ -217,6 +217,7 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     feedback.spawn(cancel.clone().run_until_cancelled_owned(pushes::policy_loop(ctx.clone(), policy_rx)));
     feedback.spawn(cancel.clone().run_until_cancelled_owned(feedback::breaker_loop(ctx.clone(), up.breakers)));
     feedback.spawn(cancel.clone().run_until_cancelled_owned(feedback::tally_loop(ctx.clone(), up.tallies)));
+    feedback.spawn(cancel.clone().run_until_cancelled_owned(feedback::routing_loop(ctx.clone(), up.routing)));
     feedback.spawn(cancel.clone().run_until_cancelled_owned(feedback::device_loop(ctx.clone(), up.device_events)));
     feedback.spawn(cancel.clone().run_until_cancelled_owned(feedback::conflict_loop(ctx.clone(), up.conflicts)));
     feedback.spawn(cancel.clone().run_until_cancelled_owned(feedback::status_updates(ctx.clone(), up.status_every)));

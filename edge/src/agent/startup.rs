@@ -56,6 +56,8 @@ pub(super) struct Started {
     pub breakers: mpsc::UnboundedReceiver<BreakerEvent>,
     /// Tally changes from the drivers.
     pub tallies: mpsc::UnboundedReceiver<Tally>,
+    /// Routers' routing.
+    pub routing: mpsc::Receiver<crate::drivers::Routing>,
     /// What devices reported by themselves (buttons, a rack node's boot or safe state).
     pub device_events: mpsc::Receiver<DeviceReport>,
     /// Conflicts over the agent's identity, from the MQTT driver.
@@ -120,7 +122,8 @@ pub(super) fn start(loaded: &Loaded) -> Result<Started, IfError> {
     let (breaker_tx, breakers) = mpsc::unbounded_channel();
     let (tally_tx, tallies) = mpsc::unbounded_channel();
     let (events_tx, device_events) = mpsc::channel(crate::drivers::DEVICE_EVENTS);
-    let drivers = DriverContext { tally: tally_tx, events: events_tx };
+    let (routing_tx, routing) = mpsc::channel(crate::drivers::ROUTING_REPORTS);
+    let drivers = DriverContext { tally: tally_tx, events: events_tx, routing: routing_tx };
     let mut lanes = Vec::new();
     let mut not_offered = Vec::new();
     for m in policy.manifests() {
@@ -201,6 +204,7 @@ pub(super) fn start(loaded: &Loaded) -> Result<Started, IfError> {
         forgets,
         breakers,
         tallies,
+        routing,
         device_events,
         conflicts,
         uplink,

@@ -81,6 +81,19 @@ pub struct DeviceReport {
 /// Device events waiting for the agent, at most: a device that floods is dropped from, not followed.
 pub const DEVICE_EVENTS: usize = 256;
 
+/// A router's whole routing as its status said, with its labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routing {
+    /// The capability (router).
+    pub capability: String,
+    /// Every output's route.
+    pub routes: Vec<if_protocol::messages::Route>,
+}
+
+/// Routing reports waiting for the agent, at most: each is the whole routing, so when the agent is
+/// behind a newer one replaces what could not wait.
+pub const ROUTING_REPORTS: usize = 16;
+
 /// What drivers may send back to the agent, besides answers.
 #[derive(Debug, Clone)]
 pub struct DriverContext {
@@ -88,6 +101,8 @@ pub struct DriverContext {
     pub tally: mpsc::UnboundedSender<Tally>,
     /// Device events, witnessed and published (bounded by [`DEVICE_EVENTS`]).
     pub events: mpsc::Sender<DeviceReport>,
+    /// Routers' routing, published retained (bounded by [`ROUTING_REPORTS`]).
+    pub routing: mpsc::Sender<Routing>,
 }
 
 /// Connects to `addr` within `timeout`, with Nagle off (device commands are small and latency counts).
@@ -152,6 +167,7 @@ pub fn build(m: &Manifest, vault: &Vault, ctx: &DriverContext) -> Result<Arc<dyn
             timeout,
             Backoff::from_secs(&m.limits.backoff),
             m.id.to_string(),
+            ctx.routing.clone(),
         ))),
         visca::DRIVER => {
             let endpoint = visca::Endpoint::parse(&m.endpoint)

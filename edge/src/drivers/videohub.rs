@@ -109,6 +109,21 @@ impl Model {
         }
     }
 
+    /// Every output's route, with the labels the router gave.
+    pub fn routes(&self) -> Vec<if_protocol::messages::Route> {
+        let label = |labels: &[String], i: usize| labels.get(i).cloned().unwrap_or_default();
+        self.routing
+            .iter()
+            .enumerate()
+            .map(|(o, &i)| if_protocol::messages::Route {
+                output: u32::try_from(o).unwrap_or(u32::MAX),
+                input: u32::try_from(i).unwrap_or(u32::MAX),
+                output_label: label(&self.output_labels, o),
+                input_label: label(&self.input_labels, i),
+            })
+            .collect()
+    }
+
     /// Why `routes` cannot be sent, if a route names a missing port or a locked output.
     fn refuse(&self, routes: &[(usize, usize)]) -> Option<IfError> {
         for (o, i) in routes {
@@ -189,10 +204,18 @@ fn unreachable(endpoint: &str, why: impl std::fmt::Display) -> IfError {
 
 impl Videohub {
     /// Starts the connection task for `host:port`.
-    pub fn start(addr: String, timeout: Duration, backoff: Backoff, capability: String) -> Self {
+    /// Its routing, with labels, goes to `routing` after the prelude and after every status block that
+    /// changes it (also one another client caused).
+    pub fn start(
+        addr: String,
+        timeout: Duration,
+        backoff: Backoff,
+        capability: String,
+        routing: mpsc::Sender<super::Routing>,
+    ) -> Self {
         let (requests, rx) = mpsc::channel(64);
         let model = Arc::new(Mutex::new(None));
-        let task = Connection { addr: addr.clone(), timeout, capability, model: model.clone() };
+        let task = Connection { addr: addr.clone(), timeout, capability, model: model.clone(), routing };
         tokio::spawn(supervise(task, backoff, rx));
         Videohub { requests, model, endpoint: addr }
     }
@@ -243,6 +266,7 @@ struct Connection {
     timeout: Duration,
     capability: String,
     model: Arc<Mutex<Option<Model>>>,
+    routing: mpsc::Sender<super::Routing>,
 }
 
 impl Device for Connection {
@@ -315,6 +339,7 @@ impl Connection {
                 Err(_) => return Err(unreachable(&self.addr, "no prelude: not a Videohub endpoint")),
             }
         }
+        self.report(&model);
         *self.model.lock().await = Some(model);
         Ok((r, w))
     }
@@ -343,8 +368,17 @@ impl Connection {
 
     async fn update(&self, header: &str, lines: &[String]) {
         if let Some(m) = self.model.lock().await.as_mut() {
+            let before = (m.routing.clone(), m.input_labels.clone(), m.output_labels.clone());
             m.apply(header, lines);
+            if before != (m.routing.clone(), m.input_labels.clone(), m.output_labels.clone()) {
+                self.report(m);
+            }
         }
+    }
+
+    /// Sends the routing on; when the agent is behind, this one is dropped and a later one carries it.
+    fn report(&self, m: &Model) {
+        let _ = self.routing.try_send(super::Routing { capability: self.capability.clone(), routes: m.routes() });
     }
 
     /// Sends one request and waits for its answer (and, for routes, the status that confirms them).

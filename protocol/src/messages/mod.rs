@@ -9,10 +9,12 @@
 
 pub mod anchor;
 pub mod gpi;
+pub mod routing;
 pub mod status;
 pub mod tally;
 
 pub use anchor::{Ack, Anchor, Evidence};
 pub use gpi::Gpi;
+pub use routing::{Route, Routing};
 pub use status::{State, Status};
 pub use tally::Tally;
