@@ -155,8 +155,20 @@ async fn client(
                 "SUBSCRIBE OK TALLY".to_string()
             }
             ("XML", _) => {
-                let xml =
-                    format!("<vmix><version>27.0.0.49</version><tally>{}</tally></vmix>", state.lock().await.tally());
+                let xml = {
+                    let s = state.lock().await;
+                    let inputs: String = (1..=s.inputs)
+                        .map(|i| {
+                            format!(
+                                "<input key=\"{i:08}\" number=\"{i}\" type=\"Capture\" title=\"Camera {i}\" shortTitle=\"Cam {i}\">Camera {i}</input>"
+                            )
+                        })
+                        .collect();
+                    format!(
+                        "<vmix><version>27.0.0.49</version><inputs>{inputs}</inputs><tally>{}</tally></vmix>",
+                        s.tally()
+                    )
+                };
                 w.write_all(format!("XML {}\r\n{xml}\r\n", xml.len() + 2).as_bytes()).await?;
                 continue;
             }

@@ -1,6 +1,7 @@
 //! Tally displays over TSL UMD through the whole path: a signed vMix cut through the real agent and the
 //! vMix simulator, and the displays bound to the switcher's inputs change on a v5.0 UDP receiver, a v5.0
-//! TCP receiver (the DLE/STX stream form, with a 0xFE in the index and the text) and a v3.1 UDP receiver,
+//! TCP receiver (the DLE/STX stream form, with a 0xFE in the index and the text) and a v3.1 UDP receiver
+//! (a display without a label of its own reads vMix's title of the input),
 //! each parsed here from the published layout, not with the agent's codec. UMDs forget, so the same
 //! state comes again on the output's refresh with no tally change; a binding added later is shown from
 //! the latest tally at once.
@@ -183,8 +184,9 @@ fn a_signed_cut_changes_the_bound_tally_displays_over_v5_udp_v5_tcp_and_v31() {
     let first = until("display 3 red on the left and in its text", || {
         v5_datagrams(&wall, before).iter().find(|m| program(m)).map(|m| m.0)
     });
-    until("display 4 green on the right, reading Input 1", || {
-        v5_datagrams(&wall, before).iter().any(on(4, 0, 2, 2, "Input 1")).then_some(())
+    // Display 4's binding has no label: it reads vMix's own title of input 1 (from vMix's XML).
+    until("display 4 green on the right, reading vMix's title of input 1", || {
+        v5_datagrams(&wall, before).iter().any(on(4, 0, 2, 2, "Camera 1")).then_some(())
     });
     // No tally change since: the refresh sends display 3 again.
     until("display 3 again on the refresh, a second later", || {

@@ -36,10 +36,13 @@ fn commands_reach_vmix_and_tally_comes_back() {
     let (mut r, tally) = rig(&sim.endpoint());
     wait_until("the driver subscribed and resynced", || {
         let got = sim.received();
-        got.contains(&"SUBSCRIBE TALLY".to_string()) && got.contains(&"TALLY".to_string())
+        got.contains(&"SUBSCRIBE TALLY".to_string())
+            && got.contains(&"TALLY".to_string())
+            && got.contains(&"XML".to_string())
     });
     let first = tally.next_on(&tally.topics.tally, Duration::from_secs(5)).expect("the resync's tally").json();
     assert_eq!((first["tally"].as_str(), first["capability"].as_str()), (Some("1200"), Some(VMIX)));
+    assert_eq!(first["labels"]["2"], "Camera 2", "vMix's titles, read from its XML at connect: {first}");
 
     let cut = r.ask("cut", Hazards::ON_AIR, &[]);
     assert_eq!(code(&cut), "OK", "{cut}");

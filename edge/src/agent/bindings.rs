@@ -164,10 +164,15 @@ pub(super) struct Shown {
     cameras: HashMap<String, bool>,
 }
 
-/// What a tally display following input `input` shows for tally digits `digits`.
-pub(super) fn umd(digits: &str, input: u32, label: &str) -> Umd {
-    let text = if label.is_empty() { format!("Input {input}") } else { label.to_string() };
-    match color(digits, input) {
+/// What a tally display following input `input` shows for tally `t`: the binding's label, else the
+/// switcher's title of the input, else `Input N`.
+pub(super) fn umd(t: &Tally, input: u32, label: &str) -> Umd {
+    let text = match (label, t.labels.get(&input)) {
+        ("", Some(title)) if !title.is_empty() => title.clone(),
+        ("", _) => format!("Input {input}"),
+        (label, _) => label.to_string(),
+    };
+    match color(&t.tally, input) {
         Lamp::Red => ("red", "red", "off", text),
         Lamp::Green => ("off", "green", "green", text),
         _ => ("off", "off", "off", text),
@@ -219,7 +224,7 @@ pub(super) async fn follow(ctx: &Ctx, t: &Tally, shown: &mut Shown) {
     }
     let displays = lock(&ctx.policy).displays_following(&t.capability);
     for (output, index, input, label) in displays {
-        let want = umd(&t.tally, input, &label);
+        let want = umd(t, input, &label);
         if shown.displays.get(&(output.clone(), index)) == Some(&want) {
             continue;
         }
@@ -280,8 +285,14 @@ mod tests {
 
     #[test]
     fn a_display_is_red_on_the_left_on_program_green_on_the_right_on_preview_and_reads_its_label() {
-        assert_eq!(umd("0120", 2, "CAM 2"), ("red", "red", "off", "CAM 2".to_string()));
-        assert_eq!(umd("0120", 3, ""), ("off", "green", "green", "Input 3".to_string()));
-        assert_eq!(umd("0120", 1, "CAM 1"), ("off", "off", "off", "CAM 1".to_string()));
+        let t = Tally {
+            capability: "if://capability/vmix".into(),
+            tally: "0120".into(),
+            labels: [(1, "Host".to_string()), (3, String::new())].into_iter().collect(),
+        };
+        assert_eq!(umd(&t, 2, "CAM 2"), ("red", "red", "off", "CAM 2".to_string()));
+        assert_eq!(umd(&t, 3, ""), ("off", "green", "green", "Input 3".to_string()));
+        assert_eq!(umd(&t, 1, ""), ("off", "off", "off", "Host".to_string()), "the switcher's title");
+        assert_eq!(umd(&t, 1, "CAM 1"), ("off", "off", "off", "CAM 1".to_string()), "the binding's label first");
     }
 }

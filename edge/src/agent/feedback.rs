@@ -61,7 +61,8 @@ pub(super) async fn tally_loop(ctx: Ctx, mut changes: mpsc::UnboundedReceiver<Ta
         tokio::select! {
             t = changes.recv() => {
                 let Some(t) = t else { return };
-                let payload = messages::Tally::from_digits(&t.capability, &t.tally, Clock::system_ms());
+                let payload = messages::Tally::from_digits(&t.capability, &t.tally, Clock::system_ms())
+                    .labelled(t.labels.clone());
                 let bytes =
                     ctx.signer.publication(&ctx.topics.tally, serde_json::to_vec(&payload).unwrap_or_default());
                 let _ = ctx.client.publish(ctx.topics.tally.clone(), QoS::AtLeastOnce, true, bytes).await;

@@ -43,6 +43,8 @@ pub struct Tally {
     pub capability: String,
     /// The digits.
     pub tally: String,
+    /// The switcher's titles of its inputs, by number from 1 (read at connect).
+    pub labels: std::collections::BTreeMap<u32, String>,
 }
 
 /// Something a device did by itself, to be witnessed and published.

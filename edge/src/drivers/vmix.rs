@@ -1,8 +1,8 @@
 //! `vmix-tcp`: the vMix TCP API (docs/PROTOCOLS.md), one request in flight, tally by subscription.
 //!
 //! One task owns the connection. It checks the greeting (a web-controller port answers HTTP and is
-//! reported as "not a vMix TCP API endpoint"), subscribes to tally and reads the current tally (resync)
-//! after every connect, and then sends one request at a time, as vMix asks: the next goes only after the
+//! reported as "not a vMix TCP API endpoint"), subscribes to tally, reads the input titles from vMix's
+//! XML and the current tally (resync) after every connect, and then sends one request at a time, as vMix asks: the next goes only after the
 //! answer to the previous one. Unsolicited `TALLY OK` lines are tally changes, published through
 //! [`DriverContext`](super::DriverContext). A request whose answer does not come in time is
 //! DEVICE_TIMEOUT, and the connection is dropped and made again: a late answer must never be taken for
@@ -74,7 +74,14 @@ impl Vmix {
     pub fn start(addr: String, timeout: Duration, backoff: Backoff, capability: String, ctx: DriverContext) -> Self {
         let (requests, rx) = mpsc::channel(64);
         let connected = Arc::new(AtomicBool::new(false));
-        let task = Connection { addr: addr.clone(), timeout, capability, ctx, connected: connected.clone() };
+        let task = Connection {
+            addr: addr.clone(),
+            timeout,
+            capability,
+            ctx,
+            connected: connected.clone(),
+            labels: Default::default(),
+        };
         tokio::spawn(supervise(task, backoff, rx));
         Vmix { requests, connected, endpoint: addr }
     }
@@ -146,6 +153,8 @@ struct Connection {
     capability: String,
     ctx: DriverContext,
     connected: Arc<AtomicBool>,
+    /// The input titles from the XML read at connect.
+    labels: std::sync::Mutex<std::collections::BTreeMap<u32, String>>,
 }
 
 impl Device for Connection {
@@ -201,6 +210,29 @@ impl Connection {
         if !greeting.starts_with("VERSION OK") {
             return Err(unreachable(&self.addr, "no vMix greeting: not a vMix TCP API endpoint"));
         }
+        // The titles first, so that the resync's tally carries them. A document too long to read leaves
+        // them unknown (the line reader skips it); the connection is kept either way.
+        w.write_all(b"XML\r\n").await.map_err(|e| unreachable(&self.addr, e))?;
+        let titles = loop {
+            match tokio::time::timeout(self.timeout, read_any(&mut r)).await {
+                Err(_) => return Err(unreachable(&self.addr, "no answer to XML")),
+                Ok(Err(e)) if e.contains("max line length") => break Default::default(),
+                Ok(Err(e)) => return Err(unreachable(&self.addr, e)),
+                Ok(Ok(line)) if parse(&line).command == "XML" => {
+                    break match parse(&line).status.parse::<usize>() {
+                        Ok(_) => match tokio::time::timeout(self.timeout, read_any(&mut r)).await {
+                            Ok(Ok(doc)) => titles(&doc),
+                            Ok(Err(e)) if e.contains("max line length") => Default::default(),
+                            Ok(Err(e)) => return Err(unreachable(&self.addr, e)),
+                            Err(_) => return Err(unreachable(&self.addr, "the XML did not come")),
+                        },
+                        Err(_) => Default::default(),
+                    };
+                }
+                Ok(Ok(_)) => {}
+            }
+        };
+        *self.labels.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = titles;
         for (line, want) in [("SUBSCRIBE TALLY", "SUBSCRIBE"), ("TALLY", "TALLY")] {
             w.write_all(format!("{line}\r\n").as_bytes()).await.map_err(|e| unreachable(&self.addr, e))?;
             loop {
@@ -225,7 +257,8 @@ impl Connection {
     }
 
     fn publish_tally(&self, digits: &str) {
-        let _ = self.ctx.tally.send(Tally { capability: self.capability.clone(), tally: digits.to_string() });
+        let labels = self.labels.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let _ = self.ctx.tally.send(Tally { capability: self.capability.clone(), tally: digits.to_string(), labels });
     }
 
     /// Serves requests one at a time until the connection fails; returns why.
@@ -284,6 +317,33 @@ impl Connection {
     }
 }
 
+/// The most inputs whose titles are kept, and the longest title kept.
+const MAX_TITLES: usize = 1000;
+const MAX_TITLE: usize = 64;
+
+/// The `title` of each `<input ... number="N" ... title="...">` in vMix's XML, by number. A scan for
+/// the two attributes, not a full XML parser: vMix writes them on one element each, entities escaped.
+pub fn titles(doc: &str) -> std::collections::BTreeMap<u32, String> {
+    let attr = |el: &str, name: &str| -> Option<String> {
+        let at = el.find(&format!(" {name}=\""))? + name.len() + 3;
+        let end = el[at..].find('"')?;
+        Some(unescape(&el[at..at + end]))
+    };
+    doc.split("<input ")
+        .skip(1)
+        .filter_map(|el| {
+            let el = format!(" {}", &el[..el.find('>').unwrap_or(el.len())]);
+            let n = attr(&el, "number")?.parse().ok()?;
+            Some((n, attr(&el, "title")?.chars().take(MAX_TITLE).collect()))
+        })
+        .take(MAX_TITLES)
+        .collect()
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&")
+}
+
 /// Lines from vMix, each at most [`MAX_LINE`] bytes; reading one is cancel-safe.
 type Reader = FramedRead<OwnedReadHalf, LinesCodec>;
 
@@ -301,6 +361,18 @@ mod tests {
     use if_protocol::envelope::Args;
 
     use super::*;
+
+    #[test]
+    fn input_titles_come_from_the_xml_by_number() {
+        let doc = r#"<vmix><version>27</version><inputs><input key="a" number="1" type="Capture" title="Cam &amp; Host" shortTitle="C">x</input><input key="b" type="Blank" number="2" title="Blank">y</input><input key="c" title="no number"/></inputs><overlays/></vmix>"#;
+        let t = titles(doc);
+        assert_eq!(t.get(&1).map(String::as_str), Some("Cam & Host"));
+        assert_eq!(t.get(&2).map(String::as_str), Some("Blank"));
+        assert_eq!(t.len(), 2, "an input without a number is skipped");
+        assert!(titles("").is_empty() && titles("<input number=\"x\" title=\"y\">").is_empty());
+        let long = format!("<input number=\"3\" title=\"{}\">", "z".repeat(500));
+        assert_eq!(titles(&long)[&3].len(), MAX_TITLE);
+    }
     use crate::policy::authorize::tests::body;
 
     #[test]

@@ -1,5 +1,7 @@
-//! Tally feedback on `tally`: which sources a switcher has on program and on preview.
+//! Tally feedback on `tally`: which sources a switcher has on program and on preview, and what the
+//! switcher calls them.
 
+use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
@@ -17,13 +19,29 @@ pub struct Tally {
     pub preview: Vec<u32>,
     /// When the agent published it (signed with the rest: a replayed old tally shows its age).
     pub at_ms: u64,
+    /// The switcher's titles of its inputs, by input number from 1, where it has them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<u32, String>,
 }
 
 impl Tally {
     /// The tally of `capability` from its digit string.
     pub fn from_digits(capability: &str, digits: &str, at_ms: u64) -> Self {
         let on = |d: char| (1u32..).zip(digits.chars()).filter(|(_, c)| *c == d).map(|(i, _)| i).collect();
-        Tally { capability: capability.into(), tally: digits.into(), program: on('1'), preview: on('2'), at_ms }
+        Tally {
+            capability: capability.into(),
+            tally: digits.into(),
+            program: on('1'),
+            preview: on('2'),
+            at_ms,
+            labels: BTreeMap::new(),
+        }
+    }
+
+    /// The same, with the switcher's input titles.
+    pub fn labelled(mut self, labels: BTreeMap<u32, String>) -> Self {
+        self.labels = labels;
+        self
     }
 }
 
