@@ -1,8 +1,10 @@
 //! A vMix TCP API simulator (docs/PROTOCOLS.md, "vMix TCP API") on a real socket.
 //!
-//! It greets with `VERSION OK 27.0.0.49`, answers `FUNCTION`, `TALLY`, `SUBSCRIBE TALLY`, `XML` and `QUIT`
-//! line by line, keeps a small switcher state (inputs, program, preview) so that `Cut` and `PreviewInput`
-//! change the tally, and sends `TALLY OK ...` to subscribers on every change. Every line it receives is
+//! It greets with `VERSION OK 27.0.0.49`, answers `FUNCTION`, `TALLY`, `SUBSCRIBE TALLY|ACTS`, `XML` (with
+//! input titles `Camera N`) and `QUIT` line by line, keeps a small switcher state (inputs, program,
+//! preview, overlay 1) so that `Cut` and `PreviewInput` change the tally, and sends `TALLY OK ...` and
+//! `ACTS OK ...` (`Input`, `InputPreview`, `Overlay1`, `Recording`, `Streaming`) to subscribers on every
+//! change. Every line it receives is
 //! appended to the record file, for tests to assert on what the "hardware" saw.
 //!
 //! Faults come from the fault file, read again for every connection and every line, so a test can change
@@ -27,6 +29,8 @@ struct Switcher {
     inputs: usize,
     program: usize,
     preview: usize,
+    /// The input on overlay 1, 0 for none.
+    overlay1: usize,
 }
 
 impl Switcher {
@@ -74,7 +78,7 @@ fn append(path: &std::path::Path, line: &str) {
 
 /// Serves on `listener` until the process ends.
 pub async fn serve(listener: TcpListener, files: Files, inputs: usize) -> std::io::Result<()> {
-    let state = Arc::new(Mutex::new(Switcher { inputs: inputs.max(2), program: 1, preview: 2 }));
+    let state = Arc::new(Mutex::new(Switcher { inputs: inputs.max(2), program: 1, preview: 2, overlay1: 0 }));
     let (changes, _) = broadcast::channel::<String>(64);
     loop {
         let (socket, _) = listener.accept().await?;
@@ -119,11 +123,14 @@ async fn client(
     let _reader = AbortOnDrop(reader);
     w.write_all(b"VERSION OK 27.0.0.49\r\n").await?;
     let mut subscribed: Option<broadcast::Receiver<String>> = None;
+    let (mut tally_on, mut acts_on) = (false, false);
     loop {
         let line = tokio::select! {
             line = lines.recv() => match line { Some(l) => l, None => return Ok(()) },
-            Some(tally) = async { match subscribed.as_mut() { Some(rx) => rx.recv().await.ok(), None => std::future::pending().await } } => {
-                w.write_all(format!("TALLY OK {tally}\r\n").as_bytes()).await?;
+            Some(change) = async { match subscribed.as_mut() { Some(rx) => rx.recv().await.ok(), None => std::future::pending().await } } => {
+                if (change.starts_with("TALLY ") && tally_on) || (change.starts_with("ACTS ") && acts_on) {
+                    w.write_all(format!("{change}\r\n").as_bytes()).await?;
+                }
                 continue;
             }
         };
@@ -150,9 +157,12 @@ async fn client(
                 function(&state, &changes, name, query).await
             }
             ("TALLY", _) => format!("TALLY OK {}", state.lock().await.tally()),
-            ("SUBSCRIBE", "TALLY") => {
-                subscribed = Some(changes.subscribe());
-                "SUBSCRIBE OK TALLY".to_string()
+            ("SUBSCRIBE", what @ ("TALLY" | "ACTS")) => {
+                if subscribed.is_none() {
+                    subscribed = Some(changes.subscribe());
+                }
+                (tally_on, acts_on) = (tally_on || what == "TALLY", acts_on || what == "ACTS");
+                format!("SUBSCRIBE OK {what}")
             }
             ("XML", _) => {
                 let xml = {
@@ -194,9 +204,23 @@ async fn function(state: &Mutex<Switcher>, changes: &broadcast::Sender<String>, 
     let mut s = state.lock().await;
     let input = query.split('&').find_map(|kv| kv.strip_prefix("Input=")).and_then(|v| v.parse::<usize>().ok());
     let before = s.tally();
+    let mut acts = Vec::new();
     match name {
         "Cut" | "Fade" => {
             (s.program, s.preview) = (s.preview, s.program);
+        }
+        "StartRecording" | "StopRecording" => acts.push(format!("Recording {}", u8::from(name == "StartRecording"))),
+        "StartStreaming" | "StopStreaming" => acts.push(format!("Streaming {}", u8::from(name == "StartStreaming"))),
+        "OverlayInput1In" => match input {
+            Some(i) if (1..=s.inputs).contains(&i) => {
+                s.overlay1 = i;
+                acts.push(format!("Overlay1 {i} 1"));
+            }
+            _ => return "FUNCTION ER Input not found".to_string(),
+        },
+        "OverlayInput1Out" if s.overlay1 > 0 => {
+            acts.push(format!("Overlay1 {} 0", s.overlay1));
+            s.overlay1 = 0;
         }
         "PreviewInput" | "ActiveInput" => match input {
             Some(i) if (1..=s.inputs).contains(&i) => {
@@ -208,11 +232,16 @@ async fn function(state: &Mutex<Switcher>, changes: &broadcast::Sender<String>, 
             }
             _ => return "FUNCTION ER Input not found".to_string(),
         },
-        "SetText" | "StartRecording" | "StopRecording" | "OverlayInput1In" | "OverlayInput1Out" => {}
+        "SetText" | "OverlayInput1Out" => {}
         _ => return format!("FUNCTION ER Function {name} not found"),
     }
     if s.tally() != before {
-        let _ = changes.send(s.tally());
+        let _ = changes.send(format!("TALLY OK {}", s.tally()));
+        let (program, preview) = (s.program, s.preview);
+        acts.extend([format!("Input {program} 1"), format!("InputPreview {preview} 1")]);
+    }
+    for a in acts {
+        let _ = changes.send(format!("ACTS OK {a}"));
     }
     "FUNCTION OK Completed".to_string()
 }

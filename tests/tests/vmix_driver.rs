@@ -12,13 +12,14 @@ use if_tests::sim::Sim;
 const VMIX: &str = "if://capability/vmix.switcher";
 
 fn manifest(endpoint: &str) -> String {
-    let actions = ["cut", "preview_input", "set_text"];
+    let actions = ["cut", "preview_input", "set_text", "overlay_input1_in", "start_recording"];
     device::manifest(VMIX, "vmix-tcp", endpoint, Limits::default(), &actions, &["cut"], &[])
 }
 
 fn rig(endpoint: &str) -> (DeviceRig, Probe) {
     let mut tally = None;
-    let rig = DeviceRig::new(&manifest(endpoint), VMIX, &["cut", "preview_input", "set_text"], |broker, agent| {
+    let actions = ["cut", "preview_input", "set_text", "overlay_input1_in", "start_recording"];
+    let rig = DeviceRig::new(&manifest(endpoint), VMIX, &actions, |broker, agent| {
         let p = Probe::connect(broker, &agent.site, &agent.name);
         p.subscribe(&p.topics.tally);
         tally = Some(p);
@@ -49,6 +50,17 @@ fn commands_reach_vmix_and_tally_comes_back() {
     assert!(sim.received().contains(&"FUNCTION Cut".to_string()));
     let after = tally.next_on(&tally.topics.tally, Duration::from_secs(5)).expect("a tally change").json();
     assert_eq!(after["program"], serde_json::json!([2]), "{after}");
+
+    // vMix's activators (SUBSCRIBE ACTS) come with the tally: an overlay with its input, recording.
+    assert_eq!(code(&r.ask("overlay_input1_in", Hazards::NONE, &[("Input", ArgValue::Int(3))])), "OK");
+    assert_eq!(code(&r.ask("start_recording", Hazards::NONE, &[])), "OK");
+    let acts = if_tests::wait_for(Duration::from_secs(5), || {
+        let m = tally.next_on(&tally.topics.tally, Duration::from_millis(500))?.json();
+        (m["activators"] == serde_json::json!({ "Overlay1": 3, "Recording": 1 })).then_some(m)
+    });
+    let acts = acts.expect("the activators on the tally topic");
+    assert_eq!(acts["program"], serde_json::json!([2]), "the tally as it was: {acts}");
+    assert!(sim.received().contains(&"SUBSCRIBE ACTS".to_string()));
 
     let text = r.ask("set_text", Hazards::NONE, &[("Input", ArgValue::Int(2)), ("Value", text("Hello & good night"))]);
     assert_eq!(code(&text), "OK");

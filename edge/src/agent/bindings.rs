@@ -289,6 +289,7 @@ mod tests {
             capability: "if://capability/vmix".into(),
             tally: "0120".into(),
             labels: [(1, "Host".to_string()), (3, String::new())].into_iter().collect(),
+            activators: Default::default(),
         };
         assert_eq!(umd(&t, 2, "CAM 2"), ("red", "red", "off", "CAM 2".to_string()));
         assert_eq!(umd(&t, 3, ""), ("off", "green", "green", "Input 3".to_string()));

@@ -62,7 +62,7 @@ pub(super) async fn tally_loop(ctx: Ctx, mut changes: mpsc::UnboundedReceiver<Ta
             t = changes.recv() => {
                 let Some(t) = t else { return };
                 let payload = messages::Tally::from_digits(&t.capability, &t.tally, Clock::system_ms())
-                    .labelled(t.labels.clone());
+                    .labelled(t.labels.clone(), t.activators.clone());
                 let bytes =
                     ctx.signer.publication(&ctx.topics.tally, serde_json::to_vec(&payload).unwrap_or_default());
                 let _ = ctx.client.publish(ctx.topics.tally.clone(), QoS::AtLeastOnce, true, bytes).await;

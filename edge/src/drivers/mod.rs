@@ -45,6 +45,8 @@ pub struct Tally {
     pub tally: String,
     /// The switcher's titles of its inputs, by number from 1 (read at connect).
     pub labels: std::collections::BTreeMap<u32, String>,
+    /// The activators that are on (vMix's `ACTS`): an overlay or mix with its input, a state with 1.
+    pub activators: std::collections::BTreeMap<String, u32>,
 }
 
 /// Something a device did by itself, to be witnessed and published.

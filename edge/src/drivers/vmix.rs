@@ -81,6 +81,7 @@ impl Vmix {
             ctx,
             connected: connected.clone(),
             labels: Default::default(),
+            state: Default::default(),
         };
         tokio::spawn(supervise(task, backoff, rx));
         Vmix { requests, connected, endpoint: addr }
@@ -155,6 +156,8 @@ struct Connection {
     connected: Arc<AtomicBool>,
     /// The input titles from the XML read at connect.
     labels: std::sync::Mutex<std::collections::BTreeMap<u32, String>>,
+    /// The last tally digits and the activators that are on.
+    state: std::sync::Mutex<(String, Activators)>,
 }
 
 impl Device for Connection {
@@ -233,13 +236,17 @@ impl Connection {
             }
         };
         *self.labels.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = titles;
-        for (line, want) in [("SUBSCRIBE TALLY", "SUBSCRIBE"), ("TALLY", "TALLY")] {
+        // A vMix without activator subscriptions answers `SUBSCRIBE ER`: tally alone still works.
+        for (line, want) in [("SUBSCRIBE TALLY", "SUBSCRIBE"), ("SUBSCRIBE ACTS", "SUBSCRIBE"), ("TALLY", "TALLY")] {
             w.write_all(format!("{line}\r\n").as_bytes()).await.map_err(|e| unreachable(&self.addr, e))?;
             loop {
                 let answer = self.read_line(&mut r).await?;
                 let l = parse(&answer);
                 if l.command == "TALLY" && l.status == "OK" {
                     self.publish_tally(l.text);
+                }
+                if l.command == "ACTS" && l.status == "OK" {
+                    self.activator(l.text);
                 }
                 if l.command == want {
                     break;
@@ -257,8 +264,27 @@ impl Connection {
     }
 
     fn publish_tally(&self, digits: &str) {
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.0 = digits.to_string();
+        self.publish(&state);
+    }
+
+    /// An `ACTS OK ...` line: published with the last tally when it changes what is on.
+    fn activator(&self, text: &str) {
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if apply_acts(&mut state.1, text) && !state.0.is_empty() {
+            self.publish(&state);
+        }
+    }
+
+    fn publish(&self, state: &(String, Activators)) {
         let labels = self.labels.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        let _ = self.ctx.tally.send(Tally { capability: self.capability.clone(), tally: digits.to_string(), labels });
+        let _ = self.ctx.tally.send(Tally {
+            capability: self.capability.clone(),
+            tally: state.0.clone(),
+            labels,
+            activators: state.1.clone(),
+        });
     }
 
     /// Serves requests one at a time until the connection fails; returns why.
@@ -282,6 +308,10 @@ impl Connection {
                     let l = parse(&line);
                     if l.command == "TALLY" && l.status == "OK" {
                         self.publish_tally(l.text);
+                    }
+                    if l.command == "ACTS" && l.status == "OK" {
+                        self.activator(l.text);
+                        continue;
                     }
                     let answers = pending.as_ref().is_some_and(|(p, _)| p.command == l.command);
                     if answers && let Some((p, _)) = pending.take() {
@@ -315,6 +345,41 @@ impl Connection {
             }
         }
     }
+}
+
+/// vMix's activators that are on, by name: an input-based one with its input, a state with 1.
+pub type Activators = std::collections::BTreeMap<String, u32>;
+
+/// The activators kept: overlays, the other mixes, and the production states. `Input` and
+/// `InputPreview` are the tally itself.
+fn kept(name: &str) -> bool {
+    let mix = |p: &str| name.strip_prefix(p).is_some_and(|n| matches!(n, "2" | "3" | "4"));
+    matches!(name, "Overlay1" | "Overlay2" | "Overlay3" | "Overlay4")
+        || mix("InputMix")
+        || mix("InputPreviewMix")
+        || matches!(name, "Recording" | "Streaming" | "External" | "MultiCorder" | "FadeToBlack")
+}
+
+/// Applies the text of one `ACTS OK` line (`Overlay1 3 1`, `Recording 0`); whether what is on changed.
+pub fn apply_acts(on: &mut Activators, text: &str) -> bool {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let (name, input, value) = match words.as_slice() {
+        [name, input, value] => (*name, input.parse::<u32>().ok(), *value),
+        [name, value] => (*name, Some(1), *value),
+        _ => return false,
+    };
+    let (Some(input), true) = (input, kept(name)) else { return false };
+    let before = on.get(name).copied();
+    match value {
+        "1" => {
+            on.insert(name.to_string(), input);
+        }
+        "0" if before == Some(input) => {
+            on.remove(name);
+        }
+        _ => {}
+    }
+    on.get(name).copied() != before
 }
 
 /// The most inputs whose titles are kept, and the longest title kept.
@@ -361,6 +426,22 @@ mod tests {
     use if_protocol::envelope::Args;
 
     use super::*;
+
+    #[test]
+    fn activators_follow_acts_lines_and_only_the_kept_ones_count() {
+        let mut on = Activators::new();
+        assert!(apply_acts(&mut on, "Overlay1 3 1"));
+        assert!(apply_acts(&mut on, "Recording 1"));
+        assert!(!apply_acts(&mut on, "Recording 1"), "no change");
+        assert!(!apply_acts(&mut on, "Overlay1 5 0"), "another input going off leaves overlay 1 on 3");
+        assert!(apply_acts(&mut on, "InputMix2 4 1"));
+        assert!(!apply_acts(&mut on, "InputVolume 2 0.5"), "not kept");
+        assert!(!apply_acts(&mut on, "Input 2 1"), "the tally itself");
+        assert!(!apply_acts(&mut on, "Overlay9 1 1") && !apply_acts(&mut on, "garbage") && !apply_acts(&mut on, ""));
+        assert_eq!(on, [("InputMix2".into(), 4), ("Overlay1".into(), 3), ("Recording".into(), 1)].into());
+        assert!(apply_acts(&mut on, "Overlay1 3 0") && apply_acts(&mut on, "Recording 0"));
+        assert_eq!(on.len(), 1);
+    }
 
     #[test]
     fn input_titles_come_from_the_xml_by_number() {

@@ -22,6 +22,10 @@ pub struct Tally {
     /// The switcher's titles of its inputs, by input number from 1, where it has them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<u32, String>,
+    /// vMix's activators that are on: an overlay or another mix by name with its input
+    /// (`Overlay1`: 3, `InputMix2`: 5), or a state with 1 (`Recording`, `Streaming`, `External`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub activators: BTreeMap<String, u32>,
 }
 
 impl Tally {
@@ -35,12 +39,14 @@ impl Tally {
             preview: on('2'),
             at_ms,
             labels: BTreeMap::new(),
+            activators: BTreeMap::new(),
         }
     }
 
-    /// The same, with the switcher's input titles.
-    pub fn labelled(mut self, labels: BTreeMap<u32, String>) -> Self {
+    /// The same, with the switcher's input titles and the activators that are on.
+    pub fn labelled(mut self, labels: BTreeMap<u32, String>, activators: BTreeMap<String, u32>) -> Self {
         self.labels = labels;
+        self.activators = activators;
         self
     }
 }
