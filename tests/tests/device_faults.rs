@@ -97,10 +97,10 @@ fn ending(lines: &[String], probe: &str) -> usize {
     lines.iter().filter(|l| l.ends_with(probe)).count()
 }
 
-/// vMix's health probe is `TALLY`; a connection also sends one right after `SUBSCRIBE TALLY`, which is
-/// not a probe.
+/// vMix's health probe is `TALLY`; a connection also sends one right after its subscriptions
+/// (`SUBSCRIBE TALLY`, `SUBSCRIBE ACTS`), which is not a probe.
 fn vmix_probes(lines: &[String]) -> usize {
-    (0..lines.len()).filter(|&i| lines[i] == "TALLY" && (i == 0 || lines[i - 1] != "SUBSCRIBE TALLY")).count()
+    (0..lines.len()).filter(|&i| lines[i] == "TALLY" && (i == 0 || !lines[i - 1].starts_with("SUBSCRIBE "))).count()
 }
 
 fn limits() -> Limits {

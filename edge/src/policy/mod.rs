@@ -21,7 +21,7 @@ use ed25519_dalek::VerifyingKey;
 use if_protocol::envelope::EnvelopeBody;
 use if_protocol::keys::{self, KeyId};
 use if_protocol::messages::status;
-use if_protocol::policy::{Binding, Grant, Manifest, Rule, Signed, Talent, TalentStatus, TrustRoot};
+use if_protocol::policy::{Binding, Grant, Manifest, Signed, Talent, TalentStatus, TrustRoot};
 use if_protocol::{ErrorCode, IfError};
 
 use crate::witness::record::{Entry, Kind};
@@ -373,62 +373,6 @@ impl Policy {
                 self.bindings_changed += 1;
             }
         }
-    }
-
-    /// How many times the bindings changed since the agent started.
-    pub fn bindings_changed(&self) -> u64 {
-        self.bindings_changed
-    }
-
-    /// Every binding, by name.
-    pub fn bindings(&self) -> impl Iterator<Item = &Binding> {
-        self.bindings.values()
-    }
-
-    /// The button bindings of input `input` on rack node `node`.
-    pub fn presses(&self, node: &str, input: u8) -> Vec<Binding> {
-        self.bindings
-            .values()
-            .filter(|b| b.node.as_str() == node && matches!(b.rule, Rule::Press { input: i, .. } if i == input))
-            .cloned()
-            .collect()
-    }
-
-    /// The lamps that follow `source`'s tally: (node, lamp, input from 1).
-    pub fn followers(&self, source: &str) -> Vec<(String, u8, u32)> {
-        self.bindings
-            .values()
-            .filter_map(|b| match &b.rule {
-                Rule::Tally { lamp, source: s, input } if s.as_str() == source => {
-                    Some((b.node.to_string(), *lamp, *input))
-                }
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// The cameras whose tally lamps follow `source`: (camera, input).
-    pub fn cameras_following(&self, source: &str) -> Vec<(String, u32)> {
-        self.bindings
-            .values()
-            .filter_map(|b| match &b.rule {
-                Rule::Camera { source: s, input } if s.as_str() == source => Some((b.node.to_string(), *input)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// The tally displays that follow `source`: (output, display, input, label).
-    pub fn displays_following(&self, source: &str) -> Vec<(String, u16, u32, String)> {
-        self.bindings
-            .values()
-            .filter_map(|b| match &b.rule {
-                Rule::Umd { display, source: s, input, label } if s.as_str() == source => {
-                    Some((b.node.to_string(), *display, *input, label.to_string()))
-                }
-                _ => None,
-            })
-            .collect()
     }
 
     /// Remembers a refusal for the status topic.
