@@ -13,13 +13,20 @@ pub struct Sim {
     /// Its port on 127.0.0.1.
     pub port: u16,
     dir: tempfile::TempDir,
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
 impl Sim {
     /// Starts `if-sim KIND` on a free port.
     pub fn start(kind: &'static str) -> Sim {
-        let mut sim = Sim { kind, port: 0, dir: tempfile::tempdir().expect("tempdir"), child: None };
+        Sim::start_with(kind, &[])
+    }
+
+    /// Starts `if-sim KIND` on a free port with more flags (e.g. `--inputs 1000`).
+    pub fn start_with(kind: &'static str, extra: &[&str]) -> Sim {
+        let extra = extra.iter().map(|a| a.to_string()).collect();
+        let mut sim = Sim { kind, port: 0, dir: tempfile::tempdir().expect("tempdir"), extra, child: None };
         sim.launch();
         sim
     }
@@ -31,6 +38,7 @@ impl Sim {
         } else {
             cmd.args([self.kind, "--port", &self.port.to_string()]);
         }
+        cmd.args(&self.extra);
         let mut child = cmd
             .arg("--record")
             .arg(self.record_path())

@@ -134,6 +134,7 @@ fn the_boxs_own_broker_serves_desks_keeps_the_agents_topics_its_own_and_anchors_
 
     // The uplink was never there: every checkpoint so far waits in the agent's queue.
     let (acked, pending) = anchors(&broker, &agent);
+    assert_ne!(pending, u64::MAX, "the agent's status has its anchors");
     assert_eq!(acked, 0, "nothing acknowledged with the uplink away");
     assert!(pending >= 2, "checkpoints wait for the uplink: {pending}");
     uplink.restart();

@@ -141,3 +141,16 @@ fn a_web_controller_port_is_reported_as_not_vmix() {
     r.agent.stop();
     assert!(r.agent.log().contains("not a vMix TCP API endpoint"));
 }
+
+#[test]
+fn a_show_with_a_thousand_inputs_has_an_xml_longer_than_any_line_and_still_connects_with_its_titles() {
+    // 1000 inputs: vMix's XML is over 100 KB, longer than the longest line the driver reads.
+    let sim = Sim::start_with("vmix", &["--inputs", "1000"]);
+    let (mut r, tally) = rig(&sim.endpoint());
+    let first = tally.next_on(&tally.topics.tally, Duration::from_secs(10)).expect("the resync's tally").json();
+    assert_eq!(first["tally"].as_str().map(str::len), Some(1000), "{first}");
+    assert_eq!(first["labels"]["256"], "Camera 256", "the titles, read by the XML's byte count");
+    assert!(first["labels"]["257"].is_null(), "at most 256 titles are kept");
+    let cut = r.ask("cut", Hazards::ON_AIR, &[]);
+    assert_eq!(code(&cut), "OK", "the connection goes on after the long document: {cut}");
+}

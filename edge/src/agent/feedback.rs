@@ -2,7 +2,7 @@
 //! each change), tally from the drivers, and the BREAKER and SECURITY records with the status that shows
 //! them.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rumqttc::v5::mqttbytes::QoS;
@@ -52,22 +52,21 @@ pub(super) fn online_status(health: &Health, state: &Mutex<State>) -> Vec<u8> {
 /// Tally changes from drivers, on the tally topic (the latest retained, for panels that connect later),
 /// and to the lamps and displays bound to follow them; a binding added or changed is shown within a
 /// second from the latest tally of its switcher, without waiting for the next change.
-pub(super) async fn tally_loop(ctx: Ctx, mut changes: mpsc::UnboundedReceiver<Tally>) {
+pub(super) async fn tally_loop(ctx: Ctx, changes: Arc<crate::drivers::Latest<Tally>>) {
     let mut shown = super::bindings::Shown::default();
     let mut latest: std::collections::BTreeMap<String, Tally> = std::collections::BTreeMap::new();
     let mut bindings_seen = lock(&ctx.policy).bindings_changed();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            t = changes.recv() => {
-                let Some(t) = t else { return };
-                let payload = messages::Tally::from_digits(&t.capability, &t.tally, Clock::system_ms())
-                    .labelled(t.labels.clone(), t.activators.clone());
-                let bytes =
-                    ctx.signer.publication(&ctx.topics.tally, serde_json::to_vec(&payload).unwrap_or_default());
-                let _ = ctx.client.publish(ctx.topics.tally.clone(), QoS::AtLeastOnce, true, bytes).await;
-                super::bindings::follow(&ctx, &t, &mut shown).await;
-                latest.insert(t.capability.clone(), t);
+            batch = changes.next() => {
+                for t in batch {
+                    let payload = messages::Tally::from_digits(&t.capability, &t.tally, Clock::system_ms())
+                        .labelled(t.labels.clone(), t.activators.clone());
+                    publish_bounded(&ctx, ctx.topics.tally.clone(), &payload).await;
+                    super::bindings::follow(&ctx, &t, &mut shown).await;
+                    latest.insert(t.capability.clone(), t);
+                }
             }
             _ = tick.tick() => {
                 let now = lock(&ctx.policy).bindings_changed();
@@ -82,25 +81,33 @@ pub(super) async fn tally_loop(ctx: Ctx, mut changes: mpsc::UnboundedReceiver<Ta
     }
 }
 
+/// The largest feedback publication: well under the packaged broker's `max_packet_size` (128 KiB), and
+/// under what `ifctl` reads. A larger one is not sent (it would cost the connection) and is logged.
+const MAX_FEEDBACK: usize = 96 * 1024;
+
+/// Signs `payload` for `topic` and publishes it retained, unless it is larger than [`MAX_FEEDBACK`].
+async fn publish_bounded(ctx: &Ctx, topic: String, payload: &impl serde::Serialize) {
+    let bytes = ctx.signer.publication(&topic, serde_json::to_vec(payload).unwrap_or_default());
+    if bytes.len() > MAX_FEEDBACK {
+        tracing::warn!(topic = %topic, bytes = bytes.len(), "feedback too large to publish; not sent");
+        return;
+    }
+    let _ = ctx.client.publish(topic, QoS::AtLeastOnce, true, bytes).await;
+}
+
 /// Each router's routing on its own topic, `routing/{name}`, retained and signed, at most ten times a
 /// second: a router that floods status blocks costs a bounded amount, and the latest routing of each
 /// is always what is published.
-pub(super) async fn routing_loop(ctx: Ctx, mut reports: mpsc::Receiver<crate::drivers::Routing>) {
-    while let Some(first) = reports.recv().await {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let mut latest = std::collections::BTreeMap::new();
-        latest.insert(first.capability.clone(), first);
-        while let Ok(newer) = reports.try_recv() {
-            latest.insert(newer.capability.clone(), newer);
-        }
-        for (capability, r) in latest {
-            let Ok(name) = if_protocol::envelope::capability_name(&capability) else { continue };
+pub(super) async fn routing_loop(ctx: Ctx, reports: Arc<crate::drivers::Latest<crate::drivers::Routing>>) {
+    loop {
+        for r in reports.next().await {
+            let Ok(name) = if_protocol::envelope::capability_name(&r.capability) else { continue };
             let topic = ctx.topics.routing_of(name);
             let payload =
-                messages::Routing { capability: capability.clone(), routes: r.routes, at_ms: Clock::system_ms() };
-            let bytes = ctx.signer.publication(&topic, serde_json::to_vec(&payload).unwrap_or_default());
-            let _ = ctx.client.publish(topic, QoS::AtLeastOnce, true, bytes).await;
+                messages::Routing { capability: r.capability.clone(), routes: r.routes, at_ms: Clock::system_ms() };
+            publish_bounded(&ctx, topic, &payload).await;
         }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

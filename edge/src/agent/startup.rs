@@ -55,9 +55,9 @@ pub(super) struct Started {
     /// Breaker changes from the lanes.
     pub breakers: mpsc::UnboundedReceiver<BreakerEvent>,
     /// Tally changes from the drivers.
-    pub tallies: mpsc::UnboundedReceiver<Tally>,
+    pub tallies: Arc<crate::drivers::Latest<Tally>>,
     /// Routers' routing.
-    pub routing: mpsc::Receiver<crate::drivers::Routing>,
+    pub routing: Arc<crate::drivers::Latest<crate::drivers::Routing>>,
     /// What devices reported by themselves (buttons, a rack node's boot or safe state).
     pub device_events: mpsc::Receiver<DeviceReport>,
     /// Conflicts over the agent's identity, from the MQTT driver.
@@ -120,10 +120,10 @@ pub(super) fn start(loaded: &Loaded) -> Result<Started, IfError> {
     registry.add(Arc::new(Ping::new(health.clone())) as Arc<dyn Capability>);
     let vault = Vault::new(std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from), config.vault.dir.clone());
     let (breaker_tx, breakers) = mpsc::unbounded_channel();
-    let (tally_tx, tallies) = mpsc::unbounded_channel();
+    let tallies = Arc::new(crate::drivers::Latest::default());
     let (events_tx, device_events) = mpsc::channel(crate::drivers::DEVICE_EVENTS);
-    let (routing_tx, routing) = mpsc::channel(crate::drivers::ROUTING_REPORTS);
-    let drivers = DriverContext { tally: tally_tx, events: events_tx, routing: routing_tx };
+    let routing = Arc::new(crate::drivers::Latest::default());
+    let drivers = DriverContext { tally: tallies.clone(), events: events_tx, routing: routing.clone() };
     let mut lanes = Vec::new();
     let mut not_offered = Vec::new();
     for m in policy.manifests() {

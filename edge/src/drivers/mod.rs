@@ -94,19 +94,49 @@ pub struct Routing {
     pub routes: Vec<if_protocol::messages::Route>,
 }
 
-/// Routing reports waiting for the agent, at most: each is the whole routing, so when the agent is
-/// behind a newer one replaces what could not wait.
-pub const ROUTING_REPORTS: usize = 16;
+/// The latest report of each device (by capability), for a consumer that may fall behind: a device that
+/// reports faster than the agent publishes replaces its own report instead of queueing another, so
+/// memory stays bounded and the newest report is never the one lost.
+#[derive(Debug)]
+pub struct Latest<T> {
+    reports: std::sync::Mutex<std::collections::BTreeMap<String, T>>,
+    posted: tokio::sync::Notify,
+}
+
+impl<T> Default for Latest<T> {
+    fn default() -> Self {
+        Latest { reports: std::sync::Mutex::new(std::collections::BTreeMap::new()), posted: tokio::sync::Notify::new() }
+    }
+}
+
+impl<T> Latest<T> {
+    /// Keeps `report` as `capability`'s latest.
+    pub fn post(&self, capability: &str, report: T) {
+        self.reports.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(capability.to_string(), report);
+        self.posted.notify_one();
+    }
+
+    /// Every device's latest report not yet taken, waiting for one.
+    pub async fn next(&self) -> Vec<T> {
+        loop {
+            let taken = std::mem::take(&mut *self.reports.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+            if !taken.is_empty() {
+                return taken.into_values().collect();
+            }
+            self.posted.notified().await;
+        }
+    }
+}
 
 /// What drivers may send back to the agent, besides answers.
 #[derive(Debug, Clone)]
 pub struct DriverContext {
     /// Tally changes, published on the tally topic.
-    pub tally: mpsc::UnboundedSender<Tally>,
+    pub tally: Arc<Latest<Tally>>,
     /// Device events, witnessed and published (bounded by [`DEVICE_EVENTS`]).
     pub events: mpsc::Sender<DeviceReport>,
-    /// Routers' routing, published retained (bounded by [`ROUTING_REPORTS`]).
-    pub routing: mpsc::Sender<Routing>,
+    /// Routers' routing, published retained.
+    pub routing: Arc<Latest<Routing>>,
 }
 
 /// Connects to `addr` within `timeout`, with Nagle off (device commands are small and latency counts).

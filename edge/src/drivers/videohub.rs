@@ -111,7 +111,8 @@ impl Model {
 
     /// Every output's route, with the labels the router gave.
     pub fn routes(&self) -> Vec<if_protocol::messages::Route> {
-        let label = |labels: &[String], i: usize| labels.get(i).cloned().unwrap_or_default();
+        let label =
+            |labels: &[String], i: usize| labels.get(i).map(|l| l.chars().take(64).collect()).unwrap_or_default();
         self.routing
             .iter()
             .enumerate()
@@ -211,7 +212,7 @@ impl Videohub {
         timeout: Duration,
         backoff: Backoff,
         capability: String,
-        routing: mpsc::Sender<super::Routing>,
+        routing: Arc<super::Latest<super::Routing>>,
     ) -> Self {
         let (requests, rx) = mpsc::channel(64);
         let model = Arc::new(Mutex::new(None));
@@ -266,7 +267,7 @@ struct Connection {
     timeout: Duration,
     capability: String,
     model: Arc<Mutex<Option<Model>>>,
-    routing: mpsc::Sender<super::Routing>,
+    routing: Arc<super::Latest<super::Routing>>,
 }
 
 impl Device for Connection {
@@ -376,9 +377,9 @@ impl Connection {
         }
     }
 
-    /// Sends the routing on; when the agent is behind, this one is dropped and a later one carries it.
+    /// Posts the routing as this router's latest.
     fn report(&self, m: &Model) {
-        let _ = self.routing.try_send(super::Routing { capability: self.capability.clone(), routes: m.routes() });
+        self.routing.post(&self.capability, super::Routing { capability: self.capability.clone(), routes: m.routes() });
     }
 
     /// Sends one request and waits for its answer (and, for routes, the status that confirms them).

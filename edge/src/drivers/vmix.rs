@@ -22,7 +22,7 @@ use futures_util::StreamExt as _;
 use if_protocol::envelope::{ArgValue, EnvelopeBody};
 use if_protocol::{ErrorCode, IfError};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -213,26 +213,20 @@ impl Connection {
         if !greeting.starts_with("VERSION OK") {
             return Err(unreachable(&self.addr, "no vMix greeting: not a vMix TCP API endpoint"));
         }
-        // The titles first, so that the resync's tally carries them. A document too long to read leaves
-        // them unknown (the line reader skips it); the connection is kept either way.
+        // What was on before this connection is unknown now.
+        *self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Default::default();
+        // The titles first, so that the resync's tally carries them. The document is read by the byte
+        // count vMix gives, however long; one over MAX_XML is read past and its titles left unknown.
         w.write_all(b"XML\r\n").await.map_err(|e| unreachable(&self.addr, e))?;
         let titles = loop {
-            match tokio::time::timeout(self.timeout, read_any(&mut r)).await {
-                Err(_) => return Err(unreachable(&self.addr, "no answer to XML")),
-                Ok(Err(e)) if e.contains("max line length") => break Default::default(),
-                Ok(Err(e)) => return Err(unreachable(&self.addr, e)),
-                Ok(Ok(line)) if parse(&line).command == "XML" => {
-                    break match parse(&line).status.parse::<usize>() {
-                        Ok(_) => match tokio::time::timeout(self.timeout, read_any(&mut r)).await {
-                            Ok(Ok(doc)) => titles(&doc),
-                            Ok(Err(e)) if e.contains("max line length") => Default::default(),
-                            Ok(Err(e)) => return Err(unreachable(&self.addr, e)),
-                            Err(_) => return Err(unreachable(&self.addr, "the XML did not come")),
-                        },
-                        Err(_) => Default::default(),
-                    };
-                }
-                Ok(Ok(_)) => {}
+            let line = self.read_line(&mut r).await?;
+            let l = parse(&line);
+            if l.command != "XML" {
+                continue;
+            }
+            match l.status.parse::<usize>() {
+                Ok(n) => break self.read_document(&mut r, n).await?,
+                Err(_) => break Default::default(),
             }
         };
         *self.labels.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = titles;
@@ -254,6 +248,35 @@ impl Connection {
             }
         }
         Ok((r, w))
+    }
+
+    /// The `n` bytes of an XML document after its `XML n` line, as titles (`n` counts its line end).
+    async fn read_document(
+        &self,
+        r: &mut Reader,
+        n: usize,
+    ) -> Result<std::collections::BTreeMap<u32, String>, IfError> {
+        let keep = n <= MAX_XML;
+        let buffered = r.read_buffer_mut();
+        let first = buffered.split_to(buffered.len().min(n));
+        let mut doc = if keep { first.to_vec() } else { Vec::new() };
+        let mut left = n - first.len();
+        let mut chunk = vec![0u8; 16 * 1024];
+        while left > 0 {
+            let want = left.min(chunk.len());
+            let got = tokio::time::timeout(self.timeout, r.get_mut().read(&mut chunk[..want]))
+                .await
+                .map_err(|_| unreachable(&self.addr, "the XML did not come"))?
+                .map_err(|e| unreachable(&self.addr, e))?;
+            if got == 0 {
+                return Err(unreachable(&self.addr, "closed by vMix in the middle of its XML"));
+            }
+            if keep {
+                doc.extend_from_slice(&chunk[..got]);
+            }
+            left -= got;
+        }
+        Ok(if keep { titles(&String::from_utf8_lossy(&doc)) } else { Default::default() })
     }
 
     async fn read_line(&self, r: &mut Reader) -> Result<String, IfError> {
@@ -279,12 +302,10 @@ impl Connection {
 
     fn publish(&self, state: &(String, Activators)) {
         let labels = self.labels.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        let _ = self.ctx.tally.send(Tally {
-            capability: self.capability.clone(),
-            tally: state.0.clone(),
-            labels,
-            activators: state.1.clone(),
-        });
+        self.ctx.tally.post(
+            &self.capability,
+            Tally { capability: self.capability.clone(), tally: state.0.clone(), labels, activators: state.1.clone() },
+        );
     }
 
     /// Serves requests one at a time until the connection fails; returns why.
@@ -382,9 +403,12 @@ pub fn apply_acts(on: &mut Activators, text: &str) -> bool {
     on.get(name).copied() != before
 }
 
-/// The most inputs whose titles are kept, and the longest title kept.
-const MAX_TITLES: usize = 1000;
+/// The most inputs whose titles are kept, and the longest title kept (so that a tally with every title
+/// stays far below the broker's packet size).
+const MAX_TITLES: usize = 256;
 const MAX_TITLE: usize = 64;
+/// The longest XML document whose titles are read.
+const MAX_XML: usize = 4 * 1024 * 1024;
 
 /// The `title` of each `<input ... number="N" ... title="...">` in vMix's XML, by number. A scan for
 /// the two attributes, not a full XML parser: vMix writes them on one element each, entities escaped.

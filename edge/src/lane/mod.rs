@@ -161,11 +161,17 @@ impl Gate {
         })
     }
 
-    /// Waits `d`, or less if an emergency ends the queue meanwhile.
-    async fn pause(&self, d: Duration) {
+    /// Waits `d`, or less if an emergency ends the queue meanwhile (or already has, for `job`).
+    async fn pause(&self, d: Duration, job: &Job) {
+        let ended = self.ended.notified();
+        tokio::pin!(ended);
+        ended.as_mut().enable();
+        if self.superseded(job).is_some() {
+            return;
+        }
         tokio::select! {
             () = tokio::time::sleep(d) => {}
-            () = self.ended.notified() => {}
+            () = ended => {}
         }
     }
 
@@ -247,9 +253,13 @@ impl Lane {
     /// token or a retry, is never sent), and every queued job answered `SUPERSEDED` now.
     fn end_queue(&self, action: &str) {
         *self.gate.ended_by.lock().unwrap_or_else(PoisonError::into_inner) = action.to_string();
-        self.gate.generation.fetch_add(1, Ordering::AcqRel);
-        self.gate.ended.notify_one();
-        let ended: Vec<Job> = self.queue.jobs().drain(..).collect();
+        // Under the queue's lock: a job queued meanwhile is either ended here or of the new generation.
+        let ended: Vec<Job> = {
+            let mut jobs = self.queue.jobs();
+            self.gate.generation.fetch_add(1, Ordering::AcqRel);
+            jobs.drain(..).collect()
+        };
+        self.gate.ended.notify_waiters();
         if !ended.is_empty() {
             tracing::warn!(capability = %self.spec.id, action, ended = ended.len(), "emergency: the queue is ended");
         }
@@ -281,16 +291,17 @@ impl Capability for Lane {
             let (answer, wait) = oneshot::channel();
             let action = body.action.as_str();
             if self.spec.emergency.contains(action) {
-                if self.spec.ends_queue.contains(action) {
-                    self.end_queue(action);
-                }
-                let job = Job { body: body.clone(), answer, generation: u64::MAX };
-                self.priority.try_send(job).map_err(|e| match e {
-                    mpsc::error::TrySendError::Full(_) => self.queue_full(),
-                    mpsc::error::TrySendError::Closed(_) => {
+                // Room for the emergency first: one that is refused ends nothing.
+                let slot = self.priority.try_reserve().map_err(|e| match e {
+                    mpsc::error::TrySendError::Full(()) => self.queue_full(),
+                    mpsc::error::TrySendError::Closed(()) => {
                         IfError::with(ErrorCode::SystemError, "the device lane stopped")
                     }
                 })?;
+                if self.spec.ends_queue.contains(action) {
+                    self.end_queue(action);
+                }
+                slot.send(Job { body: body.clone(), answer, generation: u64::MAX });
             } else {
                 self.enqueue(body, answer)?;
             }
@@ -324,7 +335,7 @@ async fn work(
         while gate.superseded(&job).is_none() {
             match bucket.take(gate.now_ms()) {
                 Ok(()) => break,
-                Err(wait_ms) => gate.pause(Duration::from_millis(wait_ms)).await,
+                Err(wait_ms) => gate.pause(Duration::from_millis(wait_ms), &job).await,
             }
         }
         run(&*driver, &gate, job, timeout, &retries).await;
@@ -367,7 +378,7 @@ async fn run(driver: &dyn Driver, gate: &Gate, job: Job, timeout: Duration, retr
         match retries.get(attempt) {
             Some(wait) if code == Some(ErrorCode::DeviceUnreachable) && !opened => {
                 attempt += 1;
-                gate.pause(wait.mul_f64(backoff::factor())).await;
+                gate.pause(wait.mul_f64(backoff::factor()), &job).await;
             }
             _ => break outcome,
         }

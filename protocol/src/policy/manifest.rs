@@ -93,7 +93,8 @@ pub struct ActionSpec {
 /// motion": an emergency ends every command queued on its device before it (each answered
 /// `SUPERSEDED`, never sent); `"keep-queue"` only jumps the queue. In the canonical (signed) bytes it
 /// is one byte, 0, 1 or 2: the bytes `emergency` had as a boolean, so manifests signed before the
-/// third form existed keep their signatures and their meaning.
+/// third form existed keep their signatures. Their `emergency = true` now also ends the queue (what a
+/// STOP means); a site that wants the old behaviour signs `"keep-queue"`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum Emergency {
     /// Queued like any command.
