@@ -33,8 +33,9 @@ use crate::capability::Plan;
 pub const DRIVER: &str = "videohub-tcp";
 
 const MAX_LINE: usize = 4096;
-/// Most lines in one block (a 288x288 router's routing table fits).
+/// Most lines in one block (a 288x288 router's routing table fits); the longest label kept.
 const MAX_BLOCK: usize = 1024;
+const MAX_LABEL: usize = 64;
 
 type Reader = FramedRead<OwnedReadHalf, LinesCodec>;
 
@@ -53,7 +54,7 @@ pub struct Model {
     pub output_labels: Vec<String>,
 }
 
-/// Sets `labels[index] = text`, growing the list as needed (up to the router's largest size).
+/// Sets `labels[index] = text` (cut to [`MAX_LABEL`]), growing the list up to the router's largest size.
 fn label(labels: &mut Vec<String>, index: &str, text: &str) {
     if let Ok(i) = index.parse::<usize>()
         && i < MAX_BLOCK
@@ -61,7 +62,7 @@ fn label(labels: &mut Vec<String>, index: &str, text: &str) {
         if labels.len() <= i {
             labels.resize(i + 1, String::new());
         }
-        labels[i] = text.to_string();
+        labels[i] = text.chars().take(MAX_LABEL).collect();
     }
 }
 
@@ -111,8 +112,7 @@ impl Model {
 
     /// Every output's route, with the labels the router gave.
     pub fn routes(&self) -> Vec<if_protocol::messages::Route> {
-        let label =
-            |labels: &[String], i: usize| labels.get(i).map(|l| l.chars().take(64).collect()).unwrap_or_default();
+        let label = |labels: &[String], i: usize| labels.get(i).cloned().unwrap_or_default();
         self.routing
             .iter()
             .enumerate()
@@ -205,8 +205,7 @@ fn unreachable(endpoint: &str, why: impl std::fmt::Display) -> IfError {
 
 impl Videohub {
     /// Starts the connection task for `host:port`.
-    /// Its routing, with labels, goes to `routing` after the prelude and after every status block that
-    /// changes it (also one another client caused).
+    /// Its routing, with labels, is posted to `routing` after the prelude and after every change.
     pub fn start(
         addr: String,
         timeout: Duration,
