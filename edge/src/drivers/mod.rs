@@ -153,11 +153,16 @@ pub(crate) async fn tcp_connect(
     Ok(stream)
 }
 
+/// Whether `addr` reads `HOST:PORT` with a host and a port number above 0.
+pub(crate) fn is_host_port(addr: &str) -> bool {
+    addr.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0))
+}
+
 /// `tcp://HOST:PORT` -> `HOST:PORT`.
 fn tcp_endpoint(m: &Manifest) -> Result<String, IfError> {
     m.endpoint
         .strip_prefix("tcp://")
-        .filter(|a| a.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()))
+        .filter(|a| is_host_port(a))
         .map(str::to_string)
         .ok_or_else(|| {
             IfError::format(ErrorCode::InvalidEnvelope, format_args!("{}: endpoint must read tcp://HOST:PORT", m.id))
@@ -175,12 +180,16 @@ pub(crate) fn serial_endpoint<'a>(text: &'a str, form: &str) -> Result<(String, 
     if path.is_empty() {
         return Err("needs a device path".into());
     }
-    let options = query
+    Ok((path.to_string(), endpoint_options(query)?))
+}
+
+/// An endpoint's `k=v&k=v` query, `(key, value)` in order.
+pub(crate) fn endpoint_options(query: &str) -> Result<SerialOptions<'_>, String> {
+    query
         .split('&')
         .filter(|s| !s.is_empty())
         .map(|kv| kv.split_once('=').ok_or_else(|| format!("unknown endpoint option {kv:?}")))
-        .collect::<Result<_, _>>()?;
-    Ok((path.to_string(), options))
+        .collect()
 }
 
 /// The driver a manifest names, with the secrets it lists.

@@ -59,11 +59,8 @@ pub struct Endpoint {
     pub refresh: Option<Duration>,
 }
 
-fn host_port(rest: &str) -> Result<String, String> {
-    match rest.rsplit_once(':') {
-        Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0) => Ok(rest.to_string()),
-        _ => Err("needs HOST:PORT".into()),
-    }
+fn host_port(addr: &str) -> Result<String, String> {
+    if super::is_host_port(addr) { Ok(addr.to_string()) } else { Err("needs HOST:PORT".into()) }
 }
 
 impl Endpoint {
@@ -80,11 +77,7 @@ impl Endpoint {
         } else {
             let (scheme, rest) = text.split_once("://").ok_or_else(|| format!("must read {form}"))?;
             let (addr, query) = rest.split_once('?').unwrap_or((rest, ""));
-            let options = query
-                .split('&')
-                .filter(|s| !s.is_empty())
-                .map(|kv| kv.split_once('=').ok_or_else(|| format!("unknown endpoint option {kv:?}")))
-                .collect::<Result<_, _>>()?;
+            let options = super::endpoint_options(query)?;
             match scheme {
                 "udp" => (Transport::Udp(host_port(addr)?), options),
                 "tcp" => (Transport::Tcp(host_port(addr)?), options),
