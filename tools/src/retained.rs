@@ -4,10 +4,37 @@
 
 use std::time::Duration;
 
+use if_protocol::attest::{self, PUBLISH_DOMAIN};
 use if_protocol::{ErrorCode, IfError};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::{AsyncClient, Event};
+
+/// One message on an agent's topic, checked against the agent's key.
+#[derive(Debug)]
+pub enum Checked<T> {
+    /// Signed by the agent's key for this topic.
+    Genuine(T),
+    /// Not signed by it (or signed for another topic).
+    Forged,
+    /// Signed by it, but not a `T` this ifctl reads (a newer agent's), with why.
+    Unreadable(String),
+}
+
+/// `payload` on `topic`, checked against `key` and read as a `T`.
+pub fn check<T: serde::de::DeserializeOwned>(
+    key: &ed25519_dalek::VerifyingKey,
+    topic: &str,
+    payload: &[u8],
+) -> Checked<T> {
+    match attest::verify(key, PUBLISH_DOMAIN, &attest::topic_context(topic), payload) {
+        Err(_) => Checked::Forged,
+        Ok(object) => match serde_json::from_slice::<T>(&object) {
+            Ok(v) => Checked::Genuine(v),
+            Err(e) => Checked::Unreadable(e.to_string()),
+        },
+    }
+}
 
 /// Subscribes to `filter` on `broker` and hands every message (topic, payload) to `each` until `wait`
 /// has passed since the call. `who` names the client (`ifctl-{who}-UUID`). No connection within `wait`

@@ -13,10 +13,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use if_protocol::attest::{self, PUBLISH_DOMAIN};
 use if_protocol::messages::{State, Status};
 use if_protocol::topics::{self, Kind};
 use if_protocol::{ErrorCode, IfError};
+
+use crate::retained::Checked;
 use serde_json::Value;
 
 /// Folds one status message into what is known of its agent.
@@ -42,32 +43,13 @@ pub struct Statuses {
 /// The pinned key of an agent (site, name), if there is one.
 pub type Keys<'a> = &'a dyn Fn(&str, &str) -> Option<ed25519_dalek::VerifyingKey>;
 
-/// What a status message on a topic turned out to be.
-enum Checked {
-    /// Signed by its agent's pinned key.
-    Genuine(Box<Status>),
-    /// Not signed by its agent's pinned key.
-    Forged,
-    /// No key is pinned for its agent.
-    Unpinned,
-    /// Signed by its agent's pinned key, but not a status this ifctl can read.
-    Unreadable(String),
-}
-
-/// The status on `topic` checked against its agent's key in `keys`; the agent's name either way.
-fn check(keys: Keys<'_>, topic: &str, payload: &[u8]) -> (String, Checked) {
+/// The status on `topic` checked against its agent's key in `keys` (`None`: no key is pinned for it);
+/// the agent's name either way.
+fn check(keys: Keys<'_>, topic: &str, payload: &[u8]) -> (String, Option<Checked<Status>>) {
     let of = topics::agent_of(topic, Kind::Status);
     let agent = of.map_or_else(|| topic.to_string(), |(site, name)| format!("{site}/{name}"));
-    let Some(key) = of.and_then(|(site, name)| keys(site, name)) else {
-        return (agent, Checked::Unpinned);
-    };
-    match attest::verify(&key, PUBLISH_DOMAIN, &attest::topic_context(topic), payload) {
-        Err(_) => (agent, Checked::Forged),
-        Ok(object) => match serde_json::from_slice::<Status>(&object) {
-            Ok(v) => (agent, Checked::Genuine(Box::new(v))),
-            Err(e) => (agent, Checked::Unreadable(e.to_string())),
-        },
-    }
+    let checked = of.and_then(|(site, name)| keys(site, name)).map(|key| crate::retained::check(&key, topic, payload));
+    (agent, checked)
 }
 
 /// Collects the retained statuses (and any that arrive within `wait`) for `site` (`+`: every site),
@@ -87,12 +69,12 @@ pub async fn collect(
         topics::every(site, Kind::Status),
         wait,
         |topic, payload| match check(keys, topic, payload) {
-            (agent, Checked::Genuine(v)) => fold(&mut out.known, &agent, *v),
-            (agent, Checked::Forged) => *out.forged.entry(agent).or_insert(0) += 1,
-            (agent, Checked::Unpinned) => {
+            (agent, Some(Checked::Genuine(v))) => fold(&mut out.known, &agent, v),
+            (agent, Some(Checked::Forged)) => *out.forged.entry(agent).or_insert(0) += 1,
+            (agent, None) => {
                 out.unpinned.insert(agent);
             }
-            (agent, Checked::Unreadable(why)) => {
+            (agent, Some(Checked::Unreadable(why))) => {
                 out.unreadable.insert(agent, why);
             }
         },
@@ -193,14 +175,14 @@ mod tests {
         let topic = topics::of("s", "a", Kind::Status);
         let pinned = |site: &str, agent: &str| (site == "s" && agent == "a").then(|| key.verifying_key());
         let good = signer.publication(&topic, br#"{"state":"online","boot":2,"session":1}"#.to_vec());
-        assert!(matches!(check(&pinned, &topic, &good), (a, Checked::Genuine(s)) if a == "s/a" && s.boot == 2));
+        assert!(matches!(check(&pinned, &topic, &good), (a, Some(Checked::Genuine(s))) if a == "s/a" && s.boot == 2));
         let other = if_edge::attest::Signer::new(ed25519_dalek::SigningKey::from_bytes(&[8; 32]));
         let forged = other.publication(&topic, br#"{"state":"online"}"#.to_vec());
-        assert!(matches!(check(&pinned, &topic, &forged), (_, Checked::Forged)));
+        assert!(matches!(check(&pinned, &topic, &forged), (_, Some(Checked::Forged))));
         let newer = signer.publication(&topic, br#"{"state":"dreaming"}"#.to_vec());
-        assert!(matches!(check(&pinned, &topic, &newer), (_, Checked::Unreadable(_))), "not taken for a forgery");
+        assert!(matches!(check(&pinned, &topic, &newer), (_, Some(Checked::Unreadable(_)))), "not taken for a forgery");
         let elsewhere = topics::of("s", "b", Kind::Status);
-        assert!(matches!(check(&pinned, &elsewhere, &good), (a, Checked::Unpinned) if a == "s/b"));
+        assert!(matches!(check(&pinned, &elsewhere, &good), (a, None) if a == "s/b"));
     }
 
     #[test]

@@ -5,33 +5,12 @@
 
 use std::time::Duration;
 
-use if_protocol::attest::{self, PUBLISH_DOMAIN};
 use if_protocol::messages::Tally;
 use if_protocol::topics::{self, Kind};
 use if_protocol::{ErrorCode, IfError};
 
 use crate::message::Target;
-
-/// One tally message, checked.
-#[derive(Debug)]
-enum Checked {
-    /// Signed by the agent's pinned key.
-    Genuine(Tally),
-    /// Not signed by it.
-    Forged,
-    /// Signed by it, but not a tally this ifctl reads (a newer agent's), with why.
-    Unreadable(String),
-}
-
-fn check(key: &ed25519_dalek::VerifyingKey, topic: &str, payload: &[u8]) -> Checked {
-    match attest::verify(key, PUBLISH_DOMAIN, &attest::topic_context(topic), payload) {
-        Err(_) => Checked::Forged,
-        Ok(object) => match serde_json::from_slice::<Tally>(&object) {
-            Ok(t) => Checked::Genuine(t),
-            Err(e) => Checked::Unreadable(e.to_string()),
-        },
-    }
-}
+use crate::retained::{Checked, check};
 
 /// What the topic said while listening.
 #[derive(Debug, Default)]
@@ -43,7 +22,7 @@ struct Seen {
 }
 
 impl Seen {
-    fn fold(&mut self, checked: Checked) {
+    fn fold(&mut self, checked: Checked<Tally>) {
         match checked {
             Checked::Genuine(t) if self.latest.as_ref().is_none_or(|old| t.at_ms >= old.at_ms) => self.latest = Some(t),
             Checked::Genuine(_) => {}
@@ -121,9 +100,9 @@ mod tests {
         assert_eq!(seen.latest.as_ref().map(|t| t.at_ms), Some(2), "a forgery is never shown");
         let elsewhere = topics::of("s", "b", Kind::Tally);
         let moved = signer.publication(&elsewhere, tally("001", 9));
-        assert!(matches!(check(&key.verifying_key(), &topic, &moved), Checked::Forged), "signed for another topic");
+        assert!(matches!(check::<Tally>(&key.verifying_key(), &topic, &moved), Checked::Forged), "another topic's");
         let newer = signer.publication(&topic, br#"{"lamps":[]}"#.to_vec());
-        assert!(matches!(check(&key.verifying_key(), &topic, &newer), Checked::Unreadable(_)));
+        assert!(matches!(check::<Tally>(&key.verifying_key(), &topic, &newer), Checked::Unreadable(_)));
         assert_eq!(inputs(&[]), "-");
         assert_eq!(inputs(&[1, 3]), "1,3");
     }

@@ -160,13 +160,9 @@ pub(crate) fn is_host_port(addr: &str) -> bool {
 
 /// `tcp://HOST:PORT` -> `HOST:PORT`.
 fn tcp_endpoint(m: &Manifest) -> Result<String, IfError> {
-    m.endpoint
-        .strip_prefix("tcp://")
-        .filter(|a| is_host_port(a))
-        .map(str::to_string)
-        .ok_or_else(|| {
-            IfError::format(ErrorCode::InvalidEnvelope, format_args!("{}: endpoint must read tcp://HOST:PORT", m.id))
-        })
+    m.endpoint.strip_prefix("tcp://").filter(|a| is_host_port(a)).map(str::to_string).ok_or_else(|| {
+        IfError::format(ErrorCode::InvalidEnvelope, format_args!("{}: endpoint must read tcp://HOST:PORT", m.id))
+    })
 }
 
 /// A serial endpoint's options, `(key, value)` in order.
