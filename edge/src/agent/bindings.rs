@@ -153,16 +153,9 @@ pub(super) fn color(digits: &str, input: u32) -> Lamp {
 /// What a tally display shows: (left, text, right) colours and its text.
 type Umd = (&'static str, &'static str, &'static str, String);
 
-/// What the agent last had a device take, so that only changes are sent.
-#[derive(Debug, Default)]
-pub(super) struct Shown {
-    /// Lamps, by (node, lamp).
-    lamps: HashMap<(String, u8), Lamp>,
-    /// Tally displays, by (output, display).
-    displays: HashMap<(String, u16), Umd>,
-    /// Cameras' tally lamps, by camera.
-    cameras: HashMap<String, bool>,
-}
+/// The arguments each follower's device last took, by (device, action, lamp or display), so that only
+/// changes are sent.
+pub(super) type Shown = HashMap<(String, &'static str, u16), Args>;
 
 /// What a tally display following input `input` shows for tally `t`: the binding's label, else the
 /// switcher's title of the input, else `Input N`.
@@ -183,65 +176,55 @@ fn text_arg(v: &str) -> Result<ArgValue, IfError> {
     v.try_into().map(ArgValue::Text).map_err(|_| IfError::with(ErrorCode::InvalidEnvelope, "a label that long"))
 }
 
-/// Sets every lamp and tally display that follows `t`'s switcher, where it changed.
+/// The command a following binding sends for tally `t`: its action, its lamp or display (0 for a
+/// camera), and its arguments; `None` for a binding that does not follow tally.
+fn command_for(rule: &Rule, t: &Tally) -> Result<Option<(&'static str, u16, Args)>, IfError> {
+    let mut args = Args::new();
+    let (action, index) = match rule {
+        Rule::Tally { lamp, input, .. } => {
+            args.insert("lamp", ArgValue::Int(i64::from(*lamp)))?;
+            args.insert("color", text_arg(color(&t.tally, *input).name())?)?;
+            ("lamp", u16::from(*lamp))
+        }
+        Rule::Camera { input, .. } => {
+            args.insert("on", ArgValue::Bool(color(&t.tally, *input) == Lamp::Red))?;
+            ("tally", 0)
+        }
+        Rule::Umd { display, input, label, .. } => {
+            let (left, text_tally, right, text) = umd(t, *input, label);
+            args.insert("index", ArgValue::Int(i64::from(*display)))?;
+            args.insert("left", text_arg(left)?)?;
+            args.insert("text_tally", text_arg(text_tally)?)?;
+            args.insert("right", text_arg(right)?)?;
+            args.insert("text", text_arg(&text)?)?;
+            ("display", *display)
+        }
+        Rule::Press { .. } => return Ok(None),
+    };
+    Ok(Some((action, index, args)))
+}
+
+/// Sets every lamp, camera lamp and tally display that follows `t`'s switcher, where it changed.
 pub(super) async fn follow(ctx: &Ctx, t: &Tally, shown: &mut Shown) {
-    let followers = lock(&ctx.policy).followers(&t.capability);
-    for (node, lamp, input) in followers {
-        let want = color(&t.tally, input);
-        if shown.lamps.get(&(node.clone(), lamp)) == Some(&want) {
+    let following = lock(&ctx.policy).following(&t.capability);
+    for b in following {
+        let (action, index, args) = match command_for(&b.rule, t) {
+            Ok(Some(c)) => c,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(binding = %b.name, error = %e, "a binding could not follow tally");
+                continue;
+            }
+        };
+        let key = (b.node.to_string(), action, index);
+        if shown.get(&key) == Some(&args) {
             continue;
         }
-        let set = async {
-            let mut args = Args::new();
-            args.insert("lamp", ArgValue::Int(i64::from(lamp)))?;
-            args.insert("color", text_arg(want.name())?)?;
-            send(ctx, &node, "lamp", args, "a lamp binding follows tally").await
-        };
-        match set.await {
+        match send(ctx, &b.node, action, args.clone(), "a binding follows tally").await {
             Ok(()) => {
-                shown.lamps.insert((node, lamp), want);
+                shown.insert(key, args);
             }
-            Err(e) => tracing::warn!(node = %node, lamp, error = %e, "a lamp could not follow tally"),
-        }
-    }
-    let cameras = lock(&ctx.policy).cameras_following(&t.capability);
-    for (camera, input) in cameras {
-        let on = color(&t.tally, input) == Lamp::Red;
-        if shown.cameras.get(&camera) == Some(&on) {
-            continue;
-        }
-        let set = async {
-            let mut args = Args::new();
-            args.insert("on", ArgValue::Bool(on))?;
-            send(ctx, &camera, "tally", args, "a camera's tally lamp follows tally").await
-        };
-        match set.await {
-            Ok(()) => {
-                shown.cameras.insert(camera, on);
-            }
-            Err(e) => tracing::warn!(camera = %camera, error = %e, "a camera's tally lamp could not follow tally"),
-        }
-    }
-    let displays = lock(&ctx.policy).displays_following(&t.capability);
-    for (output, index, input, label) in displays {
-        let want = umd(t, input, &label);
-        if shown.displays.get(&(output.clone(), index)) == Some(&want) {
-            continue;
-        }
-        let set = async {
-            let mut args = Args::new();
-            args.insert("index", ArgValue::Int(i64::from(index)))?;
-            args.insert("left", text_arg(want.0)?)?;
-            args.insert("text_tally", text_arg(want.1)?)?;
-            args.insert("right", text_arg(want.2)?)?;
-            args.insert("text", text_arg(&want.3)?)?;
-            send(ctx, &output, "display", args, "a tally display binding follows tally").await
-        };
-        match set.await {
-            Ok(()) => {
-                shown.displays.insert((output, index), want);
-            }
-            Err(e) => tracing::warn!(output = %output, index, error = %e, "a tally display could not follow tally"),
+            Err(e) => tracing::warn!(binding = %b.name, error = %e, "a binding could not follow tally"),
         }
     }
 }
@@ -295,5 +278,16 @@ mod tests {
         assert_eq!(umd(&t, 3, ""), ("off", "green", "green", "Input 3".to_string()));
         assert_eq!(umd(&t, 1, ""), ("off", "off", "off", "Host".to_string()), "the switcher's title");
         assert_eq!(umd(&t, 1, "CAM 1"), ("off", "off", "off", "CAM 1".to_string()), "the binding's label first");
+        let vmix: if_protocol::envelope::CapabilityId = "if://capability/vmix".try_into().expect("short");
+        let camera = command_for(&Rule::Camera { source: vmix.clone(), input: 2 }, &t).expect("args");
+        assert_eq!(
+            camera.map(|(a, i, args)| (a, i, args.get("on").cloned())),
+            Some(("tally", 0, Some(ArgValue::Bool(true))))
+        );
+        let lamp = command_for(&Rule::Tally { lamp: 4, source: vmix, input: 3 }, &t).expect("args");
+        assert_eq!(
+            lamp.map(|(a, i, args)| (a, i, args.get("color").cloned())),
+            Some(("lamp", 4, Some(text_arg("green").expect("short"))))
+        );
     }
 }

@@ -160,41 +160,15 @@ impl super::Policy {
             .collect()
     }
 
-    /// The lamps that follow `source`'s tally: (node, lamp, input from 1).
-    pub fn followers(&self, source: &str) -> Vec<(String, u8, u32)> {
-        self.bindings
-            .values()
-            .filter_map(|b| match &b.rule {
-                Rule::Tally { lamp, source: s, input } if s.as_str() == source => {
-                    Some((b.node.to_string(), *lamp, *input))
-                }
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// The cameras whose tally lamps follow `source`: (camera, input).
-    pub fn cameras_following(&self, source: &str) -> Vec<(String, u32)> {
-        self.bindings
-            .values()
-            .filter_map(|b| match &b.rule {
-                Rule::Camera { source: s, input } if s.as_str() == source => Some((b.node.to_string(), *input)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// The tally displays that follow `source`: (output, display, input, label).
-    pub fn displays_following(&self, source: &str) -> Vec<(String, u16, u32, String)> {
-        self.bindings
-            .values()
-            .filter_map(|b| match &b.rule {
-                Rule::Umd { display, source: s, input, label } if s.as_str() == source => {
-                    Some((b.node.to_string(), *display, *input, label.to_string()))
-                }
-                _ => None,
-            })
-            .collect()
+    /// The bindings that follow `source`'s tally (lamps, cameras' lamps, tally displays).
+    pub fn following(&self, source: &str) -> Vec<Binding> {
+        let follows = |r: &Rule| match r {
+            Rule::Tally { source: s, .. } | Rule::Camera { source: s, .. } | Rule::Umd { source: s, .. } => {
+                s.as_str() == source
+            }
+            Rule::Press { .. } => false,
+        };
+        self.bindings.values().filter(|b| follows(&b.rule)).cloned().collect()
     }
 }
 
