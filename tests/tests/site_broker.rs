@@ -94,7 +94,7 @@ fn the_boxs_own_broker_serves_desks_keeps_the_agents_topics_its_own_and_anchors_
 
     // ifctl on the studio listener: a signed cut, and the tally it caused.
     let first = tally_with(&config, 1);
-    assert_eq!((first["verified"].as_bool(), first["capability"].as_str()), (Some(true), Some(VMIX)), "{first}");
+    assert_eq!(first["capability"], VMIX, "{first}");
     assert_eq!(cut(&config)["ok"], true);
     assert_eq!(tally_with(&config, 2)["preview"], serde_json::json!([1]));
 
@@ -130,7 +130,8 @@ fn the_boxs_own_broker_serves_desks_keeps_the_agents_topics_its_own_and_anchors_
     let seen = status(&broker, &agent, keys.path());
     assert_eq!(seen["verified"], true, "the ACL kept the forgery off the agent's status topic: {seen}");
     assert_eq!(seen["state"], "online", "{seen}");
-    assert_eq!(tally_with(&config, 1)["verified"], true, "nor on its tally topic: ifctl tally saw no forgery");
+    // ifctl tally exits 10 if it saw a tally not signed by the agent: the ACL kept the forgery off.
+    tally_with(&config, 1);
 
     // The uplink was never there: every checkpoint so far waits in the agent's queue.
     let (acked, pending) = anchors(&broker, &agent);

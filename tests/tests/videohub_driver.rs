@@ -95,14 +95,18 @@ fn the_routing_topic_follows_the_router_with_its_labels_also_when_another_client
         let found = if_tests::wait_for(Duration::from_secs(10), || {
             let m = watcher.next_on(&topic, Duration::from_millis(500))?;
             let v = m.json();
-            f(&v).then_some(v)
+            f(&v).then_some((v, m.payload))
         });
         found.unwrap_or_else(|| panic!("{what}"))
     };
     // The prelude: every output with the router's labels, signed for its topic.
-    let first = until("the routing after the prelude", &|v| v["routes"].as_array().is_some_and(|a| a.len() == 12));
+    let (first, payload) =
+        until("the routing after the prelude", &|v| v["routes"].as_array().is_some_and(|a| a.len() == 12));
     assert_eq!(first["capability"], HUB);
-    assert!(first["sig"].is_string(), "signed: {first}");
+    let key = if_edge::keyfile::read_public(&r.agent.public_key()).expect("the agent's key");
+    let context = if_protocol::attest::topic_context(&topic);
+    let verified = if_protocol::attest::verify(&key, if_protocol::attest::PUBLISH_DOMAIN, &context, &payload);
+    assert!(verified.is_ok(), "signed by the agent for its topic: {first}");
     let out0 = route_of(&first, 0);
     assert_eq!((out0["output_label"].as_str(), out0["input_label"].as_str()), (Some("Output 1"), Some("Input 1")));
 
@@ -112,7 +116,7 @@ fn the_routing_topic_follows_the_router_with_its_labels_also_when_another_client
         (code(&reply) == "OK").then_some(())
     });
     assert!(ok.is_some());
-    let after = until("output 2 from input 5", &|v| route_of(v, 2)["input"] == 5);
+    let (after, _) = until("output 2 from input 5", &|v| route_of(v, 2)["input"] == 5);
     assert_eq!(route_of(&after, 2)["input_label"], "Input 6");
 
     // Another client on the router (a hardware panel, another controller) routes output 3 to input 9.
@@ -129,6 +133,6 @@ fn the_routing_topic_follows_the_router_with_its_labels_also_when_another_client
         prelude += &line;
     }
     std::io::Write::write_all(&mut panel, b"VIDEO OUTPUT ROUTING:\n3 9\n\n").expect("route from the panel");
-    let other = until("output 3 from input 9, routed by another client", &|v| route_of(v, 3)["input"] == 9);
+    let (other, _) = until("output 3 from input 9, routed by another client", &|v| route_of(v, 3)["input"] == 9);
     assert_eq!(route_of(&other, 2)["input"], 5, "the rest as it was");
 }
