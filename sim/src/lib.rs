@@ -9,14 +9,16 @@
 //! - [`vmix`]: the vMix TCP API.
 //! - [`videohub`]: the Blackmagic Videohub Ethernet protocol.
 //! - [`visca`]: a Sony VISCA camera on a serial line (a pty).
+//! - [`visca_ip`]: a Sony camera that takes VISCA over IP, on UDP.
 //! - [`tsl`]: a TSL UMD v5.0 receiver (a multiviewer's tally displays) on UDP.
 //!
-//! `if-sim vmix|videohub|visca|tsl ...` (and `ifctl sim ...`, the same [`Device`] grammar) runs one until
+//! `if-sim vmix|videohub|visca|visca-ip|tsl ...` (and `ifctl sim ...`, the same [`Device`] grammar) runs one until
 //! it is killed.
 
 pub mod tsl;
 pub mod videohub;
 pub mod visca;
+pub mod visca_ip;
 pub mod vmix;
 
 use std::io::Write as _;
@@ -58,6 +60,19 @@ pub enum Device {
         #[arg(long)]
         record: Option<PathBuf>,
         /// Read the current fault from this file: hang, syntax, busy, notexec, garbage.
+        #[arg(long)]
+        fault_file: Option<PathBuf>,
+    },
+    /// A Sony camera that takes VISCA over IP, on UDP.
+    ViscaIp {
+        /// UDP port on 127.0.0.1; 0 picks a free one (printed).
+        #[arg(long, default_value_t = 52381)]
+        port: u16,
+        /// Append every received datagram (UNIX_US TYPE SEQ HEX) to this file.
+        #[arg(long)]
+        record: Option<PathBuf>,
+        /// Read the current fault from this file: refuse, hang, garbage, drop, slow, lose-ack,
+        /// lose-command, busy, syntax, notexec.
         #[arg(long)]
         fault_file: Option<PathBuf>,
     },
@@ -104,14 +119,12 @@ pub async fn run(device: Device, json: bool) -> std::io::Result<()> {
             let listener = listen("vmix", port, json).await?;
             vmix::serve(listener, Files { record, fault: fault_file }, inputs).await
         }
+        Device::ViscaIp { port, record, fault_file } => {
+            let socket = bind_udp("visca-ip", "visca-ip simulator", port, json).await?;
+            visca_ip::serve(socket, Files { record, fault: fault_file }).await
+        }
         Device::Tsl { port, record } => {
-            let socket = tokio::net::UdpSocket::bind(("127.0.0.1", port)).await?;
-            let addr = socket.local_addr()?;
-            match json {
-                true => println!("{}", serde_json::json!({ "simulator": "tsl", "listening": addr.to_string() })),
-                false => println!("tsl receiver listening on udp {addr}"),
-            }
-            let _ = std::io::stdout().flush();
+            let socket = bind_udp("tsl", "tsl receiver", port, json).await?;
             tsl::serve(socket, Files { record, fault: None }).await
         }
         Device::Videohub { port, record, fault_file, size } => {
@@ -119,6 +132,18 @@ pub async fn run(device: Device, json: bool) -> std::io::Result<()> {
             videohub::serve(listener, Files { record, fault: fault_file }, size).await
         }
     }
+}
+
+/// Binds UDP `127.0.0.1:port` and says where.
+async fn bind_udp(name: &str, what: &str, port: u16, json: bool) -> std::io::Result<tokio::net::UdpSocket> {
+    let socket = tokio::net::UdpSocket::bind(("127.0.0.1", port)).await?;
+    let addr = socket.local_addr()?;
+    match json {
+        true => println!("{}", serde_json::json!({ "simulator": name, "listening": addr.to_string() })),
+        false => println!("{what} listening on udp {addr}"),
+    }
+    let _ = std::io::stdout().flush();
+    Ok(socket)
 }
 
 /// Binds `127.0.0.1:port` and says where.

@@ -15,6 +15,7 @@ pub mod probe;
 pub mod rack;
 pub mod sim;
 pub mod talent;
+pub mod visca;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

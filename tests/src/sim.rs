@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 /// A running simulator.
 #[derive(Debug)]
 pub struct Sim {
-    /// `vmix` or `videohub`.
+    /// `vmix`, `videohub`, `visca`, `visca-ip` or `tsl`.
     pub kind: &'static str,
     /// Its port on 127.0.0.1.
     pub port: u16,
@@ -59,12 +59,14 @@ impl Sim {
         self.child = Some(child);
     }
 
-    /// `tcp://127.0.0.1:PORT`, or for VISCA `serial://LINK?baud=9600&address=1`.
+    /// `tcp://127.0.0.1:PORT`; for VISCA `serial://LINK?baud=9600&address=1`, over IP
+    /// `udp://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
-        if self.kind == "visca" {
-            return format!("serial://{}?baud=9600&address=1", self.link().display());
+        match self.kind {
+            "visca" => format!("serial://{}?baud=9600&address=1", self.link().display()),
+            "visca-ip" => format!("udp://127.0.0.1:{}", self.port),
+            _ => format!("tcp://127.0.0.1:{}", self.port),
         }
-        format!("tcp://127.0.0.1:{}", self.port)
     }
 
     /// Where the VISCA simulator links its serial port.

@@ -1,6 +1,6 @@
-//! The fault matrix through the agent: for each fault the vMix, Videohub and VISCA simulators can play
-//! (refused connections, an answer cut off mid-way, a hung device, garbage, answers too slow), commands
-//! fail with a device code, the lane's breaker opens after `breaker_failures` and then fails fast with
+//! The fault matrix through the agent: for each fault the vMix, Videohub and VISCA (serial and IP)
+//! simulators can play (refused connections, an answer cut off mid-way, a hung device, garbage, answers
+//! too slow), commands fail with a device code, the lane's breaker opens after `breaker_failures` and then fails fast with
 //! IF_ERR_303, each half-open window sends exactly one probe (witnessed as BREAKER records, and counted
 //! by the simulator where the probe is its own request), and once the fault clears the lane recovers by
 //! itself.
@@ -140,6 +140,22 @@ fn each_visca_fault_opens_the_breaker_which_probes_once_per_window_and_recovers(
         &sim,
         r,
         &["drop", "hang", "garbage", "slow"],
+        |l| ending(l, "81 09 04 00 FF"),
+        |r| r.ask("pan_tilt", Hazards::NONE, &[("direction", device::text("left"))]),
+    );
+}
+
+#[test]
+fn each_visca_ip_fault_opens_the_breaker_which_probes_once_per_window_and_recovers() {
+    const CAM: &str = "if://capability/camera.ip";
+    let sim = Sim::start("visca-ip");
+    let m = device::manifest(CAM, "visca-ip", &sim.endpoint(), limits(), &["pan_tilt"], &[], &[]);
+    let r = DeviceRig::new(&m, CAM, &["pan_tilt"], |_, _| {});
+    // The probe is the power inquiry, `81 09 04 00 FF`, in a datagram of its own.
+    fault_matrix(
+        &sim,
+        r,
+        &["refuse", "drop", "hang", "garbage", "slow"],
         |l| ending(l, "81 09 04 00 FF"),
         |r| r.ask("pan_tilt", Hazards::NONE, &[("direction", device::text("left"))]),
     );

@@ -1,9 +1,10 @@
 //! The visca-serial driver through the whole path against the VISCA camera simulator on a
 //! pseudo-terminal: every action as the camera sees it, error replies mapped to codes, buffer full sent
-//! again, a STOP that overtakes and ends the queued moves (each answered SUPERSEDED, witnessed), the rate
-//! limit, the port going away and back, and the camera's own tally lamp following its vMix input.
+//! again, a zoom beside a preset move in the camera's second socket, a STOP that overtakes and ends the
+//! queued moves (each answered SUPERSEDED, witnessed), the rate limit, the port going away and back, and
+//! the camera's own tally lamp following its vMix input.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use if_protocol::envelope::{ArgValue, Hazards};
 use if_tests::agent::Agent;
@@ -17,13 +18,6 @@ const CAM: &str = "if://capability/camera.one";
 fn manifest(endpoint: &str, rps: f32, burst: u32, queue_depth: u32) -> String {
     let limits = Limits { rps, burst, queue_depth, timeout_ms: 1500, ..Limits::default() };
     device::manifest(CAM, "visca-serial", endpoint, limits, &["preset_recall", "pan_tilt", "stop"], &[], &["stop"])
-}
-
-/// A command's arguments.
-type Args = Vec<(&'static str, ArgValue)>;
-
-fn unix_ms() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis())
 }
 
 /// (unix ms, hex) of every packet the camera received.
@@ -65,36 +59,7 @@ fn the_camera_sees_the_protocol_errors_map_to_codes_and_a_stop_ends_the_queue() 
     sim.fault("");
 
     // Six moves queue behind the lane's 2 a second; a STOP goes straight to the camera and ends them.
-    let moves: Vec<Vec<u8>> =
-        (0..6).map(|_| r.frame("pan_tilt", Hazards::NONE, &[("direction", text("left"))])).collect();
-    for (i, f) in moves.into_iter().enumerate() {
-        r.probe.request(f, &(10_000 + i as u64).to_be_bytes());
-    }
-    // The lane has the moves once the camera has seen the first of them.
-    let moving = |from: usize| packets(&sim)[from..].iter().filter(|(_, h)| h.starts_with("81 01 06 01 08 08")).count();
-    let queued_from = packets(&sim).len();
-    assert!(if_tests::wait_for(Duration::from_secs(5), || (moving(queued_from) >= 1).then_some(())).is_some());
-    let stop = r.frame("stop", Hazards::NONE, &[]);
-    let sent_at = unix_ms();
-    r.probe.request(stop, b"stop");
-    let replies = r.probe.until_replies(7, Duration::from_secs(10));
-    let reply = replies.iter().find(|m| m.correlation.as_deref() == Some(&b"stop"[..])).expect("the stop's reply");
-    assert_eq!(code(&reply.json()), "OK", "{}", reply.json());
-    let seen = packets(&sim);
-    let stop_at = seen.iter().position(|(_, h)| h == "81 01 06 01 01 01 03 03 FF").expect("the camera saw the stop");
-    let moves_before = moving(queued_from) - moving(stop_at);
-    let latency = seen[stop_at].0.saturating_sub(sent_at);
-    eprintln!("STOP: publish -> camera {latency} ms, {moves_before} move(s) before it");
-    assert!(latency < 500, "the stop reached the camera {latency} ms after it was published");
-    let ended: Vec<serde_json::Value> = replies.iter().map(|m| m.json()).filter(|j| code(j) == "IF_ERR_305").collect();
-    assert_eq!(ended.len(), 6 - moves_before, "every move not yet sent was answered SUPERSEDED: {replies:?}");
-    assert!(ended.iter().all(|j| j["error"]["message"].as_str().unwrap_or("").contains("never sent")));
-    // Three token periods later the camera still has seen no move after the stop.
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(moving(stop_at), 0, "no queued move reached the camera after the stop");
-    r.agent.stop();
-    let failed = r.agent.export().into_iter().filter(|r| r["kind"] == "FAILED" && r.to_string().contains("IF_ERR_305"));
-    assert_eq!(failed.count(), ended.len(), "each ended move is witnessed FAILED with its code");
+    if_tests::visca::a_stop_ends_the_queued_moves(&mut r, &|| packets(&sim));
 }
 
 #[test]
@@ -139,7 +104,7 @@ fn a_hundred_commands_at_rps_10_burst_5_reach_the_camera_at_that_rate_and_the_re
 #[test]
 fn every_action_reaches_the_camera_as_its_packet_and_bad_arguments_never_leave_the_agent() {
     let sim = Sim::start("visca");
-    let actions = ["preset_recall", "pan_tilt", "stop", "zoom", "tally"];
+    let actions = if_tests::visca::ACTIONS;
     let m = device::manifest(CAM, "visca-serial", &sim.endpoint(), Limits::default(), &actions, &[], &["stop"]);
     let mut r = DeviceRig::new(&m, CAM, &actions, |_, _| {});
     assert!(
@@ -148,50 +113,21 @@ fn every_action_reaches_the_camera_as_its_packet_and_bad_arguments_never_leave_t
         .is_some(),
         "the port opens"
     );
-    let int = ArgValue::Int;
-    let cases: Vec<(&str, Args, &str)> = vec![
-        ("preset_recall", vec![("preset", int(0))], "81 01 04 3F 02 00 FF"),
-        ("preset_recall", vec![("preset", int(127))], "81 01 04 3F 02 7F FF"),
-        ("stop", vec![], "81 01 06 01 01 01 03 03 FF"),
-        ("pan_tilt", vec![("direction", text("up"))], "81 01 06 01 08 08 03 01 FF"),
-        ("pan_tilt", vec![("direction", text("down"))], "81 01 06 01 08 08 03 02 FF"),
-        ("pan_tilt", vec![("direction", text("left"))], "81 01 06 01 08 08 01 03 FF"),
-        ("pan_tilt", vec![("direction", text("right"))], "81 01 06 01 08 08 02 03 FF"),
-        ("pan_tilt", vec![("direction", text("upleft"))], "81 01 06 01 08 08 01 01 FF"),
-        ("pan_tilt", vec![("direction", text("upright"))], "81 01 06 01 08 08 02 01 FF"),
-        ("pan_tilt", vec![("direction", text("downleft"))], "81 01 06 01 08 08 01 02 FF"),
-        (
-            "pan_tilt",
-            vec![("direction", text("downright")), ("pan_speed", int(24)), ("tilt_speed", int(20))],
-            "81 01 06 01 18 14 02 02 FF",
-        ),
-        ("zoom", vec![("direction", text("tele")), ("speed", int(7))], "81 01 04 07 27 FF"),
-        ("zoom", vec![("direction", text("wide")), ("speed", int(0))], "81 01 04 07 30 FF"),
-        ("zoom", vec![("direction", text("stop"))], "81 01 04 07 00 FF"),
-        ("tally", vec![("on", ArgValue::Bool(true))], "81 01 7E 01 0A 00 02 FF"),
-        ("tally", vec![("on", ArgValue::Bool(false))], "81 01 7E 01 0A 00 03 FF"),
-    ];
-    for (action, args, hex) in &cases {
-        let reply = r.ask(action, Hazards::NONE, args);
-        assert_eq!(code(&reply), "OK", "{action} {args:?}: {reply}");
-        assert_eq!(reply["result"]["visca"], *hex, "{action}: the reply names what was sent");
-        assert_eq!(packets(&sim).last().map(|(_, h)| h.as_str()), Some(*hex), "{action}: the camera saw it");
-    }
-    let seen = packets(&sim).len();
-    let bad: Vec<(&str, Args)> = vec![
-        ("preset_recall", vec![("preset", int(128))]),
-        ("preset_recall", vec![]),
-        ("pan_tilt", vec![("direction", text("sideways"))]),
-        ("pan_tilt", vec![("direction", text("up")), ("pan_speed", int(25))]),
-        ("pan_tilt", vec![("direction", int(1))]),
-        ("zoom", vec![("direction", text("tele")), ("speed", int(8))]),
-        ("zoom", vec![]),
-    ];
-    for (action, args) in &bad {
-        let reply = r.ask(action, Hazards::NONE, args);
-        assert_eq!(code(&reply), "IF_ERR_101", "{action} {args:?}: {reply}");
-    }
-    assert_eq!(packets(&sim).len(), seen, "nothing of a bad command reached the camera");
+    if_tests::visca::every_action_reaches_the_camera(&mut r, &|| packets(&sim));
+    r.agent.stop();
+}
+
+#[test]
+fn a_zoom_runs_while_a_preset_move_executes_in_the_other_socket() {
+    let sim = Sim::start("visca");
+    let actions = if_tests::visca::ACTIONS;
+    let m = device::manifest(CAM, "visca-serial", &sim.endpoint(), Limits::default(), &actions, &[], &["stop"]);
+    let mut r = DeviceRig::new(&m, CAM, &actions, |_, _| {});
+    let up = if_tests::wait_for(Duration::from_secs(10), || {
+        (code(&r.ask("stop", Hazards::NONE, &[])) == "OK").then_some(())
+    });
+    assert!(up.is_some(), "the port opens");
+    if_tests::visca::a_zoom_runs_beside_a_preset_move(&mut r, &|| packets(&sim));
     r.agent.stop();
 }
 

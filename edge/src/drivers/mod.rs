@@ -34,6 +34,12 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     fn apply<'a>(&'a self, body: &'a EnvelopeBody) -> OutcomeFuture<'a>;
     /// A cheap check that the device is there and answering.
     fn health(&self) -> HealthFuture<'_>;
+    /// How many commands the device executes at once: the lane gives the driver up to this many before
+    /// the first is answered (a VISCA camera has two command sockets, so a zoom need not wait for a
+    /// preset move to end). The driver still sends them in the order given.
+    fn in_flight(&self) -> usize {
+        1
+    }
 }
 
 /// A tally change a driver saw: `tally` is one digit per input, 0 off, 1 program, 2 preview.
@@ -208,15 +214,20 @@ pub fn build(m: &Manifest, vault: &Vault, ctx: &DriverContext) -> Result<Arc<dyn
             m.id.to_string(),
             ctx.routing.clone(),
         ))),
-        visca::DRIVER => {
-            let endpoint = visca::Endpoint::parse(&m.endpoint)
+        visca::serial::DRIVER => {
+            let endpoint = visca::serial::Endpoint::parse(&m.endpoint)
                 .map_err(|why| IfError::format(ErrorCode::InvalidEnvelope, format_args!("{}: endpoint {why}", m.id)))?;
-            Ok(Arc::new(visca::Visca::start(
+            Ok(Arc::new(visca::serial::start(
                 endpoint,
                 timeout,
                 Backoff::from_secs(&m.limits.backoff),
                 m.id.to_string(),
             )))
+        }
+        visca::ip::DRIVER => {
+            let endpoint = visca::ip::Endpoint::parse(&m.endpoint)
+                .map_err(|why| IfError::format(ErrorCode::InvalidEnvelope, format_args!("{}: endpoint {why}", m.id)))?;
+            Ok(Arc::new(visca::ip::start(endpoint, timeout, Backoff::from_secs(&m.limits.backoff), m.id.to_string())))
         }
         rack_node::DRIVER => {
             let endpoint = rack_node::Endpoint::parse(&m.endpoint)

@@ -11,7 +11,8 @@
 //! been sent (waiting in the queue, for a token or for a retry), each answered `SUPERSEDED` at once,
 //! unless its manifest says `emergency = "keep-queue"`. A command whose answer does not come within the
 //! manifest's `timeout_ms` is DEVICE_TIMEOUT and is never sent again by the lane: its effect on the
-//! device is unknown.
+//! device is unknown. A device that executes more than one command at once (a VISCA camera's two
+//! sockets) is given up to that many, in order, each with its own token.
 
 pub mod breaker;
 pub mod bucket;
@@ -32,6 +33,8 @@ use crate::capability::{Capability, Outcome, OutcomeFuture, Plan};
 use crate::drivers::Driver;
 use breaker::{Breaker, Change, State};
 use bucket::TokenBucket;
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 
 /// Most times a command that reached nothing (DEVICE_UNREACHABLE) is tried again, on the backoff schedule.
 const MAX_RETRIES: usize = 2;
@@ -321,8 +324,14 @@ impl Capability for Lane {
     }
 }
 
-/// The worker: queued jobs one at a time, one token each, each through the breaker. A job an emergency
-/// ended while it waited for its token is answered, not sent, and costs no token.
+/// The worker: queued jobs in order, one token each, each through the breaker, with at most
+/// [`Driver::in_flight`] of them given to the driver and not yet answered (one for most devices). A job
+/// is taken from the queue only when there is room for it, so what waits is still in the queue for an
+/// emergency to end. A job an emergency ended while it waited for its token is answered, not sent, and
+/// costs no token.
+///
+/// The jobs in flight are futures of this one task, not tasks of their own: each is polled once before
+/// the next is taken, so the driver is handed them in the order they were queued.
 async fn work(
     driver: Arc<dyn Driver>,
     gate: Arc<Gate>,
@@ -331,14 +340,33 @@ async fn work(
     timeout: Duration,
     retries: Vec<Duration>,
 ) {
-    while let Some(job) = queue.next().await {
+    let room = driver.in_flight().max(1);
+    let mut running = FuturesUnordered::new();
+    loop {
+        while running.len() >= room {
+            running.next().await;
+        }
+        let Some(job) = beside(&mut running, queue.next()).await else { break };
         while gate.superseded(&job).is_none() {
             match bucket.take(gate.now_ms()) {
                 Ok(()) => break,
-                Err(wait_ms) => gate.pause(Duration::from_millis(wait_ms), &job).await,
+                Err(wait_ms) => beside(&mut running, gate.pause(Duration::from_millis(wait_ms), &job)).await,
             }
         }
-        run(&*driver, &gate, job, timeout, &retries).await;
+        running.push(run(&*driver, &gate, job, timeout, &retries));
+    }
+    while running.next().await.is_some() {}
+}
+
+/// Waits for `f` while the jobs in flight go on.
+async fn beside<F: std::future::Future>(running: &mut FuturesUnordered<impl std::future::Future>, f: F) -> F::Output {
+    tokio::pin!(f);
+    loop {
+        tokio::select! {
+            biased;
+            Some(_) = running.next(), if !running.is_empty() => {}
+            out = &mut f => return out,
+        }
     }
 }
 

@@ -19,6 +19,9 @@ struct Fake {
     hang: std::sync::atomic::AtomicBool,
     healthy: std::sync::atomic::AtomicBool,
     health_calls: AtomicUsize,
+    /// Commands it executes at once (0 reads as 1), and how long each takes (ms, 0 reads as 1).
+    room: AtomicUsize,
+    takes_ms: AtomicUsize,
     start: Mutex<Option<Instant>>,
 }
 
@@ -48,12 +51,17 @@ impl Driver for Fake {
             if self.hang.load(Ordering::SeqCst) {
                 std::future::pending::<()>().await;
             }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            let takes = self.takes_ms.load(Ordering::SeqCst).max(1);
+            tokio::time::sleep(Duration::from_millis(u64::try_from(takes).unwrap_or(1))).await;
             match *self.fail.lock().unwrap_or_else(PoisonError::into_inner) {
                 Some(code) => Err(IfError::new(code)),
                 None => Ok(serde_json::json!({ "done": body.action.as_str() })),
             }
         })
+    }
+
+    fn in_flight(&self) -> usize {
+        self.room.load(Ordering::SeqCst)
     }
 
     fn health(&self) -> HealthFuture<'_> {
@@ -242,4 +250,48 @@ async fn a_command_that_reached_nothing_is_tried_again_on_the_schedule() {
     );
     let stop = send(&lane, "stop").await.expect("task");
     assert!(stop.is_err(), "an emergency is tried once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_device_with_two_sockets_is_given_a_second_command_while_the_first_executes_in_order() {
+    let (two, fake, _events) = lane(spec(1000.0, 100, 20));
+    fake.room.store(2, Ordering::SeqCst);
+    fake.takes_ms.store(300, Ordering::SeqCst);
+    let jobs: Vec<_> = (0..5).map(|_| send(&two, "move")).collect();
+    for j in jobs {
+        assert!(j.await.expect("task").is_ok());
+    }
+    let at: Vec<u64> = fake.seen().into_iter().map(|(_, ms)| ms).collect();
+    assert_eq!(at.len(), 5);
+    assert!(at[1] < 10, "the second goes while the first executes: {at:?}");
+    assert!(at[2] >= 300 && at[3] >= 300 && at[4] >= 600, "never more than two at once: {at:?}");
+
+    // With one socket (the default), each waits for the one before it.
+    let (one, fake, _events) = lane(spec(1000.0, 100, 20));
+    fake.takes_ms.store(300, Ordering::SeqCst);
+    let jobs: Vec<_> = (0..2).map(|_| send(&one, "move")).collect();
+    for j in jobs {
+        assert!(j.await.expect("task").is_ok());
+    }
+    assert!(fake.seen()[1].1 >= 300, "{:?}", fake.seen());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_ends_what_waits_for_a_socket_and_not_what_executes() {
+    let (lane, fake, _events) = lane(spec(1000.0, 100, 20));
+    fake.room.store(2, Ordering::SeqCst);
+    fake.takes_ms.store(300, Ordering::SeqCst);
+    let moves: Vec<_> = (0..4).map(|_| send(&lane, "move")).collect();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(send(&lane, "stop").await.expect("task").is_ok());
+    let codes: Vec<Option<ErrorCode>> = {
+        let mut v = Vec::new();
+        for m in moves {
+            v.push(code(&m.await.expect("task")));
+        }
+        v
+    };
+    assert_eq!(codes, [None, None, Some(ErrorCode::Superseded), Some(ErrorCode::Superseded)]);
+    let seen: Vec<String> = fake.seen().into_iter().map(|(a, _)| a).collect();
+    assert_eq!(seen, ["move", "move", "stop"]);
 }

@@ -79,8 +79,9 @@ pub fn validate(m: &Manifest) -> Result<(), IfError> {
         problems.push("actions must list at least one action");
     }
     if !DRIVERS.contains(&m.driver.as_str()) {
-        problems
-            .push("driver must be one of vmix-tcp, videohub-tcp, visca-serial, rack-node-serial, tsl-umd, loopback");
+        problems.push(
+            "driver must be one of vmix-tcp, videohub-tcp, visca-serial, visca-ip, rack-node-serial, tsl-umd, loopback",
+        );
     }
     if problems.is_empty() {
         return Ok(());
@@ -89,7 +90,8 @@ pub fn validate(m: &Manifest) -> Result<(), IfError> {
 }
 
 /// The drivers a manifest may name.
-pub const DRIVERS: &[&str] = &["vmix-tcp", "videohub-tcp", "visca-serial", "rack-node-serial", "tsl-umd", "loopback"];
+pub const DRIVERS: &[&str] =
+    &["vmix-tcp", "videohub-tcp", "visca-serial", "visca-ip", "rack-node-serial", "tsl-umd", "loopback"];
 
 /// What loading a manifest would do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

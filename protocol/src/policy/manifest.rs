@@ -166,7 +166,7 @@ pub struct Manifest {
     pub id: CapabilityId,
     /// Never goes down for the same id.
     pub version: Semver,
-    /// A compiled-in driver: `vmix-tcp`, `videohub-tcp`, `visca-serial`, `rack-node-serial`, `tsl-umd`, `loopback`, `builtin`.
+    /// A compiled-in driver: `vmix-tcp`, `videohub-tcp`, `visca-serial`, `visca-ip`, `rack-node-serial`, `tsl-umd`, `loopback`, `builtin`.
     pub driver: heapless::String<32>,
     /// Where the device is: `tcp://host:port` or `serial:///dev/ttyUSB0?baud=9600`.
     pub endpoint: heapless::String<128>,

@@ -22,19 +22,12 @@ use if_protocol::{ErrorCode, IfError};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-/// How long a "buffer full" command waits before it is sent again: about one video frame.
-const FRAME: Duration = Duration::from_millis(20);
+use super::Request;
+use super::command::hex;
+use super::reply::{BUFFER_FULL, Reply, rejected};
 
-/// A request for the camera and where its answer goes.
-#[derive(Debug)]
-pub(crate) struct Request {
-    /// The packet.
-    pub packet: Vec<u8>,
-    /// An inquiry (`8x 09 ...`): answered `z0 50 ...`, with no ACK.
-    pub inquiry: bool,
-    /// The answer: the reply packet, or why not.
-    pub answer: oneshot::Sender<Result<Vec<u8>, IfError>>,
-}
+/// How long a "buffer full" command waits before it is sent again: about one video frame.
+pub(crate) const FRAME: Duration = Duration::from_millis(20);
 
 #[derive(Debug)]
 struct InFlight {
@@ -58,29 +51,6 @@ pub(crate) struct Sockets {
     held: Option<Request>,
     /// An ACK was lost: the next command waits for an answered inquiry.
     out_of_step: bool,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(" ")
-}
-
-fn error_text(code: u8) -> &'static str {
-    match code {
-        0x01 => "message length error",
-        0x02 => "syntax error",
-        0x03 => "command buffer full",
-        0x04 => "command cancelled",
-        0x05 => "no socket",
-        0x41 => "command not executable now",
-        _ => "unknown error",
-    }
-}
-
-fn rejected(code: u8, packet: &[u8]) -> IfError {
-    IfError::format(
-        ErrorCode::DeviceRejected,
-        format_args!("camera: {} ({code:02X}) for {}", error_text(code), hex(packet)),
-    )
 }
 
 impl Sockets {
@@ -151,37 +121,36 @@ impl Sockets {
 
     /// Handles one packet from the camera.
     pub fn on_packet(&mut self, p: &[u8], now: Instant) {
-        let z = self.z;
         let waiting_inquiry = self.waiting_ack.as_ref().map(|f| f.req.inquiry);
-        match p {
-            [a, 0x50, ..] if *a == z && waiting_inquiry == Some(true) => {
+        match Reply::read(self.z, p) {
+            Some(Reply::Done(0, _)) if waiting_inquiry == Some(true) => {
                 self.out_of_step = false;
                 if let Some(f) = self.waiting_ack.take() {
                     let _ = f.req.answer.send(Ok(p.to_vec()));
                 }
             }
-            [a, y, 0xFF] if *a == z && (0x41..=0x42).contains(y) && waiting_inquiry == Some(false) => {
+            Some(Reply::Ack(y)) if waiting_inquiry == Some(false) => {
                 if let Some(f) = self.waiting_ack.take() {
-                    self.executing[usize::from(y - 0x41)] = Some(InFlight { deadline: now + self.timeout, ..f });
+                    self.executing[usize::from(y - 1)] = Some(InFlight { deadline: now + self.timeout, ..f });
                 }
             }
-            [a, y, 0xFF] if *a == z && (0x51..=0x52).contains(y) => {
-                if let Some(f) = self.executing[usize::from(y - 0x51)].take() {
+            Some(Reply::Done(y @ 1..=2, [])) => {
+                if let Some(f) = self.executing[usize::from(y - 1)].take() {
                     let _ = f.req.answer.send(Ok(p.to_vec()));
                 }
             }
-            [a, y, 0x03, 0xFF] if *a == z && y & 0xF0 == 0x60 && waiting_inquiry == Some(false) => {
+            Some(Reply::Error(_, BUFFER_FULL)) if waiting_inquiry == Some(false) => {
                 if let Some(f) = self.waiting_ack.take() {
                     if f.tries < 3 {
                         self.again.push_back((f, now + FRAME));
                     } else {
-                        let _ = f.req.answer.send(Err(rejected(0x03, &f.req.packet)));
+                        let _ = f.req.answer.send(Err(rejected(BUFFER_FULL, &f.req.packet)));
                     }
                 }
             }
-            [a, y, code, 0xFF] if *a == z && y & 0xF0 == 0x60 => {
+            Some(Reply::Error(y, code)) => {
                 // Some cameras name a socket in the error to a command that never got one.
-                let f = match y & 0x0F {
+                let f = match y {
                     s @ (1 | 2) if self.executing[usize::from(s - 1)].is_some() => {
                         self.executing[usize::from(s - 1)].take()
                     }
@@ -192,7 +161,7 @@ impl Sockets {
                     }
                 };
                 if let Some(f) = f {
-                    let _ = f.req.answer.send(Err(rejected(*code, &f.req.packet)));
+                    let _ = f.req.answer.send(Err(rejected(code, &f.req.packet)));
                 }
             }
             _ => tracing::debug!(packet = %hex(p), "unexpected VISCA packet ignored"),
