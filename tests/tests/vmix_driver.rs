@@ -11,15 +11,16 @@ use if_tests::sim::Sim;
 
 const VMIX: &str = "if://capability/vmix.switcher";
 
+const ACTIONS: [&str; 7] =
+    ["cut", "preview_input", "set_text", "overlay_input1_in", "start_recording", "add_input", "set_input_name"];
+
 fn manifest(endpoint: &str) -> String {
-    let actions = ["cut", "preview_input", "set_text", "overlay_input1_in", "start_recording"];
-    device::manifest(VMIX, "vmix-tcp", endpoint, Limits::default(), &actions, &["cut"], &[])
+    device::manifest(VMIX, "vmix-tcp", endpoint, Limits::default(), &ACTIONS, &["cut"], &[])
 }
 
 fn rig(endpoint: &str) -> (DeviceRig, Probe) {
     let mut tally = None;
-    let actions = ["cut", "preview_input", "set_text", "overlay_input1_in", "start_recording"];
-    let rig = DeviceRig::new(&manifest(endpoint), VMIX, &actions, |broker, agent| {
+    let rig = DeviceRig::new(&manifest(endpoint), VMIX, &ACTIONS, |broker, agent| {
         let p = Probe::connect(broker, &agent.site, &agent.name);
         p.subscribe(&p.topics.tally);
         tally = Some(p);
@@ -153,4 +154,54 @@ fn a_show_with_a_thousand_inputs_has_an_xml_longer_than_any_line_and_still_conne
     assert!(first["labels"]["257"].is_null(), "at most 256 titles are kept");
     let cut = r.ask("cut", Hazards::ON_AIR, &[]);
     assert_eq!(code(&cut), "OK", "the connection goes on after the long document: {cut}");
+}
+
+#[test]
+fn commands_published_together_reach_vmix_in_the_order_they_were_published() {
+    let sim = Sim::start("vmix");
+    let (mut r, _tally) = rig(&sim.endpoint());
+    wait_until("the driver connected", || {
+        code(&r.ask("preview_input", Hazards::NONE, &[("Input", ArgValue::Int(2))])) == "OK"
+    });
+    // One flood of numbered commands: the agent verifies and commits them as one burst and runs each on
+    // a task of its own, yet hands them to the lane in order.
+    let frames: Vec<Vec<u8>> = (0..30)
+        .map(|i| r.frame("set_text", Hazards::NONE, &[("Input", ArgValue::Int(1)), ("Value", ArgValue::Int(i))]))
+        .collect();
+    for (i, f) in frames.into_iter().enumerate() {
+        r.probe.request(f, &(1_000 + i as u64).to_be_bytes());
+    }
+    let replies = r.probe.until_replies(30, Duration::from_secs(20));
+    assert_eq!(replies.len(), 30);
+    assert!(replies.iter().all(|m| code(&m.json()) == "OK"), "{replies:?}");
+    let numbers: Vec<i64> =
+        sim.received().iter().filter_map(|l| l.strip_prefix("FUNCTION SetText Input=1&Value=")?.parse().ok()).collect();
+    assert_eq!(numbers, (0..30).collect::<Vec<i64>>(), "vMix got them in the order published");
+    r.agent.stop();
+}
+
+#[test]
+fn the_titles_are_read_again_when_inputs_come_or_go() {
+    let sim = Sim::start("vmix");
+    let (mut r, tally) = rig(&sim.endpoint());
+    let first = tally.next_on(&tally.topics.tally, Duration::from_secs(10)).expect("the resync's tally").json();
+    assert_eq!(first["labels"]["2"], "Camera 2", "{first}");
+    // A rename alone: vMix tells no subscriber.
+    let rename = r.ask("set_input_name", Hazards::NONE, &[("Input", ArgValue::Int(2)), ("Value", text("Host"))]);
+    assert_eq!(code(&rename), "OK", "{rename}");
+    // An input added: the tally grows, and the titles are read again, the rename with them.
+    let added = r.ask("add_input", Hazards::NONE, &[("Value", text("Colour|Slate"))]);
+    assert_eq!(code(&added), "OK", "{added}");
+    let retitled = if_tests::wait_for(Duration::from_secs(10), || {
+        let m = tally.next_on(&tally.topics.tally, Duration::from_secs(1))?.json();
+        (m["labels"]["5"] == "Slate").then_some(m)
+    })
+    .expect("a tally with the new input's title");
+    assert_eq!(retitled["labels"]["2"], "Host", "{retitled}");
+    assert_eq!(retitled["tally"].as_str().map(str::len), Some(5), "{retitled}");
+    let xml = sim.received().iter().filter(|l| *l == "XML").count();
+    assert_eq!(xml, 2, "the XML at connect and once after the input came, not polled: {:?}", sim.received());
+    // The connection goes on after the document read mid-stream.
+    assert_eq!(code(&r.ask("cut", Hazards::ON_AIR, &[])), "OK");
+    r.agent.stop();
 }

@@ -211,12 +211,14 @@ async fn receive(ctx: &Ctx, accepted: Vec<(Publish, Box<Accepted>)>, done: &mpsc
     }
 }
 
-/// Runs one accepted command on its own task.
+/// Hands one accepted command to its capability now (so a device gets commands in the order they were
+/// admitted), and awaits its outcome on a task of its own.
 fn start(ctx: &Ctx, a: Accepted, received: u64, route: Option<Route>, done: mpsc::UnboundedSender<Done>) {
     let clock = ctx.clock.clone();
     let fallback = Route { topic: ctx.topics.reply_for(&a.body.sender), correlation: None };
+    let running = a.capability.clone().take(a.body.clone());
     tokio::spawn(async move {
-        let outcome = a.capability.execute(&a.body).await.map(|mut v| {
+        let outcome = running.await.map(|mut v| {
             crate::redact::redact_json(&mut v);
             v
         });

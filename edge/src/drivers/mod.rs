@@ -40,6 +40,11 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     fn in_flight(&self) -> usize {
         1
     }
+    /// An emergency (the lane's priority path: a camera STOP): sent ahead of whatever the driver holds,
+    /// even while the commands in flight fill the device. By default the same as [`Driver::apply`].
+    fn apply_now<'a>(&'a self, body: &'a EnvelopeBody) -> OutcomeFuture<'a> {
+        self.apply(body)
+    }
 }
 
 /// A tally change a driver saw: `tally` is one digit per input, 0 off, 1 program, 2 preview.

@@ -2,8 +2,9 @@
 //!
 //! One task owns the connection. It checks the greeting (a web-controller port answers HTTP and is
 //! reported as "not a vMix TCP API endpoint"), subscribes to tally, reads the input titles from vMix's
-//! XML and the current tally (resync) after every connect, and then sends one request at a time, as vMix asks: the next goes only after the
-//! answer to the previous one. Unsolicited `TALLY OK` lines are tally changes, published through
+//! XML and the current tally (resync) after every connect (the titles again whenever inputs come or go),
+//! and then sends one request at a time, as vMix asks: the next goes only after the answer to the
+//! previous one. Unsolicited `TALLY OK` lines are tally changes, published through
 //! [`DriverContext`](super::DriverContext). A request whose answer does not come in time is
 //! DEVICE_TIMEOUT, and the connection is dropped and made again: a late answer must never be taken for
 //! the next request's. While the device cannot be reached, requests fail at once with DEVICE_UNREACHABLE
@@ -30,6 +31,9 @@ use tokio_util::codec::{FramedRead, LinesCodec};
 
 use super::{Driver, HealthFuture};
 use super::{DriverContext, Tally};
+use state::{Activators, MAX_XML, apply_acts, titles};
+
+mod state;
 use crate::capability::OutcomeFuture;
 use crate::capability::Plan;
 
@@ -286,10 +290,22 @@ impl Connection {
             .map_err(|e| unreachable(&self.addr, e))
     }
 
-    fn publish_tally(&self, digits: &str) {
+    /// A `TALLY OK` line: published. Returns whether inputs came or went (its length changed).
+    fn publish_tally(&self, digits: &str) -> bool {
         let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let resized = !state.0.is_empty() && state.0.len() != digits.len();
         state.0 = digits.to_string();
         self.publish(&state);
+        resized
+    }
+
+    /// New titles: kept, and published with the last tally.
+    fn retitle(&self, titles: std::collections::BTreeMap<u32, String>) {
+        *self.labels.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = titles;
+        let state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !state.0.is_empty() {
+            self.publish(&state);
+        }
     }
 
     /// An `ACTS OK ...` line: published with the last tally when it changes what is on.
@@ -308,11 +324,16 @@ impl Connection {
         );
     }
 
-    /// Serves requests one at a time until the connection fails; returns why.
+    /// Serves requests one at a time until the connection fails; returns why. vMix says nothing when an
+    /// input is renamed, but its tally grows or shrinks when inputs come or go: then the titles are read
+    /// again, as one more request in turn.
     async fn serve_on(&self, mut r: Reader, mut w: OwnedWriteHalf, requests: &mut mpsc::Receiver<Request>) -> IfError {
         let mut pending: Option<(Request, Instant)> = None;
+        let mut titles_due = false;
+        let mut reading_titles: Option<Instant> = None;
         loop {
-            let deadline = pending.as_ref().map(|(_, d)| *d);
+            let deadline = pending.as_ref().map(|(_, d)| *d).or(reading_titles);
+            let idle = pending.is_none() && reading_titles.is_none();
             tokio::select! {
                 line = read_any(&mut r) => {
                     let line = match line {
@@ -324,11 +345,20 @@ impl Connection {
                             return unreachable(&self.addr, e);
                         }
                     };
-                    // Data replies (`XML 37` and its document) are never asked for; their lines match no
-                    // request and are skipped like any other unsolicited line.
                     let l = parse(&line);
                     if l.command == "TALLY" && l.status == "OK" {
-                        self.publish_tally(l.text);
+                        titles_due |= self.publish_tally(l.text);
+                    }
+                    // The titles asked for; any other data reply is never asked for, and its lines
+                    // match no request and are skipped like any other unsolicited line.
+                    if l.command == "XML" && reading_titles.take().is_some() {
+                        if let Ok(n) = l.status.parse::<usize>() {
+                            match self.read_document(&mut r, n).await {
+                                Ok(titles) => self.retitle(titles),
+                                Err(e) => return e,
+                            }
+                        }
+                        continue;
                     }
                     if l.command == "ACTS" && l.status == "OK" {
                         self.activator(l.text);
@@ -344,7 +374,14 @@ impl Connection {
                         let _ = p.answer.send(result);
                     }
                 }
-                req = requests.recv(), if pending.is_none() => {
+                () = std::future::ready(()), if titles_due && idle => {
+                    titles_due = false;
+                    if let Err(e) = w.write_all(b"XML\r\n").await {
+                        return unreachable(&self.addr, e);
+                    }
+                    reading_titles = Some(Instant::now() + self.timeout);
+                }
+                req = requests.recv(), if idle => {
                     let Some(req) = req else { return unreachable(&self.addr, "driver stopped") };
                     // Its caller gave up waiting (the lane's timeout): it must not reach the device later.
                     if req.answer.is_closed() {
@@ -368,71 +405,6 @@ impl Connection {
     }
 }
 
-/// vMix's activators that are on, by name: an input-based one with its input, a state with 1.
-pub type Activators = std::collections::BTreeMap<String, u32>;
-
-/// The activators kept: overlays, the other mixes, and the production states. `Input` and
-/// `InputPreview` are the tally itself.
-fn kept(name: &str) -> bool {
-    let mix = |p: &str| name.strip_prefix(p).is_some_and(|n| matches!(n, "2" | "3" | "4"));
-    matches!(name, "Overlay1" | "Overlay2" | "Overlay3" | "Overlay4")
-        || mix("InputMix")
-        || mix("InputPreviewMix")
-        || matches!(name, "Recording" | "Streaming" | "External" | "MultiCorder" | "FadeToBlack")
-}
-
-/// Applies the text of one `ACTS OK` line (`Overlay1 3 1`, `Recording 0`); whether what is on changed.
-pub fn apply_acts(on: &mut Activators, text: &str) -> bool {
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let (name, input, value) = match words.as_slice() {
-        [name, input, value] => (*name, input.parse::<u32>().ok(), *value),
-        [name, value] => (*name, Some(1), *value),
-        _ => return false,
-    };
-    let (Some(input), true) = (input, kept(name)) else { return false };
-    let before = on.get(name).copied();
-    match value {
-        "1" => {
-            on.insert(name.to_string(), input);
-        }
-        "0" if before == Some(input) => {
-            on.remove(name);
-        }
-        _ => {}
-    }
-    on.get(name).copied() != before
-}
-
-/// The most inputs whose titles are kept, and the longest title kept (so that a tally with every title
-/// stays far below the broker's packet size).
-const MAX_TITLES: usize = 256;
-const MAX_TITLE: usize = 64;
-/// The longest XML document whose titles are read.
-const MAX_XML: usize = 4 * 1024 * 1024;
-
-/// The `title` of each `<input ... number="N" ... title="...">` in vMix's XML, by number. A scan for
-/// the two attributes, not a full XML parser: vMix writes them on one element each, entities escaped.
-pub fn titles(doc: &str) -> std::collections::BTreeMap<u32, String> {
-    let attr = |el: &str, name: &str| -> Option<String> {
-        let at = el.find(&format!(" {name}=\""))? + name.len() + 3;
-        let end = el[at..].find('"')?;
-        Some(unescape(&el[at..at + end]))
-    };
-    doc.split("<input ")
-        .skip(1)
-        .filter_map(|el| {
-            let el = format!(" {}", &el[..el.find('>').unwrap_or(el.len())]);
-            let n = attr(&el, "number")?.parse().ok()?;
-            Some((n, attr(&el, "title")?.chars().take(MAX_TITLE).collect()))
-        })
-        .take(MAX_TITLES)
-        .collect()
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&")
-}
-
 /// Lines from vMix, each at most [`MAX_LINE`] bytes; reading one is cancel-safe.
 type Reader = FramedRead<OwnedReadHalf, LinesCodec>;
 
@@ -450,34 +422,6 @@ mod tests {
     use if_protocol::envelope::Args;
 
     use super::*;
-
-    #[test]
-    fn activators_follow_acts_lines_and_only_the_kept_ones_count() {
-        let mut on = Activators::new();
-        assert!(apply_acts(&mut on, "Overlay1 3 1"));
-        assert!(apply_acts(&mut on, "Recording 1"));
-        assert!(!apply_acts(&mut on, "Recording 1"), "no change");
-        assert!(!apply_acts(&mut on, "Overlay1 5 0"), "another input going off leaves overlay 1 on 3");
-        assert!(apply_acts(&mut on, "InputMix2 4 1"));
-        assert!(!apply_acts(&mut on, "InputVolume 2 0.5"), "not kept");
-        assert!(!apply_acts(&mut on, "Input 2 1"), "the tally itself");
-        assert!(!apply_acts(&mut on, "Overlay9 1 1") && !apply_acts(&mut on, "garbage") && !apply_acts(&mut on, ""));
-        assert_eq!(on, [("InputMix2".into(), 4), ("Overlay1".into(), 3), ("Recording".into(), 1)].into());
-        assert!(apply_acts(&mut on, "Overlay1 3 0") && apply_acts(&mut on, "Recording 0"));
-        assert_eq!(on.len(), 1);
-    }
-
-    #[test]
-    fn input_titles_come_from_the_xml_by_number() {
-        let doc = r#"<vmix><version>27</version><inputs><input key="a" number="1" type="Capture" title="Cam &amp; Host" shortTitle="C">x</input><input key="b" type="Blank" number="2" title="Blank">y</input><input key="c" title="no number"/></inputs><overlays/></vmix>"#;
-        let t = titles(doc);
-        assert_eq!(t.get(&1).map(String::as_str), Some("Cam & Host"));
-        assert_eq!(t.get(&2).map(String::as_str), Some("Blank"));
-        assert_eq!(t.len(), 2, "an input without a number is skipped");
-        assert!(titles("").is_empty() && titles("<input number=\"x\" title=\"y\">").is_empty());
-        let long = format!("<input number=\"3\" title=\"{}\">", "z".repeat(500));
-        assert_eq!(titles(&long)[&3].len(), MAX_TITLE);
-    }
     use crate::policy::authorize::tests::body;
 
     #[test]

@@ -142,6 +142,8 @@ struct Gate {
     ended_by: Mutex<String>,
     /// Wakes a worker waiting for a token or a retry when an emergency ends the queue.
     ended: tokio::sync::Notify,
+    /// Jobs in flight waiting to be tried again: while any is, the worker takes no later job.
+    retrying: std::sync::atomic::AtomicUsize,
 }
 
 impl Gate {
@@ -218,6 +220,7 @@ impl Lane {
             generation: AtomicU64::new(0),
             ended_by: Mutex::new(String::new()),
             ended: tokio::sync::Notify::new(),
+            retrying: std::sync::atomic::AtomicUsize::new(0),
         });
         let bucket = TokenBucket::new(spec.rps, spec.burst, 0);
         let retries: Vec<Duration> = spec.backoff.steps().iter().take(MAX_RETRIES).copied().collect();
@@ -273,6 +276,36 @@ impl Lane {
     }
 }
 
+impl Lane {
+    /// Queues the command now (an emergency on the priority lane, ending the queue where it should), or
+    /// refuses it; returns where its outcome comes.
+    fn submit(&self, body: &EnvelopeBody) -> Result<oneshot::Receiver<Outcome>, IfError> {
+        let (answer, wait) = oneshot::channel();
+        let action = body.action.as_str();
+        if self.spec.emergency.contains(action) {
+            // Room for the emergency first: one that is refused ends nothing.
+            let slot = self.priority.try_reserve().map_err(|e| match e {
+                mpsc::error::TrySendError::Full(()) => self.queue_full(),
+                mpsc::error::TrySendError::Closed(()) => {
+                    IfError::with(ErrorCode::SystemError, "the device lane stopped")
+                }
+            })?;
+            if self.spec.ends_queue.contains(action) {
+                self.end_queue(action);
+            }
+            slot.send(Job { body: body.clone(), answer, generation: u64::MAX });
+        } else {
+            self.enqueue(body, answer)?;
+        }
+        Ok(wait)
+    }
+}
+
+/// The outcome of a submitted command.
+async fn answered(taken: Result<oneshot::Receiver<Outcome>, IfError>) -> Outcome {
+    taken?.await.map_err(|_| IfError::with(ErrorCode::SystemError, "the device lane stopped"))?
+}
+
 impl Drop for Lane {
     fn drop(&mut self) {
         self.queue.closed.store(true, Ordering::Release);
@@ -290,26 +323,12 @@ impl Capability for Lane {
     }
 
     fn execute<'a>(&'a self, body: &'a EnvelopeBody) -> OutcomeFuture<'a> {
-        Box::pin(async move {
-            let (answer, wait) = oneshot::channel();
-            let action = body.action.as_str();
-            if self.spec.emergency.contains(action) {
-                // Room for the emergency first: one that is refused ends nothing.
-                let slot = self.priority.try_reserve().map_err(|e| match e {
-                    mpsc::error::TrySendError::Full(()) => self.queue_full(),
-                    mpsc::error::TrySendError::Closed(()) => {
-                        IfError::with(ErrorCode::SystemError, "the device lane stopped")
-                    }
-                })?;
-                if self.spec.ends_queue.contains(action) {
-                    self.end_queue(action);
-                }
-                slot.send(Job { body: body.clone(), answer, generation: u64::MAX });
-            } else {
-                self.enqueue(body, answer)?;
-            }
-            wait.await.map_err(|_| IfError::with(ErrorCode::SystemError, "the device lane stopped"))?
-        })
+        let taken = self.submit(body);
+        Box::pin(answered(taken))
+    }
+
+    fn take(self: Arc<Self>, body: EnvelopeBody) -> OutcomeFuture<'static> {
+        Box::pin(answered(self.submit(&body)))
     }
 
     fn plan(&self, body: &EnvelopeBody) -> Plan {
@@ -327,7 +346,7 @@ impl Capability for Lane {
 /// The worker: queued jobs in order, one token each, each through the breaker, with at most
 /// [`Driver::in_flight`] of them given to the driver and not yet answered (one for most devices). A job
 /// is taken from the queue only when there is room for it, so what waits is still in the queue for an
-/// emergency to end. A job an emergency ended while it waited for its token is answered, not sent, and
+/// emergency to end, and none while a job in flight waits to be tried again (it goes first). A job an emergency ended while it waited for its token is answered, not sent, and
 /// costs no token.
 ///
 /// The jobs in flight are futures of this one task, not tasks of their own: each is polled once before
@@ -343,7 +362,7 @@ async fn work(
     let room = driver.in_flight().max(1);
     let mut running = FuturesUnordered::new();
     loop {
-        while running.len() >= room {
+        while running.len() >= room || (!running.is_empty() && gate.retrying.load(Ordering::Acquire) > 0) {
             running.next().await;
         }
         let Some(job) = beside(&mut running, queue.next()).await else { break };
@@ -353,7 +372,7 @@ async fn work(
                 Err(wait_ms) => beside(&mut running, gate.pause(Duration::from_millis(wait_ms), &job)).await,
             }
         }
-        running.push(run(&*driver, &gate, job, timeout, &retries));
+        running.push(run(&*driver, &gate, job, timeout, &retries, false));
     }
     while running.next().await.is_some() {}
 }
@@ -375,12 +394,13 @@ async fn beside<F: std::future::Future>(running: &mut FuturesUnordered<impl std:
 async fn emergencies(driver: Arc<dyn Driver>, gate: Arc<Gate>, mut priority: mpsc::Receiver<Job>, timeout: Duration) {
     while let Some(job) = priority.recv().await {
         // An emergency is tried once: a STOP late by seconds is worse than a STOP that failed.
-        run(&*driver, &gate, job, timeout, &[]).await;
+        run(&*driver, &gate, job, timeout, &[], true).await;
     }
 }
 
-/// One command: breaker check, the driver with a timeout, the breaker's count, the answer.
-async fn run(driver: &dyn Driver, gate: &Gate, job: Job, timeout: Duration, retries: &[Duration]) {
+/// One command: breaker check, the driver with a timeout (an emergency through
+/// [`Driver::apply_now`]), the breaker's count, the answer.
+async fn run(driver: &dyn Driver, gate: &Gate, job: Job, timeout: Duration, retries: &[Duration], urgent: bool) {
     let mut attempt = 0;
     let outcome = loop {
         if let Some(ended) = gate.superseded(&job) {
@@ -389,7 +409,8 @@ async fn run(driver: &dyn Driver, gate: &Gate, job: Job, timeout: Duration, retr
         if let Err(e) = gate.breaker().check(gate.now_ms()) {
             break Err(e);
         }
-        let outcome = match tokio::time::timeout(timeout, driver.apply(&job.body)).await {
+        let sent = if urgent { driver.apply_now(&job.body) } else { driver.apply(&job.body) };
+        let outcome = match tokio::time::timeout(timeout, sent).await {
             Ok(outcome) => outcome,
             Err(_) => Err(IfError::format(
                 ErrorCode::DeviceTimeout,
@@ -406,7 +427,10 @@ async fn run(driver: &dyn Driver, gate: &Gate, job: Job, timeout: Duration, retr
         match retries.get(attempt) {
             Some(wait) if code == Some(ErrorCode::DeviceUnreachable) && !opened => {
                 attempt += 1;
+                // While it waits, no later job is taken: it must not reach the device first.
+                gate.retrying.fetch_add(1, Ordering::AcqRel);
                 gate.pause(wait.mul_f64(backoff::factor()), &job).await;
+                gate.retrying.fetch_sub(1, Ordering::AcqRel);
             }
             _ => break outcome,
         }

@@ -1,7 +1,8 @@
 //! `visca-ip`: Sony's VISCA over IP, one UDP socket to the camera's port 52381.
 //!
 //! The socket is connected to the camera, so the kernel drops every datagram from anywhere else, and a
-//! camera that is not listening comes back as a refusal (ICMP port unreachable) instead of silence.
+//! camera whose host says nothing listens (ICMP port unreachable) is refused at once; one that is off
+//! answers nothing, and its RESET times out.
 //! Connecting sends RESET and waits for the camera to acknowledge it, so this driver's sequence numbers
 //! start where the camera's do; after that the rules of `sequence.rs` hold. The endpoint reads
 //! `udp://HOST:52381` (the port may be left out); the camera address over IP is always 1.
@@ -15,7 +16,7 @@ use tokio::time::Instant;
 
 use super::header::{self, CONTROL, CONTROL_REPLY, RESET};
 use super::sequence::{Sequence, ack_wait};
-use super::{Camera, Request};
+use super::{Camera, Request, Waiting};
 use crate::backoff::Backoff;
 use crate::drivers::supervisor::{Device, supervise};
 
@@ -101,9 +102,18 @@ impl Link {
         Err(self.unreachable("no answer to RESET"))
     }
 
-    async fn exchange(&self, socket: &UdpSocket, s: &mut Sequence, requests: &mut mpsc::Receiver<Request>) -> IfError {
+    async fn exchange(
+        &self,
+        socket: &UdpSocket,
+        s: &mut Sequence,
+        waiting: &mut Waiting,
+        requests: &mut mpsc::Receiver<Request>,
+    ) -> IfError {
         let mut buf = [0u8; DATAGRAM];
         loop {
+            while let Some(req) = waiting.next(|urgent| s.ready_for(urgent)) {
+                s.submit(req, Instant::now());
+            }
             while let Some(d) = s.transmit() {
                 if let Err(e) = socket.send(&d).await {
                     return self.io_error(&e);
@@ -118,9 +128,8 @@ impl Link {
                     Ok(n) => s.on_datagram(&buf[..n], Instant::now()),
                     Err(e) => return self.io_error(&e),
                 },
-                req = requests.recv(), if s.ready() => match req {
-                    Some(req) if req.answer.is_closed() => {}
-                    Some(req) => s.submit(req, Instant::now()),
+                req = requests.recv() => match req {
+                    Some(req) => waiting.push(req),
                     None => return self.unreachable("driver stopped"),
                 },
                 () = async { match next_due { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
@@ -140,8 +149,9 @@ impl Device for Link {
     }
 
     async fn connect(&self) -> Result<UdpSocket, IfError> {
-        let to = tokio::net::lookup_host(&self.endpoint.addr)
+        let to = tokio::time::timeout(self.timeout, tokio::net::lookup_host(&self.endpoint.addr))
             .await
+            .map_err(|_| self.unreachable("the name did not resolve in time"))?
             .map_err(|e| self.unreachable(e))?
             .next()
             .ok_or_else(|| self.unreachable("the name has no address"))?;
@@ -155,8 +165,10 @@ impl Device for Link {
 
     async fn serve(&self, socket: UdpSocket, requests: &mut mpsc::Receiver<Request>) -> IfError {
         let mut s = Sequence::new(self.timeout);
-        let why = self.exchange(&socket, &mut s, requests).await;
+        let mut waiting = Waiting::default();
+        let why = self.exchange(&socket, &mut s, &mut waiting, requests).await;
         s.lost(&why);
+        waiting.refuse(&why);
         why
     }
 }

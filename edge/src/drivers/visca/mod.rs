@@ -6,7 +6,9 @@
 //! (`sequence.rs`, the header in `header.rs`). Either way the driver sends one command at a time until
 //! the camera acknowledges it (`z0 4y FF`: it holds socket y), and then the next may go while the first
 //! executes: the camera has two sockets, so the lane gives the driver up to two commands at once (a zoom
-//! need not wait for a preset move to end). A command's answer is its completion (`z0 5y FF`) or its
+//! need not wait for a preset move to end). An emergency (STOP) goes ahead of whatever waits, and is
+//! sent even while both sockets execute: the camera either takes it or says "buffer full", and then it
+//! goes again as soon as a socket is free. A command's answer is its completion (`z0 5y FF`) or its
 //! error (`z0 6y ee FF`: length, syntax, cancelled, no socket, not executable -> DEVICE_REJECTED).
 //! "Buffer full" means the camera took nothing, so the command is sent again one frame later (at most
 //! three tries). Health is the power inquiry.
@@ -26,6 +28,8 @@ mod sockets;
 
 pub use command::{hex, packet};
 
+use std::collections::VecDeque;
+
 use if_protocol::envelope::EnvelopeBody;
 use if_protocol::{ErrorCode, IfError};
 use tokio::sync::{mpsc, oneshot};
@@ -41,8 +45,43 @@ pub(crate) struct Request {
     pub packet: Vec<u8>,
     /// An inquiry (`8x 09 ...`): answered `z0 50 ...`, with no ACK.
     pub inquiry: bool,
-    /// The answer: the reply packet, or why not.
+    /// An emergency (STOP): it goes before anything waiting, and even while both sockets execute.
+    pub urgent: bool,
+    /// The answer: the reply packet (empty: performed, its completion not seen), or why not.
     pub answer: oneshot::Sender<Result<Vec<u8>, IfError>>,
+}
+
+/// The requests a connection task holds until the camera may take them: emergencies first, each kind
+/// in the order it came. The lane bounds how many there are.
+#[derive(Debug, Default)]
+pub(crate) struct Waiting(VecDeque<Request>);
+
+impl Waiting {
+    /// Holds `req`.
+    pub fn push(&mut self, req: Request) {
+        if req.urgent {
+            let at = self.0.iter().take_while(|r| r.urgent).count();
+            self.0.insert(at, req);
+        } else {
+            self.0.push_back(req);
+        }
+    }
+
+    /// The next request, if `ready` (told whether it is urgent) lets it go now. One whose caller gave
+    /// up waiting (the lane's timeout) is dropped: it must not reach the camera later.
+    pub fn next(&mut self, ready: impl Fn(bool) -> bool) -> Option<Request> {
+        while self.0.front().is_some_and(|r| r.answer.is_closed()) {
+            self.0.pop_front();
+        }
+        if ready(self.0.front()?.urgent) { self.0.pop_front() } else { None }
+    }
+
+    /// The link is lost: every request held ends with `why` (none was sent).
+    pub fn refuse(&mut self, why: &IfError) {
+        for req in self.0.drain(..) {
+            let _ = req.answer.send(Err(why.clone()));
+        }
+    }
 }
 
 impl Refusable for Request {
@@ -61,7 +100,7 @@ pub struct Camera {
 }
 
 impl Camera {
-    async fn send(&self, packet: Vec<u8>, inquiry: bool) -> Result<Vec<u8>, IfError> {
+    async fn send(&self, packet: Vec<u8>, inquiry: bool, urgent: bool) -> Result<Vec<u8>, IfError> {
         let (answer, wait) = oneshot::channel();
         let gone = || {
             IfError::format(
@@ -69,8 +108,19 @@ impl Camera {
                 format_args!("camera on {}: the connection task stopped", self.place),
             )
         };
-        self.requests.send(Request { packet, inquiry, answer }).await.map_err(|_| gone())?;
+        self.requests.send(Request { packet, inquiry, urgent, answer }).await.map_err(|_| gone())?;
         wait.await.map_err(|_| gone())?
+    }
+}
+
+impl Camera {
+    async fn command(&self, body: &EnvelopeBody, urgent: bool) -> crate::capability::Outcome {
+        let p = packet(body, self.address)?;
+        let sent = hex(&p);
+        let reply = self.send(p, false, urgent).await?;
+        // Over IP, a camera that had the command already may say so instead of completing it again.
+        let completed = reply.get(1).is_some_and(|b| b & 0xF0 == 0x50);
+        Ok(serde_json::json!({ "visca": sent, "completed": completed }))
     }
 }
 
@@ -83,21 +133,46 @@ impl Driver for Camera {
     }
 
     fn apply<'a>(&'a self, body: &'a EnvelopeBody) -> OutcomeFuture<'a> {
-        Box::pin(async move {
-            let p = packet(body, self.address)?;
-            let sent = hex(&p);
-            let reply = self.send(p, false).await?;
-            // Over IP, a camera that had the command already may say so instead of completing it again.
-            let completed = reply.get(1).is_some_and(|b| b & 0xF0 == 0x50);
-            Ok(serde_json::json!({ "visca": sent, "completed": completed }))
-        })
+        Box::pin(self.command(body, false))
+    }
+
+    fn apply_now<'a>(&'a self, body: &'a EnvelopeBody) -> OutcomeFuture<'a> {
+        Box::pin(self.command(body, true))
     }
 
     fn health(&self) -> HealthFuture<'_> {
-        Box::pin(async move { self.send(command::power_inquiry(self.address), true).await.map(|_| ()) })
+        Box::pin(async move { self.send(command::power_inquiry(self.address), true, false).await.map(|_| ()) })
     }
 
     fn in_flight(&self) -> usize {
         2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(packet: u8, urgent: bool) -> (Request, oneshot::Receiver<Result<Vec<u8>, IfError>>) {
+        let (answer, rx) = oneshot::channel();
+        (Request { packet: vec![packet], inquiry: false, urgent, answer }, rx)
+    }
+
+    #[test]
+    fn emergencies_wait_first_in_order_and_abandoned_requests_are_dropped() {
+        let mut w = Waiting::default();
+        let (a, _ra) = request(1, false);
+        let (b, rb) = request(2, false);
+        let (stop1, _r1) = request(3, true);
+        let (stop2, _r2) = request(4, true);
+        for r in [a, b, stop1, stop2] {
+            w.push(r);
+        }
+        drop(rb);
+        assert!(w.next(|urgent| urgent).is_some_and(|r| r.packet == [3]), "the first emergency first");
+        assert!(w.next(|urgent| urgent).is_some_and(|r| r.packet == [4]));
+        assert!(w.next(|urgent| urgent).is_none(), "an ordinary command waits for a free socket");
+        assert!(w.next(|_| true).is_some_and(|r| r.packet == [1]));
+        assert!(w.next(|_| true).is_none(), "one whose caller gave up never goes");
     }
 }

@@ -33,13 +33,15 @@ impl<'a> Reply<'a> {
 
 /// Error code `03`: the camera took nothing and the command may go again.
 pub(crate) const BUFFER_FULL: u8 = 0x03;
+/// Error code `04`: the command in that socket was cancelled (`8x 2y FF`).
+pub(crate) const CANCELLED: u8 = 0x04;
 
 fn error_text(code: u8) -> &'static str {
     match code {
         0x01 => "message length error",
         0x02 => "syntax error",
         BUFFER_FULL => "command buffer full",
-        0x04 => "command cancelled",
+        CANCELLED => "command cancelled",
         0x05 => "no socket",
         0x41 => "command not executable now",
         _ => "unknown error",

@@ -15,11 +15,13 @@
 //!   answer says it ran but was not seen to complete. A completion that comes without an ACK answers
 //!   the command too;
 //! - the same error to a command's first send means the camera does not know this driver's numbers (it
-//!   restarted, or another controller reset it): it took nothing. The driver sends RESET and, once the
-//!   camera acknowledges it, sends the command again under a fresh number. An unanswered RESET loses the
+//!   restarted, or another controller reset it): it took nothing. What it was executing is unknown now.
+//!   The driver sends RESET and, once the camera acknowledges it, sends the command again under the next
+//!   number (numbers never start over on one connection, so none is given twice); An unanswered RESET loses the
 //!   link (the supervisor connects again, which resets again);
 //! - "buffer full": sent again one frame later under a new number (the camera answered the old one), at
-//!   most three tries;
+//!   most three tries (ten for an emergency, which is sent even while both sockets execute: if the
+//!   camera is full, the command running longest is cancelled and the emergency takes its socket);
 //! - when the link is lost, a command that was sent ends DEVICE_TIMEOUT (its outcome is unknown), one
 //!   that was not ends DEVICE_UNREACHABLE.
 
@@ -32,8 +34,8 @@ use tokio::time::Instant;
 use super::Request;
 use super::command::hex;
 use super::header::{self, BAD_MESSAGE, BAD_SEQUENCE, COMMAND, CONTROL, CONTROL_REPLY, INQUIRY, REPLY, RESET};
-use super::reply::{BUFFER_FULL, Reply, rejected};
-use super::sockets::FRAME;
+use super::reply::{BUFFER_FULL, CANCELLED, Reply, rejected};
+use super::sockets::{FRAME, tries};
 
 /// Sends of one message, the first included, before it is given up.
 const SENDS: u8 = 3;
@@ -51,8 +53,8 @@ pub(crate) fn ack_wait(timeout: Duration) -> Duration {
 enum Stage {
     /// Sent, no ACK yet.
     Sent,
-    /// Acknowledged: executing in a socket.
-    Executing,
+    /// Acknowledged: executing in socket 1 or 2.
+    Executing(u8),
     /// The camera said it had it already (a repeat): performed; its completion not yet seen.
     Performed,
 }
@@ -93,7 +95,7 @@ pub(crate) struct Sequence {
 }
 
 impl Sequence {
-    /// After a RESET the camera acknowledged: the next number is 1.
+    /// After a RESET the camera acknowledged: the first number is 1.
     pub fn new(timeout: Duration) -> Self {
         Sequence {
             timeout,
@@ -109,14 +111,17 @@ impl Sequence {
     }
 
     /// Whether a new request may be taken: nothing waits for an ACK, a reset or to be sent again, and a
-    /// socket is free.
-    pub fn ready(&self) -> bool {
-        self.failed.is_none()
-            && self.resetting.is_none()
-            && self.held.is_none()
-            && self.again.is_empty()
+    /// socket is free (an `urgent` one goes even while both execute: the camera takes it or says
+    /// "buffer full").
+    pub fn ready_for(&self, urgent: bool) -> bool {
+        self.failed.is_none() && self.held.is_none() && self.again.is_empty() && self.may_send(urgent)
+    }
+
+    /// Nothing waits for its ACK or a reset, and a socket is free unless `urgent`.
+    fn may_send(&self, urgent: bool) -> bool {
+        self.resetting.is_none()
             && !self.flights.iter().any(|f| f.stage == Stage::Sent)
-            && self.flights.len() < 2
+            && (urgent || self.flights.len() < 2)
     }
 
     /// Takes a request: its datagram is queued.
@@ -152,7 +157,18 @@ impl Sequence {
         });
     }
 
+    /// The camera lost its count: what it was executing under the old numbers is unknown now (and those
+    /// numbers are given out again after the reset).
     fn start_reset(&mut self, now: Instant) {
+        for f in self.flights.drain(..) {
+            let _ = f.req.answer.send(Err(IfError::format(
+                ErrorCode::DeviceTimeout,
+                format_args!(
+                    "the camera lost its sequence numbers (restarted?) while {} ran; the outcome is unknown",
+                    hex(&f.req.packet)
+                ),
+            )));
+        }
         self.out.push_back(header::encode(CONTROL, 0, &RESET));
         self.resetting = Some(Reset { sends: 1, next_at: now + self.wait });
     }
@@ -161,7 +177,13 @@ impl Sequence {
     pub fn next_due(&self) -> Option<Instant> {
         let flights = self.flights.iter().flat_map(|f| [f.resend_at, Some(f.deadline)]).flatten();
         let reset = self.resetting.as_ref().map(|r| r.next_at);
-        flights.chain(reset).chain(self.again.front().map(|(_, _, at)| *at)).min()
+        flights.chain(reset).chain(self.again_due()).min()
+    }
+
+    /// When the command sent again after "buffer full" may go: its frame has passed and it may be sent
+    /// (otherwise an ACK or a completion comes first).
+    fn again_due(&self) -> Option<Instant> {
+        self.again.front().filter(|(req, _, _)| self.may_send(req.urgent)).map(|(_, _, at)| *at)
     }
 
     /// Handles one datagram from the camera.
@@ -172,28 +194,42 @@ impl Sequence {
         };
         if m.kind == CONTROL_REPLY && m.payload == RESET {
             // The camera may answer a RESET under any number: its own is 0 now.
-            if self.resetting.take().is_some() {
-                self.next = 1;
-                if let Some((req, tries)) = self.held.take() {
-                    self.send(req, tries, now);
-                }
+            // Numbers go on counting from where they were: one given before is never given again, so a
+            // late reply to an old command is never taken for a new one.
+            if self.resetting.take().is_some()
+                && let Some((req, tries)) = self.held.take()
+            {
+                self.send(req, tries, now);
             }
             return;
         }
-        let Some(i) = self.flights.iter().position(|f| f.seq == m.seq) else {
+        let by_seq = self.flights.iter().position(|f| f.seq == m.seq);
+        // A cancel's answer may come under the cancel's own number: it names the socket it freed.
+        let cancelled = match (m.kind, Reply::read(Z, m.payload)) {
+            (REPLY, Some(Reply::Error(y, CANCELLED))) if by_seq.is_none() => {
+                self.flights.iter().position(|f| f.stage == Stage::Executing(y))
+            }
+            _ => None,
+        };
+        let Some(i) = by_seq.or(cancelled) else {
             return tracing::debug!(seq = m.seq, payload = %hex(m.payload), "a reply to no command in flight; ignored");
         };
         let (stage, inquiry, sends) = (self.flights[i].stage, self.flights[i].req.inquiry, self.flights[i].sends);
         match (m.kind, Reply::read(Z, m.payload)) {
-            (REPLY, Some(Reply::Ack(_))) if stage == Stage::Sent && !inquiry => {
+            (REPLY, Some(Reply::Ack(y))) if stage == Stage::Sent && !inquiry => {
                 let f = &mut self.flights[i];
-                (f.stage, f.resend_at, f.deadline) = (Stage::Executing, None, now + self.timeout);
+                (f.stage, f.resend_at, f.deadline) = (Stage::Executing(y), None, now + self.timeout);
             }
             (REPLY, Some(Reply::Done(0, _))) if inquiry => self.answer(i, Ok(m.payload.to_vec())),
             (REPLY, Some(Reply::Done(1..=2, []))) if !inquiry => self.answer(i, Ok(m.payload.to_vec())),
             (REPLY, Some(Reply::Error(_, BUFFER_FULL))) if stage == Stage::Sent && !inquiry => {
                 let f = self.flights.remove(i);
-                if f.tries < 3 {
+                // An emergency finds both sockets busy: the command running longest is cancelled (a STOP
+                // means no more motion), and the emergency takes its socket a frame later.
+                if f.req.urgent && f.tries == 1 {
+                    self.cancel_oldest();
+                }
+                if f.tries < tries(&f.req) {
                     self.again.push_back((f.req, f.tries, now + FRAME));
                 } else {
                     let _ = f.req.answer.send(Err(rejected(BUFFER_FULL, &f.req.packet)));
@@ -218,6 +254,22 @@ impl Sequence {
                 self.answer(i, Err(IfError::with(ErrorCode::DeviceRejected, why)));
             }
             _ => tracing::debug!(seq = m.seq, payload = %hex(m.payload), "unexpected VISCA reply ignored"),
+        }
+    }
+
+    /// Cancels the command executing longest, when two execute (`81 2y FF`, a message of its own).
+    fn cancel_oldest(&mut self) {
+        let executing = self.flights.iter().filter_map(|f| match f.stage {
+            Stage::Executing(y) => Some((f.deadline, y)),
+            _ => None,
+        });
+        let oldest: Vec<(Instant, u8)> = executing.collect();
+        if let [_, _] = oldest.as_slice()
+            && let Some(&(_, y)) = oldest.iter().min()
+        {
+            let seq = self.next;
+            self.next = self.next.wrapping_add(1);
+            self.out.push_back(header::encode(COMMAND, seq, &[0x81, 0x20 | y, 0xFF]));
         }
     }
 
@@ -253,7 +305,7 @@ impl Sequence {
                 let outcome = match f.stage {
                     Stage::Performed => Ok(Vec::new()),
                     Stage::Sent => Err(self.timed_out(i, "ACK")),
-                    Stage::Executing => Err(self.timed_out(i, "completion")),
+                    Stage::Executing(_) => Err(self.timed_out(i, "completion")),
                 };
                 self.answer(i, outcome);
                 continue;
@@ -265,15 +317,11 @@ impl Sequence {
             }
             i += 1;
         }
-        while self.ready_to_send_again() && self.again.front().is_some_and(|(_, _, at)| *at <= now) {
-            if let Some((req, tries, _)) = self.again.pop_front() {
-                self.send(req, tries + 1, now);
-            }
+        if self.again_due().is_some_and(|at| at <= now)
+            && let Some((req, tries, _)) = self.again.pop_front()
+        {
+            self.send(req, tries + 1, now);
         }
-    }
-
-    fn ready_to_send_again(&self) -> bool {
-        self.resetting.is_none() && !self.flights.iter().any(|f| f.stage == Stage::Sent) && self.flights.len() < 2
     }
 
     fn timed_out(&self, i: usize, what: &str) -> IfError {
@@ -305,195 +353,4 @@ impl Sequence {
 }
 
 #[cfg(test)]
-mod tests {
-    use tokio::sync::oneshot;
-
-    use super::*;
-
-    type Answer = oneshot::Receiver<Result<Vec<u8>, IfError>>;
-
-    const RECALL: [u8; 7] = [0x81, 0x01, 0x04, 0x3F, 0x02, 5, 0xFF];
-    const ZOOM: [u8; 6] = [0x81, 0x01, 0x04, 0x07, 0x27, 0xFF];
-    const TIMEOUT: Duration = Duration::from_millis(400);
-
-    fn request(packet: &[u8], inquiry: bool) -> (Request, Answer) {
-        let (answer, rx) = oneshot::channel();
-        (Request { packet: packet.to_vec(), inquiry, answer }, rx)
-    }
-
-    fn sent(s: &mut Sequence) -> Vec<(u16, u32, Vec<u8>)> {
-        std::iter::from_fn(|| s.transmit())
-            .map(|d| {
-                let m = header::decode(&d).expect("a message");
-                (m.kind, m.seq, m.payload.to_vec())
-            })
-            .collect()
-    }
-
-    fn reply(seq: u32, payload: &[u8]) -> Vec<u8> {
-        header::encode(REPLY, seq, payload)
-    }
-
-    fn code(rx: &mut Answer) -> Option<ErrorCode> {
-        rx.try_recv().ok().and_then(|r| r.err()).map(|e| e.code())
-    }
-
-    #[test]
-    fn replies_are_matched_by_number_and_two_commands_execute_at_once() {
-        let t = Instant::now();
-        let mut s = Sequence::new(TIMEOUT);
-        let (a, mut ra) = request(&RECALL, false);
-        s.submit(a, t);
-        assert_eq!(sent(&mut s), [(COMMAND, 1, RECALL.to_vec())]);
-        assert!(!s.ready(), "one waits for its ACK at a time");
-        s.on_datagram(&reply(1, &[0x90, 0x41, 0xFF]), t);
-        assert!(s.ready(), "the second socket is free");
-        let (b, mut rb) = request(&ZOOM, false);
-        s.submit(b, t);
-        assert_eq!(sent(&mut s)[0].1, 2);
-        s.on_datagram(&reply(2, &[0x90, 0x42, 0xFF]), t);
-        assert!(!s.ready(), "both sockets busy");
-        // A completion under a number no command has is nobody's.
-        s.on_datagram(&reply(9, &[0x90, 0x51, 0xFF]), t);
-        assert!(ra.try_recv().is_err() && rb.try_recv().is_err());
-        s.on_datagram(&reply(2, &[0x90, 0x52, 0xFF]), t);
-        assert_eq!(rb.try_recv().expect("answered").expect("ok"), [0x90, 0x52, 0xFF], "the zoom, before the recall");
-        s.on_datagram(&reply(1, &[0x90, 0x51, 0xFF]), t);
-        assert!(ra.try_recv().expect("answered").is_ok());
-        // A repeated completion changes nothing.
-        s.on_datagram(&reply(1, &[0x90, 0x51, 0xFF]), t);
-        assert!(s.ready());
-    }
-
-    #[test]
-    fn a_lost_ack_is_sent_again_under_the_same_number_and_the_camera_s_answer_settles_it() {
-        let t = Instant::now();
-        let w = ack_wait(TIMEOUT);
-        let mut s = Sequence::new(TIMEOUT);
-        let (a, mut ra) = request(&RECALL, false);
-        s.submit(a, t);
-        sent(&mut s);
-        s.expire(t + w);
-        assert_eq!(sent(&mut s), [(COMMAND, 1, RECALL.to_vec())], "the same number again");
-        // The camera had it: performed, and its completion still answers it by number.
-        s.on_datagram(&header::encode(CONTROL_REPLY, 1, &BAD_SEQUENCE), t + w);
-        assert!(ra.try_recv().is_err());
-        s.on_datagram(&reply(1, &[0x90, 0x51, 0xFF]), t + w);
-        assert_eq!(ra.try_recv().expect("answered").expect("ok"), [0x90, 0x51, 0xFF]);
-
-        // Performed, and no completion comes: it ran, not seen to complete.
-        let (b, mut rb) = request(&ZOOM, false);
-        s.submit(b, t);
-        sent(&mut s);
-        s.expire(t + w);
-        s.on_datagram(&header::encode(CONTROL_REPLY, 2, &BAD_SEQUENCE), t + w);
-        s.expire(t + w + TIMEOUT);
-        assert_eq!(rb.try_recv().expect("answered").expect("performed"), Vec::<u8>::new());
-
-        // A completion without any ACK answers the command too.
-        let (c, mut rc) = request(&ZOOM, false);
-        s.submit(c, t);
-        sent(&mut s);
-        s.on_datagram(&reply(3, &[0x90, 0x51, 0xFF]), t);
-        assert!(rc.try_recv().expect("answered").is_ok());
-    }
-
-    #[test]
-    fn three_sends_without_an_answer_are_a_timeout() {
-        let t = Instant::now();
-        let w = ack_wait(TIMEOUT);
-        let mut s = Sequence::new(TIMEOUT);
-        let (a, mut ra) = request(&RECALL, false);
-        s.submit(a, t);
-        for i in 1..=3u32 {
-            assert_eq!(sent(&mut s).len(), 1, "send {i}");
-            s.expire(t + w * i);
-        }
-        assert_eq!(code(&mut ra), Some(ErrorCode::DeviceTimeout));
-        assert!(sent(&mut s).is_empty(), "never a fourth time");
-        assert!(s.ready());
-    }
-
-    #[test]
-    fn a_camera_that_forgot_the_numbers_is_reset_and_the_command_goes_again() {
-        let t = Instant::now();
-        let mut s = Sequence::new(TIMEOUT);
-        for _ in 0..4 {
-            let (a, _ra) = request(&ZOOM, false);
-            s.submit(a, t);
-            let seq = sent(&mut s)[0].1;
-            s.on_datagram(&reply(seq, &[0x90, 0x51, 0xFF]), t);
-        }
-        // The camera restarted: it knows no number until it is reset.
-        let (b, mut rb) = request(&RECALL, false);
-        s.submit(b, t);
-        assert_eq!(sent(&mut s)[0].1, 5);
-        s.on_datagram(&header::encode(CONTROL_REPLY, 5, &BAD_SEQUENCE), t);
-        assert_eq!(sent(&mut s), [(CONTROL, 0, RESET.to_vec())]);
-        assert!(!s.ready() && rb.try_recv().is_err());
-        s.on_datagram(&header::encode(CONTROL_REPLY, 0, &RESET), t);
-        assert_eq!(sent(&mut s), [(COMMAND, 1, RECALL.to_vec())], "again, under a fresh number");
-        s.on_datagram(&reply(1, &[0x90, 0x41, 0xFF]), t);
-        s.on_datagram(&reply(1, &[0x90, 0x51, 0xFF]), t);
-        assert!(rb.try_recv().expect("answered").is_ok());
-    }
-
-    #[test]
-    fn an_unanswered_reset_loses_the_link_and_the_held_command_was_not_taken() {
-        let t = Instant::now();
-        let w = ack_wait(TIMEOUT);
-        let mut s = Sequence::new(TIMEOUT);
-        let (a, mut ra) = request(&RECALL, false);
-        s.submit(a, t);
-        sent(&mut s);
-        s.on_datagram(&header::encode(CONTROL_REPLY, 1, &BAD_SEQUENCE), t);
-        for i in 1..=3u32 {
-            s.expire(t + w * i);
-        }
-        assert_eq!(sent(&mut s).iter().filter(|(k, _, _)| *k == CONTROL).count(), 3);
-        assert_eq!(code(&mut ra), Some(ErrorCode::DeviceUnreachable));
-        assert_eq!(s.failed().map(|e| e.code()), Some(ErrorCode::DeviceUnreachable));
-    }
-
-    #[test]
-    fn errors_map_to_codes_and_buffer_full_goes_again_under_a_new_number() {
-        let t = Instant::now();
-        let mut s = Sequence::new(TIMEOUT);
-        let (a, mut ra) = request(&RECALL, false);
-        s.submit(a, t);
-        sent(&mut s);
-        s.on_datagram(&reply(1, &[0x90, 0x60, 0x02, 0xFF]), t);
-        assert_eq!(code(&mut ra), Some(ErrorCode::DeviceRejected));
-        let (b, mut rb) = request(&RECALL, false);
-        s.submit(b, t);
-        for (i, seq) in [2, 3, 4].into_iter().enumerate() {
-            assert_eq!(sent(&mut s)[0].1, seq);
-            s.on_datagram(&reply(seq, &[0x90, 0x60, 0x03, 0xFF]), t);
-            s.expire(t + FRAME * (u32::try_from(i).unwrap_or(0) + 1));
-        }
-        assert_eq!(code(&mut rb), Some(ErrorCode::DeviceRejected), "three tries in all");
-        let (c, mut rc) = request(&[0x81, 0x09, 0x04, 0x00, 0xFF], true);
-        s.submit(c, t);
-        assert_eq!(sent(&mut s)[0].0, INQUIRY);
-        s.on_datagram(&header::encode(CONTROL_REPLY, 5, &BAD_MESSAGE), t);
-        assert_eq!(code(&mut rc), Some(ErrorCode::DeviceRejected));
-        // Garbage is no message and changes nothing.
-        s.on_datagram(&[0x12, 0x34, 0xFF], t);
-        assert!(s.ready());
-    }
-
-    #[test]
-    fn a_lost_link_ends_sent_commands_as_unknown_and_unsent_ones_as_unreachable() {
-        let t = Instant::now();
-        let mut s = Sequence::new(TIMEOUT);
-        let (a, mut ra) = request(&RECALL, false);
-        s.submit(a, t);
-        s.on_datagram(&reply(1, &[0x90, 0x41, 0xFF]), t);
-        let (b, mut rb) = request(&ZOOM, false);
-        s.submit(b, t);
-        s.on_datagram(&reply(2, &[0x90, 0x60, 0x03, 0xFF]), t);
-        s.lost(&IfError::with(ErrorCode::DeviceUnreachable, "refused"));
-        assert_eq!(code(&mut ra), Some(ErrorCode::DeviceTimeout));
-        assert_eq!(code(&mut rb), Some(ErrorCode::DeviceUnreachable));
-    }
-}
+mod tests;

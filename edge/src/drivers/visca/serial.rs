@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_serial::{SerialPortBuilderExt as _, SerialStream};
 
 use super::sockets::Sockets;
-use super::{Camera, Request};
+use super::{Camera, Request, Waiting};
 use crate::backoff::Backoff;
 use crate::drivers::supervisor::{Device, supervise};
 
@@ -110,11 +110,13 @@ impl Port {
         IfError::format(ErrorCode::DeviceUnreachable, format_args!("camera on {}: {why}", self.endpoint.path))
     }
 
-    /// Serves until the port fails; returns why. Whatever was in flight then ends with it.
+    /// Serves until the port fails; returns why. Whatever was in flight or waiting then ends with it.
     async fn serve_on(&self, mut port: SerialStream, requests: &mut mpsc::Receiver<Request>) -> IfError {
         let mut sockets = Sockets::new(self.endpoint.address, self.timeout);
-        let why = self.exchange(&mut port, &mut sockets, requests).await;
+        let mut waiting = Waiting::default();
+        let why = self.exchange(&mut port, &mut sockets, &mut waiting, requests).await;
         sockets.lost(&why);
+        waiting.refuse(&why);
         why
     }
 
@@ -122,11 +124,21 @@ impl Port {
         &self,
         port: &mut SerialStream,
         s: &mut Sockets,
+        waiting: &mut Waiting,
         requests: &mut mpsc::Receiver<Request>,
     ) -> IfError {
         let mut framer = Framer::default();
         let mut buf = [0u8; 64];
         loop {
+            let mut sends: Vec<Vec<u8>> = Vec::new();
+            while let Some(req) = waiting.next(|urgent| s.ready_for(urgent)) {
+                sends.push(s.submit(req, Instant::now()));
+            }
+            for packet in sends {
+                if let Err(e) = port.write_all(&packet).await {
+                    return self.unreachable(format_args!("could not send: {e}"));
+                }
+            }
             let next_due = s.next_due();
             let send = tokio::select! {
                 n = port.read(&mut buf) => {
@@ -141,9 +153,11 @@ impl Port {
                     }
                     s.due(now)
                 }
-                req = requests.recv(), if s.ready() => match req {
-                    Some(req) if req.answer.is_closed() => None,
-                    Some(req) => Some(s.submit(req, Instant::now())),
+                req = requests.recv() => match req {
+                    Some(req) => {
+                        waiting.push(req);
+                        None
+                    }
                     None => return self.unreachable("driver stopped"),
                 },
                 () = async { match next_due { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {

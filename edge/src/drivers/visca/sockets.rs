@@ -6,7 +6,9 @@
 //! keep it intact:
 //! - one command waits for its ACK at a time; a command executes in the socket its ACK named;
 //! - "buffer full" means the camera took nothing: the command is sent again one frame later, at most
-//!   three tries in all;
+//!   three tries in all. An emergency is sent even while both sockets execute; if the camera is full,
+//!   the command running longest is cancelled (`8x 2y FF`, answered "command cancelled") and the
+//!   emergency takes its socket;
 //! - a command with no ACK in time is DEVICE_TIMEOUT and never sent again; its ACK may still come, and
 //!   must not be taken for the next command's. So before the next command, an inquiry goes out and must
 //!   be answered (inquiries get no ACK, and the camera answers in order): once its answer is in, every
@@ -29,6 +31,12 @@ use super::reply::{BUFFER_FULL, Reply, rejected};
 /// How long a "buffer full" command waits before it is sent again: about one video frame.
 pub(crate) const FRAME: Duration = Duration::from_millis(20);
 
+/// Tries after "buffer full", the first included: three, and ten frames for an emergency, which is sent
+/// while both sockets execute and goes as soon as the camera frees one.
+pub(crate) fn tries(req: &Request) -> u8 {
+    if req.urgent { 10 } else { 3 }
+}
+
 #[derive(Debug)]
 struct InFlight {
     req: Request,
@@ -41,6 +49,9 @@ struct InFlight {
 pub(crate) struct Sockets {
     /// The camera's reply header, `z0` = `0x80 | (address + 8) << 4`.
     z: u8,
+    address: u8,
+    /// The socket whose command an emergency cancels, to be sent next.
+    cancel: Option<u8>,
     timeout: Duration,
     sync_inquiry: Vec<u8>,
     waiting_ack: Option<InFlight>,
@@ -58,6 +69,8 @@ impl Sockets {
     pub fn new(address: u8, timeout: Duration) -> Self {
         Sockets {
             z: 0x80 | ((address + 8) << 4),
+            address,
+            cancel: None,
             timeout,
             // The version inquiry: not the health probe's power inquiry, so the two are told apart.
             sync_inquiry: vec![0x80 | address, 0x09, 0x00, 0x02, 0xFF],
@@ -69,20 +82,23 @@ impl Sockets {
         }
     }
 
-    /// Whether a new request may be taken: nothing waits for an ACK or to be sent, and a socket is free.
-    pub fn ready(&self) -> bool {
-        self.waiting_ack.is_none()
-            && self.held.is_none()
-            && self.again.is_empty()
-            && self.executing.iter().any(Option::is_none)
+    /// Whether a new request may be taken: nothing waits for an ACK or to be sent, and a socket is free
+    /// (an `urgent` one goes even while both execute: the camera takes it or says "buffer full").
+    pub fn ready_for(&self, urgent: bool) -> bool {
+        self.waiting_ack.is_none() && self.held.is_none() && self.again.is_empty() && (urgent || self.free())
+    }
+
+    fn free(&self) -> bool {
+        self.executing.iter().any(Option::is_none)
     }
 
     /// Takes a request; returns the packet to write now.
     pub fn submit(&mut self, req: Request, now: Instant) -> Vec<u8> {
         let req = if self.out_of_step && !req.inquiry {
+            let urgent = req.urgent;
             self.held = Some(req);
             let (answer, _) = oneshot::channel();
-            Request { packet: self.sync_inquiry.clone(), inquiry: true, answer }
+            Request { packet: self.sync_inquiry.clone(), inquiry: true, urgent, answer }
         } else {
             req
         };
@@ -93,14 +109,19 @@ impl Sockets {
 
     /// A command due to go now (sent again after "buffer full", or held for an inquiry now answered).
     pub fn due(&mut self, now: Instant) -> Option<Vec<u8>> {
-        if self.waiting_ack.is_some() || self.executing.iter().all(Option::is_some) {
+        // A cancel has no ACK; its answer names the socket it freed.
+        if let Some(y) = self.cancel.take() {
+            return Some(vec![0x80 | self.address, 0x20 | y, 0xFF]);
+        }
+        if self.waiting_ack.is_some() {
             return None;
         }
         let f = if !self.out_of_step
+            && self.held.as_ref().is_some_and(|r| r.urgent || self.free())
             && let Some(req) = self.held.take()
         {
             InFlight { req, deadline: now + self.timeout, tries: 1 }
-        } else if self.again.front().is_some_and(|(_, at)| *at <= now) {
+        } else if self.again_due().is_some_and(|at| at <= now) {
             let (mut f, _) = self.again.pop_front()?;
             f.tries += 1;
             f.deadline = now + self.timeout;
@@ -113,10 +134,24 @@ impl Sockets {
         Some(packet)
     }
 
+    /// The socket (1 or 2) of the command executing longest, when both are busy.
+    fn oldest(&self) -> Option<u8> {
+        match &self.executing {
+            [Some(a), Some(b)] => Some(if a.deadline <= b.deadline { 1 } else { 2 }),
+            _ => None,
+        }
+    }
+
+    /// When the command sent again after "buffer full" may go: its frame has passed, and a socket is
+    /// free unless it is urgent (otherwise a completion frees one first).
+    fn again_due(&self) -> Option<Instant> {
+        self.again.front().filter(|(f, _)| f.req.urgent || self.free()).map(|(_, at)| *at)
+    }
+
     /// When something next falls due: a timeout, or a command to send again.
     pub fn next_due(&self) -> Option<Instant> {
         let timeouts = self.waiting_ack.iter().chain(self.executing.iter().flatten()).map(|f| f.deadline);
-        timeouts.chain(self.again.front().map(|(_, at)| *at)).min()
+        timeouts.chain(self.again_due()).min()
     }
 
     /// Handles one packet from the camera.
@@ -131,7 +166,11 @@ impl Sockets {
             }
             Some(Reply::Ack(y)) if waiting_inquiry == Some(false) => {
                 if let Some(f) = self.waiting_ack.take() {
-                    self.executing[usize::from(y - 1)] = Some(InFlight { deadline: now + self.timeout, ..f });
+                    let taken = InFlight { deadline: now + self.timeout, ..f };
+                    // The camera gives only a free socket: the command there had ended unseen.
+                    if let Some(old) = self.executing[usize::from(y - 1)].replace(taken) {
+                        self.time_out(old, "completion");
+                    }
                 }
             }
             Some(Reply::Done(y @ 1..=2, [])) => {
@@ -141,7 +180,12 @@ impl Sockets {
             }
             Some(Reply::Error(_, BUFFER_FULL)) if waiting_inquiry == Some(false) => {
                 if let Some(f) = self.waiting_ack.take() {
-                    if f.tries < 3 {
+                    // An emergency finds both sockets busy: the command running longest is cancelled
+                    // (a STOP means no more motion), and the emergency takes its socket a frame later.
+                    if f.req.urgent && f.tries == 1 {
+                        self.cancel = self.oldest();
+                    }
+                    if f.tries < tries(&f.req) {
                         self.again.push_back((f, now + FRAME));
                     } else {
                         let _ = f.req.answer.send(Err(rejected(BUFFER_FULL, &f.req.packet)));
@@ -224,7 +268,7 @@ mod tests {
 
     fn request(packet: &[u8], inquiry: bool) -> (Request, Answer) {
         let (answer, rx) = oneshot::channel();
-        (Request { packet: packet.to_vec(), inquiry, answer }, rx)
+        (Request { packet: packet.to_vec(), inquiry, urgent: false, answer }, rx)
     }
 
     const MOVE: [u8; 9] = [0x81, 0x01, 0x06, 0x01, 8, 8, 0x01, 0x03, 0xFF];
@@ -240,13 +284,13 @@ mod tests {
         let mut s = Sockets::new(1, Duration::from_millis(500));
         let (a, mut ra) = request(&MOVE, false);
         assert_eq!(s.submit(a, t), MOVE);
-        assert!(!s.ready(), "one command waits for its ACK at a time");
+        assert!(!s.ready_for(false), "one command waits for its ACK at a time");
         s.on_packet(&[0x90, 0x41, 0xFF], t);
-        assert!(s.ready());
+        assert!(s.ready_for(false));
         let (b, mut rb) = request(&RECALL, false);
         s.submit(b, t);
         s.on_packet(&[0x90, 0x42, 0xFF], t);
-        assert!(!s.ready(), "both sockets busy");
+        assert!(!s.ready_for(false), "both sockets busy");
         s.on_packet(&[0x90, 0x52, 0xFF], t);
         assert_eq!(rb.try_recv().expect("answered").expect("ok"), [0x90, 0x52, 0xFF]);
         assert!(ra.try_recv().is_err(), "the first still executes");
@@ -325,5 +369,55 @@ mod tests {
         s.lost(&IfError::with(ErrorCode::DeviceUnreachable, "port closed"));
         assert_eq!(code(&mut ra), Some(ErrorCode::DeviceTimeout));
         assert_eq!(code(&mut rb), Some(ErrorCode::DeviceUnreachable));
+    }
+}
+
+#[cfg(test)]
+mod urgent {
+    use super::*;
+
+    #[test]
+    fn an_urgent_command_goes_while_both_sockets_execute_and_cancels_the_oldest_when_the_camera_is_full() {
+        let t = Instant::now();
+        let mut s = Sockets::new(1, Duration::from_millis(500));
+        let mut answers = Vec::new();
+        for p in [[0x81, 0x01, 0x04, 0x3F, 0x02, 1, 0xFF], [0x81, 0x01, 0x04, 0x3F, 0x02, 2, 0xFF]] {
+            let (answer, rx) = oneshot::channel();
+            answers.push(rx);
+            s.submit(Request { packet: p.to_vec(), inquiry: false, urgent: false, answer }, t);
+            let y = 0x40 + u8::try_from(answers.len()).unwrap_or(1);
+            s.on_packet(&[0x90, y, 0xFF], t);
+        }
+        assert!(!s.ready_for(false) && s.ready_for(true), "both sockets busy: only an emergency goes");
+        let (answer, mut rstop) = oneshot::channel();
+        let stop = [0x81, 0x01, 0x06, 0x01, 0x01, 0x01, 0x03, 0x03, 0xFF];
+        assert_eq!(s.submit(Request { packet: stop.to_vec(), inquiry: false, urgent: true, answer }, t), stop);
+        // Buffer full: the recall running longest (socket 1) is cancelled, and the stop takes its socket.
+        s.on_packet(&[0x90, 0x60, 0x03, 0xFF], t);
+        assert_eq!(s.due(t), Some(vec![0x81, 0x21, 0xFF]), "cancel socket 1");
+        s.on_packet(&[0x90, 0x61, 0x04, 0xFF], t);
+        let cancelled = answers[0].try_recv().expect("answered").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(cancelled.contains("command cancelled"), "{cancelled}");
+        assert_eq!(s.due(t + FRAME), Some(stop.to_vec()), "the stop again, a frame later");
+        s.on_packet(&[0x90, 0x41, 0xFF], t + FRAME);
+        s.on_packet(&[0x90, 0x51, 0xFF], t + FRAME);
+        assert!(rstop.try_recv().expect("answered").is_ok(), "taken in the freed socket");
+        assert!(answers[1].try_recv().is_err(), "the other recall still executes");
+        // An ordinary command after "buffer full" with both sockets busy waits for a completion, and
+        // nothing falls due meanwhile but the timeouts.
+        let (answer, _r) = oneshot::channel();
+        s.submit(
+            Request { packet: vec![0x81, 0x01, 0x04, 0x07, 0x00, 0xFF], inquiry: false, urgent: false, answer },
+            t,
+        );
+        s.on_packet(&[0x90, 0x41, 0xFF], t);
+        let (answer, _r2) = oneshot::channel();
+        s.submit(
+            Request { packet: vec![0x81, 0x01, 0x04, 0x07, 0x20, 0xFF], inquiry: false, urgent: false, answer },
+            t,
+        );
+        s.on_packet(&[0x90, 0x60, 0x03, 0xFF], t);
+        assert_eq!(s.due(t + FRAME * 5), None);
+        assert!(s.next_due().is_some_and(|d| d >= t + Duration::from_millis(500)), "no busy wait");
     }
 }
