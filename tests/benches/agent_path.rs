@@ -22,12 +22,7 @@ use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 const N: usize = 5000;
 
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    if_tests::rss_kib(pid).expect("the agent runs")
 }
 
 /// Publisher -> Mosquitto -> subscriber, QoS 1, `n` messages of `size` bytes; messages per second.

@@ -20,6 +20,19 @@ pub mod visca;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// Resident memory of process `pid` in KiB (`VmRSS`), or `None` once it is gone.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    memory_kib(pid, "VmRSS")
+}
+
+/// A KiB figure of `/proc/PID/status` (`VmRSS`, `RssAnon`, `RssFile`), or `None` once it is gone.
+pub fn memory_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix(" kB")?.trim().parse().ok())
+}
+
 /// Path of a workspace binary in the target directory the tests were built into.
 ///
 /// Panics with the command to run when the binary has not been built, or was built before the newest

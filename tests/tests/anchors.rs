@@ -70,6 +70,40 @@ fn every_checkpoint_reaches_the_collector_in_order_across_an_uplink_outage_and_a
     collector.holds_every_checkpoint(&agent, after);
 }
 
+/// Most memory of its own an idle agent may hold resident, KiB: heap, stacks and every other anonymous
+/// page. The executable's own pages are left out because they are the build's, not the agent's: a debug
+/// build's code is four times a release build's (`docs/BENCHMARKS.md` has the release figure, all in).
+const IDLE_ANON_CEILING_KIB: u64 = 10 * 1024;
+
+#[test]
+fn an_idle_agent_with_its_uplink_connected_holds_under_10_mib_of_its_own_memory() {
+    let local = Broker::start();
+    let uplink = Broker::start();
+    let collector = Collector::start(&uplink);
+    let desk = Talent::new("desk");
+    let mut agent = Agent::init(&local, &[&desk]);
+    let up = uplink.url();
+    agent.edit_config(|t| {
+        t.replace("checkpoint_every = 1000", "checkpoint_every = 25")
+            .replace("[uplink]", &format!("[uplink]\nbroker = \"{up}\""))
+            .replace("republish_s = 10", "republish_s = 1")
+    });
+    collector.trust(&agent.site, &agent.name, &agent.public_key());
+    agent.start();
+    let probe = Probe::connect(&local, &agent.site, &agent.name);
+    // Both connections up and used: commands in, checkpoints out to the collector and acknowledged.
+    pings(&probe, &desk, 50);
+    let acked = until_all_acknowledged(&local, &agent, 0);
+    assert!(acked >= 50, "the uplink carried the anchors: {acked}");
+    assert!(agent.log().contains("uplink connected"), "{}", agent.log());
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = agent.pid().expect("running");
+    let [all, anon, file] = ["VmRSS", "RssAnon", "RssFile"].map(|f| if_tests::memory_kib(pid, f).expect(f));
+    println!("idle, uplink connected: RSS {all} KiB = {anon} KiB anonymous + {file} KiB of files");
+    assert!(anon < IDLE_ANON_CEILING_KIB, "idle anonymous RSS {anon} KiB is over {IDLE_ANON_CEILING_KIB} KiB");
+    agent.stop();
+}
+
 const ORIGIN: &str = "local/if-edge/studio-b.edge-9";
 
 fn anchor(key: &ed25519_dalek::SigningKey, leaves: &[Hash], size: usize, from: usize) -> Vec<u8> {

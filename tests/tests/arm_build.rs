@@ -19,11 +19,6 @@ fn arm_image() -> PathBuf {
     )
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")?.trim().strip_suffix(" kB")?.trim().parse().ok())
-}
-
 #[test]
 fn the_arm_build_answers_a_signed_ping_under_qemu_user() {
     let image = arm_image();
@@ -43,7 +38,7 @@ fn the_arm_build_answers_a_signed_ping_under_qemu_user() {
     };
     assert_eq!(reply["ok"], true, "{reply}");
     std::thread::sleep(Duration::from_secs(3));
-    let rss = rss_kib(agent.pid().expect("running")).expect("VmRSS");
+    let rss = if_tests::rss_kib(agent.pid().expect("running")).expect("VmRSS");
     println!("idle RSS of the aarch64 agent under qemu-aarch64 (emulator included): {:.1} MiB", rss as f64 / 1024.0);
     assert!(rss < 128 * 1024, "idle RSS {rss} KiB under emulation");
     agent.stop();

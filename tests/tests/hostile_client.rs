@@ -317,11 +317,9 @@ fn the_agent_answers_only_under_the_senders_reply_topic_whatever_the_response_to
     assert_eq!(executed_pings(&a3), 0);
 }
 
-/// Resident memory of a process, KiB.
+/// Resident memory of a running process, KiB.
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("VmRSS: 0 kB");
-    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0)
+    if_tests::rss_kib(pid).expect("the agent runs")
 }
 
 #[test]

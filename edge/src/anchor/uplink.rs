@@ -65,7 +65,9 @@ pub async fn run(up: Uplink, witness: Witness, health: Arc<Health>, stop: tokio_
     };
     options.set_keep_alive(Duration::from_secs(10)).set_clean_start(true).set_connection_timeout(5);
     let (client, eventloop) = AsyncClient::new(options, 64);
-    let (tx, mut inputs) = mpsc::unbounded_channel();
+    // Bounded: a flood on the acknowledgement topic holds the connection's reading back (the broker
+    // queues it) instead of growing a queue here.
+    let (tx, mut inputs) = mpsc::channel(64);
     tokio::spawn(drive(eventloop, client.clone(), (up.ack_topic.clone(), up.collector), up.backoff.clone(), tx));
     let mut connected = false;
     let mut offered: Vec<Anchor> = Vec::new();
@@ -169,7 +171,7 @@ async fn drive(
     client: AsyncClient,
     (ack_topic, collector): (String, Option<ed25519_dalek::VerifyingKey>),
     backoff: Backoff,
-    tx: mpsc::UnboundedSender<Input>,
+    tx: mpsc::Sender<Input>,
 ) {
     let mut attempt = 0usize;
     loop {
@@ -185,7 +187,7 @@ async fn drive(
             }
             Ok(_) => None,
             Err(e) => {
-                if tx.send(Input::Lost).is_err() {
+                if tx.send(Input::Lost).await.is_err() {
                     return;
                 }
                 let delay = backoff.delay(attempt);
@@ -201,7 +203,7 @@ async fn drive(
             }
         };
         if let Some(i) = input
-            && tx.send(i).is_err()
+            && tx.send(i).await.is_err()
         {
             return;
         }

@@ -51,13 +51,17 @@ impl BrokerAddr {
         Ok(BrokerAddr { host, port, tls })
     }
 
-    /// MQTT 5 options for client `id`: over TLS for `mqtts://`, which needs `tls`.
+    /// MQTT 5 options for client `id`: over TLS for `mqtts://`, which needs `tls`, and at most
+    /// [`CLIENT_INFLIGHT`] unacknowledged publishes out (a session that needs another bound sets its own).
     pub fn client_options(
         &self,
         id: impl Into<String>,
         tls: Option<&Tls>,
     ) -> Result<rumqttc::v5::MqttOptions, IfError> {
         let mut options = rumqttc::v5::MqttOptions::new(id, self.host.clone(), self.port);
+        // rumqttc sizes its in-flight table by this bound up front; unset, it would hold 65,535 slots
+        // (13.8 MiB) for every client.
+        options.set_outgoing_inflight_upper_limit(CLIENT_INFLIGHT);
         match (self.tls, tls) {
             (true, Some(tls)) => {
                 options.set_transport(tls.transport());
@@ -73,6 +77,10 @@ impl BrokerAddr {
         Ok(options)
     }
 }
+
+/// Unacknowledged publishes a client other than the control session keeps in flight: the uplink's
+/// anchors and a tool's requests are few, and a full table only makes `publish` wait its turn.
+pub const CLIENT_INFLIGHT: u16 = 64;
 
 /// The options of a tool's connection (ifctl, the collector) to the broker at `url`: keep-alive 10 s and
 /// the agent's packet size, over TLS for `mqtts://`. Errors name the flag to fix.

@@ -8,7 +8,7 @@ use if_protocol::IfError;
 use if_protocol::topics::{self, Kind};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Packet;
-use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use rumqttc::v5::{AsyncClient, Event};
 
 use super::{CAM, HUB, Site, Step, VMIX, failed};
 use crate::message::{self, Target};
@@ -226,8 +226,8 @@ pub(super) async fn rack_steps(site: &Site, rack: &mut super::rack::Rack, n: usi
 async fn retained<T: serde::de::DeserializeOwned>(target: &Target, kind: Kind) -> Option<T> {
     let broker = if_edge::mqtt::BrokerAddr::parse(&target.broker).ok()?;
     let topic = topics::of(&target.site, &target.agent, kind);
-    let (client, mut events) =
-        AsyncClient::new(MqttOptions::new(format!("demo-{}", uuid::Uuid::new_v4()), broker.host, broker.port), 16);
+    let options = broker.client_options(format!("demo-{}", uuid::Uuid::new_v4()), None).ok()?;
+    let (client, mut events) = AsyncClient::new(options, 16);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     loop {
         match tokio::time::timeout_at(deadline, events.poll()).await.ok()?.ok()? {
