@@ -2,6 +2,11 @@
 //! group commit, acknowledged, and each accepted command started once on its own task. Refusals are
 //! answered at once; a policy change that forgets a sender's replay window is committed here, between
 //! two bursts, so no RECEIVED written after it carries the window it removed.
+//!
+//! Two bursts overlap: burst N+1 is verified and admitted while burst N's RECEIVED commit is on the
+//! disk, and goes to the writer only once N's commit has returned. If N's commit fails, N+1 is rolled
+//! back with it (N+1 first, then N, the reverse of admission) and both are refused: nothing admitted
+//! after a lost commit runs, and admission order is the order of the log.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -17,6 +22,7 @@ use crate::ingress::{Accepted, Decision, Inbound, Refused};
 use crate::reply::DeadLetter;
 use crate::witness::record::{Entry, Kind};
 use crate::witness::store::{Append, Pending};
+use crate::witness::writer::Commit;
 
 /// What the ingress loop reads from and hands on to.
 pub(super) struct Inputs {
@@ -28,15 +34,46 @@ pub(super) struct Inputs {
     pub(super) done: mpsc::UnboundedSender<Done>,
 }
 
+/// Accepted commands whose RECEIVED records are on their way to the disk.
+type Admitted = Vec<(Publish, Box<Accepted>)>;
+
+/// A burst's RECEIVED commit in progress, with the commands that wait on it.
+struct Committing {
+    accepted: Admitted,
+    commit: Commit,
+}
+
+/// Resolves when the commit in progress returns; never while there is none.
+async fn committed(committing: &mut Option<Committing>) -> Result<Vec<u64>, IfError> {
+    match committing {
+        Some(c) => (&mut c.commit).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Takes commands and pushed documents from `inbound` until it closes (the connection driver ended) or
 /// the caller stops waiting; `inbound` stays the caller's, so the connection outlives the loop.
 pub(super) async fn ingress_loop(ctx: Ctx, inbound: &mut mpsc::UnboundedReceiver<Publish>, inputs: Inputs) {
     let Inputs { mut forgets, policy, done } = inputs;
     let mut summary = tokio::time::interval(Duration::from_secs(1));
+    let mut committing: Option<Committing> = None;
     loop {
         let first = tokio::select! {
-            p = inbound.recv() => match p { Some(p) => p, None => return },
+            result = committed(&mut committing) => {
+                if let Some(c) = committing.take() {
+                    settle(&ctx, c.accepted, result, Vec::new(), &done).await;
+                }
+                continue;
+            }
+            p = inbound.recv() => match p {
+                Some(p) => p,
+                None => break,
+            },
             Some(f) = forgets.recv() => {
+                if let Some(c) = committing.take() {
+                    let result = c.commit.await;
+                    settle(&ctx, c.accepted, result, Vec::new(), &done).await;
+                }
                 forget(&ctx, f).await;
                 continue;
             }
@@ -61,14 +98,29 @@ pub(super) async fn ingress_loop(ctx: Ctx, inbound: &mut mpsc::UnboundedReceiver
                 next = inbound.try_recv().ok();
             }
         }
-        if !burst.is_empty() {
-            handle_burst(&ctx, burst, &done).await;
+        if burst.is_empty() {
+            continue;
         }
+        let now_ms = ctx.now_ms();
+        // Decided while the previous burst's commit is on the disk; written only after it returned.
+        let mut accepted = handle_burst(&ctx, burst, now_ms).await;
+        if let Some(c) = committing.take() {
+            let result = c.commit.await;
+            accepted = settle(&ctx, c.accepted, result, accepted, &done).await;
+        }
+        if !accepted.is_empty() {
+            let commit = ctx.witness.submit(received_records(&ctx, &accepted, now_ms)).await;
+            committing = Some(Committing { accepted, commit });
+        }
+    }
+    if let Some(c) = committing.take() {
+        let result = c.commit.await;
+        settle(&ctx, c.accepted, result, Vec::new(), &done).await;
     }
 }
 
-async fn handle_burst(ctx: &Ctx, burst: Vec<Publish>, done: &mpsc::UnboundedSender<Done>) {
-    let now_ms = ctx.now_ms();
+/// Decides a burst: answers its refusals, duplicates and copies at once, and returns what was admitted.
+async fn handle_burst(ctx: &Ctx, burst: Vec<Publish>, now_ms: u64) -> Admitted {
     let decisions = {
         let inbound: Vec<Inbound<'_>> = burst
             .iter()
@@ -126,9 +178,7 @@ async fn handle_burst(ctx: &Ctx, burst: Vec<Publish>, done: &mpsc::UnboundedSend
     if !rejected.is_empty() {
         witness_rejections(ctx, rejected);
     }
-    if !accepted.is_empty() {
-        receive(ctx, accepted, done, now_ms).await;
-    }
+    accepted
 }
 
 /// Commits a change that forgets a sender's window, then applies it: between bursts, so no RECEIVED
@@ -155,9 +205,10 @@ async fn forget(ctx: &Ctx, f: Forget) {
     let _ = f.done.send(result);
 }
 
-/// Writes RECEIVED for every accepted envelope in one commit, acknowledges, and starts them.
-async fn receive(ctx: &Ctx, accepted: Vec<(Publish, Box<Accepted>)>, done: &mpsc::UnboundedSender<Done>, now_ms: u64) {
-    let batch: Vec<Append> = accepted
+/// The RECEIVED (or FALSIFY) record of every admitted envelope, with its replay window, budget charge
+/// and pending reply route, for one commit.
+fn received_records(ctx: &Ctx, accepted: &Admitted, now_ms: u64) -> Vec<Append> {
+    accepted
         .iter()
         .map(|(p, a)| {
             let mut entry = Entry::of_body(&a.body, now_ms);
@@ -180,33 +231,60 @@ async fn receive(ctx: &Ctx, accepted: Vec<(Publish, Box<Accepted>)>, done: &mpsc
             });
             item
         })
-        .collect();
-    match ctx.witness.append(batch).await {
+        .collect()
+}
+
+/// Acts on a returned commit: acknowledges and starts its commands, and hands back `behind` (admitted
+/// after them, not yet written). When the commit failed, `behind` and then the commands are rolled
+/// back and refused, and nothing is handed back.
+async fn settle(
+    ctx: &Ctx,
+    accepted: Admitted,
+    result: Result<Vec<u64>, IfError>,
+    behind: Admitted,
+    done: &mpsc::UnboundedSender<Done>,
+) -> Admitted {
+    match result {
         Ok(indices) => {
             for ((p, a), received) in accepted.into_iter().zip(indices) {
                 ctx.ack(&p).await;
                 let route = ctx.route(&p, Some(&a.body.sender));
                 start(ctx, *a, received, route, done.clone());
             }
+            behind
         }
         Err(e) => {
-            {
+            let code = if e.code() == ErrorCode::StorageFull { e.code() } else { ErrorCode::WitnessUnavailable };
+            let e = IfError::format(code, format_args!("nothing was executed: {}", e.detail()));
+            // Undone in the reverse of admission: the later burst first.
+            let refused: Admitted = accepted.into_iter().chain(behind).collect();
+            let copies: Vec<_> = {
                 let mut state = lock(&ctx.state);
-                for (_, a) in accepted.iter().rev() {
-                    state.ingress.admission.rollback(&a.ticket);
-                    if let Some(c) = &a.charge {
-                        state.ingress.budgets.refund(c);
+                refused
+                    .iter()
+                    .rev()
+                    .map(|(_, a)| {
+                        state.ingress.admission.rollback(&a.ticket);
+                        if let Some(c) = &a.charge {
+                            state.ingress.budgets.refund(c);
+                        }
+                        state.waiting.remove(&(a.ticket.sender.clone(), a.ticket.seq)).unwrap_or_default()
+                    })
+                    .collect()
+            };
+            for ((p, a), copies) in refused.into_iter().zip(copies.into_iter().rev()) {
+                let refused = Refused { error: e.clone(), body: Some(a.body), digest: Some(a.digest) };
+                let one_by_one = ctx.sampled(e.code(), false);
+                let reply = refuse(ctx, &p, &refused, one_by_one).await;
+                ctx.ack(&p).await;
+                // Copies of a refused command that were waiting on it get the same answer.
+                if let Some(reply) = reply {
+                    for route in copies {
+                        ctx.publish(&route, reply.clone()).await;
                     }
                 }
             }
-            let code = if e.code() == ErrorCode::StorageFull { e.code() } else { ErrorCode::WitnessUnavailable };
-            let e = IfError::format(code, format_args!("nothing was executed: {}", e.detail()));
-            for (p, a) in accepted {
-                let refused = Refused { error: e.clone(), body: Some(a.body), digest: Some(a.digest) };
-                let one_by_one = ctx.sampled(e.code(), false);
-                refuse(ctx, &p, &refused, one_by_one).await;
-                ctx.ack(&p).await;
-            }
+            Vec::new()
         }
     }
 }

@@ -31,13 +31,15 @@ pub(super) fn refused_entry(r: &Refused, now_ms: u64) -> Entry {
 }
 
 /// Answers a refusal: the reply (always when a signature vouched for the sender, else only when
-/// `one_by_one`) and, when `one_by_one`, the dead letter.
-pub(super) async fn refuse(ctx: &Ctx, p: &Publish, r: &Refused, one_by_one: bool) {
+/// `one_by_one`) and, when `one_by_one`, the dead letter. Returns the signed reply it published, for
+/// copies of the same frame that wait on it.
+pub(super) async fn refuse(ctx: &Ctx, p: &Publish, r: &Refused, one_by_one: bool) -> Option<Vec<u8>> {
     let (id, sender, seq) = match &r.body {
         Some(b) => (Some(b.id), Some(b.sender.as_str()), Some(b.seq)),
         None => (None, None, None),
     };
     let route = ctx.route(p, sender).filter(|_| sender.is_some() || one_by_one);
+    let mut answered = None;
     if let Some(route) = route {
         let mut reply = Reply::error(&r.error, id, sender, seq);
         // A sequence number refused as taken or too old: the sender may sign again above the newest.
@@ -46,10 +48,13 @@ pub(super) async fn refuse(ctx: &Ctx, p: &Publish, r: &Refused, one_by_one: bool
         }
         // Bound to the frame it answers, or to the payload when there was no frame.
         let request = r.digest.unwrap_or_else(|| if_protocol::frame::digest(&p.payload));
-        ctx.publish(&route, ctx.signer.reply(&request, reply.to_bytes())).await;
+        let signed = ctx.signer.reply(&request, reply.to_bytes());
+        ctx.publish(&route, signed.clone()).await;
+        answered = Some(signed);
     }
     if one_by_one {
         ctx.dead_letter(DeadLetter::new(&r.error, id, sender, &p.payload)).await;
         tracing::debug!(error = %r.error, "refused");
     }
+    answered
 }

@@ -83,9 +83,15 @@ impl Witness {
 
     /// Appends `batch` durably and returns each record's index.
     pub async fn append(&self, batch: Vec<Append>) -> Result<Vec<u64>, IfError> {
+        self.submit(batch).await.await
+    }
+
+    /// Queues `batch` for the writer and returns at once with the [`Commit`] to await: the caller may
+    /// work on while the records go to the disk. Records queued later by anyone commit after these.
+    pub async fn submit(&self, batch: Vec<Append>) -> Commit {
         let (done, wait) = oneshot::channel();
-        self.tx.send(Request::Append(batch, done)).await.map_err(|_| gone())?;
-        wait.await.map_err(|_| gone())?
+        let queued = self.tx.send(Request::Append(batch, done)).await.is_ok();
+        Commit { wait: queued.then_some(wait) }
     }
 
     /// Signs a checkpoint if records were added since the last one, after every append queued before
@@ -138,6 +144,22 @@ impl Witness {
     /// The writer's counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+}
+
+/// A batch on its way to the disk ([`Witness::submit`]): resolves to each record's index once the
+/// batch is durable, or to why nothing of it was kept.
+#[derive(Debug)]
+pub struct Commit {
+    wait: Option<oneshot::Receiver<Result<Vec<u64>, IfError>>>,
+}
+
+impl std::future::Future for Commit {
+    type Output = Result<Vec<u64>, IfError>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let Some(wait) = self.wait.as_mut() else { return std::task::Poll::Ready(Err(gone())) };
+        std::pin::Pin::new(wait).poll(cx).map(|r| r.unwrap_or_else(|_| Err(gone())))
     }
 }
 
