@@ -120,7 +120,7 @@ async fn run(ctx: &Ctx, b: &Binding, record: Option<u64>) {
     if outcome.is_ok() {
         ctx.health.executed.fetch_add(1, Ordering::Relaxed);
     }
-    let item = super::completion::outcome(&body, &outcome, digest, received, ctx.now_ms());
+    let item = super::completion::outcome(Entry::of_body(&body, 0), &outcome, digest, received, ctx.now_ms());
     if let Err(e) = ctx.witness.append(vec![item]).await {
         tracing::error!(binding = %b.name, error = %e, "the outcome of a bound press could not be witnessed");
     }

@@ -38,7 +38,7 @@ pub(super) async fn complete(ctx: Ctx, mut done: mpsc::UnboundedReceiver<Done>) 
         let keep: Vec<(u64, bool)> = {
             let state = lock(&ctx.state);
             let a = &state.ingress.admission;
-            group.iter().map(|d| (a.keep_from(&d.body.sender), a.caches(&d.body.sender, d.body.seq))).collect()
+            group.iter().map(|d| (a.keep_from(&d.entry.sender), a.caches(&d.entry.sender, d.seq))).collect()
         };
         let batch: Vec<Append> =
             group.iter().zip(&replies).zip(&keep).map(|((d, r), keep)| outcome_append(d, r, *keep)).collect();
@@ -47,9 +47,8 @@ pub(super) async fn complete(ctx: Ctx, mut done: mpsc::UnboundedReceiver<Done>) 
         ctx.health.executed.fetch_add(executed as u64, Ordering::Relaxed);
         ctx.health.log_size.store(ctx.witness.stats().size.load(Ordering::Relaxed), Ordering::Relaxed);
         // A talent or grant change shows on the status topic at once, like a pushed document.
-        let policy_changed = group
-            .iter()
-            .any(|d| d.outcome.is_ok() && d.body.capability.as_str() == crate::policy::commands::POLICY_CAPABILITY);
+        let policy_changed =
+            group.iter().any(|d| d.outcome.is_ok() && d.entry.capability == crate::policy::commands::POLICY_CAPABILITY);
         for (d, reply) in group.into_iter().zip(replies) {
             answer(&ctx, d, reply).await;
         }
@@ -77,22 +76,22 @@ pub(super) async fn answer(ctx: &Ctx, d: Done, bytes: Vec<u8>) {
     let waiting = {
         let mut state = lock(&ctx.state);
         let cached = CachedReply { digest: d.digest, reply: bytes.clone() };
-        state.ingress.admission.settle(&d.body.sender, d.body.seq, cached);
-        state.waiting.remove(&(d.body.sender.to_string(), d.body.seq)).unwrap_or_default()
+        state.ingress.admission.settle(&d.entry.sender, d.seq, cached);
+        state.waiting.remove(&(d.entry.sender.clone(), d.seq)).unwrap_or_default()
     };
     ctx.publish(&d.route, bytes.clone()).await;
     for route in waiting {
         ctx.publish(&route, bytes.clone()).await;
     }
     if let Some(err) = d.outcome.as_ref().err() {
-        ctx.dead_letter(DeadLetter::new(err, Some(d.body.id), Some(&d.body.sender), &[])).await;
+        ctx.dead_letter(DeadLetter::new(err, Some(d.id), Some(&d.entry.sender), &[])).await;
     }
 }
 
 pub(super) fn reply_for(d: &Done) -> Reply {
     let mut r = match &d.outcome {
-        Ok(v) => Reply::ok(d.body.id, &d.body.sender, d.body.seq, v.clone()),
-        Err(e) => Reply::error(e, Some(d.body.id), Some(&d.body.sender), Some(d.body.seq)),
+        Ok(v) => Reply::ok(d.id, &d.entry.sender, d.seq, v.clone()),
+        Err(e) => Reply::error(e, Some(d.id), Some(&d.entry.sender), Some(d.seq)),
     };
     r.witness = Some(d.received);
     r
@@ -100,25 +99,26 @@ pub(super) fn reply_for(d: &Done) -> Reply {
 
 /// The outcome record of `d`, caching its reply (dropping the sender's below `keep_from`) when `cache`.
 pub(super) fn outcome_append(d: &Done, reply: &[u8], (keep_from, cache): (u64, bool)) -> Append {
-    let mut item = outcome(&d.body, &d.outcome, d.digest, d.received, d.now_ms);
+    let mut item = outcome(d.entry.clone(), &d.outcome, d.digest, d.received, d.now_ms);
     item.reply = cache.then(|| ReplyUpdate {
-        sender: d.body.sender.to_string(),
-        seq: d.body.seq,
+        sender: d.entry.sender.clone(),
+        seq: d.seq,
         cached: CachedReply { digest: d.digest, reply: reply.to_vec() },
         keep_from,
     });
     item
 }
 
-/// The EXECUTED or FAILED record of `body`'s `outcome`, closing RECEIVED record `received`.
+/// The EXECUTED or FAILED record of the command `entry` describes ([`Entry::of_body`]), closing
+/// RECEIVED record `received`.
 pub(super) fn outcome(
-    body: &if_protocol::envelope::EnvelopeBody,
+    mut entry: Entry,
     outcome: &Result<serde_json::Value, if_protocol::IfError>,
     digest: [u8; 32],
     received: u64,
     now_ms: u64,
 ) -> Append {
-    let mut entry = Entry::of_body(body, now_ms);
+    entry.wall_ms = now_ms;
     entry.digest = Some(digest);
     let kind = match outcome {
         Ok(v) => {

@@ -30,7 +30,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use if_protocol::envelope::EnvelopeBody;
 use if_protocol::{ErrorCode, IfError};
 use rumqttc::v5::AsyncClient;
 use rumqttc::v5::mqttbytes::QoS;
@@ -94,10 +93,17 @@ struct State {
     lanes: Vec<Arc<Lane>>,
 }
 
-/// A command that ran, on its way to the witness and the sender.
+/// A command that ran, on its way to the witness and the sender. It carries what the outcome record and
+/// the reply need (the envelope's fields at their own size), not the envelope: thousands of these wait
+/// in the completion queue under a flood, and an envelope's fixed-capacity arguments are kilobytes.
 #[derive(Debug)]
 struct Done {
-    body: EnvelopeBody,
+    /// The envelope's id.
+    id: uuid::Uuid,
+    /// Its sequence number.
+    seq: u64,
+    /// The command as its records describe it (sender, capability, action, why, trace).
+    entry: crate::witness::record::Entry,
     digest: [u8; 32],
     received: u64,
     route: Route,

@@ -294,7 +294,9 @@ async fn settle(
 fn start(ctx: &Ctx, a: Accepted, received: u64, route: Option<Route>, done: mpsc::UnboundedSender<Done>) {
     let clock = ctx.clock.clone();
     let fallback = Route { topic: ctx.topics.reply_for(&a.body.sender), correlation: None };
-    let running = a.capability.clone().take(a.body.clone());
+    let (id, seq, digest) = (a.body.id, a.body.seq, a.digest);
+    let entry = Entry::of_body(&a.body, 0);
+    let running = a.capability.take(a.body);
     tokio::spawn(async move {
         let outcome = running.await.map(|mut v| {
             crate::redact::redact_json(&mut v);
@@ -302,6 +304,6 @@ fn start(ctx: &Ctx, a: Accepted, received: u64, route: Option<Route>, done: mpsc
         });
         let now_ms = lock(&clock).now_ms();
         let route = route.unwrap_or(fallback);
-        let _ = done.send(Done { body: a.body, digest: a.digest, received, route, outcome, now_ms });
+        let _ = done.send(Done { id, seq, entry, digest, received, route, outcome, now_ms });
     });
 }
