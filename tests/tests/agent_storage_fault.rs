@@ -31,19 +31,25 @@ fn ping(probe: &Probe, desk: &Talent, n: &mut u64) -> serde_json::Value {
     }
 }
 
+/// A started agent that ran one ping, whose witness file may then grow no further: the agent, a probe,
+/// its pid and the pings sent so far.
+fn a_log_held_at_its_size(broker: &Broker, desk: &Talent) -> (Agent, Probe, u32, u64) {
+    let mut agent = Agent::init(broker, &[desk]);
+    agent.start();
+    let pid = agent.pid().expect("running");
+    let probe = Probe::connect(broker, &agent.site, &agent.name);
+    let mut n = 0;
+    assert_eq!(ping(&probe, desk, &mut n)["ok"], true);
+    let size = std::fs::metadata(agent.db()).expect("db").len();
+    prlimit_fsize(pid, &size.to_string());
+    (agent, probe, pid, n)
+}
+
 #[test]
 fn a_log_that_cannot_grow_fails_closed_and_recovers() {
     let broker = Broker::start();
     let desk = Talent::new("desk");
-    let mut agent = Agent::init(&broker, &[&desk]);
-    agent.start();
-    let pid = agent.pid().expect("running");
-    let probe = Probe::connect(&broker, &agent.site, &agent.name);
-    let mut n = 0;
-    assert_eq!(ping(&probe, &desk, &mut n)["ok"], true);
-
-    let size = std::fs::metadata(agent.db()).expect("db").len();
-    prlimit_fsize(pid, &size.to_string());
+    let (mut agent, probe, pid, mut n) = a_log_held_at_its_size(&broker, &desk);
     let mut refused = 0;
     let mut ran_while_full = 0;
     for _ in 0..3000 {
@@ -85,14 +91,7 @@ fn a_flood_refused_by_a_full_log_is_undone_whole_and_runs_when_sent_again() {
     const FLOOD: usize = 300;
     let broker = Broker::start();
     let desk = Talent::new("desk");
-    let mut agent = Agent::init(&broker, &[&desk]);
-    agent.start();
-    let pid = agent.pid().expect("running");
-    let probe = Probe::connect(&broker, &agent.site, &agent.name);
-    let mut n = 0;
-    assert_eq!(ping(&probe, &desk, &mut n)["ok"], true);
-    let size = std::fs::metadata(agent.db()).expect("db").len();
-    prlimit_fsize(pid, &size.to_string());
+    let (mut agent, probe, pid, mut n) = a_log_held_at_its_size(&broker, &desk);
     while ping(&probe, &desk, &mut n)["ok"] == true {
         assert!(n < 3000, "the log never stopped growing");
     }

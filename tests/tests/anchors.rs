@@ -31,13 +31,10 @@ fn pings(probe: &Probe, desk: &Talent, n: usize) {
     assert_eq!(ok, n, "every command ran with the uplink up or down");
 }
 
-#[test]
-fn every_checkpoint_reaches_the_collector_in_order_across_an_uplink_outage_and_an_agent_restart() {
-    let local = Broker::start();
-    let mut uplink = Broker::start();
-    let collector = Collector::start(&uplink);
-    let desk = Talent::new("desk");
-    let mut agent = Agent::init(&local, &[&desk]);
+/// An agent on `local` whose anchors go to the collector on `uplink` (a checkpoint every 25 records,
+/// offered again every second), started, with a probe on its commands.
+fn agent_anchoring_to(local: &Broker, uplink: &Broker, collector: &Collector, desk: &Talent) -> (Agent, Probe) {
+    let mut agent = Agent::init(local, &[desk]);
     let up = uplink.url();
     agent.edit_config(|t| {
         t.replace("checkpoint_every = 1000", "checkpoint_every = 25")
@@ -48,7 +45,17 @@ fn every_checkpoint_reaches_the_collector_in_order_across_an_uplink_outage_and_a
     });
     collector.trust(&agent.site, &agent.name, &agent.public_key());
     agent.start();
-    let probe = Probe::connect(&local, &agent.site, &agent.name);
+    let probe = Probe::connect(local, &agent.site, &agent.name);
+    (agent, probe)
+}
+
+#[test]
+fn every_checkpoint_reaches_the_collector_in_order_across_an_uplink_outage_and_an_agent_restart() {
+    let local = Broker::start();
+    let mut uplink = Broker::start();
+    let collector = Collector::start(&uplink);
+    let desk = Talent::new("desk");
+    let (mut agent, probe) = agent_anchoring_to(&local, &uplink, &collector, &desk);
 
     pings(&probe, &desk, 60);
     let before_outage = until_all_acknowledged(&local, &agent, 0);
@@ -81,16 +88,7 @@ fn an_idle_agent_with_its_uplink_connected_holds_under_10_mib_of_its_own_memory(
     let uplink = Broker::start();
     let collector = Collector::start(&uplink);
     let desk = Talent::new("desk");
-    let mut agent = Agent::init(&local, &[&desk]);
-    let up = uplink.url();
-    agent.edit_config(|t| {
-        t.replace("checkpoint_every = 1000", "checkpoint_every = 25")
-            .replace("[uplink]", &format!("[uplink]\nbroker = \"{up}\""))
-            .replace("republish_s = 10", "republish_s = 1")
-    });
-    collector.trust(&agent.site, &agent.name, &agent.public_key());
-    agent.start();
-    let probe = Probe::connect(&local, &agent.site, &agent.name);
+    let (mut agent, probe) = agent_anchoring_to(&local, &uplink, &collector, &desk);
     // Both connections up and used: commands in, checkpoints out to the collector and acknowledged.
     pings(&probe, &desk, 50);
     let acked = until_all_acknowledged(&local, &agent, 0);
