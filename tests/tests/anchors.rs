@@ -31,13 +31,19 @@ fn pings(probe: &Probe, desk: &Talent, n: usize) {
     assert_eq!(ok, n, "every command ran with the uplink up or down");
 }
 
-/// An agent on `local` whose anchors go to the collector on `uplink` (a checkpoint every 25 records,
-/// offered again every second), started, with a probe on its commands.
-fn agent_anchoring_to(local: &Broker, uplink: &Broker, collector: &Collector, desk: &Talent) -> (Agent, Probe) {
+/// An agent on `local` whose anchors go to the collector on `uplink` (a checkpoint every `every`
+/// records, offered again every second), started, with a probe on its commands.
+fn agent_anchoring_to(
+    local: &Broker,
+    uplink: &Broker,
+    collector: &Collector,
+    desk: &Talent,
+    every: u64,
+) -> (Agent, Probe) {
     let mut agent = Agent::init(local, &[desk]);
     let up = uplink.url();
     agent.edit_config(|t| {
-        t.replace("checkpoint_every = 1000", "checkpoint_every = 25")
+        t.replace("checkpoint_every = 1000", &format!("checkpoint_every = {every}"))
             .replace("status_interval_s = 30", "status_interval_s = 1")
             .replace("backoff_s = [1, 2, 5, 10, 30]", "backoff_s = [1]")
             .replace("[uplink]", &format!("[uplink]\nbroker = \"{up}\""))
@@ -55,7 +61,7 @@ fn every_checkpoint_reaches_the_collector_in_order_across_an_uplink_outage_and_a
     let mut uplink = Broker::start();
     let collector = Collector::start(&uplink);
     let desk = Talent::new("desk");
-    let (mut agent, probe) = agent_anchoring_to(&local, &uplink, &collector, &desk);
+    let (mut agent, probe) = agent_anchoring_to(&local, &uplink, &collector, &desk, 25);
 
     pings(&probe, &desk, 60);
     let before_outage = until_all_acknowledged(&local, &agent, 0);
@@ -77,6 +83,32 @@ fn every_checkpoint_reaches_the_collector_in_order_across_an_uplink_outage_and_a
     collector.holds_every_checkpoint(&agent, after);
 }
 
+#[test]
+fn a_backlog_of_hundreds_of_checkpoints_reaches_the_collector_when_the_uplink_returns() {
+    let local = Broker::start();
+    let mut uplink = Broker::start();
+    let collector = Collector::start(&uplink);
+    let desk = Talent::new("desk");
+    let (mut agent, probe) = agent_anchoring_to(&local, &uplink, &collector, &desk, 1);
+    pings(&probe, &desk, 1);
+    let before = until_all_acknowledged(&local, &agent, 0);
+    uplink.stop();
+    // One at a time: every commit signs a checkpoint, so the backlog outgrows the uplink's in-flight
+    // window and request queue many times over, and the collector acknowledges each one it takes.
+    for _ in 0..150 {
+        pings(&probe, &desk, 1);
+    }
+    let backlog = if_tests::wait_for(Duration::from_secs(10), || {
+        let (acked, pending) = anchors(&local, &agent);
+        (pending >= 300 && pending != u64::MAX).then_some(acked)
+    });
+    assert_eq!(backlog, Some(before), "a backlog of checkpoints, none acknowledged while the uplink was down");
+    uplink.restart();
+    let after = until_all_acknowledged(&local, &agent, before);
+    agent.stop();
+    collector.holds_every_checkpoint(&agent, after);
+}
+
 /// Most memory of its own an idle agent may hold resident, KiB: heap, stacks and every other anonymous
 /// page. The executable's own pages are left out because they are the build's, not the agent's: a debug
 /// build's code is four times a release build's (`docs/BENCHMARKS.md` has the release figure, all in).
@@ -88,7 +120,7 @@ fn an_idle_agent_with_its_uplink_connected_holds_under_10_mib_of_its_own_memory(
     let uplink = Broker::start();
     let collector = Collector::start(&uplink);
     let desk = Talent::new("desk");
-    let (mut agent, probe) = agent_anchoring_to(&local, &uplink, &collector, &desk);
+    let (mut agent, probe) = agent_anchoring_to(&local, &uplink, &collector, &desk, 25);
     // Both connections up and used: commands in, checkpoints out to the collector and acknowledged.
     pings(&probe, &desk, 50);
     let acked = until_all_acknowledged(&local, &agent, 0);

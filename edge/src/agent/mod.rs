@@ -247,10 +247,22 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
         uplink_stop.clone(),
     ));
 
-    let inputs = pipeline::Inputs { forgets: up.forgets, policy, done };
-    tokio::select! {
-        () = pipeline::ingress_loop(ctx.clone(), &mut inbound, inputs) => tracing::warn!("the connection driver stopped"),
-        () = shutdown => tracing::info!("shutting down"),
+    let stop = CancellationToken::new();
+    let inputs = pipeline::Inputs { forgets: up.forgets, policy, done, stop: stop.clone() };
+    {
+        let ingress = pipeline::ingress_loop(ctx.clone(), &mut inbound, inputs);
+        tokio::pin!(ingress);
+        tokio::select! {
+            () = &mut ingress => tracing::warn!("the connection driver stopped"),
+            () = shutdown => {
+                tracing::info!("shutting down");
+                // The burst being written is acknowledged and started (or refused) before the loop ends.
+                stop.cancel();
+                if tokio::time::timeout(STEP, &mut ingress).await.is_err() {
+                    tracing::warn!("the last RECEIVED commit did not return in time; the next start records it INTERRUPTED");
+                }
+            }
+        }
     }
     ctx.notifier.stopping();
     // The ingress loop is gone, and with it the last sender of finished commands but theirs: the

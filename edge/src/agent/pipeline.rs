@@ -6,7 +6,9 @@
 //! Two bursts overlap: burst N+1 is verified and admitted while burst N's RECEIVED commit is on the
 //! disk, and goes to the writer only once N's commit has returned. If N's commit fails, N+1 is rolled
 //! back with it (N+1 first, then N, the reverse of admission) and both are refused: nothing admitted
-//! after a lost commit runs, and admission order is the order of the log.
+//! after a lost commit runs, and admission order is the order of the log. N+1's refusals were decided
+//! against N's admissions and stand if N's commit fails: a sender refused a sequence number as taken
+//! may sign again above the newest, as its reply says.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -32,6 +34,8 @@ pub(super) struct Inputs {
     pub(super) policy: mpsc::UnboundedSender<Publish>,
     /// Commands that ran go on to the completion loop.
     pub(super) done: mpsc::UnboundedSender<Done>,
+    /// Cancelled at shutdown: the loop then takes nothing more, settles the commit in progress, and ends.
+    pub(super) stop: tokio_util::sync::CancellationToken,
 }
 
 /// Accepted commands whose RECEIVED records are on their way to the disk.
@@ -52,23 +56,23 @@ async fn committed(committing: &mut Option<Committing>) -> Result<Vec<u64>, IfEr
 }
 
 /// Takes commands and pushed documents from `inbound` until it closes (the connection driver ended) or
-/// the caller stops waiting; `inbound` stays the caller's, so the connection outlives the loop.
+/// `stop` is cancelled; either way the commit in progress is settled before it returns. `inbound` stays
+/// the caller's, so the connection outlives the loop.
 pub(super) async fn ingress_loop(ctx: Ctx, inbound: &mut mpsc::UnboundedReceiver<Publish>, inputs: Inputs) {
-    let Inputs { mut forgets, policy, done } = inputs;
+    let Inputs { mut forgets, policy, done, stop } = inputs;
     let mut summary = tokio::time::interval(Duration::from_secs(1));
     let mut committing: Option<Committing> = None;
     loop {
         let first = tokio::select! {
+            // In this order: a returned commit is acted on before anything new is taken.
+            biased;
             result = committed(&mut committing) => {
                 if let Some(c) = committing.take() {
                     settle(&ctx, c.accepted, result, Vec::new(), &done).await;
                 }
                 continue;
             }
-            p = inbound.recv() => match p {
-                Some(p) => p,
-                None => break,
-            },
+            () = stop.cancelled() => break,
             Some(f) = forgets.recv() => {
                 if let Some(c) = committing.take() {
                     let result = c.commit.await;
@@ -85,6 +89,10 @@ pub(super) async fn ingress_loop(ctx: Ctx, inbound: &mut mpsc::UnboundedReceiver
                 }
                 continue;
             }
+            p = inbound.recv() => match p {
+                Some(p) => p,
+                None => break,
+            },
         };
         let mut burst = Vec::new();
         let mut next = Some(first);

@@ -14,7 +14,7 @@ use std::time::Duration;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::{AsyncClient, Event};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::backoff::Backoff;
@@ -46,11 +46,12 @@ pub struct Uplink {
     pub collector: Option<ed25519_dalek::VerifyingKey>,
 }
 
-enum Input {
-    Connected,
-    Lost,
-    Ack(Ack),
-}
+/// The connection as the driver last saw it: whether it is up, and how many times it connected.
+type Link = (bool, u64);
+
+/// Acknowledgements read and not yet acted on; past this, new ones are dropped (the next round offers
+/// the anchors again and the upstream acknowledges them again).
+const ACKS_QUEUED: usize = 64;
 
 /// Runs until `stop` is cancelled; then offers what is pending once more, if connected, and returns.
 pub async fn run(up: Uplink, witness: Witness, health: Arc<Health>, stop: tokio_util::sync::CancellationToken) {
@@ -65,11 +66,14 @@ pub async fn run(up: Uplink, witness: Witness, health: Arc<Health>, stop: tokio_
     };
     options.set_keep_alive(Duration::from_secs(10)).set_clean_start(true).set_connection_timeout(5);
     let (client, eventloop) = AsyncClient::new(options, 64);
-    // Bounded: a flood on the acknowledgement topic holds the connection's reading back (the broker
-    // queues it) instead of growing a queue here.
-    let (tx, mut inputs) = mpsc::channel(64);
-    tokio::spawn(drive(eventloop, client.clone(), (up.ack_topic.clone(), up.collector), up.backoff.clone(), tx));
+    // The driver never waits on this loop (which may itself wait on the connection to take a publish):
+    // the link state is a watch, and acknowledgements past a bounded queue are dropped.
+    let (acks_tx, mut acks) = mpsc::channel(ACKS_QUEUED);
+    let (link_tx, mut link) = watch::channel((false, 0));
+    let to = Outputs { acks: acks_tx, link: link_tx };
+    tokio::spawn(drive(eventloop, client.clone(), (up.ack_topic.clone(), up.collector), up.backoff.clone(), to));
     let mut connected = false;
+    let mut connects = 0;
     let mut offered: Vec<Anchor> = Vec::new();
     let mut offered_at: Option<Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -80,14 +84,20 @@ pub async fn run(up: Uplink, witness: Witness, health: Arc<Health>, stop: tokio_
                 last_round = true;
                 offered_at = None;
             }
-            input = inputs.recv() => match input {
-                None => return,
-                Some(Input::Connected) => {
-                    connected = true;
+            changed = link.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let (up, count) = *link.borrow_and_update();
+                // A new connection is offered everything pending at once.
+                if up && count != connects {
                     offered_at = None;
                 }
-                Some(Input::Lost) => connected = false,
-                Some(Input::Ack(ack)) => acknowledge(&witness, &health, &offered, &ack).await,
+                (connected, connects) = (up, count);
+            }
+            ack = acks.recv() => match ack {
+                None => return,
+                Some(ack) => acknowledge(&witness, &health, &offered, &ack).await,
             },
             _ = tick.tick() => {}
         }
@@ -165,31 +175,50 @@ fn read_ack(topic: &str, collector: Option<&ed25519_dalek::VerifyingKey>, payloa
     serde_json::from_slice(&object).ok()
 }
 
-/// Polls the connection, subscribing to acknowledgements on every connect.
+/// What the driver tells the run loop.
+struct Outputs {
+    acks: mpsc::Sender<Ack>,
+    link: watch::Sender<Link>,
+}
+
+/// Polls the connection, subscribing to acknowledgements on every connect. Never waits on anything
+/// but the connection, so PUBACKs keep coming while the run loop waits to publish.
 async fn drive(
     mut eventloop: rumqttc::v5::EventLoop,
     client: AsyncClient,
     (ack_topic, collector): (String, Option<ed25519_dalek::VerifyingKey>),
     backoff: Backoff,
-    tx: mpsc::Sender<Input>,
+    to: Outputs,
 ) {
     let mut attempt = 0usize;
     loop {
-        let input = match eventloop.poll().await {
+        match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 attempt = 0;
                 tracing::info!("uplink connected");
-                let _ = client.subscribe(ack_topic.clone(), QoS::AtLeastOnce).await;
-                Some(Input::Connected)
+                // Queued without waiting: a full request queue drains as soon as this loop polls again.
+                if client.try_subscribe(ack_topic.clone(), QoS::AtLeastOnce).is_err() {
+                    tracing::warn!("uplink: the acknowledgement subscription could not be queued");
+                }
+                to.link.send_modify(|(up, count)| (*up, *count) = (true, *count + 1));
             }
             Ok(Event::Incoming(Packet::Publish(p))) if p.topic.as_ref() == ack_topic.as_bytes() => {
-                read_ack(&ack_topic, collector.as_ref(), &p.payload).map(Input::Ack)
+                if let Some(ack) = read_ack(&ack_topic, collector.as_ref(), &p.payload) {
+                    match to.acks.try_send(ack) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            tracing::debug!("an acknowledgement was dropped; the next round brings it again");
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    }
+                }
             }
-            Ok(_) => None,
+            Ok(_) => {}
             Err(e) => {
-                if tx.send(Input::Lost).await.is_err() {
+                if to.link.is_closed() {
                     return;
                 }
+                to.link.send_modify(|(up, _)| *up = false);
                 let delay = backoff.delay(attempt);
                 // Said once per outage (a refused handshake included), then quietly retried.
                 if attempt == 0 {
@@ -199,13 +228,7 @@ async fn drive(
                 }
                 attempt += 1;
                 tokio::time::sleep(delay).await;
-                None
             }
-        };
-        if let Some(i) = input
-            && tx.send(i).await.is_err()
-        {
-            return;
         }
     }
 }
