@@ -21,10 +21,6 @@ use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 
 const N: usize = 5000;
 
-fn rss_kib(pid: u32) -> u64 {
-    if_tests::rss_kib(pid).expect("the agent runs")
-}
-
 /// Publisher -> Mosquitto -> subscriber, QoS 1, `n` messages of `size` bytes; messages per second.
 fn raw_mosquitto(port: u16, n: usize, size: usize) -> f64 {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
@@ -203,7 +199,7 @@ fn main() {
     agent.start();
     let pid = agent.pid().expect("pid");
     std::thread::sleep(Duration::from_secs(1));
-    let idle = rss_kib(pid);
+    let idle = if_tests::rss_kib(pid).expect("VmRSS");
     let paced = 2000usize;
     let sign = |n: usize| -> Vec<Vec<u8>> { (0..n).map(|_| desk.sign(&desk.next_ping())).collect() };
 
@@ -218,7 +214,7 @@ fn main() {
 
     let probe = Probe::connect(&broker, &agent.site, &agent.name);
     let through_agent = throughput(&probe, sign(N));
-    let loaded = rss_kib(pid);
+    let loaded = if_tests::rss_kib(pid).expect("VmRSS");
     let lat = paced_latency(&probe, sign(paced));
 
     println!("machine: {} cpus", std::thread::available_parallelism().map_or(0, |n| n.get()));

@@ -317,11 +317,6 @@ fn the_agent_answers_only_under_the_senders_reply_topic_whatever_the_response_to
     assert_eq!(executed_pings(&a3), 0);
 }
 
-/// Resident memory of a running process, KiB.
-fn rss_kib(pid: u32) -> u64 {
-    if_tests::rss_kib(pid).expect("the agent runs")
-}
-
 #[test]
 fn floods_of_garbage_on_cmd_and_policy_cost_a_bounded_amount_and_every_refusal_is_counted() {
     const N: usize = 20_000;
@@ -332,7 +327,7 @@ fn floods_of_garbage_on_cmd_and_policy_cost_a_bounded_amount_and_every_refusal_i
     let hostile = Probe::connect(&broker, &agent.site, &agent.name);
     hostile.subscribe(&hostile.topics.status);
     let _ = hostile.drain(Duration::from_millis(300));
-    let rss_before = rss_kib(agent.pid().expect("running"));
+    let rss_before = if_tests::rss_kib(agent.pid().expect("running")).expect("VmRSS");
     let start = std::time::Instant::now();
     let t = hostile.topics.clone();
     let policy_reply = t.reply_for("policy") + "/x";
@@ -361,7 +356,7 @@ fn floods_of_garbage_on_cmd_and_policy_cost_a_bounded_amount_and_every_refusal_i
     assert!(answered.is_some(), "the agent kept serving through the flood");
     seen.extend(hostile.drain(Duration::from_millis(1500)));
     let secs = start.elapsed().as_secs() + 2;
-    let rss_after = rss_kib(agent.pid().expect("running"));
+    let rss_after = if_tests::rss_kib(agent.pid().expect("running")).expect("VmRSS");
     agent.stop();
 
     let on = |topic: &str| seen.iter().filter(|m| m.topic == topic).count() as u64;

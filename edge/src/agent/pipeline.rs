@@ -55,6 +55,22 @@ async fn committed(committing: &mut Option<Committing>) -> Result<Vec<u64>, IfEr
     }
 }
 
+/// Waits for the commit in progress, if any, and settles it; hands back `behind` unless it failed.
+async fn finish(
+    ctx: &Ctx,
+    committing: &mut Option<Committing>,
+    behind: Admitted,
+    done: &mpsc::UnboundedSender<Done>,
+) -> Admitted {
+    match committing.take() {
+        Some(c) => {
+            let result = c.commit.await;
+            settle(ctx, c.accepted, result, behind, done).await
+        }
+        None => behind,
+    }
+}
+
 /// Takes commands and pushed documents from `inbound` until it closes (the connection driver ended) or
 /// `stop` is cancelled; either way the commit in progress is settled before it returns. `inbound` stays
 /// the caller's, so the connection outlives the loop.
@@ -74,10 +90,7 @@ pub(super) async fn ingress_loop(ctx: Ctx, inbound: &mut mpsc::UnboundedReceiver
             }
             () = stop.cancelled() => break,
             Some(f) = forgets.recv() => {
-                if let Some(c) = committing.take() {
-                    let result = c.commit.await;
-                    settle(&ctx, c.accepted, result, Vec::new(), &done).await;
-                }
+                finish(&ctx, &mut committing, Vec::new(), &done).await;
                 forget(&ctx, f).await;
                 continue;
             }
@@ -111,20 +124,14 @@ pub(super) async fn ingress_loop(ctx: Ctx, inbound: &mut mpsc::UnboundedReceiver
         }
         let now_ms = ctx.now_ms();
         // Decided while the previous burst's commit is on the disk; written only after it returned.
-        let mut accepted = handle_burst(&ctx, burst, now_ms).await;
-        if let Some(c) = committing.take() {
-            let result = c.commit.await;
-            accepted = settle(&ctx, c.accepted, result, accepted, &done).await;
-        }
+        let accepted = handle_burst(&ctx, burst, now_ms).await;
+        let accepted = finish(&ctx, &mut committing, accepted, &done).await;
         if !accepted.is_empty() {
             let commit = ctx.witness.submit(received_records(&ctx, &accepted, now_ms)).await;
             committing = Some(Committing { accepted, commit });
         }
     }
-    if let Some(c) = committing.take() {
-        let result = c.commit.await;
-        settle(&ctx, c.accepted, result, Vec::new(), &done).await;
-    }
+    finish(&ctx, &mut committing, Vec::new(), &done).await;
 }
 
 /// Decides a burst: answers its refusals, duplicates and copies at once, and returns what was admitted.

@@ -27,7 +27,7 @@ use if_protocol::topics::Topics;
 
 pub mod addr;
 
-pub use addr::{BrokerAddr, CLIENT_INFLIGHT, tool_options};
+pub use addr::{BrokerAddr, tool_options};
 
 /// How the agent's session with its control broker is set up (from `[mqtt]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
