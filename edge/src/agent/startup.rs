@@ -23,6 +23,7 @@ use crate::admit::{Admission, Limits};
 use crate::anchor::uplink::Uplink;
 use crate::attest::Signer;
 use crate::budget::Budgets;
+use crate::builtin::log_check::LogChecker;
 use crate::builtin::policy::Forget;
 use crate::builtin::{Ping, PolicyCommands, WitnessQuery};
 use crate::capability::{Capability, Registry};
@@ -38,7 +39,7 @@ use crate::rejections::Rejections;
 use crate::reply::Reply;
 use crate::vault::Vault;
 use crate::witness::store::{CheckpointSigner, Interrupted, Store};
-use crate::witness::verify::{self, BOOT_KEY_PREFIX};
+use crate::witness::verify::BOOT_KEY_PREFIX;
 use crate::witness::writer::Witness;
 
 /// What start-up hands to the running agent.
@@ -81,12 +82,18 @@ pub(super) fn start(loaded: &Loaded) -> Result<Started, IfError> {
     let (control_tls, uplink_tls) = config.tls()?;
     let origin = config.origin();
     let mut store = open_store(&config.witness.path, config.witness.cache_mb)?;
-    verify::verify(&mut store, Some(&key.verifying_key()), Some(&origin)).map_err(|f| {
+    let checked = crate::witness::tail::check(&store.snapshot()?, &key.verifying_key(), &origin).map_err(|f| {
         IfError::format(
             ErrorCode::InvalidProof,
             format_args!("witness log fails its start-up check at record {}: {}", f.index, f.error.detail()),
         )
     })?;
+    tracing::info!(
+        from_checkpoint = checked.from,
+        records_read = checked.read,
+        log_size = checked.size,
+        "witness log checked from its newest checkpoint"
+    );
     let mut clock = Clock::new(store.last_wall_ms());
     let boot_detail = format!(
         "if-edge {} {BOOT_KEY_PREFIX}{} origin {origin}",
@@ -112,10 +119,12 @@ pub(super) fn start(loaded: &Loaded) -> Result<Started, IfError> {
     health.anchored.store(anchored, Ordering::Relaxed);
     health.anchors_pending.store(waiting, Ordering::Relaxed);
     tracing::info!(agent = %agent_name, log_size = store.size(), interrupted = interrupted.len(), "witness log ready");
-    let checkpointing = CheckpointSigner { key, origin, every: config.witness.checkpoint_every };
+    let verifying = key.verifying_key();
+    let checkpointing = CheckpointSigner { key, origin: origin.clone(), every: config.witness.checkpoint_every };
     let witness = Witness::spawn(store, Some(checkpointing), 4096)?;
     let clock = Arc::new(Mutex::new(clock));
 
+    let status_due = Arc::new(tokio::sync::Notify::new());
     let mut registry = Registry::default();
     registry.add(Arc::new(Ping::new(health.clone())) as Arc<dyn Capability>);
     let vault = Vault::new(std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from), config.vault.dir.clone());
@@ -139,7 +148,8 @@ pub(super) fn start(loaded: &Loaded) -> Result<Started, IfError> {
         policy.refused(source, e);
     }
     let policy = Arc::new(Mutex::new(policy));
-    registry.add(Arc::new(WitnessQuery::new(witness.clone())) as Arc<dyn Capability>);
+    let checker = LogChecker::new(witness.clone(), verifying, origin.clone(), health.clone(), status_due.clone());
+    registry.add(Arc::new(WitnessQuery::new(witness.clone(), checker)) as Arc<dyn Capability>);
     let (forget_tx, forgets) = mpsc::unbounded_channel();
     let commands = PolicyCommands::new(policy.clone(), witness.clone(), clock.clone(), forget_tx);
     registry.add(Arc::new(commands) as Arc<dyn Capability>);
@@ -166,7 +176,7 @@ pub(super) fn start(loaded: &Loaded) -> Result<Started, IfError> {
         drivers,
         breakers: breaker_tx,
         sampler: Arc::new(Mutex::new(Rejections::new(config.witness.rejected_per_s))),
-        status_due: Arc::new(tokio::sync::Notify::new()),
+        status_due,
         notifier: crate::notify::Notifier::from_env(),
     };
     let (birth_health, birth_state, birth_signer, birth_topic) =

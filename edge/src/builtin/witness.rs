@@ -1,10 +1,13 @@
-//! `if://capability/edge.witness`, action `query` with argument `trace` (a UUID): every record of one
-//! trace, read from the running agent's log. It is a command like any other, so asking is itself
-//! verified, admitted and witnessed; any active talent may ask, as for `edge.ping`.
+//! `if://capability/edge.witness`: action `query` with argument `trace` (a UUID), every record of one
+//! trace read from the running agent's log; action `verify`, the full check of the log beside the serving
+//! agent ([`super::log_check`]), answered at once with the check's state. Each is a command like any
+//! other, so asking is itself verified, admitted and witnessed; any active talent may ask, as for
+//! `edge.ping`.
 
 use if_protocol::envelope::{ArgValue, EnvelopeBody};
 use if_protocol::{ErrorCode, IfError};
 
+use super::log_check::LogChecker;
 use crate::capability::{Capability, OutcomeFuture};
 use crate::witness::writer::Witness;
 
@@ -15,15 +18,16 @@ pub const MAX_RECORDS: usize = 256;
 #[derive(Debug)]
 pub struct WitnessQuery {
     witness: Witness,
+    checker: LogChecker,
 }
 
 impl WitnessQuery {
     /// The capability id.
     pub const ID: &'static str = "if://capability/edge.witness";
 
-    /// Queries over `witness`.
-    pub fn new(witness: Witness) -> Self {
-        WitnessQuery { witness }
+    /// Queries over `witness`; full checks by `checker`.
+    pub fn new(witness: Witness, checker: LogChecker) -> Self {
+        WitnessQuery { witness, checker }
     }
 }
 
@@ -42,11 +46,16 @@ impl Capability for WitnessQuery {
     }
 
     fn offers(&self, action: &str) -> bool {
-        action == "query"
+        action == "query" || action == "verify"
     }
 
     fn execute<'a>(&'a self, body: &'a EnvelopeBody) -> OutcomeFuture<'a> {
         Box::pin(async move {
+            if body.action.as_str() == "verify" {
+                let state = self.checker.start().await?;
+                return serde_json::to_value(state)
+                    .map_err(|e| IfError::format(ErrorCode::SystemError, format_args!("verify: {e}")));
+            }
             let wanted = trace(body)?;
             let found = self.witness.read(move |log| log.trace(wanted, MAX_RECORDS)).await?;
             let records: Vec<serde_json::Value> = found.records.iter().map(|(r, _)| r.to_json()).collect();

@@ -1,6 +1,6 @@
 //! The witness log: records, the redb store with its durability contract, the group-commit writer,
-//! snapshots for readers beside the writer, consistency proofs from the stored tree, and the offline
-//! verifier.
+//! snapshots for readers beside the writer, consistency proofs from the stored tree, the start-up check
+//! from the newest checkpoint, and the full verifier.
 
 pub mod boot;
 pub mod proof;
@@ -8,5 +8,6 @@ pub mod reader;
 pub mod record;
 pub mod schema;
 pub mod store;
+pub mod tail;
 pub mod verify;
 pub mod writer;

@@ -14,12 +14,14 @@ use std::sync::Arc;
 
 use if_protocol::IfError;
 use if_protocol::witness::Hash;
-use if_protocol::witness::merkle::{Node, node_hash};
+use if_protocol::witness::merkle::{CompactTree, Node, node_hash};
 use redb::{Database, ReadOnlyTable, ReadableDatabase as _, ReadableTable as _};
 
 use super::proof::Nodes;
 use super::record::Record;
-use super::schema::{ANCHORED, CHECKPOINTS, NODES, RECORDS, STORED_LEVEL, TRACES, corrupt, unavailable};
+use super::schema::{
+    ANCHORED, CHECKPOINTS, HEAD, HeadState, NODES, RECORDS, STORED_LEVEL, TRACES, corrupt, read_head, unavailable,
+};
 
 /// A handle for reading the log from any thread while its store keeps writing. Take one per use and
 /// drop it: a live handle keeps the file open, and the store could not reopen it after an I/O error.
@@ -36,10 +38,11 @@ impl Reader {
         let txn = self.0.begin_read().map_err(|e| unavailable("read", e))?;
         let records = txn.open_table(RECORDS).map_err(|e| unavailable("table", e))?;
         let checkpoints = txn.open_table(CHECKPOINTS).map_err(|e| unavailable("table", e))?;
+        let head = txn.open_table(HEAD).map_err(|e| unavailable("table", e))?;
         let nodes = optional(txn.open_table(NODES))?;
         let traces = optional(txn.open_table(TRACES))?;
         let anchored = optional(txn.open_table(ANCHORED))?;
-        Ok(Snapshot { records, checkpoints, nodes, traces, anchored })
+        Ok(Snapshot { records, checkpoints, head, nodes, traces, anchored })
     }
 }
 
@@ -57,6 +60,7 @@ fn optional<K: redb::Key + 'static, V: redb::Value + 'static>(
 pub struct Snapshot {
     records: ReadOnlyTable<u64, &'static [u8]>,
     checkpoints: ReadOnlyTable<u64, &'static str>,
+    head: ReadOnlyTable<&'static str, &'static [u8]>,
     nodes: Option<ReadOnlyTable<(u64, u8), Hash>>,
     traces: Option<ReadOnlyTable<(u128, u64), ()>>,
     anchored: Option<ReadOnlyTable<&'static str, u64>>,
@@ -92,6 +96,22 @@ impl Snapshot {
             out.push((k.value(), v.value().to_string()));
         }
         Ok(out)
+    }
+
+    /// The checkpoint of the largest tree, if any was signed.
+    pub fn newest_checkpoint(&self) -> Result<Option<(u64, String)>, IfError> {
+        let last = self.checkpoints.last().map_err(|e| unavailable("read", e))?;
+        Ok(last.map(|(k, v)| (k.value(), v.value().to_string())))
+    }
+
+    /// Records in the log at this moment.
+    pub fn size(&self) -> Result<u64, IfError> {
+        Ok(self.head()?.0.size)
+    }
+
+    /// The stored head at this moment and the tree it describes.
+    pub(super) fn head(&self) -> Result<(HeadState, CompactTree), IfError> {
+        read_head(&self.head)
     }
 
     /// The first `max` checkpoint notes of trees larger than `size`, by tree size.

@@ -14,8 +14,9 @@
 //! completes it) and `traces` ((trace token, index) of every record with a trace).
 
 use if_protocol::witness::Hash;
+use if_protocol::witness::merkle::CompactTree;
 use if_protocol::{ErrorCode, IfError};
-use redb::TableDefinition;
+use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::record::Entry;
@@ -93,4 +94,17 @@ pub(super) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, IfError> {
 
 pub(super) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T, IfError> {
     postcard::from_bytes(bytes).map_err(|e| corrupt(format_args!("{what} does not decode: {e}")))
+}
+
+/// The stored head and the tree it describes (an empty log when there is none yet).
+pub(super) fn read_head(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<(HeadState, CompactTree), IfError> {
+    let head: HeadState = match table.get("head").map_err(|e| unavailable("read", e))? {
+        Some(v) => decode(v.value(), "head")?,
+        None => HeadState::default(),
+    };
+    let tree = CompactTree::from_peaks(head.size, &head.peaks)
+        .ok_or_else(|| corrupt("head peaks do not fit the tree size"))?;
+    Ok((head, tree))
 }

@@ -1,8 +1,9 @@
 //! Checking a witness log from its first record: chain, tree, head and checkpoints.
 //!
-//! Used by `ifctl witness verify` and by the agent before it accepts work (cold start). Every record must
-//! decode, sit at its own index and link to the leaf hash of the one before; the tree rebuilt from the
-//! leaves must match each signed checkpoint at its size and the stored head at the end, and every tree
+//! Used by `ifctl witness verify`, and by the `verify` action of `edge.witness`, which runs it on a
+//! snapshot beside the serving agent; the agent's own start checks from its newest checkpoint
+//! ([`super::tail`]). Every record must decode, sit at its own index and link to the leaf hash of the one
+//! before; the tree rebuilt from the leaves must match each signed checkpoint at its size and the stored head at the end, and every tree
 //! node and trace entry stored beside the records must match them. The first fault stops the check and
 //! names the record index.
 
@@ -45,59 +46,63 @@ pub struct Fault {
 /// The prefix put in front of the agent's public key in BOOT records.
 pub const BOOT_KEY_PREFIX: &str = "key ";
 
+/// How often the full check reports how far it got, in records.
+pub const PROGRESS_EVERY: u64 = 4096;
+
 /// Checks the whole log. Checkpoint signatures are checked with `key`, or else with the key the latest
 /// BOOT record names.
 pub fn verify(store: &mut Store, key: Option<&VerifyingKey>, origin: Option<&str>) -> Result<Report, Fault> {
     let log = store.snapshot().map_err(|error| Fault { index: 0, error })?;
-    let checkpoints = log.checkpoints().map_err(|error| Fault { index: 0, error })?;
-    let mut tree = CompactTree::new();
-    let mut prev = [0u8; 32];
+    verify_log(&log, key, origin, |_| {})
+}
+
+/// [`verify`] on one snapshot of the log, which may be taken beside a running writer: what is checked is
+/// the log as that snapshot saw it. `progress` is told the number of records checked every
+/// [`PROGRESS_EVERY`] records.
+pub fn verify_log(
+    log: &Snapshot,
+    key: Option<&VerifyingKey>,
+    origin: Option<&str>,
+    mut progress: impl FnMut(u64),
+) -> Result<Report, Fault> {
+    let at = |index: u64| move |error| Fault { index, error };
+    let (head, stored) = log.head().map_err(at(0))?;
+    let checkpoints = log.checkpoints().map_err(at(0))?;
+    let mut walk = Walk::new();
     let mut kinds = BTreeMap::new();
     let mut roots: BTreeMap<u64, Hash> = BTreeMap::new();
     let wanted: std::collections::BTreeSet<u64> = checkpoints.iter().map(|(s, _)| *s).collect();
     let mut boot_key = None;
-    let mut at = 0;
+    let mut index_at = 0;
     log.for_each_leaf(0, |index, leaf| {
-        at = index;
-        let fault = |what: &str| IfError::format(ErrorCode::InvalidProof, format_args!("record {index}: {what}"));
-        let record = Record::from_leaf(leaf).map_err(|e| fault(e.detail()))?;
-        if record.index != index || index != tree.size() {
-            return Err(fault("index does not match its position"));
-        }
-        if record.prev != prev {
-            return Err(fault("does not link to the previous record's hash"));
-        }
-        prev = Record::leaf_hash(leaf);
-        let completed = tree.push_nodes(prev);
-        check_index(&log, &record, &completed).map_err(fault)?;
+        index_at = index;
+        let record = walk.step(log, index, leaf)?;
         *kinds.entry(record.kind.name()).or_insert(0) += 1;
         if record.kind == Kind::Boot {
             boot_key = key_in(&record.entry.detail).or(boot_key);
         }
-        if wanted.contains(&tree.size()) {
-            roots.insert(tree.size(), tree.root());
+        let size = walk.tree.size();
+        if wanted.contains(&size) {
+            roots.insert(size, walk.tree.root());
+        }
+        if size.is_multiple_of(PROGRESS_EVERY) {
+            progress(size);
         }
         Ok(())
     })
-    .map_err(|error| Fault { index: at, error })?;
-    let size = tree.size();
-    let head_fault = |what: &str| Fault {
-        index: size,
-        error: IfError::format(ErrorCode::InvalidProof, format_args!("after {size} records: {what}")),
-    };
-    if store.size() != size || store.tree() != &tree || store.last_leaf() != prev {
-        return Err(head_fault("the stored head does not match the records"));
-    }
+    .map_err(at(index_at))?;
+    walk.check_head(head.size, &stored, head.last_leaf)?;
+    let size = walk.tree.size();
     let key = key.copied().or(boot_key);
     for (cp_size, note) in &checkpoints {
         let Some(root) = roots.get(cp_size) else {
-            return Err(head_fault(&format!("checkpoint at size {cp_size} is beyond the log")));
+            return Err(head_fault(size, &format!("checkpoint at size {cp_size} is beyond the log")));
         };
         let cp = match key {
             Some(k) => open_note(note, k, origin),
             None => if_protocol::witness::checkpoint::Checkpoint::parse_note(note),
         }
-        .map_err(|e| Fault { index: *cp_size, error: e })?;
+        .map_err(at(*cp_size))?;
         if cp.size != *cp_size || &cp.root != root {
             return Err(Fault {
                 index: *cp_size,
@@ -108,7 +113,54 @@ pub fn verify(store: &mut Store, key: Option<&VerifyingKey>, origin: Option<&str
             });
         }
     }
-    Ok(Report { size, root: tree.root(), checkpoints: checkpoints.len(), kinds })
+    progress(size);
+    Ok(Report { size, root: walk.tree.root(), checkpoints: checkpoints.len(), kinds })
+}
+
+/// Records checked in order from a known tree and last leaf: the step the full check and the start-up
+/// check ([`super::tail`]) share.
+#[derive(Debug, Clone)]
+pub(super) struct Walk {
+    /// The tree of the records checked so far.
+    pub(super) tree: CompactTree,
+    /// The leaf hash of the last record checked.
+    pub(super) prev: Hash,
+}
+
+impl Walk {
+    /// Before the first record.
+    pub(super) fn new() -> Self {
+        Walk { tree: CompactTree::new(), prev: [0u8; 32] }
+    }
+
+    /// Checks the record at `index`: it decodes, sits at its position, links to the one before, and what
+    /// is stored beside it matches.
+    pub(super) fn step(&mut self, log: &Snapshot, index: u64, leaf: &[u8]) -> Result<Record, IfError> {
+        let fault = |what: &str| IfError::format(ErrorCode::InvalidProof, format_args!("record {index}: {what}"));
+        let record = Record::from_leaf(leaf).map_err(|e| fault(e.detail()))?;
+        if record.index != index || index != self.tree.size() {
+            return Err(fault("index does not match its position"));
+        }
+        if record.prev != self.prev {
+            return Err(fault("does not link to the previous record's hash"));
+        }
+        self.prev = Record::leaf_hash(leaf);
+        let completed = self.tree.push_nodes(self.prev);
+        check_index(log, &record, &completed).map_err(fault)?;
+        Ok(record)
+    }
+
+    /// The stored head (size, tree, last leaf) must be what the records make.
+    pub(super) fn check_head(&self, size: u64, tree: &CompactTree, last_leaf: Hash) -> Result<(), Fault> {
+        if size != self.tree.size() || tree != &self.tree || last_leaf != self.prev {
+            return Err(head_fault(self.tree.size(), "the stored head does not match the records"));
+        }
+        Ok(())
+    }
+}
+
+fn head_fault(size: u64, what: &str) -> Fault {
+    Fault { index: size, error: IfError::format(ErrorCode::InvalidProof, format_args!("after {size} records: {what}")) }
 }
 
 /// Checks what the log stores beside a record: the tree nodes it completed (anchor proofs are made of
@@ -130,7 +182,7 @@ fn check_index(log: &Snapshot, record: &Record, completed: &[Node]) -> Result<()
     Ok(())
 }
 
-fn open_note(
+pub(super) fn open_note(
     note: &str,
     key: VerifyingKey,
     origin: Option<&str>,

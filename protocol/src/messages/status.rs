@@ -65,6 +65,9 @@ pub struct Status {
     /// Another process using this identity, while it lasts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conflict: Option<Conflict>,
+    /// The full check of the witness log last asked for this run (`edge.witness`, action `verify`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_check: Option<LogCheck>,
     /// What the agent trusts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<Policy>,
@@ -83,6 +86,40 @@ pub struct Anchoring {
     pub acked: u64,
     /// Checkpoints signed and not yet acknowledged.
     pub pending: u64,
+}
+
+/// A full check of the witness log, run beside the serving agent on a snapshot of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogCheck {
+    /// `running`, `passed` or `failed`.
+    pub state: LogCheckState,
+    /// Records in the snapshot checked.
+    pub size: u64,
+    /// Records checked so far.
+    pub checked: u64,
+    /// When it started.
+    pub started_ms: u64,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_ms: Option<u64>,
+    /// The record where it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u64>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// How far a [`LogCheck`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogCheckState {
+    /// Still reading.
+    Running,
+    /// Every record, node and checkpoint matched.
+    Passed,
+    /// A fault was found (the index and error say where).
+    Failed,
 }
 
 /// A second process with this agent's identity.
@@ -182,6 +219,7 @@ impl Status {
             rejected: None,
             anchors: None,
             conflict: None,
+            log_check: None,
             policy: None,
             budgets: Vec::new(),
             breakers: Vec::new(),
