@@ -1,47 +1,28 @@
 //! Start-to-serving time of the real agent against the size of its witness log: from `if-edge run` to
 //! its signed `online` status on the broker, with logs of 10k, 1M and 10M records written through the
-//! store's API (signed by the agent's own key, a checkpoint every 1000 records as the default config),
+//! store's API (`if_tests::bench::fill_log`; a checkpoint every 1000 records, in the agent's own key),
 //! after a clean stop and after `kill -9` (redb's open after a crash). Beside it, the full check of the
-//! same file (`ifctl witness verify`), which reads every record, and the bytes per record on disk.
+//! same file (`ifctl witness verify`), which reads every record, and the bytes per record on disk. And
+//! what saving redb's allocator state in every commit (quick repair, which keeps the open after a crash
+//! short) costs a commit: one-record durable commits with and without it, on the same disk.
 //!
 //! `cargo build --release --workspace --bins && cargo bench -p if-tests --bench agent_boot`
 //! (`IF_BENCH_BOOT_MAX=1000000` stops at 1M records: writing the 10M log takes minutes.)
 
 use std::time::{Duration, Instant};
 
-use if_edge::witness::record::{Entry, Kind};
-use if_edge::witness::store::{Append, CheckpointSigner, Store};
+use if_edge::witness::store::{CheckpointSigner, Store};
 use if_tests::agent::Agent;
 use if_tests::broker::Broker;
 
-/// Records `n` commands (RECEIVED and EXECUTED with one trace each) into the agent's log, as its own
-/// key would have signed the checkpoints.
+/// `n` records in the agent's log, its checkpoints signed by its own key as the default config would.
 fn fill(agent: &Agent, n: u64) {
     let loaded = if_edge::config::Config::load(&agent.config()).expect("config");
     let key = if_edge::keyfile::read_secret(&agent.home().join(&loaded.config.agent.key)).expect("agent key");
     let signer = CheckpointSigner { key, origin: loaded.config.origin(), every: 1000 };
+    std::fs::create_dir_all(agent.db().parent().expect("data dir")).expect("data dir");
     let mut store = Store::open(&agent.db(), 4 << 20).expect("open");
-    let entry = Entry {
-        sender: "desk".into(),
-        capability: "if://capability/vmix.switcher".into(),
-        action: "cut".into(),
-        why: "bench".into(),
-        count: 1,
-        ..Entry::default()
-    };
-    let mut at = store.size();
-    while at < n {
-        let k = (n - at).min(8192);
-        let batch: Vec<Append> = (at..at + k)
-            .map(|i| {
-                let kind = if i.is_multiple_of(2) { Kind::Received } else { Kind::Executed };
-                let trace = uuid::Uuid::from_u128(0x51a7_0000_0000_0000_0000_0000_0000_0000 | u128::from(i / 2));
-                Append::record(kind, Entry { trace: Some(trace), ..entry.clone() })
-            })
-            .collect();
-        store.append(&batch, Some(&signer)).expect("append");
-        at += k;
-    }
+    if_tests::bench::fill_log(&mut store, n, &signer);
     store.checkpoint_now(&signer).expect("checkpoint");
 }
 
@@ -56,10 +37,77 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// p50 and p99 of `n` one-record durable commits of 200 bytes into a fresh file in `dir`.
+fn commits(dir: &std::path::Path, quick_repair: bool, n: usize) -> (f64, f64) {
+    let path = dir.join(format!("commits-{quick_repair}.redb"));
+    let db = redb::Database::create(&path).expect("db");
+    let table: redb::TableDefinition<'_, u64, &[u8]> = redb::TableDefinition::new("records");
+    let mut took = Vec::with_capacity(n);
+    for i in 0..n as u64 {
+        let begun = Instant::now();
+        let mut txn = db.begin_write().expect("txn");
+        txn.set_durability(redb::Durability::Immediate).expect("durability");
+        txn.set_quick_repair(quick_repair);
+        txn.open_table(table).expect("table").insert(i, [7u8; 200].as_slice()).expect("insert");
+        txn.commit().expect("commit");
+        took.push(begun.elapsed());
+    }
+    took.sort();
+    (ms(took[n / 2]), ms(took[n * 99 / 100]))
+}
+
+/// In a child process: one durable commit without the allocator state into the file at `path`, then an
+/// abort, as a power loss after a plain commit leaves it.
+fn crash_after_a_plain_commit(path: &str) -> ! {
+    let db = redb::Database::create(path).expect("db");
+    let mut txn = db.begin_write().expect("txn");
+    txn.set_durability(redb::Durability::Immediate).expect("durability");
+    txn.set_quick_repair(false);
+    let table: redb::TableDefinition<'_, u64, u64> = redb::TableDefinition::new("bench");
+    txn.open_table(table).expect("table").insert(0, 0).expect("insert");
+    txn.commit().expect("commit");
+    std::process::abort()
+}
+
+/// How long redb's open takes to repair the agent's file after a plain commit and a crash: what every
+/// start after a power loss would cost without the allocator state in each commit.
+fn repair_without_quick_repair(agent: &Agent) -> Duration {
+    let path = agent.db();
+    let status = std::process::Command::new(std::env::current_exe().expect("bench binary"))
+        .env(CRASH, &path)
+        .status()
+        .expect("child");
+    assert!(!status.success(), "the child aborted");
+    let begun = Instant::now();
+    drop(redb::Database::open(&path).expect("repaired"));
+    begun.elapsed()
+}
+
+const CRASH: &str = "IF_BENCH_CRASH_AFTER_PLAIN_COMMIT";
+
 fn main() {
+    if let Ok(path) = std::env::var(CRASH) {
+        crash_after_a_plain_commit(&path);
+    }
     let max: u64 = std::env::var("IF_BENCH_BOOT_MAX").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000_000);
+    let dir = tempfile::tempdir().expect("dir");
+    for _ in 0..2 {
+        let (plain, quick) = (commits(dir.path(), false, 2000), commits(dir.path(), true, 2000));
+        println!(
+            "one-record commit p50/p99: {:.3}/{:.3} ms plain, {:.3}/{:.3} ms with quick repair ({:.2}x / {:.2}x)",
+            plain.0,
+            plain.1,
+            quick.0,
+            quick.1,
+            quick.0 / plain.0,
+            quick.1 / plain.1
+        );
+    }
     let broker = Broker::start();
-    println!("records     write s  bytes/rec  start clean ms (best, worst of 3)  start after kill -9 ms  full check s");
+    println!(
+        "records     write s  bytes/rec  start clean ms (best, worst of 3)  start after kill -9 ms  full check s  \
+         repair without quick repair s"
+    );
     for n in [10_000u64, 1_000_000, 10_000_000].into_iter().filter(|n| *n <= max) {
         let mut agent = Agent::init(&broker, &[]);
         let written = Instant::now();
@@ -82,10 +130,12 @@ fn main() {
         let out = agent.verify_witness();
         assert!(out.status.success(), "the log verifies: {}", String::from_utf8_lossy(&out.stderr));
         let check_s = checked.elapsed().as_secs_f64();
+        let repair_s = repair_without_quick_repair(&agent).as_secs_f64();
         let best = |v: &[Duration]| v.iter().min().copied().unwrap_or_default();
         let worst = |v: &[Duration]| v.iter().max().copied().unwrap_or_default();
         println!(
-            "{n:>10}  {write_s:>7.1}  {bytes:>9.0}  {:>10.0} {:>10.0}                  {:>6.0} {:>6.0}        {check_s:>8.1}",
+            "{n:>10}  {write_s:>7.1}  {bytes:>9.0}  {:>10.0} {:>10.0}                  {:>6.0} {:>6.0}        \
+             {check_s:>8.1}  {repair_s:>8.2}",
             ms(best(&clean)),
             ms(worst(&clean)),
             ms(best(&crashed)),

@@ -10,31 +10,11 @@
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
-use if_edge::witness::record::{Entry, Kind, Record};
-use if_edge::witness::store::{Append, CheckpointSigner, Store};
+use if_edge::witness::record::Record;
+use if_edge::witness::store::{CheckpointSigner, Store};
 
 fn trace(i: u64) -> uuid::Uuid {
     uuid::Uuid::from_u128(0x6f1c_2a4e_0000_0000_0000_0000_0000_0000 | u128::from(i / 2))
-}
-
-fn fill(store: &mut Store, n: u64, signer: &CheckpointSigner) {
-    let entry = Entry {
-        sender: "desk".into(),
-        capability: "if://capability/vmix.switcher".into(),
-        action: "cut".into(),
-        why: "bench".into(),
-        count: 1,
-        ..Entry::default()
-    };
-    let mut at = store.size();
-    while at < n {
-        let k = (n - at).min(4096);
-        let batch: Vec<Append> = (at..at + k)
-            .map(|i| Append::record(Kind::Executed, Entry { trace: Some(trace(i)), ..entry.clone() }))
-            .collect();
-        store.append(&batch, Some(signer)).expect("append");
-        at += k;
-    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -95,7 +75,7 @@ fn main() {
         let signer =
             CheckpointSigner { key: SigningKey::from_bytes(&[3; 32]), origin: "b/if-edge/s.a".into(), every: n / 10 };
         let start = Instant::now();
-        fill(&mut store, n, &signer);
+        if_tests::bench::fill_log(&mut store, n, &signer);
         let rate = n as f64 / start.elapsed().as_secs_f64();
         let sizes: Vec<u64> = store.checkpoints().expect("checkpoints").into_iter().map(|(s, _)| s).collect();
         let reader = store.reader().expect("reader");

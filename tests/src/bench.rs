@@ -77,3 +77,35 @@ pub fn print_latency(label: &str, lat: &[Duration]) {
 fn m_time(sent: &[Instant], i: usize) -> Duration {
     sent.get(i).map_or(Duration::ZERO, Instant::elapsed)
 }
+
+/// Appends synthetic EXECUTED records to `store` until it holds `n`, in batches of 4096, every record
+/// with a trace shared by two (RECEIVED and EXECUTED of one command, the worst case for the trace index),
+/// signing checkpoints with `signer` as they fall due.
+pub fn fill_log(
+    store: &mut if_edge::witness::store::Store,
+    n: u64,
+    signer: &if_edge::witness::store::CheckpointSigner,
+) {
+    use if_edge::witness::record::{Entry, Kind};
+    use if_edge::witness::store::Append;
+    let entry = Entry {
+        sender: "desk".into(),
+        capability: "if://capability/vmix.switcher".into(),
+        action: "cut".into(),
+        why: "bench".into(),
+        count: 1,
+        ..Entry::default()
+    };
+    let mut at = store.size();
+    while at < n {
+        let k = (n - at).min(4096);
+        let batch: Vec<Append> = (at..at + k)
+            .map(|i| {
+                let trace = uuid::Uuid::from_u128(0x6f1c_2a4e_0000_0000_0000_0000_0000_0000 | u128::from(i / 2));
+                Append::record(Kind::Executed, Entry { trace: Some(trace), ..entry.clone() })
+            })
+            .collect();
+        store.append(&batch, Some(signer)).expect("append");
+        at += k;
+    }
+}
