@@ -49,9 +49,10 @@ pub struct Uplink {
 /// The connection as the driver last saw it: whether it is up, and how many times it connected.
 type Link = (bool, u64);
 
-/// Acknowledgements read and not yet acted on; past this, new ones are dropped (the next round offers
+/// Acknowledgements read and not yet acted on: a whole round's worth, so that a round answered while the
+/// run loop still publishes it is taken in full. Past this, new ones are dropped (the next round offers
 /// the anchors again and the upstream acknowledges them again).
-const ACKS_QUEUED: usize = 64;
+const ACKS_QUEUED: usize = super::MAX_ROUND;
 
 /// Runs until `stop` is cancelled; then offers what is pending once more, if connected, and returns.
 pub async fn run(up: Uplink, witness: Witness, health: Arc<Health>, stop: tokio_util::sync::CancellationToken) {
@@ -97,7 +98,15 @@ pub async fn run(up: Uplink, witness: Witness, health: Arc<Health>, stop: tokio_
             }
             ack = acks.recv() => match ack {
                 None => return,
-                Some(ack) => acknowledge(&witness, &health, &offered, &ack).await,
+                Some(first) => {
+                    // Every acknowledgement queued meanwhile, at once: only the largest of ours moves the
+                    // queue, so a round's hundreds of them cost one commit, not one each.
+                    let mut queued = vec![first];
+                    while let Ok(more) = acks.try_recv() {
+                        queued.push(more);
+                    }
+                    acknowledge(&witness, &health, &offered, queued).await;
+                }
             },
             _ = tick.tick() => {}
         }
@@ -138,17 +147,21 @@ pub async fn run(up: Uplink, witness: Witness, health: Arc<Health>, stop: tokio_
     }
 }
 
-/// Moves the queue past an acknowledged anchor that is one of ours.
-async fn acknowledge(witness: &Witness, health: &Health, offered: &[Anchor], ack: &Ack) {
+/// Moves the queue past the largest acknowledged anchor of `acks` that is one of ours.
+async fn acknowledge(witness: &Witness, health: &Health, offered: &[Anchor], mut acks: Vec<Ack>) {
     // An acknowledgement of what is already acknowledged (a repeat, or a flood of one) writes nothing.
-    if ack.size <= health.anchored.load(Ordering::Relaxed) {
-        return;
-    }
-    let ours = offered.iter().find(|a| a.size == ack.size).and_then(|a| a.checkpoint().ok());
-    let Some(cp) = ours.filter(|cp| ack.root_hash() == Some(cp.root)) else {
-        tracing::debug!(size = ack.size, "an acknowledgement of no anchor of ours was ignored");
-        return;
-    };
+    let anchored = health.anchored.load(Ordering::Relaxed);
+    acks.retain(|ack| ack.size > anchored);
+    acks.sort_by_key(|ack| std::cmp::Reverse(ack.size));
+    let ours = acks.iter().find_map(|ack| {
+        let cp = offered.iter().find(|a| a.size == ack.size).and_then(|a| a.checkpoint().ok());
+        let matched = cp.filter(|cp| ack.root_hash() == Some(cp.root));
+        if matched.is_none() {
+            tracing::debug!(size = ack.size, "an acknowledgement of no anchor of ours was ignored");
+        }
+        matched
+    });
+    let Some(cp) = ours else { return };
     let size = cp.size;
     match witness.with_store(move |s| s.set_anchored(size)).await {
         Ok(()) => {
