@@ -1,6 +1,6 @@
 //! The agent's own capabilities, offered beside the device lanes: `edge.ping` (its health), `edge.witness`
-//! (a trace from its log, and the full check of it) and `edge.policy` (talents and grants). Each is a command like any other:
-//! verified, admitted, authorized and witnessed before it runs.
+//! (a trace from its log, and the full check of it) and `edge.policy` (talents and grants). Each is a
+//! command like any other: verified, admitted, authorized and witnessed before it runs.
 
 pub mod log_check;
 pub mod ping;
