@@ -7,16 +7,21 @@
 //! `.../anchors/ack` so the agent's queue moves on. A checkpoint that contradicts an accepted one (a log
 //! that shrank or forked) is published with both notes on `if/v1/{site}/{agent}/security`.
 //!
+//! With an archive, it also takes each agent's log as tlog-tiles entry bundles on `if/v1/+/+/tiles`
+//! ([`tiles`]): each proven part of a checkpoint it accepted, written with the tiles above it and the
+//! newest checkpoint they cover under `tlog/{site}/{agent}/`, and acknowledged on `.../tiles/ack`.
+//!
 //! Agents' keys are files `KEYS/{site}.{agent}.pub` (the agent's `agent.pub`). The archive is a local
 //! directory by default; with the `s3` feature, any S3-compatible store by URL (`s3://bucket/prefix`).
 
 pub mod judge;
 pub mod store;
+pub mod tiles;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use if_protocol::messages::{Ack, Anchor, Evidence};
+use if_protocol::messages::{Ack, Anchor, Bundle, Evidence};
 use if_protocol::topics::{self, Kind};
 use if_protocol::{ErrorCode, IfError};
 use object_store::{ObjectStore, ObjectStoreExt as _};
@@ -115,12 +120,17 @@ fn archive(spec: &str) -> Result<Box<dyn ObjectStore>, IfError> {
     Ok(Box::new(object_store::prefix::PrefixStore::new(store, prefix)))
 }
 
+/// The largest message the collector reads: an entry bundle of 256 records of the largest size.
+pub const MAX_BUNDLE_MESSAGE: u32 = 4 << 20;
+
 /// Runs the collector; an error when not following and some anchor contradicted an accepted one.
 pub async fn run(opts: Options) -> Result<(), IfError> {
     let store = store::Store::open(&opts.store)?;
     let archive = opts.archive.as_deref().map(archive).transpose()?;
     let id = format!("ifctl-collector-{}", uuid::Uuid::new_v4());
-    let mqtt = if_edge::mqtt::tool_options(&opts.broker, id, opts.tls.as_ref())?;
+    let mut mqtt = if_edge::mqtt::tool_options(&opts.broker, id, opts.tls.as_ref())?;
+    // An entry bundle is 256 records: tens of KiB as they are, a few MiB at the most.
+    mqtt.set_max_packet_size(Some(MAX_BUNDLE_MESSAGE));
     let (client, mut events) = AsyncClient::new(mqtt, 256);
     let mut evidence = 0usize;
     let mut quiet_until = tokio::time::Instant::now() + opts.wait;
@@ -136,6 +146,7 @@ pub async fn run(opts: Options) -> Result<(), IfError> {
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 let _ = client.subscribe(topics::every("+", Kind::Anchors), QoS::AtLeastOnce).await;
+                let _ = client.subscribe(topics::every("+", Kind::Tiles), QoS::AtLeastOnce).await;
             }
             Ok(Event::Incoming(Packet::SubAck(_))) => {
                 // Never a panic over a closed stderr: the collector outlives whoever started it.
@@ -145,6 +156,12 @@ pub async fn run(opts: Options) -> Result<(), IfError> {
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 quiet_until = tokio::time::Instant::now() + opts.wait;
                 let topic = String::from_utf8_lossy(&p.topic).into_owned();
+                if let Some((site, agent)) = topics::agent_of(&topic, Kind::Tiles) {
+                    let outcome =
+                        take_bundle(&opts, &store, archive.as_deref(), &client, site, agent, &p.payload).await;
+                    say(&opts, site, agent, &outcome);
+                    continue;
+                }
                 let Some((site, agent)) = topics::agent_of(&topic, Kind::Anchors) else { continue };
                 let outcome = handle(&opts, &store, archive.as_deref(), &client, site, agent, &p.payload).await;
                 evidence += usize::from(outcome.starts_with("EVIDENCE"));
@@ -243,6 +260,41 @@ async fn handle(
             format!("EVIDENCE {kind}: {why}")
         }
     }
+}
+
+/// Takes one entry bundle into the archive and acknowledges it; returns what happened, in a line.
+async fn take_bundle(
+    opts: &Options,
+    store: &store::Store,
+    archive: Option<&dyn ObjectStore>,
+    client: &AsyncClient,
+    site: &str,
+    agent: &str,
+    payload: &[u8],
+) -> String {
+    let Some(archive) = archive else { return "refused: an entry bundle, and no --archive to keep it".into() };
+    let bundle: Bundle = match serde_json::from_slice(payload) {
+        Ok(b) => b,
+        Err(e) => return format!("refused: not an entry bundle ({e})"),
+    };
+    let name = format!("{site}/{agent}");
+    let (ack, line) = match tiles::take(store, archive, &name, &bundle).await {
+        tiles::Outcome::Archived { ack, published } => {
+            let with = published.map(|s| format!(", checkpoint {s} published")).unwrap_or_default();
+            let line = format!("ARCHIVED bundle {} of {} entries{with}", ack.index, ack.width);
+            (ack, line)
+        }
+        tiles::Outcome::Again(ack) => {
+            let line = format!("AGAIN bundle {}, already archived", ack.index);
+            (ack, line)
+        }
+        tiles::Outcome::Refused(why) => return format!("REFUSED bundle {}: {why}", bundle.index),
+    };
+    let topic = topics::of(site, agent, Kind::TilesAck);
+    if let Ok(bytes) = serde_json::to_vec(&ack) {
+        let _ = client.publish(topic.clone(), QoS::AtLeastOnce, false, signed(opts, &topic, bytes)).await;
+    }
+    line
 }
 
 /// `message` signed for `topic` by the collector's key, when it has one.

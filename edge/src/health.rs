@@ -32,6 +32,8 @@ pub struct Health {
     pub anchored: AtomicU64,
     /// Checkpoints signed but not yet acknowledged upstream.
     pub anchors_pending: AtomicU64,
+    /// Records whose entry bundles the archive acknowledged.
+    pub archived: AtomicU64,
     /// The full check of the log last asked for this run ([`crate::builtin::log_check`]).
     pub log_check: std::sync::Mutex<Option<status::LogCheck>>,
     /// Another process using this identity, once noticed (shown on every status from then on).
@@ -53,6 +55,7 @@ impl Health {
             session: AtomicU64::new(1),
             anchored: AtomicU64::new(0),
             anchors_pending: AtomicU64::new(0),
+            archived: AtomicU64::new(0),
             log_check: std::sync::Mutex::new(None),
             conflict: std::sync::Mutex::new(None),
         }
@@ -93,6 +96,7 @@ impl Health {
         s.anchors = Some(status::Anchoring {
             acked: self.anchored.load(Ordering::Relaxed),
             pending: self.anchors_pending.load(Ordering::Relaxed),
+            archived: self.archived.load(Ordering::Relaxed),
         });
         s.log_check = self.log_check.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         s.conflict = self.conflict.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();

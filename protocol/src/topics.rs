@@ -36,11 +36,15 @@ pub enum Kind {
     Gpi,
     /// Video routers' routing, with labels (retained).
     Routing,
+    /// The log's entry bundles upstream, for the archive.
+    Tiles,
+    /// The archive's acknowledgements of entry bundles.
+    TilesAck,
 }
 
 impl Kind {
     /// Every kind, for parsing.
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Cmd,
         Kind::Dlq,
         Kind::Status,
@@ -51,6 +55,8 @@ impl Kind {
         Kind::Security,
         Kind::Gpi,
         Kind::Routing,
+        Kind::Tiles,
+        Kind::TilesAck,
     ];
 
     /// The topic's last levels.
@@ -66,6 +72,8 @@ impl Kind {
             Kind::Security => "security",
             Kind::Gpi => "gpi",
             Kind::Routing => "routing",
+            Kind::Tiles => "tiles",
+            Kind::TilesAck => "tiles/ack",
         }
     }
 }
@@ -112,6 +120,10 @@ pub struct Topics {
     pub gpi: String,
     /// Video routers' routing (retained), one topic per router under it: [`Topics::routing_of`].
     pub routing: String,
+    /// Entry bundles of the log, for the archive.
+    pub tiles: String,
+    /// The archive's acknowledgements of them.
+    pub tiles_ack: String,
     /// The site.
     pub site: String,
     /// The agent's name.
@@ -133,6 +145,8 @@ impl Topics {
             security: of(site, agent, Kind::Security),
             gpi: of(site, agent, Kind::Gpi),
             routing: of(site, agent, Kind::Routing),
+            tiles: of(site, agent, Kind::Tiles),
+            tiles_ack: of(site, agent, Kind::TilesAck),
             site: site.to_string(),
             agent: agent.to_string(),
             base: format!("{ROOT}/{site}/{agent}"),

@@ -11,20 +11,8 @@
 
 use std::time::{Duration, Instant};
 
-use if_edge::witness::store::{CheckpointSigner, Store};
 use if_tests::agent::Agent;
 use if_tests::broker::Broker;
-
-/// `n` records in the agent's log, its checkpoints signed by its own key as the default config would.
-fn fill(agent: &Agent, n: u64) {
-    let loaded = if_edge::config::Config::load(&agent.config()).expect("config");
-    let key = if_edge::keyfile::read_secret(&agent.home().join(&loaded.config.agent.key)).expect("agent key");
-    let signer = CheckpointSigner { key, origin: loaded.config.origin(), every: 1000 };
-    std::fs::create_dir_all(agent.db().parent().expect("data dir")).expect("data dir");
-    let mut store = Store::open(&agent.db(), 4 << 20).expect("open");
-    if_tests::bench::fill_log(&mut store, n, &signer);
-    store.checkpoint_now(&signer).expect("checkpoint");
-}
 
 /// `if-edge run` until its online status is on the broker.
 fn start(agent: &mut Agent) -> Duration {
@@ -111,7 +99,7 @@ fn main() {
     for n in [10_000u64, 1_000_000, 10_000_000].into_iter().filter(|n| *n <= max) {
         let mut agent = Agent::init(&broker, &[]);
         let written = Instant::now();
-        fill(&agent, n);
+        if_tests::bench::fill_agent_log(&agent, n);
         let write_s = written.elapsed().as_secs_f64();
         let bytes = std::fs::metadata(agent.db()).expect("db").len() as f64 / n as f64;
         let mut clean = Vec::new();

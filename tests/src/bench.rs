@@ -1,4 +1,5 @@
-//! Figures for the bench binaries: paced publish -> answer latency and percentiles.
+//! Figures for the bench binaries: paced publish -> answer latency and percentiles; and logs of any size,
+//! made with the store's API.
 
 use std::time::{Duration, Instant};
 
@@ -108,4 +109,17 @@ pub fn fill_log(
         store.append(&batch, Some(signer)).expect("append");
         at += k;
     }
+}
+
+/// `n` records in `agent`'s log before it first starts, with a checkpoint every 1000 and one at the end,
+/// signed by its own key for its origin as the default config has them.
+pub fn fill_agent_log(agent: &crate::agent::Agent, n: u64) {
+    use if_edge::witness::store::{CheckpointSigner, Store};
+    let loaded = if_edge::config::Config::load(&agent.config()).expect("config");
+    let key = if_edge::keyfile::read_secret(&agent.home().join(&loaded.config.agent.key)).expect("agent key");
+    let signer = CheckpointSigner { key, origin: loaded.config.origin(), every: 1000 };
+    std::fs::create_dir_all(agent.db().parent().expect("data dir")).expect("data dir");
+    let mut store = Store::open(&agent.db(), 4 << 20).expect("open");
+    fill_log(&mut store, n, &signer);
+    store.checkpoint_now(&signer).expect("checkpoint");
 }

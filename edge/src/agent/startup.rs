@@ -115,9 +115,13 @@ pub(super) fn start(loaded: &Loaded) -> Result<Started, IfError> {
     let mut health = Health::new(agent_name.clone(), store.boot_counter(), store.size());
     health.status_interval_s = config.mqtt.status_interval_s;
     let health = Arc::new(health);
-    let (anchored, waiting) = crate::anchor::backlog(&store.snapshot()?)?;
-    health.anchored.store(anchored, Ordering::Relaxed);
-    health.anchors_pending.store(waiting, Ordering::Relaxed);
+    {
+        let log = store.snapshot()?;
+        let (anchored, waiting) = crate::anchor::backlog(&log)?;
+        health.archived.store(log.archived()?, Ordering::Relaxed);
+        health.anchored.store(anchored, Ordering::Relaxed);
+        health.anchors_pending.store(waiting, Ordering::Relaxed);
+    }
     tracing::info!(agent = %agent_name, log_size = store.size(), interrupted = interrupted.len(), "witness log ready");
     let verifying = key.verifying_key();
     let checkpointing = CheckpointSigner { key, origin: origin.clone(), every: config.witness.checkpoint_every };
@@ -200,6 +204,8 @@ pub(super) fn start(loaded: &Loaded) -> Result<Started, IfError> {
         client_id: format!("{}-uplink", config.client_id()),
         topic: topics.anchors.clone(),
         ack_topic: topics.anchors_ack.clone(),
+        tiles_topic: topics.tiles.clone(),
+        tiles_ack_topic: topics.tiles_ack.clone(),
         agent: format!("{}/{}", config.agent.site, config.agent.name),
         republish: Duration::from_secs(u64::from(config.uplink.republish_s)),
         backoff: config.backoff(),

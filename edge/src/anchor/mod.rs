@@ -8,8 +8,10 @@
 //! accepted the previous anchor checks the next against it, and nothing else.
 //!
 //! The messages are the contract's ([`if_protocol::messages::anchor`]): an [`Anchor`] on the agent's
-//! `anchors` topic (QoS 1, retained, so the latest stays), an acknowledgement on `anchors/ack`.
+//! `anchors` topic (QoS 1, retained, so the latest stays), an acknowledgement on `anchors/ack`. Behind the
+//! anchors, the records themselves go to the archive as tlog-tiles entry bundles ([`archive`]).
 
+pub mod archive;
 pub mod uplink;
 
 use base64::Engine as _;

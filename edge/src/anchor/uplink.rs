@@ -5,7 +5,9 @@
 //! checkpoint is signed, and again every `republish` while some are not acknowledged (an upstream that
 //! missed one asks for nothing: it simply does not acknowledge, and the next round starts from what it
 //! did acknowledge). An acknowledgement counts only if it names a checkpoint of this log by size and
-//! root; it is written to the witness file before it moves the queue.
+//! root; it is written to the witness file before it moves the queue. Behind the anchors the same
+//! connection offers the archive its entry bundles ([`super::archive`]), acknowledged one by one on
+//! `tiles/ack` and counted in the witness file the same way.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -21,7 +23,9 @@ use crate::backoff::Backoff;
 use crate::health::Health;
 use crate::mqtt::BrokerAddr;
 use crate::witness::writer::Witness;
-use if_protocol::messages::{Ack, Anchor};
+use if_protocol::messages::{Ack, Anchor, BundleAck};
+
+use super::archive::{self, Offer, Progress};
 
 /// Where anchors go and how often unacknowledged ones are offered again.
 #[derive(Debug, Clone)]
@@ -34,6 +38,10 @@ pub struct Uplink {
     pub topic: String,
     /// Its `anchors/ack` topic.
     pub ack_topic: String,
+    /// Its `tiles` topic: entry bundles for the archive.
+    pub tiles_topic: String,
+    /// Its `tiles/ack` topic.
+    pub tiles_ack_topic: String,
     /// `site/agent`.
     pub agent: String,
     /// Unacknowledged anchors go again after this long.
@@ -49,10 +57,54 @@ pub struct Uplink {
 /// The connection as the driver last saw it: whether it is up, and how many times it connected.
 type Link = (bool, u64);
 
-/// Acknowledgements read and not yet acted on: a whole round's worth, so that a round answered while the
-/// run loop still publishes it is taken in full. Past this, new ones are dropped (the next round offers
-/// the anchors again and the upstream acknowledges them again).
-const ACKS_QUEUED: usize = super::MAX_ROUND;
+/// Acknowledgements read and not yet acted on: a whole round's worth of anchors and bundles, so that a
+/// round answered while the run loop still publishes it is taken in full. Past this, new ones are dropped
+/// (the next round offers them again and the upstream acknowledges them again).
+const ACKS_QUEUED: usize = super::MAX_ROUND + archive::MAX_ROUND;
+
+/// An acknowledgement from upstream.
+#[derive(Debug)]
+enum Upstream {
+    Anchor(Ack),
+    Bundle(BundleAck),
+}
+
+/// Bundles offered to the archive and what came of them.
+#[derive(Debug)]
+struct Archiving {
+    progress: Option<Progress>,
+    offered: Vec<Offer>,
+    offered_at: Option<Instant>,
+    /// How long an offer waits for its acknowledgements before it goes again: the republish interval,
+    /// doubled after each offer nobody acknowledged (an upstream without an archive costs an offer every
+    /// few minutes, not a stream of them), back to the interval on an acknowledgement.
+    wait: Duration,
+    republish: Duration,
+    /// The acknowledged checkpoint the last offer was made for.
+    anchored: u64,
+}
+
+/// The longest wait between offers of the same bundles.
+const MAX_OFFER_WAIT: Duration = Duration::from_secs(300);
+
+impl Archiving {
+    fn new(republish: Duration) -> Self {
+        Archiving {
+            progress: None,
+            offered: Vec::new(),
+            offered_at: None,
+            wait: republish,
+            republish,
+            anchored: u64::MAX,
+        }
+    }
+
+    /// Whether to read the bundles to offer now: at once after progress, a new connection or a new
+    /// checkpoint acknowledged; otherwise when the last offer has waited long enough.
+    fn due(&self, anchored: u64) -> bool {
+        anchored != self.anchored || self.offered_at.is_none_or(|at| at.elapsed() >= self.wait)
+    }
+}
 
 /// Runs until `stop` is cancelled; then offers what is pending once more, if connected, and returns.
 pub async fn run(up: Uplink, witness: Witness, health: Arc<Health>, stop: tokio_util::sync::CancellationToken) {
@@ -72,7 +124,10 @@ pub async fn run(up: Uplink, witness: Witness, health: Arc<Health>, stop: tokio_
     let (acks_tx, mut acks) = mpsc::channel(ACKS_QUEUED);
     let (link_tx, mut link) = watch::channel((false, 0));
     let to = Outputs { acks: acks_tx, link: link_tx };
-    tokio::spawn(drive(eventloop, client.clone(), (up.ack_topic.clone(), up.collector), up.backoff.clone(), to));
+    let acks_on =
+        AckTopics { anchors: up.ack_topic.clone(), tiles: up.tiles_ack_topic.clone(), collector: up.collector };
+    tokio::spawn(drive(eventloop, client.clone(), acks_on, up.backoff.clone(), to));
+    let mut archiving = Archiving::new(up.republish);
     let mut connected = false;
     let mut connects = 0;
     let mut offered: Vec<Anchor> = Vec::new();
@@ -93,57 +148,117 @@ pub async fn run(up: Uplink, witness: Witness, health: Arc<Health>, stop: tokio_
                 // A new connection is offered everything pending at once.
                 if up && count != connects {
                     offered_at = None;
+                    archiving.offered_at = None;
                 }
                 (connected, connects) = (up, count);
             }
             ack = acks.recv() => match ack {
                 None => return,
                 Some(first) => {
-                    // Every acknowledgement queued meanwhile, at once: only the largest of ours moves the
-                    // queue, so a round's hundreds of them cost one commit, not one each.
+                    // Every acknowledgement queued meanwhile, at once: only the largest anchor of ours
+                    // moves the queue, so a round's hundreds of them cost one commit, not one each.
                     let mut queued = vec![first];
                     while let Ok(more) = acks.try_recv() {
                         queued.push(more);
                     }
-                    acknowledge(&witness, &health, &offered, queued).await;
+                    let (mut anchors, mut bundles) = (Vec::new(), Vec::new());
+                    for ack in queued {
+                        match ack {
+                            Upstream::Anchor(a) => anchors.push(a),
+                            Upstream::Bundle(b) => bundles.push(b),
+                        }
+                    }
+                    if !anchors.is_empty() {
+                        acknowledge(&witness, &health, &offered, anchors).await;
+                    }
+                    if !bundles.is_empty() {
+                        archived(&witness, &health, &mut archiving, &bundles).await;
+                    }
                 }
             },
             _ = tick.tick() => {}
         }
         let (agent, round) = (up.agent.clone(), connected);
+        let edge_done = archiving.progress.as_ref().map_or(0, |p| p.edge_done);
+        let bundles_due = round && archiving.due(health.anchored.load(Ordering::Relaxed));
         let read = witness.read(move |log| {
             let (acked, waiting) = super::backlog(log)?;
             let pending = if round && waiting > 0 { super::pending(log, &agent)?.1 } else { Vec::new() };
-            Ok((acked, waiting, pending))
+            let bundles = if bundles_due { archive::pending(log, &agent, edge_done)? } else { Vec::new() };
+            Ok((acked, waiting, pending, (log.archived()?, bundles)))
         });
-        let Ok((acked, waiting, pending)) = read.await else { continue };
+        let Ok((acked, waiting, pending, (stored, bundles))) = read.await else { continue };
         health.anchored.fetch_max(acked, Ordering::Relaxed);
         health.anchors_pending.store(waiting, Ordering::Relaxed);
-        if !connected || waiting == 0 {
-            if last_round {
-                return;
-            }
-            continue;
+        archiving.progress.get_or_insert_with(|| Progress::new(stored));
+        if connected && offer_anchors(&up, &client, &mut offered, &mut offered_at, pending).await && bundles_due {
+            archiving.anchored = acked;
+            offer_bundles(&up, &client, &mut archiving, bundles).await;
         }
-        let due = offered_at.is_none_or(|at| at.elapsed() >= up.republish);
-        let newer = pending.last().map(|a| a.size) > offered.last().map(|a| a.size);
-        if pending.is_empty() || !(due || newer) {
-            if last_round {
-                return;
-            }
-            continue;
-        }
-        for a in &pending {
-            let Ok(bytes) = serde_json::to_vec(a) else { continue };
-            if client.publish(up.topic.clone(), QoS::AtLeastOnce, true, bytes).await.is_err() {
-                break;
-            }
-        }
-        offered = pending;
-        offered_at = Some(Instant::now());
         if last_round {
             return;
         }
+    }
+}
+
+/// Publishes the anchors `pending` if they are newer than those `offered` or the last offer is due again;
+/// false when a publish failed (the connection is gone: nothing more this round).
+async fn offer_anchors(
+    up: &Uplink,
+    client: &AsyncClient,
+    offered: &mut Vec<Anchor>,
+    offered_at: &mut Option<Instant>,
+    pending: Vec<Anchor>,
+) -> bool {
+    let due = offered_at.is_none_or(|at| at.elapsed() >= up.republish);
+    let newer = pending.last().map(|a| a.size) > offered.last().map(|a| a.size);
+    if pending.is_empty() || !(due || newer) {
+        return true;
+    }
+    for a in &pending {
+        let Ok(bytes) = serde_json::to_vec(a) else { continue };
+        if client.publish(up.topic.clone(), QoS::AtLeastOnce, true, bytes).await.is_err() {
+            return false;
+        }
+    }
+    *offered = pending;
+    *offered_at = Some(Instant::now());
+    true
+}
+
+/// Publishes the entry bundles `pending`, and waits longer before offering the same ones again.
+async fn offer_bundles(up: &Uplink, client: &AsyncClient, archiving: &mut Archiving, pending: Vec<Offer>) {
+    let key = |o: &[Offer]| o.iter().map(|o| (o.bundle.index, o.width, o.bundle.size)).collect::<Vec<_>>();
+    if key(&pending) == key(&archiving.offered) && archiving.offered_at.is_some() {
+        archiving.wait = (archiving.wait * 2).min(MAX_OFFER_WAIT);
+    }
+    for o in &pending {
+        let Ok(bytes) = serde_json::to_vec(&o.bundle) else { continue };
+        if client.publish(up.tiles_topic.clone(), QoS::AtLeastOnce, false, bytes).await.is_err() {
+            return;
+        }
+    }
+    archiving.offered = pending;
+    archiving.offered_at = Some(Instant::now());
+}
+
+/// Takes the archive's acknowledgements of bundles; whole bundles acknowledged in order are written to
+/// the witness file before they count.
+async fn archived(witness: &Witness, health: &Health, archiving: &mut Archiving, acks: &[BundleAck]) {
+    let Some(progress) = archiving.progress.as_mut() else { return };
+    if !progress.take(&archiving.offered, acks) {
+        return;
+    }
+    let records = progress.archived;
+    match witness.with_store(move |s| s.set_archived(records)).await {
+        Ok(()) => {
+            health.archived.fetch_max(records, Ordering::Relaxed);
+            // The next bundles go at once, not at the next republish.
+            archiving.offered_at = None;
+            archiving.wait = archiving.republish;
+            tracing::debug!(records, "entry bundles acknowledged by the archive");
+        }
+        Err(e) => tracing::warn!(error = %e, "an archive acknowledgement could not be recorded"),
     }
 }
 
@@ -173,7 +288,11 @@ async fn acknowledge(witness: &Witness, health: &Health, offered: &[Anchor], mut
 }
 
 /// An acknowledgement on `topic`: signed by the pinned collector key when there is one.
-fn read_ack(topic: &str, collector: Option<&ed25519_dalek::VerifyingKey>, payload: &[u8]) -> Option<Ack> {
+fn read_ack<T: serde::de::DeserializeOwned>(
+    topic: &str,
+    collector: Option<&ed25519_dalek::VerifyingKey>,
+    payload: &[u8],
+) -> Option<T> {
     let object = match collector {
         Some(key) => {
             let context = if_protocol::attest::topic_context(topic);
@@ -188,9 +307,16 @@ fn read_ack(topic: &str, collector: Option<&ed25519_dalek::VerifyingKey>, payloa
     serde_json::from_slice(&object).ok()
 }
 
+/// The topics acknowledgements arrive on, and the key they must be signed by, if pinned.
+struct AckTopics {
+    anchors: String,
+    tiles: String,
+    collector: Option<ed25519_dalek::VerifyingKey>,
+}
+
 /// What the driver tells the run loop.
 struct Outputs {
-    acks: mpsc::Sender<Ack>,
+    acks: mpsc::Sender<Upstream>,
     link: watch::Sender<Link>,
 }
 
@@ -199,7 +325,7 @@ struct Outputs {
 async fn drive(
     mut eventloop: rumqttc::v5::EventLoop,
     client: AsyncClient,
-    (ack_topic, collector): (String, Option<ed25519_dalek::VerifyingKey>),
+    on: AckTopics,
     backoff: Backoff,
     to: Outputs,
 ) {
@@ -210,13 +336,23 @@ async fn drive(
                 attempt = 0;
                 tracing::info!("uplink connected");
                 // Queued without waiting: a full request queue drains as soon as this loop polls again.
-                if client.try_subscribe(ack_topic.clone(), QoS::AtLeastOnce).is_err() {
-                    tracing::warn!("uplink: the acknowledgement subscription could not be queued");
+                for topic in [&on.anchors, &on.tiles] {
+                    if client.try_subscribe(topic.clone(), QoS::AtLeastOnce).is_err() {
+                        tracing::warn!("uplink: an acknowledgement subscription could not be queued");
+                    }
                 }
                 to.link.send_modify(|(up, count)| (*up, *count) = (true, *count + 1));
             }
-            Ok(Event::Incoming(Packet::Publish(p))) if p.topic.as_ref() == ack_topic.as_bytes() => {
-                if let Some(ack) = read_ack(&ack_topic, collector.as_ref(), &p.payload) {
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let topic = p.topic.as_ref();
+                let ack = if topic == on.anchors.as_bytes() {
+                    read_ack(&on.anchors, on.collector.as_ref(), &p.payload).map(Upstream::Anchor)
+                } else if topic == on.tiles.as_bytes() {
+                    read_ack(&on.tiles, on.collector.as_ref(), &p.payload).map(Upstream::Bundle)
+                } else {
+                    None
+                };
+                if let Some(ack) = ack {
                     match to.acks.try_send(ack) {
                         Ok(()) => {}
                         Err(mpsc::error::TrySendError::Full(_)) => {

@@ -82,6 +82,44 @@ pub fn consistency(m: usize, leaves: &[Hash]) -> Vec<Hash> {
     consistency_of(leaves, m as u64, leaves.len() as u64).unwrap_or_default()
 }
 
+/// The inclusion proof of the subtree of leaves `first .. first + width` in the tree of `size` leaves:
+/// its RFC 6962 audit path as one leaf of the tree above it. The subtree is a perfect one (`width` a
+/// power of two and `first` a multiple of it) or the tree's right edge (`first + width == size`, `first` a
+/// multiple of the power of two above `width`), as an entry bundle is. Verified with
+/// `verify_inclusion(first / W, size.div_ceil(W), root, proof, head)` for bundles of `W` leaves.
+pub fn subtree_inclusion_of(
+    nodes: &(impl Nodes + ?Sized),
+    first: u64,
+    width: u64,
+    size: u64,
+) -> Result<Vec<Hash>, IfError> {
+    let mut proof = Vec::new();
+    let (mut start, mut n) = (0, size);
+    let fits = width > 0 && first.checked_add(width).is_some_and(|end| end <= size);
+    while fits && (start, n) != (first, width) {
+        if n <= width {
+            break;
+        }
+        let k = split(n);
+        if first < start + k {
+            proof.push(range_root(nodes, start + k, n - k)?);
+            n = k;
+        } else {
+            proof.push(range_root(nodes, start, k)?);
+            (start, n) = (start + k, n - k);
+        }
+    }
+    if !fits || (start, n) != (first, width) {
+        return Err(IfError::format(
+            if_protocol::ErrorCode::InvalidProof,
+            format_args!("leaves {first}..+{width} are not one subtree of a tree of {size}"),
+        ));
+    }
+    // The path was walked from the top; a proof lists it from the subtree up.
+    proof.reverse();
+    Ok(proof)
+}
+
 /// `SUBPROOF(m, D[start : start + n], whole)` of RFC 6962 section 2.1.2.
 fn subproof(
     nodes: &(impl Nodes + ?Sized),
@@ -145,6 +183,31 @@ mod tests {
         assert!(verify_consistency(7, 13, &r1, &r2, &proof).is_err(), "an earlier record was rewritten");
         let proof = consistency(7, &log);
         assert!(verify_consistency(7, 13, &r1, &subtree_root(&forked), &proof).is_err());
+    }
+
+    #[test]
+    fn every_bundle_of_every_tree_proves_included_as_one_leaf_of_the_tree_of_bundles() {
+        use if_protocol::witness::proof::verify_inclusion;
+        let all = leaves(40);
+        // Bundles of 4 leaves stand for the 256 of the archive: the same shape, smaller.
+        let w = 4u64;
+        for size in 1..=all.len() as u64 {
+            let log = &all[..size as usize];
+            let head = subtree_root(log);
+            for index in 0..size.div_ceil(w) {
+                let first = index * w;
+                let width = w.min(size - first);
+                let proof = subtree_inclusion_of(log, first, width, size).expect("a bundle");
+                let root = subtree_root(&log[first as usize..(first + width) as usize]);
+                let ok = verify_inclusion(index, size.div_ceil(w), &root, &proof, &head);
+                assert!(ok.is_ok(), "bundle {index} of a tree of {size}: {ok:?}");
+                let wrong = verify_inclusion(index, size.div_ceil(w), &leaf_hash(b"forged"), &proof, &head);
+                assert!(wrong.is_err());
+            }
+        }
+        assert!(subtree_inclusion_of(&all[..], 2, 4, 40).is_err(), "not aligned");
+        assert!(subtree_inclusion_of(&all[..], 36, 8, 40).is_err(), "past the end");
+        assert!(subtree_inclusion_of(&all[..], 0, 0, 40).is_err(), "empty");
     }
 
     /// The nodes a growing tree reports, as a store keeps them, counting lookups.

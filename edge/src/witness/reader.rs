@@ -84,8 +84,17 @@ pub struct TraceRecords {
 impl Snapshot {
     /// The size of the largest checkpoint the upstream acknowledged (0: none yet).
     pub fn anchored(&self) -> Result<u64, IfError> {
+        self.mark("acked")
+    }
+
+    /// How many records, from the first, the archive acknowledged in entry bundles (0: none yet).
+    pub fn archived(&self) -> Result<u64, IfError> {
+        self.mark("archived")
+    }
+
+    fn mark(&self, key: &str) -> Result<u64, IfError> {
         let Some(table) = &self.anchored else { return Ok(0) };
-        Ok(table.get("acked").map_err(|e| unavailable("read", e))?.map_or(0, |v| v.value()))
+        Ok(table.get(key).map_err(|e| unavailable("read", e))?.map_or(0, |v| v.value()))
     }
 
     /// Every stored checkpoint note, by tree size.

@@ -9,8 +9,9 @@
 //! index -> [`Pending`]), `replies` ((sender, seq) -> [`CachedReply`]), `checkpoints` (tree size -> signed
 //! note), `policy` (key -> signed trust root, manifest, talent or grant, written only with its POLICY
 //! record), `budgets` (provider -> spending in the current period, written with the RECEIVED record that
-//! charged it), `anchored` (the largest checkpoint the upstream acknowledged), `nodes` ((last leaf, level)
-//! -> root of every perfect subtree of 2^[`STORED_LEVEL`] leaves or more, written with the record that
+//! charged it), `anchored` (`acked`: the largest checkpoint the upstream acknowledged; `archived`: the
+//! records whose entry bundles the archive acknowledged), `nodes` ((last leaf, level) -> root of every
+//! perfect subtree of 2^[`STORED_LEVEL`] leaves or more, written with the record that
 //! completes it) and `traces` ((trace token, index) of every record with a trace).
 
 use if_protocol::witness::Hash;

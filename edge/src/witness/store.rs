@@ -434,12 +434,23 @@ impl Store {
 
     /// Records, durably, that the upstream acknowledged the checkpoint of `size`; it never goes back.
     pub fn set_anchored(&mut self, size: u64) -> Result<(), IfError> {
+        self.raise("acked", size)
+    }
+
+    /// Records, durably, that the archive acknowledged the entry bundles of the first `records` records;
+    /// it never goes back.
+    pub fn set_archived(&mut self, records: u64) -> Result<(), IfError> {
+        self.raise("archived", records)
+    }
+
+    /// Sets `key` of the `anchored` table to `value` unless it is already larger.
+    fn raise(&mut self, key: &str, value: u64) -> Result<(), IfError> {
         let db = self.db()?;
         let txn = begin(db)?;
         {
             let mut table = txn.open_table(ANCHORED).map_err(|e| unavailable("table", e))?;
-            let now = table.get("acked").map_err(|e| unavailable("read", e))?.map_or(0, |v| v.value());
-            table.insert("acked", now.max(size)).map_err(|e| unavailable("write", e))?;
+            let now = table.get(key).map_err(|e| unavailable("read", e))?.map_or(0, |v| v.value());
+            table.insert(key, now.max(value)).map_err(|e| unavailable("write", e))?;
         }
         txn.commit().map_err(|e| unavailable("commit", e))
     }

@@ -86,6 +86,9 @@ pub struct Anchoring {
     pub acked: u64,
     /// Checkpoints signed and not yet acknowledged.
     pub pending: u64,
+    /// Records whose entry bundles the archive acknowledged, from the first.
+    #[serde(default)]
+    pub archived: u64,
 }
 
 /// A full check of the witness log, run beside the serving agent on a snapshot of it.

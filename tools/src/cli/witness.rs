@@ -51,6 +51,16 @@ pub(crate) enum WitnessCommand {
         #[arg(long)]
         db: PathBuf,
     },
+    /// Print the signed-note verifier key of an agent's checkpoints (`origin+id+key`), for tlog-tiles
+    /// clients that verify its archive.
+    Vkey {
+        /// The agent's public key (`agent.pub`).
+        #[arg(long)]
+        key: PathBuf,
+        /// Its checkpoints' origin: the first line of any of its checkpoints.
+        #[arg(long)]
+        origin: String,
+    },
 }
 
 /// Carries out `ifctl witness ...`.
@@ -80,6 +90,12 @@ pub(crate) async fn run(command: &WitnessCommand, cli: &Cli, s: &settings::Setti
             Ok(())
         }
         WitnessCommand::VerifyAnchors(args) => if_collector::run(args.options(s.tls()?, json)?).await,
+        WitnessCommand::Vkey { key, origin } => {
+            let public = if_edge::keyfile::read_public(key)?;
+            let verifier = if_protocol::witness::checkpoint::NoteVerifier::new(origin, public)?;
+            println!("{}", verifier.to_vkey());
+            Ok(())
+        }
         WitnessCommand::Checkpoint { db } => {
             let note = witness::checkpoint(db)?;
             match json {

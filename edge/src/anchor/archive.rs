@@ -1,0 +1,147 @@
+//! The archive upstream: the log's records as C2SP tlog-tiles entry bundles, each proven part of the
+//! checkpoint the upstream acknowledged last, offered in order until the archive acknowledges them.
+//!
+//! Only records below an acknowledged checkpoint are offered, so every bundle's proof leads to a tree head
+//! the collector already accepted and checked with the agent's key. Full bundles go first; once every one
+//! below the checkpoint is acknowledged, the checkpoint's right edge (its last `size % 256` records) goes
+//! too, so the archive can publish that checkpoint with its partial tiles. The witness file keeps how many
+//! records the archive acknowledged (`archived`, only whole bundles count), so the offer resumes where it
+//! stopped across restarts and outages.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use if_protocol::IfError;
+use if_protocol::messages::{Bundle, BundleAck};
+use if_protocol::witness::Hash;
+use if_protocol::witness::tiles::{WIDTH, bundle, bundle_root};
+
+use crate::witness::proof::subtree_inclusion_of;
+use crate::witness::reader::Snapshot;
+
+/// Most bundles offered in one round (about 40 KiB each); the next follow once these are acknowledged.
+pub const MAX_ROUND: usize = 8;
+
+/// A bundle as offered, and what its acknowledgement must name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offer {
+    /// The message.
+    pub bundle: Bundle,
+    /// Entries in it.
+    pub width: u64,
+    /// The Merkle tree hash of its entries.
+    pub root: Hash,
+}
+
+/// Bundle `index` of the log as it stands in `log`, with its proof in the tree of `size`.
+pub fn offer(log: &Snapshot, agent: &str, index: u64, size: u64) -> Result<Offer, IfError> {
+    let width = Bundle::width_at(index, size);
+    let first = index * WIDTH;
+    let mut leaves = Vec::with_capacity(width as usize);
+    for i in first..first + width {
+        leaves.push(log.leaf(i)?);
+    }
+    let entries: Vec<&[u8]> = leaves.iter().map(Vec::as_slice).collect();
+    let bytes = bundle(entries.iter().copied())?;
+    let root = bundle_root(&entries);
+    let proof = subtree_inclusion_of(log, first, width, size)?.iter().map(|h| B64.encode(h)).collect();
+    let bundle = Bundle { agent: agent.to_string(), index, size, entries: B64.encode(bytes), proof };
+    Ok(Offer { bundle, width, root })
+}
+
+/// The bundles to offer now: the full ones from `archived` up to the acknowledged checkpoint, at most
+/// [`MAX_ROUND`]; when none is left, that checkpoint's right edge unless `edge_done` says it was
+/// acknowledged for this very size.
+pub fn pending(log: &Snapshot, agent: &str, edge_done: u64) -> Result<Vec<Offer>, IfError> {
+    let size = log.anchored()?;
+    let from = log.archived()? / WIDTH;
+    let full = size / WIDTH;
+    let mut out = Vec::new();
+    for index in (from..full).take(MAX_ROUND) {
+        out.push(offer(log, agent, index, size)?);
+    }
+    if from >= full && size % WIDTH != 0 && edge_done != size {
+        out.push(offer(log, agent, full, size)?);
+    }
+    Ok(out)
+}
+
+/// What acknowledgements do to the archive's progress: full bundles acknowledged out of order wait here
+/// until the ones before them are.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Records acknowledged, from the first (whole bundles only).
+    pub archived: u64,
+    /// The checkpoint size whose right edge was acknowledged.
+    pub edge_done: u64,
+    waiting: BTreeMap<u64, ()>,
+}
+
+impl Progress {
+    /// Progress starting at `archived` records.
+    pub fn new(archived: u64) -> Self {
+        Progress { archived, edge_done: 0, waiting: BTreeMap::new() }
+    }
+
+    /// Takes `acks` of what was `offered`; true when [`Progress::archived`] moved. An acknowledgement
+    /// that names no offered bundle by number, width and root counts for nothing.
+    pub fn take(&mut self, offered: &[Offer], acks: &[BundleAck]) -> bool {
+        let before = self.archived;
+        for ack in acks {
+            let Some(o) = offered.iter().find(|o| o.bundle.index == ack.index && o.width == ack.width) else {
+                continue;
+            };
+            if ack.root_hash() != Some(o.root) {
+                tracing::debug!(index = ack.index, "an acknowledgement of a bundle with another root was ignored");
+                continue;
+            }
+            if o.width == WIDTH {
+                self.waiting.insert(o.bundle.index, ());
+            } else {
+                self.edge_done = self.edge_done.max(o.bundle.size);
+            }
+        }
+        while self.waiting.remove(&(self.archived / WIDTH)).is_some() {
+            self.archived += WIDTH;
+        }
+        let done = self.archived / WIDTH;
+        self.waiting.retain(|i, ()| *i > done);
+        self.archived != before
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offered(index: u64, width: u64, root: u8) -> Offer {
+        let bundle = Bundle { agent: "a/b".into(), index, size: 1000, entries: String::new(), proof: Vec::new() };
+        Offer { bundle, width, root: [root; 32] }
+    }
+
+    #[test]
+    fn only_acknowledgements_of_offered_bundles_in_order_move_the_archive() {
+        let offers = [offered(2, 256, 2), offered(3, 256, 3), offered(4, 256, 4), offered(5, 256, 5)];
+        let mut p = Progress::new(512);
+        // Bundle 3 first: it waits for bundle 2.
+        assert!(!p.take(&offers, &[BundleAck::of(3, 256, &[3; 32])]));
+        // A root that is not the one offered, a width that is not, a bundle never offered: nothing.
+        let wrong = [BundleAck::of(2, 256, &[9; 32]), BundleAck::of(2, 100, &[2; 32]), BundleAck::of(9, 256, &[9; 32])];
+        assert!(!p.take(&offers, &wrong));
+        assert_eq!(p.archived, 512);
+        assert!(p.take(&offers, &[BundleAck::of(2, 256, &[2; 32]), BundleAck::of(5, 256, &[5; 32])]));
+        assert_eq!(p.archived, 4 * 256, "2 and the waiting 3; 5 waits for 4");
+        assert!(p.take(&offers, &[BundleAck::of(4, 256, &[4; 32])]));
+        assert_eq!(p.archived, 6 * 256);
+        assert!(!p.take(&offers, &[BundleAck::of(4, 256, &[4; 32])]), "a repeat moves nothing");
+    }
+
+    #[test]
+    fn the_right_edge_counts_for_its_checkpoint_and_not_for_the_archived_records() {
+        let edge = [offered(3, 232, 7)];
+        let mut p = Progress::new(768);
+        assert!(!p.take(&edge, &[BundleAck::of(3, 232, &[7; 32])]));
+        assert_eq!((p.archived, p.edge_done), (768, 1000));
+    }
+}

@@ -1,0 +1,161 @@
+//! The archive, end to end: an agent with a log of 70,000 records anchors to the collector
+//! (`if-collector --follow` with a directory archive) over a real Mosquitto and sends its records as
+//! tlog-tiles entry bundles; the tiles land in the directory, and an independent verifier
+//! (`fixtures/tlog_verify.py`, the Python standard library and nothing of this project) checks the
+//! checkpoint's signature, every tile, the tree head and inclusion proofs built from the tiles alone.
+//! Bundles someone else publishes are refused unless they are the agent's own, and nothing of a refused
+//! one is written.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use if_protocol::witness::checkpoint::{Checkpoint, NoteVerifier};
+use if_protocol::witness::tiles::{bundle, unbundle};
+use if_tests::agent::Agent;
+use if_tests::broker::Broker;
+use if_tests::collector::Collector;
+use if_tests::probe::Probe;
+use if_tests::talent::Talent;
+
+const RECORDS: u64 = 70_000;
+
+/// (acknowledged checkpoint, anchors pending, records archived) from the agent's status.
+fn progress(broker: &Broker, agent: &Agent) -> (u64, u64, u64) {
+    let w = Probe::connect(broker, &agent.site, &agent.name);
+    w.subscribe(&w.topics.status);
+    let s = w.next_on(&w.topics.status, Duration::from_secs(5)).map(|m| m.json()).unwrap_or_default();
+    let a = &s["anchors"];
+    (a["acked"].as_u64().unwrap_or(0), a["pending"].as_u64().unwrap_or(u64::MAX), a["archived"].as_u64().unwrap_or(0))
+}
+
+fn verify(dir: &Path, vkey: &str, indices: &[u64]) -> (bool, String) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tlog_verify.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(dir)
+        .arg(vkey)
+        .args(indices.iter().map(u64::to_string))
+        .output()
+        .expect("python3");
+    let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), said)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            std::fs::create_dir_all(&target).expect("mkdir");
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn the_log_reaches_the_archive_as_tiles_an_independent_verifier_checks_and_forged_bundles_are_refused() {
+    let broker = Broker::start();
+    let collector = Collector::start(&broker);
+    let desk = Talent::new("desk");
+    let mut agent = Agent::init(&broker, &[&desk]);
+    agent.edit_config(|t| {
+        t.replace("status_interval_s = 30", "status_interval_s = 1").replace("republish_s = 10", "republish_s = 1")
+    });
+    if_tests::bench::fill_agent_log(&agent, RECORDS);
+    collector.trust(&agent.site, &agent.name, &agent.public_key());
+    agent.start();
+    let probe = Probe::connect(&broker, &agent.site, &agent.name);
+    for _ in 0..3 {
+        probe.publish(desk.sign(&desk.next_ping()));
+    }
+    assert_eq!(probe.until_replies(3, Duration::from_secs(10)).len(), 3, "commands run while the log is archived");
+
+    let dir = collector.archive().join(format!("tlog/{}/{}", agent.site, agent.name));
+    let published = |dir: &Path| {
+        let note = std::fs::read_to_string(dir.join("checkpoint")).ok()?;
+        Checkpoint::parse_note(&note).ok().map(|cp| cp.size)
+    };
+    // Done when the archive's checkpoint is the one the agent had acknowledged last, with nothing pending.
+    let done = if_tests::wait_for(Duration::from_secs(90), || {
+        let (acked, pending, archived) = progress(&broker, &agent);
+        let whole = acked / 256 * 256;
+        (pending == 0 && acked >= RECORDS && archived == whole && published(&dir) == Some(acked)).then_some(acked)
+    });
+    let said = collector.said();
+    let size =
+        done.unwrap_or_else(|| panic!("archived: {:?}, collector: {:?}", progress(&broker, &agent), said.last()));
+    assert!(!said.iter().any(|l| l.contains("REFUSED")), "nothing of the agent's was refused: {said:#?}");
+    assert!(said.iter().any(|l| l.contains(&format!("checkpoint {size} published"))), "{:?}", said.last());
+
+    let loaded = if_edge::config::Config::load(&agent.config()).expect("config");
+    let public = if_edge::keyfile::read_public(&agent.public_key()).expect("public key");
+    let vkey = NoteVerifier::new(&loaded.config.origin(), public).expect("verifier").to_vkey().to_string();
+    let key = agent.public_key();
+    let printed =
+        Agent::ifctl(&["witness", "vkey", "--key", key.to_str().expect("utf8"), "--origin", &loaded.config.origin()]);
+    assert_eq!(String::from_utf8_lossy(&printed.stdout).trim(), vkey, "ifctl witness vkey prints the verifier key");
+    let (ok, out) = verify(&dir, &vkey, &[0, 255, 256, 65_535, 65_536, RECORDS - 1, size - 1]);
+    println!("{out}");
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("level-1 tiles: 273 nodes") || out.contains(&format!("level-1 tiles: {} nodes", size >> 8)),
+        "{out}"
+    );
+    assert!(out.contains(&format!("entry {} included", size - 1)) && out.ends_with("verified\n"), "{out}");
+
+    // The verifier is not a formality: one byte changed in an archived record, and it says where.
+    let tampered = tempfile::tempdir().expect("tempdir");
+    copy_dir(&dir, tampered.path());
+    let victim = tampered.path().join("tile/entries/005");
+    let mut bytes = std::fs::read(&victim).expect("bundle 5");
+    bytes[12] ^= 1;
+    std::fs::write(&victim, bytes).expect("write");
+    let (ok, out) = verify(tampered.path(), &vkey, &[]);
+    assert!(!ok && out.contains("entry bundle 5 does not hash"), "{out}");
+    let note = std::fs::read_to_string(dir.join("checkpoint")).expect("checkpoint");
+    let other_size = note.replacen(&format!("\n{size}\n"), &format!("\n{}\n", size + 1), 1);
+    std::fs::write(tampered.path().join("checkpoint"), other_size).expect("write");
+    let (ok, out) = verify(tampered.path(), &vkey, &[]);
+    assert!(!ok && out.contains("no valid signature"), "a checkpoint changed after signing: {out}");
+
+    // The agent keeps what the archive acknowledged across a restart.
+    agent.stop();
+    let mut store = if_edge::witness::store::Store::open_existing(&agent.db()).expect("open the log");
+    let log = store.snapshot().expect("snapshot");
+    assert_eq!(log.archived().expect("archived"), size / 256 * 256);
+
+    // Someone on the broker without the agent's key: a bundle of the agent's with one record changed,
+    // one proven in a checkpoint the collector never accepted, and a message that is no bundle.
+    let name = format!("{}/{}", agent.site, agent.name);
+    let real = if_edge::anchor::archive::offer(&log, &name, 3, size).expect("bundle 3");
+    let mut forged = real.bundle.clone();
+    let raw = B64.decode(&forged.entries).expect("base64");
+    let mut entries: Vec<Vec<u8>> = unbundle(&raw).expect("entries").into_iter().map(<[u8]>::to_vec).collect();
+    entries[7][20] ^= 0x20;
+    forged.entries = B64.encode(bundle(entries.iter().map(Vec::as_slice)).expect("bundle"));
+    let unaccepted = if_edge::anchor::archive::offer(&log, &name, 3, size - 1).expect("bundle 3 at another size");
+    drop(log);
+    let before = std::fs::read(dir.join("tile/entries/003")).expect("bundle 3 archived");
+    let topic = probe.topics.tiles.clone();
+    for b in [&forged, &unaccepted.bundle] {
+        probe.publish_to(&topic, serde_json::to_vec(b).expect("json"), false);
+    }
+    probe.publish_to(&topic, b"{\"index\": 3}".to_vec(), false);
+    probe.publish_to(&topic, serde_json::to_vec(&real.bundle).expect("json"), false);
+    let refusals = if_tests::wait_for(Duration::from_secs(10), || {
+        let said = collector.said();
+        let n = said.iter().filter(|l| l.contains("REFUSED bundle 3") || l.contains("not an entry bundle")).count();
+        (n == 3 && said.iter().any(|l| l.contains("AGAIN bundle 3"))).then_some(said)
+    });
+    let said = refusals.unwrap_or_else(|| panic!("{:#?}", collector.said()));
+    assert!(said.iter().any(|l| l.contains("REFUSED bundle 3") && l.contains("no checkpoint of size")), "{said:#?}");
+    assert!(said.iter().any(|l| l.contains("REFUSED bundle 3") && l.contains("does not match the proof")), "{said:#?}");
+    assert_eq!(std::fs::read(dir.join("tile/entries/003")).expect("bundle 3"), before, "nothing forged was written");
+    let (ok, out) = verify(&dir, &vkey, &[3 * 256 + 7]);
+    assert!(ok, "{out}");
+}
