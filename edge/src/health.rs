@@ -22,6 +22,8 @@ pub struct Health {
     started: Instant,
     /// Records in the witness log.
     pub log_size: AtomicU64,
+    /// The first record kept (older ones archived and pruned).
+    pub log_from: AtomicU64,
     /// Commands executed this run.
     pub executed: AtomicU64,
     /// Inputs refused this run.
@@ -50,6 +52,7 @@ impl Health {
             status_interval_s: 30,
             started: Instant::now(),
             log_size: AtomicU64::new(log_size),
+            log_from: AtomicU64::new(0),
             executed: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             session: AtomicU64::new(1),
@@ -91,6 +94,7 @@ impl Health {
         s.interval_s = Some(u64::from(self.status_interval_s));
         s.uptime_s = Some(self.started.elapsed().as_secs());
         s.log_size = Some(self.log_size.load(Ordering::Relaxed));
+        s.log_from = Some(self.log_from.load(Ordering::Relaxed));
         s.executed = Some(self.executed.load(Ordering::Relaxed));
         s.rejected = Some(self.rejected.load(Ordering::Relaxed));
         s.anchors = Some(status::Anchoring {

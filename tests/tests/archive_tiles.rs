@@ -159,3 +159,79 @@ fn the_log_reaches_the_archive_as_tiles_an_independent_verifier_checks_and_forge
     let (ok, out) = verify(&dir, &vkey, &[3 * 256 + 7]);
     assert!(ok, "{out}");
 }
+
+fn ifctl(args: &[&str]) -> (bool, String) {
+    let out = Agent::ifctl(args);
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn archived_records_are_pruned_to_the_retention_and_the_kept_log_verifies_anchors_on_and_traces_name_the_archive() {
+    let broker = Broker::start();
+    let collector = Collector::start(&broker);
+    let desk = Talent::new("desk");
+    let mut agent = Agent::init(&broker, &[&desk]);
+    agent.edit_config(|t| {
+        t.replace("status_interval_s = 30", "status_interval_s = 1")
+            .replace("republish_s = 10", "republish_s = 1")
+            .replace("rejected_per_s = 20", "rejected_per_s = 20\nkeep_records = 1000")
+    });
+    if_tests::bench::fill_agent_log(&agent, RECORDS);
+    agent.start();
+    let status = |broker: &Broker, agent: &Agent| {
+        let w = Probe::connect(broker, &agent.site, &agent.name);
+        w.subscribe(&w.topics.status);
+        w.next_on(&w.topics.status, Duration::from_secs(5)).map(|m| m.json()).unwrap_or_default()
+    };
+    // The collector does not know the agent yet: nothing is acknowledged, so nothing is pruned.
+    std::thread::sleep(Duration::from_secs(7));
+    let s = status(&broker, &agent);
+    assert_eq!((s["log_from"].as_u64(), s["anchors"]["archived"].as_u64()), (Some(0), Some(0)), "{s}");
+
+    collector.trust(&agent.site, &agent.name, &agent.public_key());
+    let kept = if_tests::wait_for(Duration::from_secs(60), || {
+        let s = status(&broker, &agent);
+        let from = s["log_from"].as_u64()?;
+        (from >= RECORDS - 1000 - 256).then_some((from, s["anchors"]["archived"].as_u64()?, s["log_size"].as_u64()?))
+    });
+    let (from, archived, size) = kept.unwrap_or_else(|| panic!("pruned: {}", status(&broker, &agent)));
+    assert_eq!(from % 256, 0, "whole bundles");
+    assert!(
+        from <= archived && size - from >= 1000,
+        "only acknowledged records, and the newest 1000 kept: {from} {archived} {size}"
+    );
+    let probe = Probe::connect(&broker, &agent.site, &agent.name);
+    probe.publish(desk.sign(&desk.next_ping()));
+    assert_eq!(probe.until_replies(1, Duration::from_secs(10)).len(), 1, "commands run on the pruned log");
+    let acked = status(&broker, &agent)["anchors"]["acked"].as_u64().unwrap_or(0);
+    agent.stop();
+
+    let db = agent.db();
+    let db = db.to_str().expect("utf8");
+    let (ok, out) = ifctl(&["witness", "compact", "--db", db]);
+    assert!(ok, "{out}");
+    let bytes = |s: &str, after: &str| s.split(after).nth(1)?.split_whitespace().next()?.parse::<u64>().ok();
+    let (before, after) = (bytes(&out, ": ").unwrap_or(0), bytes(&out, "-> ").unwrap_or(u64::MAX));
+    println!("{out}");
+    assert!(after * 2 < before, "compaction gave the pruned pages back: {out}");
+    let (ok, out) = ifctl(&["witness", "verify", "--db", db]);
+    assert!(ok && out.contains(&format!("records {from} on kept")), "the kept log verifies from its boundary: {out}");
+    // Records 20 and 21 share a trace; both were pruned, and the query says where the archive has them.
+    let trace = uuid::Uuid::from_u128(0x6f1c_2a4e_0000_0000_0000_0000_0000_0000 | 10).to_string();
+    let (ok, out) = ifctl(&["witness", "query", "--trace-token", &trace, "--db", db]);
+    assert!(ok && out.matches("pruned here; archived in tile/entries/000").count() == 2, "{out}");
+
+    // Anchors go on: the stop's checkpoint and the next ones are proven consistent with the acknowledged
+    // one, which the pruned records were below.
+    agent.start();
+    probe.publish(desk.sign(&desk.next_ping()));
+    assert_eq!(probe.until_replies(1, Duration::from_secs(10)).len(), 1);
+    let on = if_tests::wait_for(Duration::from_secs(30), || {
+        let s = status(&broker, &agent);
+        let a = &s["anchors"];
+        (a["pending"].as_u64()? == 0 && a["acked"].as_u64()? > acked).then_some(())
+    });
+    assert!(on.is_some(), "anchors after the prune: {}", status(&broker, &agent));
+    let said = collector.said();
+    assert!(!said.iter().any(|l| l.contains("REFUSED") && !l.contains("its proof starts at size")), "{said:#?}");
+}

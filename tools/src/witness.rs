@@ -27,11 +27,15 @@ pub fn print_report(r: &Report, json: bool) {
     if json {
         println!(
             "{}",
-            serde_json::json!({ "ok": true, "size": r.size, "root": root, "checkpoints": r.checkpoints, "kinds": r.kinds })
+            serde_json::json!({ "ok": true, "from": r.from, "size": r.size, "root": root, "checkpoints": r.checkpoints, "kinds": r.kinds })
         );
     } else {
         let kinds: Vec<String> = r.kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
-        println!("ok: {} records, root {root}, {} checkpoint(s) verified", r.size, r.checkpoints);
+        let kept = match r.from {
+            0 => String::new(),
+            from => format!(" (records {from} on kept; those before are archived)"),
+        };
+        println!("ok: {} records{kept}, root {root}, {} checkpoint(s) verified", r.size, r.checkpoints);
         println!("records: {}", kinds.join(", "));
     }
 }
@@ -51,6 +55,10 @@ pub fn export(db: &Path) -> Result<(), IfError> {
 pub fn query(db: &Path, trace: uuid::Uuid, json: bool) -> Result<(), IfError> {
     let found = Store::open_existing(db)?.snapshot()?.trace(trace, usize::MAX)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for index in &found.archived {
+        writeln!(out, "{}", show_line(&if_edge::builtin::witness::archived_json(*index), json))
+            .map_err(stdout_error)?;
+    }
     for (record, leaf) in &found.records {
         writeln!(out, "{}", show_line(&json_line(record, leaf), json)).map_err(stdout_error)?;
     }
@@ -72,6 +80,13 @@ fn json_line(record: &Record, leaf: &[u8]) -> serde_json::Value {
 pub fn show_line(line: &serde_json::Value, json: bool) -> String {
     if json {
         return line.to_string();
+    }
+    if let Some(bundle) = line["archived"].as_str() {
+        return format!(
+            "#{:<6} pruned here; archived in {bundle} (entry {})",
+            line["index"],
+            line["index"].as_u64().unwrap_or(0) % 256
+        );
     }
     let s = |k: &str| line[k].as_str().unwrap_or("").to_string();
     let code = line["code"].as_str().map(|c| format!(" {c}")).unwrap_or_default();

@@ -228,6 +228,13 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     feedback.spawn(cancel.clone().run_until_cancelled_owned(feedback::conflict_loop(ctx.clone(), up.conflicts)));
     feedback.spawn(cancel.clone().run_until_cancelled_owned(feedback::status_updates(ctx.clone(), up.status_every)));
     feedback.spawn(cancel.clone().run_until_cancelled_owned(checkpoints(ctx.witness.clone(), up.checkpoint_every)));
+    if up.keep.prunes() {
+        feedback.spawn(cancel.clone().run_until_cancelled_owned(prune(
+            ctx.witness.clone(),
+            up.keep,
+            ctx.health.clone(),
+        )));
+    }
     // Ready once the command subscription is acknowledged: from then on a command is taken.
     let ready = ctx.clone();
     feedback.spawn(cancel.clone().run_until_cancelled_owned(async move {
@@ -313,6 +320,41 @@ fn tell_interrupted(ctx: &Ctx, interrupted: Vec<Interrupted>) {
 }
 
 /// A checkpoint every `every` when there are new records.
+/// How often the retention is applied.
+const PRUNE_EVERY: Duration = Duration::from_secs(5);
+/// Records pruned in one transaction: commands wait for one step, never for a whole prune.
+const PRUNE_STEP: u64 = 4096;
+
+/// Prunes what the archive acknowledged and the retention lets go ([`crate::witness::prune`]).
+async fn prune(witness: Witness, keep: crate::witness::prune::Keep, health: Arc<crate::health::Health>) {
+    let mut tick = tokio::time::interval(PRUNE_EVERY);
+    loop {
+        tick.tick().await;
+        let now = crate::clock::Clock::system_ms();
+        let Ok(target) = witness.read(move |log| crate::witness::prune::limit(log, &keep, now)).await else { continue };
+        let mut moved = None;
+        loop {
+            match witness.with_store(move |s| s.prune(target, PRUNE_STEP)).await {
+                Ok(Some(p)) => {
+                    health.log_from.store(p.below, std::sync::atomic::Ordering::Relaxed);
+                    moved = Some(p.below);
+                    if p.below >= target {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(code = %e.code(), "witness log: pruning stopped: {}", e.detail());
+                    break;
+                }
+            }
+        }
+        if let Some(first_kept) = moved {
+            tracing::info!(first_kept, "witness log: records archived upstream pruned here");
+        }
+    }
+}
+
 async fn checkpoints(witness: Witness, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;

@@ -69,6 +69,8 @@ pub(super) struct Started {
     pub stopping: tokio_util::sync::CancellationToken,
     /// Seconds between checkpoints with new records.
     pub checkpoint_every: Duration,
+    /// How much of the log to keep once the archive holds it.
+    pub keep: crate::witness::prune::Keep,
     /// Seconds between periodic statuses.
     pub status_every: Duration,
 }
@@ -119,6 +121,7 @@ pub(super) fn start(loaded: &Loaded) -> Result<Started, IfError> {
         let log = store.snapshot()?;
         let (anchored, waiting) = crate::anchor::backlog(&log)?;
         health.archived.store(log.archived()?, Ordering::Relaxed);
+        health.log_from.store(log.first_kept()?, Ordering::Relaxed);
         health.anchored.store(anchored, Ordering::Relaxed);
         health.anchors_pending.store(waiting, Ordering::Relaxed);
     }
@@ -226,6 +229,7 @@ pub(super) fn start(loaded: &Loaded) -> Result<Started, IfError> {
         uplink,
         stopping,
         checkpoint_every: Duration::from_secs(u64::from(config.witness.checkpoint_interval_s)),
+        keep: crate::witness::prune::Keep { records: config.witness.keep_records, days: config.witness.keep_days },
         status_every: Duration::from_secs(u64::from(config.mqtt.status_interval_s)),
     })
 }

@@ -58,9 +58,18 @@ impl Capability for WitnessQuery {
             }
             let wanted = trace(body)?;
             let found = self.witness.read(move |log| log.trace(wanted, MAX_RECORDS)).await?;
-            let records: Vec<serde_json::Value> = found.records.iter().map(|(r, _)| r.to_json()).collect();
+            let pruned = found.archived.iter().map(|i| archived_json(*i));
+            let records: Vec<serde_json::Value> =
+                pruned.chain(found.records.iter().map(|(r, _)| r.to_json())).collect();
             let more = found.older;
             Ok(serde_json::json!({ "trace": wanted, "records": records, "older_not_shown": more }))
         })
     }
+}
+
+/// A record of a trace that was pruned here: its index and the archive's entry bundle that holds it (a
+/// path under the agent's `tlog/{site}/{agent}/`).
+pub fn archived_json(index: u64) -> serde_json::Value {
+    let bundle = if_protocol::witness::tiles::entries_path(index / if_protocol::witness::tiles::WIDTH, 256);
+    serde_json::json!({ "index": index, "archived": bundle })
 }

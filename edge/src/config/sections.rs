@@ -143,6 +143,12 @@ pub struct WitnessSection {
     pub checkpoint_interval_s: u32,
     /// REJECTED records written one by one per second; more are counted into one record per second.
     pub rejected_per_s: u32,
+    /// Records the archive acknowledged may be pruned here, keeping at least the newest this many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_records: Option<u64>,
+    /// ...and at least those of the last this many days. Neither set: nothing is pruned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_days: Option<u32>,
 }
 
 impl Default for WitnessSection {
@@ -153,6 +159,8 @@ impl Default for WitnessSection {
             checkpoint_every: 1000,
             checkpoint_interval_s: 60,
             rejected_per_s: 20,
+            keep_records: None,
+            keep_days: None,
         }
     }
 }

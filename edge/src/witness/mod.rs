@@ -4,6 +4,7 @@
 
 pub mod boot;
 pub mod proof;
+pub mod prune;
 pub mod reader;
 pub mod record;
 pub mod schema;

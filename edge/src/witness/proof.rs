@@ -62,6 +62,17 @@ pub fn range_root(nodes: &(impl Nodes + ?Sized), start: u64, n: u64) -> Result<H
     Ok(node_hash(&range_root(nodes, start, k)?, &range_root(nodes, start + k, n - k)?))
 }
 
+/// The roots of the perfect subtrees that make a tree of `size` leaves, largest first.
+pub fn peaks_of(nodes: &(impl Nodes + ?Sized), size: u64) -> Result<Vec<Hash>, IfError> {
+    let mut peaks = Vec::new();
+    let mut start = 0u64;
+    for level in (0..u64::BITS).rev().filter(|l| size & (1 << l) != 0) {
+        peaks.push(nodes.perfect(level as u8, start >> level)?);
+        start += 1 << level;
+    }
+    Ok(peaks)
+}
+
 /// The Merkle tree hash of `leaves` (already leaf-hashed).
 pub fn subtree_root(leaves: &[Hash]) -> Hash {
     slice_root(leaves)

@@ -20,7 +20,8 @@ use redb::{Database, ReadOnlyTable, ReadableDatabase as _, ReadableTable as _};
 use super::proof::Nodes;
 use super::record::Record;
 use super::schema::{
-    ANCHORED, CHECKPOINTS, HEAD, HeadState, NODES, RECORDS, STORED_LEVEL, TRACES, corrupt, read_head, unavailable,
+    ANCHORED, CHECKPOINTS, HEAD, HeadState, NODES, Pruned, RECORDS, STORED_LEVEL, TRACES, corrupt, read_head,
+    read_pruned, unavailable,
 };
 
 /// A handle for reading the log from any thread while its store keeps writing. Take one per use and
@@ -79,9 +80,22 @@ pub struct TraceRecords {
     pub records: Vec<(Record, Vec<u8>)>,
     /// Older records of the trace that were left out.
     pub older: usize,
+    /// Records of the trace that were pruned here after the archive acknowledged them, oldest first:
+    /// their indices (record `i` is in the archive's entry bundle `i / 256`).
+    pub archived: Vec<u64>,
 }
 
 impl Snapshot {
+    /// Where the kept records start, if older ones were pruned.
+    pub fn pruned(&self) -> Result<Option<Pruned>, IfError> {
+        read_pruned(&self.head)
+    }
+
+    /// The first record kept (0 unless older ones were pruned).
+    pub fn first_kept(&self) -> Result<u64, IfError> {
+        Ok(self.pruned()?.map_or(0, |p| p.below))
+    }
+
     /// The size of the largest checkpoint the upstream acknowledged (0: none yet).
     pub fn anchored(&self) -> Result<u64, IfError> {
         self.mark("acked")
@@ -202,22 +216,29 @@ impl Snapshot {
                 }
                 Ok(())
             })?;
-            return Ok(TraceRecords { records: Vec::from(found), older });
+            return Ok(TraceRecords { records: Vec::from(found), older, archived: Vec::new() });
         };
         let t = trace.as_u128();
+        let kept = self.pruned()?.map_or(0, |p| p.below);
+        let mut archived = std::collections::VecDeque::new();
         for row in traces.range((t, 0)..=(t, u64::MAX)).map_err(|e| unavailable("read", e))?.rev() {
             let (k, _) = row.map_err(|e| unavailable("read", e))?;
-            if found.len() == max {
+            if found.len() + archived.len() == max {
                 older += 1;
                 continue;
             }
-            let leaf = self.leaf(k.value().1)?;
+            let index = k.value().1;
+            if index < kept {
+                archived.push_front(index);
+                continue;
+            }
+            let leaf = self.leaf(index)?;
             let record = Record::from_leaf(&leaf)?;
             if record.entry.trace == Some(trace) {
                 found.push_front((record, leaf));
             }
         }
-        Ok(TraceRecords { records: Vec::from(found), older })
+        Ok(TraceRecords { records: Vec::from(found), older, archived: Vec::from(archived) })
     }
 }
 

@@ -4,8 +4,8 @@
 //! readers (a log written before `nodes` and `traces` existed gets both when it is next opened for
 //! writing).
 //!
-//! Tables: `records` (index -> leaf bytes, [`super::record`]), `head` (tree size, peaks, last leaf hash,
-//! last wall time, boot counter, last checkpoint), `replay` (sender -> replay window), `pending` (RECEIVED
+//! Tables: `records` (index -> leaf bytes, [`super::record`]), `head` (`head`: tree size, peaks, last leaf
+//! hash, last wall time, boot counter, last checkpoint; `pruned`: [`Pruned`]), `replay` (sender -> replay window), `pending` (RECEIVED
 //! index -> [`Pending`]), `replies` ((sender, seq) -> [`CachedReply`]), `checkpoints` (tree size -> signed
 //! note), `policy` (key -> signed trust root, manifest, talent or grant, written only with its POLICY
 //! record), `budgets` (provider -> spending in the current period, written with the RECEIVED record that
@@ -47,6 +47,24 @@ pub(super) struct HeadState {
     pub(super) last_wall_ms: u64,
     pub(super) boot: u32,
     pub(super) last_checkpoint: u64,
+}
+
+/// Where the kept records start once older ones were pruned (archived upstream first): the first record
+/// kept, a multiple of 256, and the leaf hash of the one before it, to which that record links.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pruned {
+    /// The first record kept.
+    pub below: u64,
+    /// The leaf hash of record `below - 1`.
+    pub last_leaf: Hash,
+}
+
+/// The `pruned` row of the head table (none: nothing was ever pruned).
+pub(super) fn read_pruned(table: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<Option<Pruned>, IfError> {
+    match table.get("pruned").map_err(|e| unavailable("read", e))? {
+        Some(v) => decode(v.value(), "pruned").map(Some),
+        None => Ok(None),
+    }
 }
 
 /// A RECEIVED record that has no outcome yet.

@@ -184,7 +184,7 @@ impl Store {
         Ok(())
     }
 
-    fn db(&mut self) -> Result<&Database, IfError> {
+    pub(super) fn db(&mut self) -> Result<&Database, IfError> {
         if self.db.is_none() {
             self.reopen()?;
         }
@@ -507,7 +507,7 @@ fn index_existing(txn: &WriteTransaction) -> Result<(), IfError> {
 /// A write transaction as every one of the log is committed: durable when `commit` returns, and with
 /// redb's allocator state saved in it (quick repair), so that opening the file after a crash or power loss
 /// loads that state instead of walking the whole file. It costs a second flush per commit.
-fn begin(db: &Database) -> Result<WriteTransaction, IfError> {
+pub(super) fn begin(db: &Database) -> Result<WriteTransaction, IfError> {
     let mut txn = db.begin_write().map_err(|e| unavailable("transaction", e))?;
     txn.set_durability(redb::Durability::Immediate).map_err(|e| unavailable("durability", e))?;
     txn.set_quick_repair(true);

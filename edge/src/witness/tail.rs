@@ -18,7 +18,7 @@ use if_protocol::witness::Hash;
 use if_protocol::witness::merkle::{CompactTree, node_hash};
 use if_protocol::{ErrorCode, IfError};
 
-use super::proof::Nodes as _;
+use super::proof::{Nodes as _, peaks_of};
 use super::reader::Snapshot;
 use super::record::Record;
 use super::verify::{Fault, Walk, open_note};
@@ -76,7 +76,7 @@ fn at_checkpoint(log: &Snapshot, size: u64, note: &str, key: &VerifyingKey, orig
         return Err(fault(size, format_args!("checkpoint stored at size {size} signs size {}", cp.size)));
     }
     let read = |e: IfError| fault(size, format_args!("checkpoint at size {size}: {}", e.detail()));
-    let peaks = peaks_at(log, size).map_err(read)?;
+    let peaks = peaks_of(log, size).map_err(read)?;
     let tree = CompactTree::from_peaks(size, &peaks)
         .ok_or_else(|| fault(size, format_args!("checkpoint at size {size}: the peaks do not fit")))?;
     if tree.root() != cp.root {
@@ -91,17 +91,6 @@ fn at_checkpoint(log: &Snapshot, size: u64, note: &str, key: &VerifyingKey, orig
         return Err(fault(last, format_args!("record {last} is not in the tree the checkpoint at size {size} signs")));
     }
     Ok(Walk { tree, prev })
-}
-
-/// The roots of the perfect subtrees that make a tree of `size` leaves, largest first.
-fn peaks_at(log: &Snapshot, size: u64) -> Result<Vec<Hash>, IfError> {
-    let mut peaks = Vec::new();
-    let mut start = 0u64;
-    for level in (0..u64::BITS).rev().filter(|l| size & (1 << l) != 0) {
-        peaks.push(log.perfect(level as u8, start >> level)?);
-        start += 1 << level;
-    }
-    Ok(peaks)
 }
 
 /// The root of the perfect subtree of `2^height` leaves that ends at leaf `last`, from that leaf's hash

@@ -1,11 +1,13 @@
-//! Checking a witness log from its first record: chain, tree, head and checkpoints.
+//! Checking a witness log from its first record (or, once older records were pruned, from the first one
+//! kept): chain, tree, head and checkpoints.
 //!
 //! Used by `ifctl witness verify`, and by the `verify` action of `edge.witness`, which runs it on a
 //! snapshot beside the serving agent; the agent's own start checks from its newest checkpoint
 //! ([`super::tail`]). Every record must decode, sit at its own index and link to the leaf hash of the one
 //! before; the tree rebuilt from the leaves must match each signed checkpoint at its size and the stored head at the end, and every tree
 //! node and trace entry stored beside the records must match them. The first fault stops the check and
-//! names the record index.
+//! names the record index. A pruned log's check starts from the tree the stored nodes make at the
+//! boundary and the last pruned leaf hash kept with it; the kept checkpoints tie both to the signature.
 
 use std::collections::BTreeMap;
 
@@ -24,6 +26,8 @@ use super::store::Store;
 /// What a successful check saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
+    /// The first record checked (0 unless older records were pruned).
+    pub from: u64,
     /// Number of records.
     pub size: u64,
     /// The tree head.
@@ -68,13 +72,18 @@ pub fn verify_log(
     let at = |index: u64| move |error| Fault { index, error };
     let (head, stored) = log.head().map_err(at(0))?;
     let checkpoints = log.checkpoints().map_err(at(0))?;
-    let mut walk = Walk::new();
+    let pruned = log.pruned().map_err(at(0))?;
+    let from = pruned.map_or(0, |p| p.below);
+    let mut walk = match pruned {
+        Some(p) => Walk::at(log, p).map_err(at(p.below))?,
+        None => Walk::new(),
+    };
     let mut kinds = BTreeMap::new();
     let mut roots: BTreeMap<u64, Hash> = BTreeMap::new();
     let wanted: std::collections::BTreeSet<u64> = checkpoints.iter().map(|(s, _)| *s).collect();
     let mut boot_key = None;
     let mut index_at = 0;
-    log.for_each_leaf(0, |index, leaf| {
+    log.for_each_leaf(from, |index, leaf| {
         index_at = index;
         let record = walk.step(log, index, leaf)?;
         *kinds.entry(record.kind.name()).or_insert(0) += 1;
@@ -114,7 +123,7 @@ pub fn verify_log(
         }
     }
     progress(size);
-    Ok(Report { size, root: walk.tree.root(), checkpoints: checkpoints.len(), kinds })
+    Ok(Report { from, size, root: walk.tree.root(), checkpoints: checkpoints.len(), kinds })
 }
 
 /// Records checked in order from a known tree and last leaf: the step the full check and the start-up
@@ -131,6 +140,16 @@ impl Walk {
     /// Before the first record.
     pub(super) fn new() -> Self {
         Walk { tree: CompactTree::new(), prev: [0u8; 32] }
+    }
+
+    /// At the boundary of a pruned log: the tree of the pruned records from their stored subtree roots
+    /// (each a whole multiple of 256 leaves), and the leaf hash kept of the last one.
+    pub(super) fn at(log: &Snapshot, p: super::schema::Pruned) -> Result<Self, IfError> {
+        let peaks = super::proof::peaks_of(log, p.below)?;
+        let tree = CompactTree::from_peaks(p.below, &peaks).ok_or_else(|| {
+            IfError::with(ErrorCode::InvalidProof, "the stored nodes at the pruned boundary do not fit")
+        })?;
+        Ok(Walk { tree, prev: p.last_leaf })
     }
 
     /// Checks the record at `index`: it decodes, sits at its position, links to the one before, and what

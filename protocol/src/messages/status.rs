@@ -53,6 +53,9 @@ pub struct Status {
     /// Records in the witness log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_size: Option<u64>,
+    /// The first record the witness log still holds here (those before were archived and pruned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_from: Option<u64>,
     /// Commands executed this run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub executed: Option<u64>,
@@ -218,6 +221,7 @@ impl Status {
             interval_s: None,
             uptime_s: None,
             log_size: None,
+            log_from: None,
             executed: None,
             rejected: None,
             anchors: None,

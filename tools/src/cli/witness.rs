@@ -51,6 +51,12 @@ pub(crate) enum WitnessCommand {
         #[arg(long)]
         db: PathBuf,
     },
+    /// Compact a stopped agent's witness file: after pruning, give the freed space back to the file system.
+    Compact {
+        /// The witness log file.
+        #[arg(long)]
+        db: PathBuf,
+    },
     /// Print the signed-note verifier key of an agent's checkpoints (`origin+id+key`), for tlog-tiles
     /// clients that verify its archive.
     Vkey {
@@ -90,6 +96,15 @@ pub(crate) async fn run(command: &WitnessCommand, cli: &Cli, s: &settings::Setti
             Ok(())
         }
         WitnessCommand::VerifyAnchors(args) => if_collector::run(args.options(s.tls()?, json)?).await,
+        WitnessCommand::Compact { db } => {
+            let c = if_edge::witness::prune::compact(db)?;
+            let ms = c.took.as_millis();
+            match json {
+                true => println!("{}", serde_json::json!({ "before": c.before, "after": c.after, "ms": ms })),
+                false => println!("compacted {}: {} -> {} bytes in {ms} ms", db.display(), c.before, c.after),
+            }
+            Ok(())
+        }
         WitnessCommand::Vkey { key, origin } => {
             let public = if_edge::keyfile::read_public(key)?;
             let verifier = if_protocol::witness::checkpoint::NoteVerifier::new(origin, public)?;
