@@ -36,6 +36,8 @@ pub struct Health {
     pub anchors_pending: AtomicU64,
     /// Records whose entry bundles the archive acknowledged.
     pub archived: AtomicU64,
+    /// The witness file against its disk budget, when the store reports it.
+    pub disk: Option<std::sync::Arc<crate::witness::disk::DiskStats>>,
     /// The full check of the log last asked for this run ([`crate::builtin::log_check`]).
     pub log_check: std::sync::Mutex<Option<status::LogCheck>>,
     /// Another process using this identity, once noticed (shown on every status from then on).
@@ -59,6 +61,7 @@ impl Health {
             anchored: AtomicU64::new(0),
             anchors_pending: AtomicU64::new(0),
             archived: AtomicU64::new(0),
+            disk: None,
             log_check: std::sync::Mutex::new(None),
             conflict: std::sync::Mutex::new(None),
         }
@@ -102,6 +105,7 @@ impl Health {
             pending: self.anchors_pending.load(Ordering::Relaxed),
             archived: self.archived.load(Ordering::Relaxed),
         });
+        s.disk = self.disk.as_ref().map(|d| d.status());
         s.log_check = self.log_check.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         s.conflict = self.conflict.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         s

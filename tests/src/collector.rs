@@ -96,12 +96,33 @@ impl Collector {
     }
 }
 
-/// The agent's (acknowledged, pending) anchors from its retained status on `broker`, where its status is.
-pub fn anchors(broker: &Broker, agent: &Agent) -> (u64, u64) {
+/// The agent's retained status on `broker`, where its status is (null when none came within 5 s).
+pub fn status(broker: &Broker, agent: &Agent) -> serde_json::Value {
     let w = Probe::connect(broker, &agent.site, &agent.name);
     w.subscribe(&w.topics.status);
-    let s = w.next_on(&w.topics.status, std::time::Duration::from_secs(5)).map(|m| m.json()).unwrap_or_default();
+    w.next_on(&w.topics.status, std::time::Duration::from_secs(5)).map(|m| m.json()).unwrap_or_default()
+}
+
+/// The agent's (acknowledged, pending) anchors from its retained status on `broker`, where its status is.
+pub fn anchors(broker: &Broker, agent: &Agent) -> (u64, u64) {
+    let s = status(broker, agent);
     (s["anchors"]["acked"].as_u64().unwrap_or(0), s["anchors"]["pending"].as_u64().unwrap_or(u64::MAX))
+}
+
+/// An agent on `broker` for `desk` whose log holds `records` (written through the store's API) before it
+/// first starts, its records archived upstream, its status and its offers upstream every second, and
+/// `keep_records = keep` when given. Not started; no collector knows its key yet.
+pub fn archiving_agent(broker: &Broker, desk: &crate::talent::Talent, records: u64, keep: Option<u64>) -> Agent {
+    let agent = Agent::init(broker, &[desk]);
+    let keep = keep.map(|n| format!("\nkeep_records = {n}")).unwrap_or_default();
+    agent.edit_config(|t| {
+        t.replace("status_interval_s = 30", "status_interval_s = 1")
+            .replace("republish_s = 10", "republish_s = 1")
+            .replace("rejected_per_s = 20", &format!("rejected_per_s = 20{keep}"))
+            .replace("[uplink]", "[uplink]\narchive = true")
+    });
+    crate::bench::fill_agent_log(&agent, records);
+    agent
 }
 
 /// Waits (30 s at most) until none of the agent's anchors is pending and the acknowledged one is beyond

@@ -16,7 +16,7 @@ use if_protocol::witness::checkpoint::{Checkpoint, NoteVerifier};
 use if_protocol::witness::tiles::{bundle, unbundle};
 use if_tests::agent::Agent;
 use if_tests::broker::Broker;
-use if_tests::collector::Collector;
+use if_tests::collector::{Collector, archiving_agent, status};
 use if_tests::probe::Probe;
 use if_tests::talent::Talent;
 
@@ -24,9 +24,7 @@ const RECORDS: u64 = 70_000;
 
 /// (acknowledged checkpoint, anchors pending, records archived) from the agent's status.
 fn progress(broker: &Broker, agent: &Agent) -> (u64, u64, u64) {
-    let w = Probe::connect(broker, &agent.site, &agent.name);
-    w.subscribe(&w.topics.status);
-    let s = w.next_on(&w.topics.status, Duration::from_secs(5)).map(|m| m.json()).unwrap_or_default();
+    let s = status(broker, agent);
     let a = &s["anchors"];
     (a["acked"].as_u64().unwrap_or(0), a["pending"].as_u64().unwrap_or(u64::MAX), a["archived"].as_u64().unwrap_or(0))
 }
@@ -62,11 +60,7 @@ fn the_log_reaches_the_archive_as_tiles_an_independent_verifier_checks_and_forge
     let broker = Broker::start();
     let collector = Collector::start(&broker);
     let desk = Talent::new("desk");
-    let mut agent = Agent::init(&broker, &[&desk]);
-    agent.edit_config(|t| {
-        t.replace("status_interval_s = 30", "status_interval_s = 1").replace("republish_s = 10", "republish_s = 1")
-    });
-    if_tests::bench::fill_agent_log(&agent, RECORDS);
+    let mut agent = archiving_agent(&broker, &desk, RECORDS, None);
     collector.trust(&agent.site, &agent.name, &agent.public_key());
     agent.start();
     let probe = Probe::connect(&broker, &agent.site, &agent.name);
@@ -170,19 +164,8 @@ fn archived_records_are_pruned_to_the_retention_and_the_kept_log_verifies_anchor
     let broker = Broker::start();
     let collector = Collector::start(&broker);
     let desk = Talent::new("desk");
-    let mut agent = Agent::init(&broker, &[&desk]);
-    agent.edit_config(|t| {
-        t.replace("status_interval_s = 30", "status_interval_s = 1")
-            .replace("republish_s = 10", "republish_s = 1")
-            .replace("rejected_per_s = 20", "rejected_per_s = 20\nkeep_records = 1000")
-    });
-    if_tests::bench::fill_agent_log(&agent, RECORDS);
+    let mut agent = archiving_agent(&broker, &desk, RECORDS, Some(1000));
     agent.start();
-    let status = |broker: &Broker, agent: &Agent| {
-        let w = Probe::connect(broker, &agent.site, &agent.name);
-        w.subscribe(&w.topics.status);
-        w.next_on(&w.topics.status, Duration::from_secs(5)).map(|m| m.json()).unwrap_or_default()
-    };
     // The collector does not know the agent yet: nothing is acknowledged, so nothing is pruned.
     std::thread::sleep(Duration::from_secs(7));
     let s = status(&broker, &agent);

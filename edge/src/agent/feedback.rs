@@ -25,9 +25,16 @@ pub(super) async fn status_updates(ctx: Ctx, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
+        let disk = async {
+            match &ctx.health.disk {
+                Some(d) => d.changed.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = tick.tick() => {}
             () = ctx.status_due.notified() => {}
+            () = disk => {}
         }
         ctx.publish_status().await;
         ctx.notifier.status(&ctx.serving_line());

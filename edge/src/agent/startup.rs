@@ -116,6 +116,13 @@ pub(super) fn start(loaded: &Loaded) -> Result<Started, IfError> {
     let agent_name = format!("{}/{}", config.agent.site, config.agent.name);
     let mut health = Health::new(agent_name.clone(), store.boot_counter(), store.size());
     health.status_interval_s = config.mqtt.status_interval_s;
+    let room = crate::witness::disk::Room {
+        budget: config.witness.disk_budget_mb.map(|m| m << 20),
+        floor: config.witness.min_free_mb << 20,
+    };
+    let disk = Arc::new(crate::witness::disk::DiskStats::new(room));
+    store.set_disk(disk.clone());
+    health.disk = Some(disk);
     let health = Arc::new(health);
     {
         let log = store.snapshot()?;
@@ -213,6 +220,7 @@ pub(super) fn start(loaded: &Loaded) -> Result<Started, IfError> {
         republish: Duration::from_secs(u64::from(config.uplink.republish_s)),
         backoff: config.backoff(),
         tls: uplink_tls,
+        archive: config.uplink.archive,
         collector: config.uplink.collector_key.as_deref().map(crate::keyfile::read_public).transpose()?,
     };
     Ok(Started {

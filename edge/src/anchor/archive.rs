@@ -23,6 +23,10 @@ use crate::witness::reader::Snapshot;
 /// Most bundles offered in one round (about 40 KiB each); the next follow once these are acknowledged.
 pub const MAX_ROUND: usize = 8;
 
+/// The largest bundle message sent: under the 128 KiB packet limit of the broker configuration this
+/// project ships and tests with (`max_packet_size 131072`), with room for the MQTT header and topic.
+pub const MAX_MESSAGE: usize = 120 * 1024;
+
 /// A bundle as offered, and what its acknowledgement must name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Offer {

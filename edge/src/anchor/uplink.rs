@@ -50,6 +50,8 @@ pub struct Uplink {
     pub backoff: Backoff,
     /// TLS for an `mqtts://` broker.
     pub tls: Option<crate::tls::Tls>,
+    /// Whether the log's entry bundles go upstream too.
+    pub archive: bool,
     /// The collector's key: when pinned, only acknowledgements it signed count.
     pub collector: Option<ed25519_dalek::VerifyingKey>,
 }
@@ -82,6 +84,8 @@ struct Archiving {
     republish: Duration,
     /// The acknowledged checkpoint the last offer was made for.
     anchored: u64,
+    /// The bundle last found too large to send, said once.
+    too_large: Option<u64>,
 }
 
 /// The longest wait between offers of the same bundles.
@@ -96,6 +100,7 @@ impl Archiving {
             wait: republish,
             republish,
             anchored: u64::MAX,
+            too_large: None,
         }
     }
 
@@ -180,14 +185,20 @@ pub async fn run(up: Uplink, witness: Witness, health: Arc<Health>, stop: tokio_
         }
         let (agent, round) = (up.agent.clone(), connected);
         let edge_done = archiving.progress.as_ref().map_or(0, |p| p.edge_done);
-        let bundles_due = round && archiving.due(health.anchored.load(Ordering::Relaxed));
+        let bundles_due = up.archive && round && archiving.due(health.anchored.load(Ordering::Relaxed));
         let read = witness.read(move |log| {
             let (acked, waiting) = super::backlog(log)?;
             let pending = if round && waiting > 0 { super::pending(log, &agent)?.1 } else { Vec::new() };
             let bundles = if bundles_due { archive::pending(log, &agent, edge_done)? } else { Vec::new() };
             Ok((acked, waiting, pending, (log.archived()?, bundles)))
         });
-        let Ok((acked, waiting, pending, (stored, bundles))) = read.await else { continue };
+        let (acked, waiting, pending, (stored, bundles)) = match read.await {
+            Ok(read) => read,
+            Err(e) => {
+                tracing::warn!(code = %e.code(), "uplink: the log could not be read for upstream: {}", e.detail());
+                continue;
+            }
+        };
         health.anchored.fetch_max(acked, Ordering::Relaxed);
         health.anchors_pending.store(waiting, Ordering::Relaxed);
         archiving.progress.get_or_insert_with(|| Progress::new(stored));
@@ -232,12 +243,29 @@ async fn offer_bundles(up: &Uplink, client: &AsyncClient, archiving: &mut Archiv
     if key(&pending) == key(&archiving.offered) && archiving.offered_at.is_some() {
         archiving.wait = (archiving.wait * 2).min(MAX_OFFER_WAIT);
     }
-    for o in &pending {
-        let Ok(bytes) = serde_json::to_vec(&o.bundle) else { continue };
-        if client.publish(up.tiles_topic.clone(), QoS::AtLeastOnce, false, bytes).await.is_err() {
-            return;
+    let mut sent = Vec::with_capacity(pending.len());
+    for o in pending {
+        let Ok(bytes) = serde_json::to_vec(&o.bundle) else { break };
+        if bytes.len() > archive::MAX_MESSAGE {
+            // A packet past the broker's limit would cost the connection, and the anchors with it: the
+            // archive waits at this bundle instead, and says so.
+            if archiving.too_large != Some(o.bundle.index) {
+                tracing::warn!(
+                    index = o.bundle.index,
+                    bytes = bytes.len(),
+                    limit = archive::MAX_MESSAGE,
+                    "archive: an entry bundle is larger than an uplink message may be; the archive waits here"
+                );
+                archiving.too_large = Some(o.bundle.index);
+            }
+            break;
         }
+        if client.publish(up.tiles_topic.clone(), QoS::AtLeastOnce, false, bytes).await.is_err() {
+            break;
+        }
+        sent.push(o);
     }
+    let pending = sent;
     archiving.offered = pending;
     archiving.offered_at = Some(Instant::now());
 }

@@ -25,11 +25,14 @@ pub struct UplinkSection {
     /// any acknowledgement that names one of this log's checkpoints does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collector_key: Option<PathBuf>,
+    /// Send the log's records upstream as tlog-tiles entry bundles, for an archive (and then pruning).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub archive: bool,
 }
 
 impl Default for UplinkSection {
     fn default() -> Self {
-        UplinkSection { broker: None, tls: None, republish_s: default_republish(), collector_key: None }
+        UplinkSection { broker: None, tls: None, republish_s: default_republish(), collector_key: None, archive: false }
     }
 }
 
@@ -149,6 +152,17 @@ pub struct WitnessSection {
     /// ...and at least those of the last this many days. Neither set: nothing is pruned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_days: Option<u32>,
+    /// The witness file's budget, MiB: warnings from 80 %, commands refused (STORAGE_FULL) at 100 %
+    /// until pruning makes room. Absent: no budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_budget_mb: Option<u64>,
+    /// Free space, MiB, the log leaves its file system: the same warnings and refusal.
+    #[serde(default = "default_min_free_mb")]
+    pub min_free_mb: u64,
+}
+
+fn default_min_free_mb() -> u64 {
+    64
 }
 
 impl Default for WitnessSection {
@@ -161,6 +175,8 @@ impl Default for WitnessSection {
             rejected_per_s: 20,
             keep_records: None,
             keep_days: None,
+            disk_budget_mb: None,
+            min_free_mb: default_min_free_mb(),
         }
     }
 }

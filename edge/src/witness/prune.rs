@@ -109,6 +109,7 @@ impl Store {
             p
         };
         txn.commit().map_err(|e| unavailable("commit", e))?;
+        self.freed();
         Ok(Some(pruned))
     }
 }

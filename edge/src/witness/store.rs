@@ -120,6 +120,7 @@ pub struct Store {
     db: Option<Arc<Database>>,
     head: HeadState,
     tree: CompactTree,
+    disk: Option<super::disk::Gauge>,
 }
 
 impl Store {
@@ -131,6 +132,7 @@ impl Store {
             db: None,
             head: HeadState::default(),
             tree: CompactTree::new(),
+            disk: None,
         };
         store.reopen()?;
         Ok(store)
@@ -154,7 +156,7 @@ impl Store {
             let table = txn.open_table(HEAD).map_err(|e| corrupt(format_args!("not a witness log: {e}")))?;
             read_head(&table)?
         };
-        Ok(Store { path: path.to_path_buf(), cache_bytes: 16 << 20, db: Some(Arc::new(db)), head, tree })
+        Ok(Store { path: path.to_path_buf(), cache_bytes: 16 << 20, db: Some(Arc::new(db)), head, tree, disk: None })
     }
 
     fn reopen(&mut self) -> Result<(), IfError> {
@@ -189,6 +191,19 @@ impl Store {
             self.reopen()?;
         }
         self.db.as_deref().ok_or_else(|| unavailable("", "not open"))
+    }
+
+    /// Judges every batch against `room` before it is written, reporting to `stats`
+    /// ([`super::disk`]).
+    pub fn set_disk(&mut self, stats: Arc<super::disk::DiskStats>) {
+        self.disk = Some(super::disk::Gauge::new(stats));
+    }
+
+    /// Pruning freed pages inside the file.
+    pub(super) fn freed(&mut self) {
+        if let Some(g) = &mut self.disk {
+            g.freed();
+        }
     }
 
     /// Number of records.
@@ -229,6 +244,10 @@ impl Store {
     /// Appends `batch` in one durable transaction, signing a checkpoint in it when one is due, and
     /// returns the index of each record. On error nothing was written and the store reopens on next use.
     pub fn append(&mut self, batch: &[Append], signer: Option<&CheckpointSigner>) -> Result<Vec<u64>, IfError> {
+        if let Some(gauge) = &mut self.disk {
+            // Refused before anything is written; the file is fine, so it is not reopened.
+            gauge.admit(&self.path)?;
+        }
         let result = self.try_append(batch, signer, false);
         if result.is_err() {
             self.db = None;
@@ -333,7 +352,11 @@ impl Store {
     /// was written and the counter is as it was.
     pub fn boot(&mut self, batch: &[Append]) -> Result<(), IfError> {
         self.head.boot = self.head.boot.wrapping_add(1);
+        // A run's first records are written whatever the disk budget: the agent then serves its status
+        // (saying the log is full) and refuses commands, instead of not starting.
+        let gauge = self.disk.take();
         let result = self.append(batch, None);
+        self.disk = gauge;
         if result.is_err() {
             self.head.boot = self.head.boot.wrapping_sub(1);
         }

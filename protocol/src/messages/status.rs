@@ -71,6 +71,9 @@ pub struct Status {
     /// The full check of the witness log last asked for this run (`edge.witness`, action `verify`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_check: Option<LogCheck>,
+    /// The witness file against its disk budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<Disk>,
     /// What the agent trusts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<Policy>,
@@ -126,6 +129,34 @@ pub enum LogCheckState {
     Passed,
     /// A fault was found (the index and error say where).
     Failed,
+}
+
+/// The witness file against its disk budget and its file system's floor of free space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disk {
+    /// `ok`, `warning` (80 % of the budget, or under twice the floor free) or `full` (commands refused).
+    pub state: DiskState,
+    /// The file's size, MiB.
+    pub file_mb: u64,
+    /// Free space on its file system, MiB.
+    pub free_mb: u64,
+    /// The budget, MiB (none: only the floor applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_mb: Option<u64>,
+    /// The floor, MiB.
+    pub floor_mb: u64,
+}
+
+/// How near the witness file is to its limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskState {
+    /// Room to spare.
+    Ok,
+    /// Near a limit: archive and prune, or make room.
+    Warning,
+    /// At a limit: nothing is written, so nothing runs.
+    Full,
 }
 
 /// A second process with this agent's identity.
@@ -222,6 +253,7 @@ impl Status {
             uptime_s: None,
             log_size: None,
             log_from: None,
+            disk: None,
             executed: None,
             rejected: None,
             anchors: None,
