@@ -19,6 +19,8 @@ pub mod store;
 pub mod tiles;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use if_protocol::messages::{Ack, Anchor, Bundle, Evidence};
@@ -123,7 +125,16 @@ fn archive(spec: &str) -> Result<Box<dyn ObjectStore>, IfError> {
 /// The largest message the collector reads: an entry bundle of 256 records of the largest size.
 pub const MAX_BUNDLE_MESSAGE: u32 = 4 << 20;
 
+/// Messages read and not yet judged, in count and in bytes. Past either, a message is dropped: the
+/// agent offers whatever is not acknowledged again, and the collector takes it then.
+const INCOMING: usize = 1024;
+const INCOMING_BYTES: usize = 64 << 20;
+
 /// Runs the collector; an error when not following and some anchor contradicted an accepted one.
+///
+/// Two tasks: this one only polls the connection (so PUBACKs keep arriving and the acknowledgements
+/// go out), and [`serve`] judges what arrived, in order, and publishes the answers. One task doing both
+/// would wait forever on a full request queue that only it could drain.
 pub async fn run(opts: Options) -> Result<(), IfError> {
     let store = store::Store::open(&opts.store)?;
     let archive = opts.archive.as_deref().map(archive).transpose()?;
@@ -132,7 +143,11 @@ pub async fn run(opts: Options) -> Result<(), IfError> {
     // An entry bundle is 256 records: tens of KiB as they are, a few MiB at the most.
     mqtt.set_max_packet_size(Some(MAX_BUNDLE_MESSAGE));
     let (client, mut events) = AsyncClient::new(mqtt, 256);
-    let mut evidence = 0usize;
+    let opts = Arc::new(opts);
+    let (tx, rx) = tokio::sync::mpsc::channel(INCOMING);
+    let room = Arc::new(tokio::sync::Semaphore::new(INCOMING_BYTES));
+    let evidence = Arc::new(AtomicUsize::new(0));
+    let mut judged = tokio::spawn(serve(opts.clone(), store, archive, client.clone(), rx, evidence.clone()));
     let mut quiet_until = tokio::time::Instant::now() + opts.wait;
     loop {
         let event = if opts.follow {
@@ -145,8 +160,11 @@ pub async fn run(opts: Options) -> Result<(), IfError> {
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                let _ = client.subscribe(topics::every("+", Kind::Anchors), QoS::AtLeastOnce).await;
-                let _ = client.subscribe(topics::every("+", Kind::Tiles), QoS::AtLeastOnce).await;
+                for kind in [Kind::Anchors, Kind::Tiles] {
+                    if client.try_subscribe(topics::every("+", kind), QoS::AtLeastOnce).is_err() {
+                        tracing::warn!("a subscription could not be queued");
+                    }
+                }
             }
             Ok(Event::Incoming(Packet::SubAck(_))) => {
                 // Never a panic over a closed stderr: the collector outlives whoever started it.
@@ -155,28 +173,40 @@ pub async fn run(opts: Options) -> Result<(), IfError> {
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 quiet_until = tokio::time::Instant::now() + opts.wait;
-                let topic = String::from_utf8_lossy(&p.topic).into_owned();
-                if let Some((site, agent)) = topics::agent_of(&topic, Kind::Tiles) {
-                    let outcome =
-                        take_bundle(&opts, &store, archive.as_deref(), &client, site, agent, &p.payload).await;
-                    say(&opts, site, agent, &outcome);
-                    continue;
+                let bytes = u32::try_from(p.payload.len() + p.topic.len()).unwrap_or(u32::MAX);
+                let queued = room.clone().try_acquire_many_owned(bytes).ok().map(|permit| tx.try_send((p, permit)));
+                if !matches!(queued, Some(Ok(()))) {
+                    tracing::debug!("a message was dropped unread; its agent offers it again");
                 }
-                let Some((site, agent)) = topics::agent_of(&topic, Kind::Anchors) else { continue };
-                let outcome = handle(&opts, &store, archive.as_deref(), &client, site, agent, &p.payload).await;
-                evidence += usize::from(outcome.starts_with("EVIDENCE"));
-                say(&opts, site, agent, &outcome);
             }
             Ok(_) => {}
             Err(e) => {
-                if !opts.follow && evidence == 0 && tokio::time::Instant::now() >= quiet_until {
+                let found = evidence.load(Ordering::Relaxed);
+                if !opts.follow && found == 0 && tokio::time::Instant::now() >= quiet_until {
                     return Err(failed(&format!("broker {}", opts.broker), e));
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     }
-    let _ = client.disconnect().await;
+    // Quiet: what was read is judged and answered (the connection polled meanwhile), for as long
+    // again as the quiet took at the most.
+    drop(tx);
+    let until = tokio::time::Instant::now() + opts.wait;
+    loop {
+        tokio::select! {
+            _ = &mut judged => break,
+            () = tokio::time::sleep_until(until) => {
+                judged.abort();
+                break;
+            }
+            polled = events.poll() => if polled.is_err() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            },
+        }
+    }
+    let _ = client.try_disconnect();
+    let evidence = evidence.load(Ordering::Relaxed);
     if evidence > 0 {
         return Err(IfError::format(
             ErrorCode::InvalidProof,
@@ -184,6 +214,35 @@ pub async fn run(opts: Options) -> Result<(), IfError> {
         ));
     }
     Ok(())
+}
+
+/// A message read, with its share of the queue's bytes.
+type Incoming = (rumqttc::v5::mqttbytes::v5::Publish, tokio::sync::OwnedSemaphorePermit);
+
+/// Judges each message read, in order, and publishes the answer; counts the anchors that were
+/// evidence against their agent.
+async fn serve(
+    opts: Arc<Options>,
+    store: store::Store,
+    archive: Option<Box<dyn ObjectStore>>,
+    client: AsyncClient,
+    mut rx: tokio::sync::mpsc::Receiver<Incoming>,
+    evidence: Arc<AtomicUsize>,
+) {
+    while let Some((p, _room)) = rx.recv().await {
+        let topic = String::from_utf8_lossy(&p.topic).into_owned();
+        if let Some((site, agent)) = topics::agent_of(&topic, Kind::Tiles) {
+            let outcome = take_bundle(&opts, &store, archive.as_deref(), &client, site, agent, &p.payload).await;
+            say(&opts, site, agent, &outcome);
+            continue;
+        }
+        let Some((site, agent)) = topics::agent_of(&topic, Kind::Anchors) else { continue };
+        let outcome = handle(&opts, &store, archive.as_deref(), &client, site, agent, &p.payload).await;
+        if outcome.starts_with("EVIDENCE") {
+            evidence.fetch_add(1, Ordering::Relaxed);
+        }
+        say(&opts, site, agent, &outcome);
+    }
 }
 
 fn say(opts: &Options, site: &str, agent: &str, outcome: &str) {
@@ -287,6 +346,9 @@ async fn take_bundle(
         tiles::Outcome::Again(ack) => {
             let line = format!("AGAIN bundle {}, already archived", ack.index);
             (ack, line)
+        }
+        tiles::Outcome::Part { index, have, width } => {
+            return format!("PART of bundle {index}: {have} of {width} entries");
         }
         tiles::Outcome::Refused(why) => return format!("REFUSED bundle {}: {why}", bundle.index),
     };

@@ -6,7 +6,8 @@
 //! published with its tiles (`tiled`), and the tree's nodes at every tile level above the leaves
 //! (`tile_nodes`: (agent, tile level, index) -> the node at height 8 x level), from which the tiles above
 //! level 0 and the right edge of each checkpoint are made. Each bundle's rows are written after its tiles
-//! and before its acknowledgement.
+//! and before its acknowledgement. A bundle sent in parts keeps each checked part (`parts`) until the
+//! bundle is whole and archived.
 
 use std::path::Path;
 
@@ -21,6 +22,8 @@ const SEEN: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("seen
 const NOTES: TableDefinition<'_, (&str, u64), &str> = TableDefinition::new("notes");
 const TILED: TableDefinition<'_, &str, (u64, u64)> = TableDefinition::new("tiled");
 const TILE_NODES: TableDefinition<'_, (&str, u8, u64), Hash> = TableDefinition::new("tile_nodes");
+/// Parts of bundles not yet whole: (agent, first entry) -> (height, the part's entries as a bundle).
+const PARTS: TableDefinition<'_, (&str, u64), (u8, &[u8])> = TableDefinition::new("parts");
 
 fn failed(e: impl std::fmt::Display) -> IfError {
     IfError::format(ErrorCode::SystemError, format_args!("collector store: {e}"))
@@ -42,6 +45,7 @@ impl Store {
         txn.open_table(NOTES).map_err(failed)?;
         txn.open_table(TILED).map_err(failed)?;
         txn.open_table(TILE_NODES).map_err(failed)?;
+        txn.open_table(PARTS).map_err(failed)?;
         txn.commit().map_err(failed)?;
         Ok(Store { db })
     }
@@ -119,7 +123,31 @@ impl Store {
             }
             let mut tiled = txn.open_table(TILED).map_err(failed)?;
             tiled.insert(agent, (bundles, published)).map_err(failed)?;
+            // The parts of bundles archived are done with.
+            let mut parts = txn.open_table(PARTS).map_err(failed)?;
+            let end = bundles.saturating_mul(if_protocol::witness::tiles::WIDTH);
+            parts.retain_in((agent, 0)..(agent, end), |_, _| false).map_err(failed)?;
         }
         txn.commit().map_err(failed)
+    }
+
+    /// Keeps a checked part of one of `agent`'s bundles, `height` high from entry `first`, durably.
+    pub fn put_part(&self, agent: &str, first: u64, height: u8, entries: &[u8]) -> Result<(), IfError> {
+        let txn = self.db.begin_write().map_err(failed)?;
+        txn.open_table(PARTS).map_err(failed)?.insert((agent, first), (height, entries)).map_err(failed)?;
+        txn.commit().map_err(failed)
+    }
+
+    /// The parts kept of `agent`'s entries `from..to`, by first entry: (first, height, entries).
+    pub fn parts(&self, agent: &str, from: u64, to: u64) -> Result<Vec<(u64, u8, Vec<u8>)>, IfError> {
+        let txn = self.db.begin_read().map_err(failed)?;
+        let table = txn.open_table(PARTS).map_err(failed)?;
+        let mut out = Vec::new();
+        for row in table.range((agent, from)..(agent, to)).map_err(failed)? {
+            let (k, v) = row.map_err(failed)?;
+            let (height, entries) = v.value();
+            out.push((k.value().1, height, entries.to_vec()));
+        }
+        Ok(out)
     }
 }

@@ -119,7 +119,6 @@ pub fn archiving_agent(broker: &Broker, desk: &crate::talent::Talent, records: u
         t.replace("status_interval_s = 30", "status_interval_s = 1")
             .replace("republish_s = 10", "republish_s = 1")
             .replace("rejected_per_s = 20", &format!("rejected_per_s = 20{keep}"))
-            .replace("[uplink]", "[uplink]\narchive = true")
     });
     crate::bench::fill_agent_log(&agent, records);
     agent
@@ -159,6 +158,44 @@ impl Collector {
             assert!(note.is_file(), "archived: {}", note.display());
         }
     }
+}
+
+impl Collector {
+    /// Where the agent's log is archived as tlog-tiles.
+    pub fn tiles_of(&self, agent: &Agent) -> PathBuf {
+        self.archive().join(format!("tlog/{}/{}", agent.site, agent.name))
+    }
+
+    /// The size of the checkpoint the archive of `agent`'s log publishes, if it has one.
+    pub fn published(&self, agent: &Agent) -> Option<u64> {
+        let note = std::fs::read_to_string(self.tiles_of(agent).join("checkpoint")).ok()?;
+        if_protocol::witness::checkpoint::Checkpoint::parse_note(&note).ok().map(|cp| cp.size)
+    }
+}
+
+/// The agent's signed-note verifier key, as a tlog-tiles client takes it.
+pub fn vkey(agent: &Agent) -> String {
+    let loaded = if_edge::config::Config::load(&agent.config()).expect("config");
+    let public = if_edge::keyfile::read_public(&agent.public_key()).expect("public key");
+    let origin = loaded.config.origin();
+    let verifier = if_protocol::witness::checkpoint::NoteVerifier::new(&origin, public).expect("verifier");
+    verifier.to_vkey().to_string()
+}
+
+/// Runs the independent verifier (`fixtures/tlog_verify.py`, the Python standard library only) on the
+/// archive `dir` with the verifier key `vkey`, proving each of `indices` from the tiles; (passed, what
+/// it printed).
+pub fn tlog_verify(dir: &Path, vkey: &str, indices: &[u64]) -> (bool, String) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tlog_verify.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(dir)
+        .arg(vkey)
+        .args(indices.iter().map(u64::to_string))
+        .output()
+        .expect("python3");
+    let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), said)
 }
 
 impl Drop for Collector {

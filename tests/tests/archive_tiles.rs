@@ -7,16 +7,14 @@
 //! one is written.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use if_protocol::witness::checkpoint::{Checkpoint, NoteVerifier};
 use if_protocol::witness::tiles::{bundle, unbundle};
 use if_tests::agent::Agent;
 use if_tests::broker::Broker;
-use if_tests::collector::{Collector, archiving_agent, status};
+use if_tests::collector::{Collector, archiving_agent, status, tlog_verify as verify};
 use if_tests::probe::Probe;
 use if_tests::talent::Talent;
 
@@ -27,19 +25,6 @@ fn progress(broker: &Broker, agent: &Agent) -> (u64, u64, u64) {
     let s = status(broker, agent);
     let a = &s["anchors"];
     (a["acked"].as_u64().unwrap_or(0), a["pending"].as_u64().unwrap_or(u64::MAX), a["archived"].as_u64().unwrap_or(0))
-}
-
-fn verify(dir: &Path, vkey: &str, indices: &[u64]) -> (bool, String) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tlog_verify.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(dir)
-        .arg(vkey)
-        .args(indices.iter().map(u64::to_string))
-        .output()
-        .expect("python3");
-    let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), said)
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -69,16 +54,13 @@ fn the_log_reaches_the_archive_as_tiles_an_independent_verifier_checks_and_forge
     }
     assert_eq!(probe.until_replies(3, Duration::from_secs(10)).len(), 3, "commands run while the log is archived");
 
-    let dir = collector.archive().join(format!("tlog/{}/{}", agent.site, agent.name));
-    let published = |dir: &Path| {
-        let note = std::fs::read_to_string(dir.join("checkpoint")).ok()?;
-        Checkpoint::parse_note(&note).ok().map(|cp| cp.size)
-    };
+    let dir = collector.tiles_of(&agent);
     // Done when the archive's checkpoint is the one the agent had acknowledged last, with nothing pending.
     let done = if_tests::wait_for(Duration::from_secs(90), || {
         let (acked, pending, archived) = progress(&broker, &agent);
         let whole = acked / 256 * 256;
-        (pending == 0 && acked >= RECORDS && archived == whole && published(&dir) == Some(acked)).then_some(acked)
+        (pending == 0 && acked >= RECORDS && archived == whole && collector.published(&agent) == Some(acked))
+            .then_some(acked)
     });
     let said = collector.said();
     let size =
@@ -87,8 +69,7 @@ fn the_log_reaches_the_archive_as_tiles_an_independent_verifier_checks_and_forge
     assert!(said.iter().any(|l| l.contains(&format!("checkpoint {size} published"))), "{:?}", said.last());
 
     let loaded = if_edge::config::Config::load(&agent.config()).expect("config");
-    let public = if_edge::keyfile::read_public(&agent.public_key()).expect("public key");
-    let vkey = NoteVerifier::new(&loaded.config.origin(), public).expect("verifier").to_vkey().to_string();
+    let vkey = if_tests::collector::vkey(&agent);
     let key = agent.public_key();
     let printed =
         Agent::ifctl(&["witness", "vkey", "--key", key.to_str().expect("utf8"), "--origin", &loaded.config.origin()]);
@@ -126,21 +107,26 @@ fn the_log_reaches_the_archive_as_tiles_an_independent_verifier_checks_and_forge
     // Someone on the broker without the agent's key: a bundle of the agent's with one record changed,
     // one proven in a checkpoint the collector never accepted, and a message that is no bundle.
     let name = format!("{}/{}", agent.site, agent.name);
-    let real = if_edge::anchor::archive::offer(&log, &name, 3, size).expect("bundle 3");
-    let mut forged = real.bundle.clone();
+    let message = |size: u64| {
+        let offer = if_edge::anchor::archive::offer(&log, &name, 3, size).expect("bundle 3");
+        assert_eq!(offer.messages.len(), 1, "one message");
+        serde_json::from_slice::<if_protocol::messages::Bundle>(&offer.messages[0]).expect("a bundle")
+    };
+    let real = message(size);
+    let mut forged = real.clone();
     let raw = B64.decode(&forged.entries).expect("base64");
     let mut entries: Vec<Vec<u8>> = unbundle(&raw).expect("entries").into_iter().map(<[u8]>::to_vec).collect();
     entries[7][20] ^= 0x20;
     forged.entries = B64.encode(bundle(entries.iter().map(Vec::as_slice)).expect("bundle"));
-    let unaccepted = if_edge::anchor::archive::offer(&log, &name, 3, size - 1).expect("bundle 3 at another size");
+    let unaccepted = message(size - 1);
     drop(log);
     let before = std::fs::read(dir.join("tile/entries/003")).expect("bundle 3 archived");
     let topic = probe.topics.tiles.clone();
-    for b in [&forged, &unaccepted.bundle] {
+    for b in [&forged, &unaccepted] {
         probe.publish_to(&topic, serde_json::to_vec(b).expect("json"), false);
     }
     probe.publish_to(&topic, b"{\"index\": 3}".to_vec(), false);
-    probe.publish_to(&topic, serde_json::to_vec(&real.bundle).expect("json"), false);
+    probe.publish_to(&topic, serde_json::to_vec(&real).expect("json"), false);
     let refusals = if_tests::wait_for(Duration::from_secs(10), || {
         let said = collector.said();
         let n = said.iter().filter(|l| l.contains("REFUSED bundle 3") || l.contains("not an entry bundle")).count();

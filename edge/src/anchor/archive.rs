@@ -8,14 +8,14 @@
 //! records the archive acknowledged (`archived`, only whole bundles count), so the offer resumes where it
 //! stopped across restarts and outages.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use if_protocol::IfError;
-use if_protocol::messages::{Bundle, BundleAck};
+use if_protocol::messages::{Bundle, BundleAck, Part};
 use if_protocol::witness::Hash;
 use if_protocol::witness::tiles::{WIDTH, bundle, bundle_root};
+use if_protocol::{ErrorCode, IfError};
 
 use crate::witness::proof::subtree_inclusion_of;
 use crate::witness::reader::Snapshot;
@@ -30,15 +30,21 @@ pub const MAX_MESSAGE: usize = 120 * 1024;
 /// A bundle as offered, and what its acknowledgement must name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Offer {
-    /// The message.
-    pub bundle: Bundle,
+    /// The bundle's number.
+    pub index: u64,
+    /// The checkpoint size its proofs lead to.
+    pub size: u64,
     /// Entries in it.
     pub width: u64,
     /// The Merkle tree hash of its entries.
     pub root: Hash,
+    /// What goes upstream: the bundle as one message, or its parts (JSON [`Bundle`]s).
+    pub messages: Vec<Vec<u8>>,
 }
 
-/// Bundle `index` of the log as it stands in `log`, with its proof in the tree of `size`.
+/// Bundle `index` of the log as it stands in `log`, with its proof in the tree of `size`: one message
+/// when it fits in [`MAX_MESSAGE`], else parts halved until each does (a part of one record larger
+/// than that stays too large; the uplink then holds the archive there and says so).
 pub fn offer(log: &Snapshot, agent: &str, index: u64, size: u64) -> Result<Offer, IfError> {
     let width = Bundle::width_at(index, size);
     let first = index * WIDTH;
@@ -47,11 +53,54 @@ pub fn offer(log: &Snapshot, agent: &str, index: u64, size: u64) -> Result<Offer
         leaves.push(log.leaf(i)?);
     }
     let entries: Vec<&[u8]> = leaves.iter().map(Vec::as_slice).collect();
-    let bytes = bundle(entries.iter().copied())?;
     let root = bundle_root(&entries);
-    let proof = subtree_inclusion_of(log, first, width, size)?.iter().map(|h| B64.encode(h)).collect();
-    let bundle = Bundle { agent: agent.to_string(), index, size, entries: B64.encode(bytes), proof };
-    Ok(Offer { bundle, width, root })
+    let message = |part: Option<Part>| -> Result<Vec<u8>, IfError> {
+        let (from, n) = part.map_or((first, width), |p| (p.first(), p.width()));
+        let mine = &entries[(from - first) as usize..(from - first + n) as usize];
+        let proof = subtree_inclusion_of(log, from, n, size)?.iter().map(|h| B64.encode(h)).collect();
+        let entries = B64.encode(bundle(mine.iter().copied())?);
+        let b = Bundle { agent: agent.to_string(), index, size, part, entries, proof };
+        serde_json::to_vec(&b).map_err(|e| IfError::format(ErrorCode::SystemError, format_args!("a bundle: {e}")))
+    };
+    let whole = message(None)?;
+    let messages = if whole.len() <= MAX_MESSAGE {
+        vec![whole]
+    } else {
+        let mut messages = Vec::new();
+        // A part is below height 8: a whole bundle starts as its two halves.
+        let start =
+            parts_of(first, width).into_iter().flat_map(|p| if p.height < 8 { vec![p] } else { halves(p).into() });
+        let mut todo: VecDeque<Part> = start.collect();
+        while let Some(part) = todo.pop_front() {
+            let m = message(Some(part))?;
+            if m.len() > MAX_MESSAGE && part.height > 0 {
+                let [left, right] = halves(part);
+                todo.push_front(right);
+                todo.push_front(left);
+            } else {
+                messages.push(m);
+            }
+        }
+        messages
+    };
+    Ok(Offer { index, size, width, root, messages })
+}
+
+/// The perfect subtrees, largest first, that make the `width` entries from `first` (a multiple of 256).
+fn parts_of(first: u64, width: u64) -> Vec<Part> {
+    let mut at = first;
+    let mut parts = Vec::new();
+    for height in (0..=8u8).rev().filter(|h| width & (1 << h) != 0) {
+        parts.push(Part { height, index: at >> height });
+        at += 1 << height;
+    }
+    parts
+}
+
+/// The two halves of `p` (of height 1 or more).
+fn halves(p: Part) -> [Part; 2] {
+    let height = p.height.saturating_sub(1);
+    [Part { height, index: p.index * 2 }, Part { height, index: p.index * 2 + 1 }]
 }
 
 /// The bundles to offer now: the full ones from `archived` up to the acknowledged checkpoint, at most
@@ -93,7 +142,7 @@ impl Progress {
     pub fn take(&mut self, offered: &[Offer], acks: &[BundleAck]) -> bool {
         let before = self.archived;
         for ack in acks {
-            let Some(o) = offered.iter().find(|o| o.bundle.index == ack.index && o.width == ack.width) else {
+            let Some(o) = offered.iter().find(|o| o.index == ack.index && o.width == ack.width) else {
                 continue;
             };
             if ack.root_hash() != Some(o.root) {
@@ -101,9 +150,9 @@ impl Progress {
                 continue;
             }
             if o.width == WIDTH {
-                self.waiting.insert(o.bundle.index, ());
+                self.waiting.insert(o.index, ());
             } else {
-                self.edge_done = self.edge_done.max(o.bundle.size);
+                self.edge_done = self.edge_done.max(o.size);
             }
         }
         while self.waiting.remove(&(self.archived / WIDTH)).is_some() {
@@ -120,8 +169,7 @@ mod tests {
     use super::*;
 
     fn offered(index: u64, width: u64, root: u8) -> Offer {
-        let bundle = Bundle { agent: "a/b".into(), index, size: 1000, entries: String::new(), proof: Vec::new() };
-        Offer { bundle, width, root: [root; 32] }
+        Offer { index, size: 1000, width, root: [root; 32], messages: Vec::new() }
     }
 
     #[test]

@@ -74,7 +74,7 @@ enum Upstream {
 /// Bundles offered to the archive and what came of them.
 #[derive(Debug)]
 struct Archiving {
-    progress: Option<Progress>,
+    progress: Progress,
     offered: Vec<Offer>,
     offered_at: Option<Instant>,
     /// How long an offer waits for its acknowledgements before it goes again: the republish interval,
@@ -92,9 +92,9 @@ struct Archiving {
 const MAX_OFFER_WAIT: Duration = Duration::from_secs(300);
 
 impl Archiving {
-    fn new(republish: Duration) -> Self {
+    fn new(republish: Duration, archived: u64) -> Self {
         Archiving {
-            progress: None,
+            progress: Progress::new(archived),
             offered: Vec::new(),
             offered_at: None,
             wait: republish,
@@ -108,6 +108,23 @@ impl Archiving {
     /// checkpoint acknowledged; otherwise when the last offer has waited long enough.
     fn due(&self, anchored: u64) -> bool {
         anchored != self.anchored || self.offered_at.is_none_or(|at| at.elapsed() >= self.wait)
+    }
+
+    /// Takes note of the bundles `sent` at `now`: the same ones sent again unacknowledged wait twice
+    /// as long before the next offer, up to [`MAX_OFFER_WAIT`].
+    fn sent(&mut self, sent: Vec<Offer>, now: Instant) {
+        let key = |o: &[Offer]| o.iter().map(|o| (o.index, o.width, o.size)).collect::<Vec<_>>();
+        if self.offered_at.is_some() && key(&sent) == key(&self.offered) {
+            self.wait = (self.wait * 2).min(MAX_OFFER_WAIT);
+        }
+        self.offered = sent;
+        self.offered_at = Some(now);
+    }
+
+    /// Takes note of progress: the next bundles go at once, and offers wait the republish interval again.
+    fn progressed(&mut self) {
+        self.offered_at = None;
+        self.wait = self.republish;
     }
 }
 
@@ -132,7 +149,8 @@ pub async fn run(up: Uplink, witness: Witness, health: Arc<Health>, stop: tokio_
     let acks_on =
         AckTopics { anchors: up.ack_topic.clone(), tiles: up.tiles_ack_topic.clone(), collector: up.collector };
     tokio::spawn(drive(eventloop, client.clone(), acks_on, up.backoff.clone(), to));
-    let mut archiving = Archiving::new(up.republish);
+    // What the archive acknowledged, as the start read it from the witness file.
+    let mut archiving = Archiving::new(up.republish, health.archived.load(Ordering::Relaxed));
     let mut connected = false;
     let mut connects = 0;
     let mut offered: Vec<Anchor> = Vec::new();
@@ -184,15 +202,15 @@ pub async fn run(up: Uplink, witness: Witness, health: Arc<Health>, stop: tokio_
             _ = tick.tick() => {}
         }
         let (agent, round) = (up.agent.clone(), connected);
-        let edge_done = archiving.progress.as_ref().map_or(0, |p| p.edge_done);
+        let edge_done = archiving.progress.edge_done;
         let bundles_due = up.archive && round && archiving.due(health.anchored.load(Ordering::Relaxed));
         let read = witness.read(move |log| {
             let (acked, waiting) = super::backlog(log)?;
             let pending = if round && waiting > 0 { super::pending(log, &agent)?.1 } else { Vec::new() };
             let bundles = if bundles_due { archive::pending(log, &agent, edge_done)? } else { Vec::new() };
-            Ok((acked, waiting, pending, (log.archived()?, bundles)))
+            Ok((acked, waiting, pending, bundles))
         });
-        let (acked, waiting, pending, (stored, bundles)) = match read.await {
+        let (acked, waiting, pending, bundles) = match read.await {
             Ok(read) => read,
             Err(e) => {
                 tracing::warn!(code = %e.code(), "uplink: the log could not be read for upstream: {}", e.detail());
@@ -201,7 +219,6 @@ pub async fn run(up: Uplink, witness: Witness, health: Arc<Health>, stop: tokio_
         };
         health.anchored.fetch_max(acked, Ordering::Relaxed);
         health.anchors_pending.store(waiting, Ordering::Relaxed);
-        archiving.progress.get_or_insert_with(|| Progress::new(stored));
         if connected && offer_anchors(&up, &client, &mut offered, &mut offered_at, pending).await && bundles_due {
             archiving.anchored = acked;
             offer_bundles(&up, &client, &mut archiving, bundles).await;
@@ -239,51 +256,43 @@ async fn offer_anchors(
 
 /// Publishes the entry bundles `pending`, and waits longer before offering the same ones again.
 async fn offer_bundles(up: &Uplink, client: &AsyncClient, archiving: &mut Archiving, pending: Vec<Offer>) {
-    let key = |o: &[Offer]| o.iter().map(|o| (o.bundle.index, o.width, o.bundle.size)).collect::<Vec<_>>();
-    if key(&pending) == key(&archiving.offered) && archiving.offered_at.is_some() {
-        archiving.wait = (archiving.wait * 2).min(MAX_OFFER_WAIT);
-    }
     let mut sent = Vec::with_capacity(pending.len());
-    for o in pending {
-        let Ok(bytes) = serde_json::to_vec(&o.bundle) else { break };
-        if bytes.len() > archive::MAX_MESSAGE {
-            // A packet past the broker's limit would cost the connection, and the anchors with it: the
-            // archive waits at this bundle instead, and says so.
-            if archiving.too_large != Some(o.bundle.index) {
-                tracing::warn!(
-                    index = o.bundle.index,
-                    bytes = bytes.len(),
-                    limit = archive::MAX_MESSAGE,
-                    "archive: an entry bundle is larger than an uplink message may be; the archive waits here"
-                );
-                archiving.too_large = Some(o.bundle.index);
+    'offers: for o in pending {
+        for bytes in &o.messages {
+            if bytes.len() > archive::MAX_MESSAGE {
+                // A packet past the broker's limit would cost the connection, and the anchors with it:
+                // the archive waits at this bundle instead (one record larger than a message), and says so.
+                if archiving.too_large != Some(o.index) {
+                    tracing::warn!(
+                        index = o.index,
+                        bytes = bytes.len(),
+                        limit = archive::MAX_MESSAGE,
+                        "archive: a record is larger than an uplink message may be; the archive waits here"
+                    );
+                    archiving.too_large = Some(o.index);
+                }
+                break 'offers;
             }
-            break;
-        }
-        if client.publish(up.tiles_topic.clone(), QoS::AtLeastOnce, false, bytes).await.is_err() {
-            break;
+            if client.publish(up.tiles_topic.clone(), QoS::AtLeastOnce, false, bytes.clone()).await.is_err() {
+                break 'offers;
+            }
         }
         sent.push(o);
     }
-    let pending = sent;
-    archiving.offered = pending;
-    archiving.offered_at = Some(Instant::now());
+    archiving.sent(sent, Instant::now());
 }
 
 /// Takes the archive's acknowledgements of bundles; whole bundles acknowledged in order are written to
 /// the witness file before they count.
 async fn archived(witness: &Witness, health: &Health, archiving: &mut Archiving, acks: &[BundleAck]) {
-    let Some(progress) = archiving.progress.as_mut() else { return };
-    if !progress.take(&archiving.offered, acks) {
+    if !archiving.progress.take(&archiving.offered, acks) {
         return;
     }
-    let records = progress.archived;
+    let records = archiving.progress.archived;
     match witness.with_store(move |s| s.set_archived(records)).await {
         Ok(()) => {
             health.archived.fetch_max(records, Ordering::Relaxed);
-            // The next bundles go at once, not at the next republish.
-            archiving.offered_at = None;
-            archiving.wait = archiving.republish;
+            archiving.progressed();
             tracing::debug!(records, "entry bundles acknowledged by the archive");
         }
         Err(e) => tracing::warn!(error = %e, "an archive acknowledgement could not be recorded"),
@@ -407,5 +416,38 @@ async fn drive(
                 tokio::time::sleep(delay).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer(index: u64) -> Offer {
+        Offer { index, size: 1024, width: 256, root: [0; 32], messages: Vec::new() }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn offers_nobody_acknowledges_go_less_and_less_often_and_at_once_after_progress() {
+        let republish = Duration::from_secs(10);
+        let mut a = Archiving::new(republish, 0);
+        assert!(a.due(0), "the first offer goes at once");
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            a.sent(vec![offer(0), offer(1)], Instant::now());
+            waits.push(a.wait.as_secs());
+            a.anchored = 0;
+            assert!(!a.due(0), "not before its wait");
+            tokio::time::advance(a.wait).await;
+            assert!(a.due(0), "due once it waited");
+        }
+        assert_eq!(waits, [10, 20, 40, 80, 160, 300, 300, 300], "doubling, up to five minutes");
+        assert!(a.due(1024), "a newly acknowledged checkpoint is offered at once");
+
+        // Other bundles (the archive took some) are not a repeat, and progress resets the wait.
+        a.sent(vec![offer(1), offer(2)], Instant::now());
+        assert_eq!(a.wait, MAX_OFFER_WAIT, "a different offer keeps the wait it had");
+        a.progressed();
+        assert!(a.due(0) && a.wait == republish, "after progress, at once and then every republish");
     }
 }

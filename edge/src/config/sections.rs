@@ -26,18 +26,28 @@ pub struct UplinkSection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collector_key: Option<PathBuf>,
     /// Send the log's records upstream as tlog-tiles entry bundles, for an archive (and then pruning).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// On unless turned off: without it nothing is ever pruned.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
     pub archive: bool,
 }
 
 impl Default for UplinkSection {
     fn default() -> Self {
-        UplinkSection { broker: None, tls: None, republish_s: default_republish(), collector_key: None, archive: false }
+        UplinkSection { broker: None, tls: None, republish_s: default_republish(), collector_key: None, archive: true }
     }
 }
 
 fn default_republish() -> u32 {
     10
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_yes(b: &bool) -> bool {
+    *b
 }
 
 /// `[vault]`

@@ -16,7 +16,7 @@ pub mod status;
 pub mod tally;
 
 pub use anchor::{Ack, Anchor, Evidence};
-pub use archive::{Bundle, BundleAck};
+pub use archive::{Bundle, BundleAck, Part};
 pub use gpi::Gpi;
 pub use routing::{Route, Routing};
 pub use status::{State, Status};
