@@ -5,6 +5,9 @@
 //! messages of the same size from one client to another through the same broker. Then, with
 //! `keep_records = 1000`, the log is pruned; the agent stops, and `ifctl witness compact` is timed.
 //!
+//! Twice: records as small as they come, and a quarter as many with 512-byte answers, whose bundles go
+//! in parts.
+//!
 //! `cargo build --release --workspace --bins && cargo bench -p if-tests --bench archive`
 //! (`IF_BENCH_ARCHIVE_RECORDS=N`, default 262,144: 1,024 bundles.)
 
@@ -14,7 +17,7 @@ use std::time::{Duration, Instant};
 use if_protocol::witness::checkpoint::Checkpoint;
 use if_tests::agent::Agent;
 use if_tests::broker::Broker;
-use if_tests::collector::{Collector, archiving_agent, status};
+use if_tests::collector::{Collector, archiving_agent_sized, status};
 use if_tests::probe::Probe;
 use if_tests::talent::Talent;
 
@@ -42,15 +45,15 @@ fn floor(broker: &Broker, count: usize, len: usize) -> f64 {
     count as f64 / begun.elapsed().as_secs_f64()
 }
 
-fn main() {
-    let n: u64 = std::env::var("IF_BENCH_ARCHIVE_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(262_144);
+/// One agent's log of `n` records of `detail` bytes of answer each, archived, pruned and compacted.
+fn run(n: u64, detail: usize) {
     let broker = Broker::start();
     let collector = Collector::start(&broker);
     let desk = Talent::new("desk");
-    let mut agent = archiving_agent(&broker, &desk, n, Some(1000));
+    let mut agent = archiving_agent_sized(&broker, &desk, n, Some(1000), detail);
     let file = std::fs::metadata(agent.db()).map(|m| m.len()).unwrap_or(0);
     collector.trust(&agent.site, &agent.name, &agent.public_key());
-    let dir = collector.archive().join(format!("tlog/{}/{}", agent.site, agent.name));
+    let dir = collector.tiles_of(&agent);
 
     let begun = Instant::now();
     agent.start();
@@ -64,10 +67,13 @@ fn main() {
         .flatten()
         .filter_map(|e| e.metadata().ok().filter(|m| m.is_file()).map(|m| m.len()))
         .sum();
-    // On the wire a bundle is base64 in JSON with its proof of some 20 hashes.
-    let message = (bytes as usize / bundles) * 4 / 3 + 20 * 48;
-    let floor = floor(&broker, bundles, message);
-    let rate = bundles as f64 / took.as_secs_f64();
+    let parts = collector.said().iter().filter(|l| l.contains("PART of bundle")).count();
+    // Every part but the last of a bundle is said as a PART; the last makes it ARCHIVED. On the wire a
+    // message is base64 in JSON with its proof of some 20 hashes.
+    let sent = bundles + parts;
+    let message = (bytes as usize / sent) * 4 / 3 + 20 * 48;
+    let floor = floor(&broker, sent, message);
+    let rate = sent as f64 / took.as_secs_f64();
 
     let pruned = if_tests::wait_for(Duration::from_secs(120), || {
         (status(&broker, &agent)["log_from"].as_u64()? + 1000 + 512 >= n).then_some(())
@@ -78,15 +84,26 @@ fn main() {
     let out = Agent::ifctl(&["--json", "witness", "compact", "--db", db.to_str().expect("utf8")]);
     let c: serde_json::Value = serde_json::from_slice(&out.stdout).expect("compact --json");
 
-    println!("machine: {} cores; release build", std::thread::available_parallelism().map_or(0, |n| n.get()));
-    println!("log: {n} records, {file} bytes on disk ({:.0} bytes a record)", file as f64 / n as f64);
     println!(
-        "archive: {bundles} bundles ({:.1} MB of entries) in {:.2} s from start: {rate:.0} bundles/s, {:.0} records/s",
+        "log: {n} records with {detail} bytes of answer, {file} bytes on disk ({:.0} a record)",
+        file as f64 / n as f64
+    );
+    println!(
+        "archive: {bundles} bundles ({:.1} MB of entries) in {sent} messages, {:.2} s from start: {:.0} bundles/s, {rate:.0} msgs/s, {:.0} records/s",
         bytes as f64 / 1e6,
         took.as_secs_f64(),
+        bundles as f64 / took.as_secs_f64(),
         n as f64 / took.as_secs_f64()
     );
-    println!("floor: {bundles} QoS 1 messages of {message} bytes, client to client: {floor:.0} msgs/s");
-    println!("archive/floor: {:.2}", rate / floor);
+    println!("floor: {sent} QoS 1 messages of {message} bytes, client to client: {floor:.0} msgs/s");
+    println!("archive/floor: {:.3}", rate / floor);
     println!("compaction after pruning to the newest 1000: {} -> {} bytes in {} ms", c["before"], c["after"], c["ms"]);
+}
+
+fn main() {
+    let n: u64 = std::env::var("IF_BENCH_ARCHIVE_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(262_144);
+    println!("machine: {} cores; release build", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    run(n, 0);
+    // Records with the longest answer an EXECUTED record keeps: bundles too large for one message.
+    run(n / 4, 512);
 }

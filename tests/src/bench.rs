@@ -87,6 +87,16 @@ pub fn fill_log(
     n: u64,
     signer: &if_edge::witness::store::CheckpointSigner,
 ) {
+    fill_log_sized(store, n, signer, 0);
+}
+
+/// [`fill_log`] with `detail` bytes of device answer in every record (an EXECUTED record keeps up to 512).
+pub fn fill_log_sized(
+    store: &mut if_edge::witness::store::Store,
+    n: u64,
+    signer: &if_edge::witness::store::CheckpointSigner,
+    detail: usize,
+) {
     use if_edge::witness::record::{Entry, Kind};
     use if_edge::witness::store::Append;
     let entry = Entry {
@@ -95,6 +105,7 @@ pub fn fill_log(
         action: "cut".into(),
         why: "bench".into(),
         count: 1,
+        detail: "x".repeat(detail),
         ..Entry::default()
     };
     let mut at = store.size();
@@ -114,12 +125,17 @@ pub fn fill_log(
 /// `n` records in `agent`'s log before it first starts, with a checkpoint every 1000 and one at the end,
 /// signed by its own key for its origin as the default config has them.
 pub fn fill_agent_log(agent: &crate::agent::Agent, n: u64) {
+    fill_agent_log_sized(agent, n, 0);
+}
+
+/// [`fill_agent_log`] with `detail` bytes of device answer in every record.
+pub fn fill_agent_log_sized(agent: &crate::agent::Agent, n: u64, detail: usize) {
     use if_edge::witness::store::{CheckpointSigner, Store};
     let loaded = if_edge::config::Config::load(&agent.config()).expect("config");
     let key = if_edge::keyfile::read_secret(&agent.home().join(&loaded.config.agent.key)).expect("agent key");
     let signer = CheckpointSigner { key, origin: loaded.config.origin(), every: 1000 };
     std::fs::create_dir_all(agent.db().parent().expect("data dir")).expect("data dir");
     let mut store = Store::open(&agent.db(), 4 << 20).expect("open");
-    fill_log(&mut store, n, &signer);
+    fill_log_sized(&mut store, n, &signer, detail);
     store.checkpoint_now(&signer).expect("checkpoint");
 }

@@ -113,6 +113,17 @@ pub fn anchors(broker: &Broker, agent: &Agent) -> (u64, u64) {
 /// first starts, its records archived upstream, its status and its offers upstream every second, and
 /// `keep_records = keep` when given. Not started; no collector knows its key yet.
 pub fn archiving_agent(broker: &Broker, desk: &crate::talent::Talent, records: u64, keep: Option<u64>) -> Agent {
+    archiving_agent_sized(broker, desk, records, keep, 0)
+}
+
+/// [`archiving_agent`] whose records carry `detail` bytes of device answer each.
+pub fn archiving_agent_sized(
+    broker: &Broker,
+    desk: &crate::talent::Talent,
+    records: u64,
+    keep: Option<u64>,
+    detail: usize,
+) -> Agent {
     let agent = Agent::init(broker, &[desk]);
     let keep = keep.map(|n| format!("\nkeep_records = {n}")).unwrap_or_default();
     agent.edit_config(|t| {
@@ -120,7 +131,7 @@ pub fn archiving_agent(broker: &Broker, desk: &crate::talent::Talent, records: u
             .replace("republish_s = 10", "republish_s = 1")
             .replace("rejected_per_s = 20", &format!("rejected_per_s = 20{keep}"))
     });
-    crate::bench::fill_agent_log(&agent, records);
+    crate::bench::fill_agent_log_sized(&agent, records, detail);
     agent
 }
 
