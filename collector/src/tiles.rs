@@ -197,41 +197,25 @@ mod tests {
         (0..n).map(|i| format!("record {i}").into_bytes()).collect()
     }
 
-    fn offer(all: &[Vec<u8>], index: u64, size: u64) -> Bundle {
+    /// Bundle `index` of the tree of `size` over `all`, whole or only its `part`.
+    fn message(all: &[Vec<u8>], index: u64, part: Option<Part>, size: u64) -> Bundle {
         use base64::Engine as _;
         let b64 = base64::engine::general_purpose::STANDARD;
         let leaves: Vec<Hash> = all[..size as usize].iter().map(|e| leaf_hash(e)).collect();
-        let width = Bundle::width_at(index, size);
-        let first = index * WIDTH;
+        let (first, width) = part.map_or((index * WIDTH, Bundle::width_at(index, size)), |p| (p.first(), p.width()));
         let bytes = bundle(all[first as usize..(first + width) as usize].iter().map(Vec::as_slice)).expect("bundle");
         let proof = subtree_inclusion_of(&leaves[..], first, width, size).expect("proof");
-        Bundle {
-            agent: "s/a".into(),
-            index,
-            size,
-            part: None,
-            entries: b64.encode(bytes),
-            proof: proof.iter().map(|h| b64.encode(h)).collect(),
-        }
+        let (entries, proof) = (b64.encode(bytes), proof.iter().map(|h| b64.encode(h)).collect());
+        Bundle { agent: "s/a".into(), index, size, part, entries, proof }
     }
 
-    /// Part `index` of height `height` of bundle `bundle` in the tree of `size`.
-    fn part(all: &[Vec<u8>], bundle_index: u64, height: u8, index: u64, size: u64) -> Bundle {
-        use base64::Engine as _;
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let leaves: Vec<Hash> = all[..size as usize].iter().map(|e| leaf_hash(e)).collect();
-        let p = Part { height, index };
-        let bytes = bundle(all[p.first() as usize..(p.first() + p.width()) as usize].iter().map(Vec::as_slice))
-            .expect("bundle");
-        let proof = subtree_inclusion_of(&leaves[..], p.first(), p.width(), size).expect("proof");
-        Bundle {
-            agent: "s/a".into(),
-            index: bundle_index,
-            size,
-            part: Some(p),
-            entries: b64.encode(bytes),
-            proof: proof.iter().map(|h| b64.encode(h)).collect(),
-        }
+    fn offer(all: &[Vec<u8>], index: u64, size: u64) -> Bundle {
+        message(all, index, None, size)
+    }
+
+    /// Part `index` of height `height` of bundle `of` in the tree of `size`.
+    fn part(all: &[Vec<u8>], of: u64, height: u8, index: u64, size: u64) -> Bundle {
+        message(all, of, Some(Part { height, index }), size)
     }
 
     #[tokio::test]
