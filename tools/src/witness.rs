@@ -55,12 +55,55 @@ pub fn export(db: &Path) -> Result<(), IfError> {
 pub fn query(db: &Path, trace: uuid::Uuid, json: bool) -> Result<(), IfError> {
     let found = Store::open_existing(db)?.snapshot()?.trace(trace, usize::MAX)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for index in &found.archived {
-        writeln!(out, "{}", show_line(&if_edge::builtin::witness::archived_json(*index), json))
-            .map_err(stdout_error)?;
+    if found.pruned_below > 0 {
+        let pruned = if_edge::builtin::witness::pruned_json(found.pruned_below);
+        writeln!(out, "{}", show_line(&pruned, json)).map_err(stdout_error)?;
     }
     for (record, leaf) in &found.records {
         writeln!(out, "{}", show_line(&json_line(record, leaf), json)).map_err(stdout_error)?;
+    }
+    out.flush().map_err(stdout_error)
+}
+
+/// `witness query --trace-token UUID --archive DIR`: the records of one trace in an archive's entry
+/// bundles (`DIR`: the agent's `tlog/{site}/{agent}/`), each with the bundle that holds it. The bundles are
+/// read as they are; a tlog-tiles client checks the archive itself against the signed checkpoint.
+pub fn query_archive(dir: &Path, trace: uuid::Uuid, json: bool) -> Result<(), IfError> {
+    let unreadable = |p: &Path, e: &dyn std::fmt::Display| {
+        IfError::format(ErrorCode::ConfigInvalid, format_args!("--archive {}: {e}", p.display()))
+    };
+    // Every bundle file, the widest of each index (a partial one is the same entries' right edge).
+    let mut bundles = std::collections::BTreeMap::<u64, (u64, String)>::new();
+    let mut todo = vec![dir.join("tile/entries")];
+    while let Some(at) = todo.pop() {
+        for entry in std::fs::read_dir(&at).map_err(|e| unreadable(&at, &e))? {
+            let path = entry.map_err(|e| unreadable(&at, &e))?.path();
+            if path.is_dir() {
+                todo.push(path);
+                continue;
+            }
+            let name = path.strip_prefix(dir).map(|p| p.to_string_lossy().replace('\\', "/")).unwrap_or_default();
+            let Some((index, width)) = if_protocol::witness::tiles::entries_at(&name) else { continue };
+            if bundles.get(&index).is_none_or(|(w, _)| *w < width) {
+                bundles.insert(index, (width, name));
+            }
+        }
+    }
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for (width, name) in bundles.values() {
+        let bytes = std::fs::read(dir.join(name)).map_err(|e| unreadable(&dir.join(name), &e))?;
+        let entries = if_protocol::witness::tiles::unbundle(&bytes)?;
+        if entries.len() as u64 != *width {
+            return Err(unreadable(&dir.join(name), &format_args!("{} entries, not {width}", entries.len())));
+        }
+        for leaf in entries {
+            let record = Record::from_leaf(leaf)?;
+            if record.entry.trace == Some(trace) {
+                let mut line = json_line(&record, leaf);
+                line["archived"] = serde_json::Value::String(name.clone());
+                writeln!(out, "{}", show_line(&line, json)).map_err(stdout_error)?;
+            }
+        }
     }
     out.flush().map_err(stdout_error)
 }
@@ -81,18 +124,20 @@ pub fn show_line(line: &serde_json::Value, json: bool) -> String {
     if json {
         return line.to_string();
     }
-    if let Some(bundle) = line["archived"].as_str() {
+    if let Some(below) = line["pruned_below"].as_u64() {
         return format!(
-            "#{:<6} pruned here; archived in {bundle} (entry {})",
-            line["index"],
-            line["index"].as_u64().unwrap_or(0) % 256
+            "records #0 to #{} were pruned here after the archive took them ({}); `ifctl witness query \
+             --archive DIR` finds this trace's among them",
+            below.saturating_sub(1),
+            line["archived"].as_str().unwrap_or("")
         );
     }
     let s = |k: &str| line[k].as_str().unwrap_or("").to_string();
     let code = line["code"].as_str().map(|c| format!(" {c}")).unwrap_or_default();
     let detail = s("detail");
+    let archived = line["archived"].as_str().map(|b| format!(" (archived in {b})")).unwrap_or_default();
     format!(
-        "#{:<6} {:<11} {} {} by {} seq {}{code}: why {:?}{}",
+        "#{:<6} {:<11} {} {} by {} seq {}{code}: why {:?}{}{archived}",
         line["index"],
         s("kind"),
         s("capability"),

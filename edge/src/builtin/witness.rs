@@ -58,18 +58,19 @@ impl Capability for WitnessQuery {
             }
             let wanted = trace(body)?;
             let found = self.witness.read(move |log| log.trace(wanted, MAX_RECORDS)).await?;
-            let pruned = found.archived.iter().map(|i| archived_json(*i));
+            let pruned = (found.pruned_below > 0).then(|| pruned_json(found.pruned_below));
             let records: Vec<serde_json::Value> =
-                pruned.chain(found.records.iter().map(|(r, _)| r.to_json())).collect();
+                pruned.into_iter().chain(found.records.iter().map(|(r, _)| r.to_json())).collect();
             let more = found.older;
             Ok(serde_json::json!({ "trace": wanted, "records": records, "older_not_shown": more }))
         })
     }
 }
 
-/// A record of a trace that was pruned here: its index and the archive's entry bundle that holds it (a
-/// path under the agent's `tlog/{site}/{agent}/`).
-pub fn archived_json(index: u64) -> serde_json::Value {
-    let bundle = if_protocol::witness::tiles::entries_path(index / if_protocol::witness::tiles::WIDTH, 256);
-    serde_json::json!({ "index": index, "archived": bundle })
+/// What a trace query says of the records pruned here: below which one, and the archive's entry bundles
+/// that hold them (paths under the agent's `tlog/{site}/{agent}/`).
+pub fn pruned_json(below: u64) -> serde_json::Value {
+    use if_protocol::witness::tiles::{WIDTH, entries_path};
+    let last = entries_path((below / WIDTH).saturating_sub(1), WIDTH);
+    serde_json::json!({ "pruned_below": below, "archived": format!("{} to {last}", entries_path(0, WIDTH)) })
 }

@@ -7,9 +7,12 @@
 //! records at a time, so every subtree below the boundary is one whose root the file keeps
 //! (`nodes`): consistency proofs for anchors, inclusion proofs for bundles and the tree's head all work
 //! as before. What stays beside the kept records is the boundary and the leaf hash of the last record
-//! pruned ([`Pruned`]), so the full check starts there, and the trace index, so a query for a pruned
-//! record says which archived bundle holds it. Pruning frees pages inside the file for new records; the
-//! file itself shrinks only by compaction ([`compact`]).
+//! pruned ([`Pruned`]), so the full check starts there. The trace index rows of pruned records and the
+//! tree's nodes below 256 leaves go with them (no proof of a kept record or a later checkpoint needs one
+//! of those), so what a pruned record leaves behind is its share of one node per 256 records: the file
+//! stays bounded however long the box runs. A trace query says below which record the log was pruned,
+//! and `ifctl witness query --archive` finds those records in the archive. Pruning frees pages inside the
+//! file for new records; the file itself shrinks only by compaction ([`compact`]).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -20,8 +23,13 @@ use redb::ReadableTable as _;
 
 use super::reader::Snapshot;
 use super::record::Record;
-use super::schema::{ANCHORED, CHECKPOINTS, HEAD, PENDING, Pruned, RECORDS, encode, read_pruned, unavailable};
+use super::schema::{
+    ANCHORED, CHECKPOINTS, HEAD, NODES, PENDING, Pruned, RECORDS, TRACES, encode, read_pruned, unavailable,
+};
 use super::store::{Store, begin};
+
+/// The lowest tree level whose nodes stay below the boundary: subtrees of one bundle (256 leaves) and up.
+const KEPT_LEVEL: u8 = 8;
 
 /// How much of the log to keep, whatever the archive holds. Neither set: nothing is ever pruned.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -101,7 +109,23 @@ impl Store {
             let Some(last_leaf) = last else {
                 return Err(IfError::format(ErrorCode::InvalidProof, format_args!("record {} is missing", below - 1)));
             };
+            let mut traced = Vec::new();
+            for row in records.range(now..below).map_err(|e| unavailable("read", e))? {
+                let (k, v) = row.map_err(|e| unavailable("read", e))?;
+                if let Some(trace) = Record::from_leaf(v.value())?.entry.trace {
+                    traced.push((trace.as_u128(), k.value()));
+                }
+            }
             records.retain_in(now..below, |_, _| false).map_err(|e| unavailable("write", e))?;
+            let mut traces = txn.open_table(TRACES).map_err(|e| unavailable("table", e))?;
+            for key in traced {
+                traces.remove(key).map_err(|e| unavailable("write", e))?;
+            }
+            // Below a multiple of 256, a subtree of fewer leaves is wholly pruned; larger ones stay.
+            let mut nodes = txn.open_table(NODES).map_err(|e| unavailable("table", e))?;
+            nodes
+                .retain_in((now, 0)..(below, 0), |(_, level), _| level >= KEPT_LEVEL)
+                .map_err(|e| unavailable("write", e))?;
             let mut checkpoints = txn.open_table(CHECKPOINTS).map_err(|e| unavailable("table", e))?;
             checkpoints.retain_in(..below, |_, _| false).map_err(|e| unavailable("write", e))?;
             let p = Pruned { below, last_leaf };

@@ -80,9 +80,9 @@ pub struct TraceRecords {
     pub records: Vec<(Record, Vec<u8>)>,
     /// Older records of the trace that were left out.
     pub older: usize,
-    /// Records of the trace that were pruned here after the archive acknowledged them, oldest first:
-    /// their indices (record `i` is in the archive's entry bundle `i / 256`).
-    pub archived: Vec<u64>,
+    /// Records below this one were pruned here after the archive acknowledged them (0: none were); the
+    /// log no longer knows which of them belonged to the trace, the archive has them all.
+    pub pruned_below: u64,
 }
 
 impl Snapshot {
@@ -216,29 +216,24 @@ impl Snapshot {
                 }
                 Ok(())
             })?;
-            return Ok(TraceRecords { records: Vec::from(found), older, archived: Vec::new() });
+            return Ok(TraceRecords { records: Vec::from(found), older, pruned_below: 0 });
         };
         let t = trace.as_u128();
-        let kept = self.pruned()?.map_or(0, |p| p.below);
-        let mut archived = std::collections::VecDeque::new();
-        for row in traces.range((t, 0)..=(t, u64::MAX)).map_err(|e| unavailable("read", e))?.rev() {
+        let kept = self.first_kept()?;
+        // Rows below the boundary are those a file pruned before they went with their records.
+        for row in traces.range((t, kept)..=(t, u64::MAX)).map_err(|e| unavailable("read", e))?.rev() {
             let (k, _) = row.map_err(|e| unavailable("read", e))?;
-            if found.len() + archived.len() == max {
+            if found.len() == max {
                 older += 1;
                 continue;
             }
-            let index = k.value().1;
-            if index < kept {
-                archived.push_front(index);
-                continue;
-            }
-            let leaf = self.leaf(index)?;
+            let leaf = self.leaf(k.value().1)?;
             let record = Record::from_leaf(&leaf)?;
             if record.entry.trace == Some(trace) {
                 found.push_front((record, leaf));
             }
         }
-        Ok(TraceRecords { records: Vec::from(found), older, archived: Vec::from(archived) })
+        Ok(TraceRecords { records: Vec::from(found), older, pruned_below: kept })
     }
 }
 

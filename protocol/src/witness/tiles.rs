@@ -62,6 +62,25 @@ pub fn entries_path(index: u64, width: u64) -> String {
     path
 }
 
+/// The entry bundle `path` names, `(index, width)`: the inverse of [`entries_path`]; `None` for any other.
+pub fn entries_at(path: &str) -> Option<(u64, u64)> {
+    let rest = path.strip_prefix("tile/entries/")?;
+    let (index, width) = match rest.split_once(".p/") {
+        Some((index, width)) => (index, width.parse::<u64>().ok().filter(|w| (1..WIDTH).contains(w))?),
+        None => (rest, WIDTH),
+    };
+    let groups: Vec<&str> = index.split('/').collect();
+    let mut n: u64 = 0;
+    for (i, group) in groups.iter().enumerate() {
+        let digits = if i + 1 == groups.len() { Some(*group) } else { group.strip_prefix('x') }?;
+        if digits.len() != 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        n = n.checked_mul(1000)?.checked_add(digits.parse().ok()?)?;
+    }
+    Some((n, width))
+}
+
 /// The right edge of a tree of `size` leaves at each tile level: `(level, index, width)` of every partial
 /// tile it needs (none at a level where the count of its nodes is a multiple of 256).
 pub fn partial_tiles(size: u64) -> impl Iterator<Item = (u8, u64, u64)> {
@@ -136,6 +155,13 @@ mod tests {
         assert_eq!(tile_path(0, 1000, 7), "tile/0/x001/000.p/7");
         assert_eq!(entries_path(999, 256), "tile/entries/999");
         assert_eq!(entries_path(5, 255), "tile/entries/005.p/255");
+        for (index, width) in [(0, 256), (999, 256), (1234067, 256), (5, 255), (1000, 1)] {
+            assert_eq!(entries_at(&entries_path(index, width)), Some((index, width)));
+        }
+        for other in ["tile/0/000", "tile/entries/1234", "tile/entries/x1/000", "tile/entries/001.p/256"] {
+            assert_eq!(entries_at(other), None, "{other}");
+        }
+        assert_eq!(entries_at("tile/entries/001/002"), None, "a group without its x");
     }
 
     #[test]

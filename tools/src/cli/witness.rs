@@ -29,6 +29,10 @@ pub(crate) enum WitnessCommand {
         /// agent over MQTT.
         #[arg(long)]
         db: Option<PathBuf>,
+        /// Search this archive instead (a directory: the agent's `tlog/{site}/{agent}/`), for records
+        /// pruned from the agent's log.
+        #[arg(long, value_name = "DIR", conflicts_with = "db")]
+        archive: Option<PathBuf>,
         #[command(flatten)]
         who: Signer,
         /// Seconds to wait for the agent's answer.
@@ -79,8 +83,11 @@ pub(crate) async fn run(command: &WitnessCommand, cli: &Cli, s: &settings::Setti
             Ok(())
         }
         WitnessCommand::Export { db } => witness::export(db),
+        WitnessCommand::Query { trace_token, archive: Some(dir), .. } => {
+            witness::query_archive(dir, *trace_token, json)
+        }
         WitnessCommand::Query { trace_token, db: Some(db), .. } => witness::query(db, *trace_token, json),
-        WitnessCommand::Query { trace_token, db: None, who, timeout } => {
+        WitnessCommand::Query { trace_token, db: None, who, timeout, .. } => {
             let target = who.to.target(s, *timeout)?;
             let why = format!("query of trace {trace_token}");
             let mut cmd = who.command(cli, s, if_edge::builtin::WitnessQuery::ID, "query", &why)?;
