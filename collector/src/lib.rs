@@ -149,22 +149,35 @@ pub async fn run(opts: Options) -> Result<(), IfError> {
     let evidence = Arc::new(AtomicUsize::new(0));
     let mut judged = tokio::spawn(serve(opts.clone(), store, archive, client.clone(), rx, evidence.clone()));
     let mut quiet_until = tokio::time::Instant::now() + opts.wait;
+    let mut unjudged = 0usize;
     loop {
-        let event = if opts.follow {
-            events.poll().await
-        } else {
-            match tokio::time::timeout_at(quiet_until, events.poll()).await {
-                Ok(e) => e,
-                Err(_) => break,
+        let polled = async {
+            if opts.follow {
+                Some(events.poll().await)
+            } else {
+                tokio::time::timeout_at(quiet_until, events.poll()).await.ok()
             }
+        };
+        let event = tokio::select! {
+            // It ends only when this loop closes its queue; before that, only by a panic.
+            done = &mut judged => return Err(ended(done)),
+            event = polled => match event {
+                Some(event) => event,
+                None => break,
+            },
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                for kind in [Kind::Anchors, Kind::Tiles] {
-                    if client.try_subscribe(topics::every("+", kind), QoS::AtLeastOnce).is_err() {
-                        tracing::warn!("a subscription could not be queued");
+                // From a task of its own: with answers queued, the request queue drains only while this
+                // loop polls. A clean session has no subscriptions left: each connect makes them again.
+                let client = client.clone();
+                tokio::spawn(async move {
+                    for kind in [Kind::Anchors, Kind::Tiles] {
+                        if client.subscribe(topics::every("+", kind), QoS::AtLeastOnce).await.is_err() {
+                            tracing::warn!("a subscription could not be made");
+                        }
                     }
-                }
+                });
             }
             Ok(Event::Incoming(Packet::SubAck(_))) => {
                 // Never a panic over a closed stderr: the collector outlives whoever started it.
@@ -176,6 +189,7 @@ pub async fn run(opts: Options) -> Result<(), IfError> {
                 let bytes = u32::try_from(p.payload.len() + p.topic.len()).unwrap_or(u32::MAX);
                 let queued = room.clone().try_acquire_many_owned(bytes).ok().map(|permit| tx.try_send((p, permit)));
                 if !matches!(queued, Some(Ok(()))) {
+                    unjudged += 1;
                     tracing::debug!("a message was dropped unread; its agent offers it again");
                 }
             }
@@ -189,23 +203,32 @@ pub async fn run(opts: Options) -> Result<(), IfError> {
             }
         }
     }
-    // Quiet: what was read is judged and answered (the connection polled meanwhile), for as long
-    // again as the quiet took at the most.
+    // Quiet: what was read is judged and answered, the connection polled meanwhile so the answers go
+    // out, for as long again as the quiet took at the most; then the disconnect goes out too.
     drop(tx);
     let until = tokio::time::Instant::now() + opts.wait;
+    let mut judging = true;
     loop {
         tokio::select! {
-            _ = &mut judged => break,
-            () = tokio::time::sleep_until(until) => {
-                judged.abort();
-                break;
+            done = &mut judged, if judging => {
+                judging = false;
+                if let Err(e) = done {
+                    return Err(ended(Err(e)));
+                }
+                let _ = client.try_disconnect();
             }
-            polled = events.poll() => if polled.is_err() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            () = tokio::time::sleep_until(until) => break,
+            polled = events.poll() => match polled {
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
+                Ok(_) => {}
+                Err(_) if !judging => break,
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             },
         }
     }
-    let _ = client.try_disconnect();
+    if judging {
+        judged.abort();
+    }
     let evidence = evidence.load(Ordering::Relaxed);
     if evidence > 0 {
         return Err(IfError::format(
@@ -213,7 +236,27 @@ pub async fn run(opts: Options) -> Result<(), IfError> {
             format_args!("{evidence} anchor(s) contradicted accepted ones"),
         ));
     }
+    // A one-off check that did not judge everything it read says so rather than pass.
+    if unjudged > 0 || judging {
+        return Err(IfError::format(
+            ErrorCode::SystemError,
+            format_args!(
+                "not every anchor read was judged ({unjudged} dropped with the queue full{}); run again",
+                if judging { ", and judging outlasted --wait-ms" } else { "" }
+            ),
+        ));
+    }
     Ok(())
+}
+
+/// The judging task ended while messages could still arrive: a panic, which is said.
+fn ended(done: Result<(), tokio::task::JoinError>) -> IfError {
+    let why = match done {
+        Err(e) if e.is_panic() => "it panicked",
+        Err(_) => "it was cancelled",
+        Ok(()) => "it stopped",
+    };
+    failed("the collector's judging task", why)
 }
 
 /// A message read, with its share of the queue's bytes.

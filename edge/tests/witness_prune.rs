@@ -17,14 +17,14 @@ fn trace_of(i: u64) -> uuid::Uuid {
     uuid::Uuid::from_u128(u128::from(i.div_ceil(2)) + 1)
 }
 
-/// `SIZE` records, two to a trace, with checkpoints at 2000 and `SIZE`.
+/// `SIZE` records, two to a trace, with checkpoints at 2000, 2560 (where the log is pruned) and `SIZE`.
 fn log(path: &std::path::Path) -> Store {
     let mut store = Store::open(path, 1 << 20).expect("open");
     let signer =
         CheckpointSigner { key: SigningKey::from_bytes(&[3; 32]), origin: "o/if-edge/a".into(), every: u64::MAX };
     let record =
         |i: u64| Append::record(Kind::Executed, Entry { wall_ms: i, trace: Some(trace_of(i)), ..Entry::default() });
-    for (from, to) in [(0, 2000), (2000, SIZE)] {
+    for (from, to) in [(0, 2000), (2000, 2560), (2560, SIZE)] {
         store.append(&(from..to).map(record).collect::<Vec<_>>(), None).expect("append");
         assert!(store.checkpoint_now(&signer).expect("checkpoint"));
     }
@@ -57,6 +57,7 @@ fn pruning_takes_trace_rows_and_small_nodes_with_the_records_and_every_later_pro
     assert_eq!(proofs(&mut store), before, "the same head and proofs");
     let report = verify(&mut store, None, None).expect("the kept log verifies");
     assert_eq!((report.from, report.size), (2560, SIZE));
+    assert_eq!(report.checkpoints, 2, "the one at the boundary and the newest");
 
     let snap = store.snapshot().expect("snapshot");
     let gone = snap.trace(trace_of(10), 10).expect("query");

@@ -77,9 +77,15 @@ pub fn query_archive(dir: &Path, trace: uuid::Uuid, json: bool) -> Result<(), If
     let mut todo = vec![dir.join("tile/entries")];
     while let Some(at) = todo.pop() {
         for entry in std::fs::read_dir(&at).map_err(|e| unreadable(&at, &e))? {
-            let path = entry.map_err(|e| unreadable(&at, &e))?.path();
-            if path.is_dir() {
+            let entry = entry.map_err(|e| unreadable(&at, &e))?;
+            let path = entry.path();
+            // The entry's own type: a link is neither walked into nor read.
+            let kind = entry.file_type().map_err(|e| unreadable(&path, &e))?;
+            if kind.is_dir() {
                 todo.push(path);
+                continue;
+            }
+            if !kind.is_file() {
                 continue;
             }
             let name = path.strip_prefix(dir).map(|p| p.to_string_lossy().replace('\\', "/")).unwrap_or_default();

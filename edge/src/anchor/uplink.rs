@@ -295,7 +295,11 @@ async fn archived(witness: &Witness, health: &Health, archiving: &mut Archiving,
             archiving.progressed();
             tracing::debug!(records, "entry bundles acknowledged by the archive");
         }
-        Err(e) => tracing::warn!(error = %e, "an archive acknowledgement could not be recorded"),
+        Err(e) => {
+            // What counts is what the file holds: the next offer starts from there again.
+            archiving.progress = Progress::new(health.archived.load(Ordering::Relaxed));
+            tracing::warn!(error = %e, "an archive acknowledgement could not be recorded");
+        }
     }
 }
 

@@ -81,6 +81,10 @@ pub fn verify_log(
     let mut kinds = BTreeMap::new();
     let mut roots: BTreeMap<u64, Hash> = BTreeMap::new();
     let wanted: std::collections::BTreeSet<u64> = checkpoints.iter().map(|(s, _)| *s).collect();
+    // A checkpoint exactly at the pruned boundary is the tree the walk starts from.
+    if from > 0 && wanted.contains(&from) {
+        roots.insert(from, walk.tree.root());
+    }
     let mut boot_key = None;
     let mut index_at = 0;
     log.for_each_leaf(from, |index, leaf| {

@@ -133,7 +133,7 @@ impl Bundle {
         let start = self.index.saturating_mul(WIDTH);
         let first = part.first();
         let end = first.saturating_add(part.width());
-        if part.height >= 8 || first < start || end > start + WIDTH || end > self.size {
+        if part.height >= 8 || first < start || end > start.saturating_add(WIDTH) || end > self.size {
             return Err(invalid(format_args!(
                 "part {}/{} is not inside bundle {} of a tree of {}",
                 part.height, part.index, self.index, self.size

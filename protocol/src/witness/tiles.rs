@@ -73,7 +73,9 @@ pub fn entries_at(path: &str) -> Option<(u64, u64)> {
     let mut n: u64 = 0;
     for (i, group) in groups.iter().enumerate() {
         let digits = if i + 1 == groups.len() { Some(*group) } else { group.strip_prefix('x') }?;
-        if digits.len() != 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        // A leading group of zeros is never written: `x000/005` is not bundle 5's path, `005` is.
+        let leading_zeros = i == 0 && groups.len() > 1 && digits == "000";
+        if digits.len() != 3 || !digits.bytes().all(|b| b.is_ascii_digit()) || leading_zeros {
             return None;
         }
         n = n.checked_mul(1000)?.checked_add(digits.parse().ok()?)?;
@@ -162,6 +164,7 @@ mod tests {
             assert_eq!(entries_at(other), None, "{other}");
         }
         assert_eq!(entries_at("tile/entries/001/002"), None, "a group without its x");
+        assert_eq!(entries_at("tile/entries/x000/005"), None, "a leading group of zeros");
     }
 
     #[test]
