@@ -33,6 +33,27 @@ impl Collector {
         c
     }
 
+    /// One not started against `broker`: its directories only, for [`Collector::once`].
+    pub fn unstarted(broker: &Broker) -> Collector {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("keys")).expect("keys dir");
+        Collector { dir, url: broker.url(), extra: Vec::new(), child: None }
+    }
+
+    /// Runs it once, without `--follow`: it judges what arrives until `wait_ms` pass without a message,
+    /// then exits.
+    pub fn once(&self, wait_ms: u64) -> std::process::Output {
+        Command::new(crate::bin("if-collector"))
+            .args(["--broker", &self.url, "--wait-ms", &wait_ms.to_string(), "--keys"])
+            .arg(self.dir.path().join("keys"))
+            .arg("--store")
+            .arg(self.dir.path().join("collector.redb"))
+            .arg("--archive")
+            .arg(self.archive())
+            .output()
+            .expect("run the collector")
+    }
+
     fn launch(&mut self) {
         let out = std::fs::OpenOptions::new().create(true).append(true).open(self.out()).expect("output file");
         let err_path = self.dir.path().join("collector.err");

@@ -109,6 +109,28 @@ fn a_backlog_of_hundreds_of_checkpoints_reaches_the_collector_when_the_uplink_re
     collector.holds_every_checkpoint(&agent, after);
 }
 
+#[test]
+fn a_collector_run_once_sends_every_answer_before_it_exits() {
+    let broker = Broker::start();
+    let collector = Collector::unstarted(&broker);
+    let desk = Talent::new("desk");
+    let (mut agent, probe) = agent_anchoring_to(&broker, &broker, &collector, &desk, 5);
+    pings(&probe, &desk, 12);
+    let pending = if_tests::wait_for(WAIT, || (anchors(&broker, &agent).1 >= 3).then_some(()));
+    assert!(pending.is_some(), "anchors wait for a collector: {:?}", anchors(&broker, &agent));
+    // It judges the anchors and the bundles the agent offers until a second passes without one, answers
+    // each, and exits; the agent hears every answer, the last included.
+    let out = collector.once(1000);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said.contains("ACCEPTED"), "{said}");
+    let acked = if_tests::wait_for(WAIT, || {
+        let (acked, pending) = anchors(&broker, &agent);
+        (pending == 0).then_some(acked)
+    });
+    assert!(acked.is_some_and(|a| a >= 15), "every anchor acknowledged: {:?}\n{said}", anchors(&broker, &agent));
+    agent.stop();
+}
+
 /// Most memory of its own an idle agent may hold resident, KiB: heap, stacks and every other anonymous
 /// page. The executable's own pages are left out because they are the build's, not the agent's: a debug
 /// build's code is four times a release build's (`docs/BENCHMARKS.md` has the release figure, all in).
@@ -221,7 +243,7 @@ fn with_the_collectors_key_pinned_only_its_signed_acknowledgements_move_the_queu
     agent.edit_config(|t| {
         t.replace("checkpoint_every = 1000", "checkpoint_every = 5")
             .replace("status_interval_s = 30", "status_interval_s = 1")
-            .replace("republish_s = 10", &format!("republish_s = 1\ncollector_key = \"{pinned}\""))
+            .replace("republish_s = 10", &format!("republish_s = 1\ncollector_key = \"{pinned}\"\narchive = false"))
     });
     agent.start();
     let probe = Probe::connect(&broker, &agent.site, &agent.name);
@@ -243,5 +265,9 @@ fn with_the_collectors_key_pinned_only_its_signed_acknowledgements_move_the_queu
     let collector = Collector::start_at(&broker.url(), &["--sign-key", collector_key.secret.to_str().expect("utf-8")]);
     collector.trust(&agent.site, &agent.name, &agent.public_key());
     until_all_acknowledged(&broker, &agent, 0);
+    // With `archive = false` the anchors go and the records stay: no bundle follows them.
+    std::thread::sleep(Duration::from_secs(2));
+    let said = collector.said();
+    assert!(!said.iter().any(|l| l.contains("bundle")), "{said:#?}");
     agent.stop();
 }

@@ -197,6 +197,13 @@ fn archived_records_are_pruned_to_the_retention_and_the_kept_log_verifies_anchor
     assert!(ok && lines.len() == 2, "{out}");
     assert!(lines[0].starts_with("#20 ") && lines[1].starts_with("#21 "), "{out}");
     assert!(lines.iter().all(|l| l.ends_with("(archived in tile/entries/000)")), "{out}");
+    // A file in the archive that is no entry bundle is an error that names it, not a silent skip.
+    let odd = tempfile::tempdir().expect("tempdir");
+    copy_dir(&tiles, odd.path());
+    std::fs::write(odd.path().join("tile/entries/001"), [0x01, 0x00, b'x']).expect("write");
+    let (ok, out) =
+        ifctl(&["witness", "query", "--trace-token", &trace, "--archive", odd.path().to_str().expect("utf8")]);
+    assert!(!ok && out.contains("IF_ERR") && out.contains("tile/entries/001"), "{out}");
 
     // Anchors go on: the stop's checkpoint and the next ones are proven consistent with the acknowledged
     // one, which the pruned records were below.

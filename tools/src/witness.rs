@@ -98,12 +98,13 @@ pub fn query_archive(dir: &Path, trace: uuid::Uuid, json: bool) -> Result<(), If
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for (width, name) in bundles.values() {
         let bytes = std::fs::read(dir.join(name)).map_err(|e| unreadable(&dir.join(name), &e))?;
-        let entries = if_protocol::witness::tiles::unbundle(&bytes)?;
+        let at = |e: IfError| IfError::format(e.code(), format_args!("{name}: {}", e.detail()));
+        let entries = if_protocol::witness::tiles::unbundle(&bytes).map_err(at)?;
         if entries.len() as u64 != *width {
             return Err(unreadable(&dir.join(name), &format_args!("{} entries, not {width}", entries.len())));
         }
         for leaf in entries {
-            let record = Record::from_leaf(leaf)?;
+            let record = Record::from_leaf(leaf).map_err(at)?;
             if record.entry.trace == Some(trace) {
                 let mut line = json_line(&record, leaf);
                 line["archived"] = serde_json::Value::String(name.clone());
