@@ -334,9 +334,18 @@ async fn prune(witness: Witness, keep: crate::witness::prune::Keep, health: Arc<
         let Ok(target) = witness.read(move |log| crate::witness::prune::limit(log, &keep, now)).await else { continue };
         let mut moved = None;
         loop {
-            match witness.with_store(move |s| s.prune(target, PRUNE_STEP)).await {
+            let told = health.clone();
+            let step = move |s: &mut crate::witness::store::Store| {
+                let pruned = s.prune(target, PRUNE_STEP);
+                // Said before the writer takes its next batch: a status that shows the room pruning made
+                // (the disk gauge measures at that batch) shows the new boundary with it.
+                if let Ok(Some(p)) = &pruned {
+                    told.log_from.store(p.below, std::sync::atomic::Ordering::Relaxed);
+                }
+                pruned
+            };
+            match witness.with_store(step).await {
                 Ok(Some(p)) => {
-                    health.log_from.store(p.below, std::sync::atomic::Ordering::Relaxed);
                     moved = Some(p.below);
                     if p.below >= target {
                         break;
