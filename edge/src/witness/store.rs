@@ -5,8 +5,14 @@
 //! committed with `Durability::Immediate`. When it returns `Ok`, every record in the batch survives a crash
 //! or power loss; when it returns `Err`, none of them exists and the in-memory head is unchanged. After an
 //! I/O error redb refuses further writes on the same handle, so the store reopens the file (which repairs
-//! it) before the next batch. Every commit saves redb's allocator state too, so that the open after a
-//! crash is as quick as after a clean stop, however large the file.
+//! it) before the next batch.
+//!
+//! An append is one flush (a plain commit). Every other commit, and [`Store::seal`], saves redb's
+//! allocator state in a second flush (quick repair): opening the file after a crash that followed one of
+//! those is as quick as after a clean stop, however large the file. A crash after a plain append and
+//! before the next seal costs redb's walk of the whole file at the next open instead (0.2 s a million
+//! records, docs/BENCHMARKS.md); nothing committed is lost either way. The writer seals when it goes idle
+//! ([`super::writer`]), so a crash between commands opens quickly and a burst pays one flush a commit.
 //!
 //! The tables and what their rows hold are the file format, in [`super::schema`]. A sender's replay
 //! window and its cached replies go together when a policy command resets its sequence numbers. A log
@@ -121,6 +127,8 @@ pub struct Store {
     head: HeadState,
     tree: CompactTree,
     disk: Option<super::disk::Gauge>,
+    /// The last commit saved the allocator state (see the contract above).
+    sealed: bool,
 }
 
 impl Store {
@@ -133,6 +141,7 @@ impl Store {
             head: HeadState::default(),
             tree: CompactTree::new(),
             disk: None,
+            sealed: false,
         };
         store.reopen()?;
         Ok(store)
@@ -156,7 +165,15 @@ impl Store {
             let table = txn.open_table(HEAD).map_err(|e| corrupt(format_args!("not a witness log: {e}")))?;
             read_head(&table)?
         };
-        Ok(Store { path: path.to_path_buf(), cache_bytes: 16 << 20, db: Some(Arc::new(db)), head, tree, disk: None })
+        Ok(Store {
+            path: path.to_path_buf(),
+            cache_bytes: 16 << 20,
+            db: Some(Arc::new(db)),
+            head,
+            tree,
+            disk: None,
+            sealed: true,
+        })
     }
 
     fn reopen(&mut self) -> Result<(), IfError> {
@@ -183,7 +200,27 @@ impl Store {
         }
         txn.commit().map_err(|e| unavailable("commit", e))?;
         self.db = Some(Arc::new(db));
+        self.sealed = true;
         Ok(())
+    }
+
+    /// Saves redb's allocator state in a commit of its own unless the last commit saved it, so that the
+    /// open after a crash from here on needs no repair. On error the store reopens on next use.
+    pub fn seal(&mut self) -> Result<(), IfError> {
+        if self.sealed {
+            return Ok(());
+        }
+        let result = self.db().and_then(|db| begin(db)?.commit().map_err(|e| unavailable("commit", e)));
+        match result {
+            Ok(()) => self.sealed = true,
+            Err(_) => self.db = None,
+        }
+        result
+    }
+
+    /// Whether the last commit saved the allocator state ([`Store::seal`]).
+    pub fn sealed(&self) -> bool {
+        self.sealed
     }
 
     pub(super) fn db(&mut self) -> Result<&Database, IfError> {
@@ -276,7 +313,7 @@ impl Store {
         let mut head = self.head.clone();
         let mut tree = self.tree.clone();
         let db = self.db()?;
-        let txn = begin(db)?;
+        let txn = begin_plain(db)?;
         let mut indices = Vec::with_capacity(batch.len());
         {
             let mut records = txn.open_table(RECORDS).map_err(|e| unavailable("table", e))?;
@@ -344,6 +381,7 @@ impl Store {
         txn.commit().map_err(|e| unavailable("commit", e))?;
         self.head = head;
         self.tree = tree;
+        self.sealed = false;
         Ok(indices)
     }
 
@@ -475,7 +513,9 @@ impl Store {
             let now = table.get(key).map_err(|e| unavailable("read", e))?.map_or(0, |v| v.value());
             table.insert(key, now.max(value)).map_err(|e| unavailable("write", e))?;
         }
-        txn.commit().map_err(|e| unavailable("commit", e))
+        txn.commit().map_err(|e| unavailable("commit", e))?;
+        self.sealed = true;
+        Ok(())
     }
 
     /// Every stored checkpoint note, by tree size.
@@ -527,13 +567,20 @@ fn index_existing(txn: &WriteTransaction) -> Result<(), IfError> {
     Ok(())
 }
 
-/// A write transaction as every one of the log is committed: durable when `commit` returns, and with
-/// redb's allocator state saved in it (quick repair), so that opening the file after a crash or power loss
-/// loads that state instead of walking the whole file. It costs a second flush per commit.
+/// A write transaction durable when `commit` returns, with redb's allocator state saved in it (quick
+/// repair), so that opening the file after a crash or power loss loads that state instead of walking the
+/// whole file. It costs a second flush.
 pub(super) fn begin(db: &Database) -> Result<WriteTransaction, IfError> {
+    let mut txn = begin_plain(db)?;
+    txn.set_quick_repair(true);
+    Ok(txn)
+}
+
+/// A write transaction durable when `commit` returns, in one flush: an append's.
+fn begin_plain(db: &Database) -> Result<WriteTransaction, IfError> {
     let mut txn = db.begin_write().map_err(|e| unavailable("transaction", e))?;
     txn.set_durability(redb::Durability::Immediate).map_err(|e| unavailable("durability", e))?;
-    txn.set_quick_repair(true);
+    txn.set_quick_repair(false);
     Ok(txn)
 }
 

@@ -6,12 +6,17 @@
 //! and the next request reopens the file. A request is answered only after its commit returned, so an
 //! acknowledgement built on it never runs ahead of the disk. Every record passes the redaction net
 //! ([`crate::redact`]) on its way to the store.
+//!
+//! Appends commit in one flush each; once the writer has committed nothing for [`SEAL_AFTER`], it seals
+//! the log ([`Store::seal`]) so that a crash while it is idle costs no repair at the next open. A burst
+//! pays one flush a commit, and only a crash inside it costs the repair. Without a tokio runtime to time
+//! the idle, it seals after every group instead.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use if_protocol::{ErrorCode, IfError};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::reader::Snapshot;
 use super::store::{Append, CheckpointSigner, Store};
@@ -26,6 +31,7 @@ enum Request {
     Append(Vec<Append>, Done),
     Checkpoint(oneshot::Sender<bool>),
     Use(Job),
+    Seal,
     Close(oneshot::Sender<()>),
 }
 
@@ -38,6 +44,8 @@ pub struct Stats {
     pub commits: AtomicU64,
     /// Transactions that failed.
     pub failures: AtomicU64,
+    /// Seals committed ([`Store::seal`]).
+    pub seals: AtomicU64,
 }
 
 /// The handle used to append; cheap to clone.
@@ -53,6 +61,7 @@ impl std::fmt::Debug for Request {
             Request::Append(b, _) => write!(f, "Append({})", b.len()),
             Request::Checkpoint(_) => write!(f, "Checkpoint"),
             Request::Use(_) => write!(f, "Use"),
+            Request::Seal => write!(f, "Seal"),
             Request::Close(_) => write!(f, "Close"),
         }
     }
@@ -65,6 +74,9 @@ fn gone() -> IfError {
 /// Most appends merged into one transaction.
 const MAX_GROUP: usize = 4096;
 
+/// How long the writer commits nothing before it seals the log.
+pub const SEAL_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
+
 impl Witness {
     /// Starts the writer thread; it ends when every handle is dropped, or at [`Witness::close`].
     pub fn spawn(store: Store, signer: Option<CheckpointSigner>, queue: usize) -> Result<Witness, IfError> {
@@ -72,9 +84,19 @@ impl Witness {
         let stats = Arc::new(Stats::default());
         stats.size.store(store.size(), Ordering::Relaxed);
         let thread_stats = stats.clone();
+        let idle = tokio::runtime::Handle::try_current().ok().map(|runtime| {
+            let unsealed = Arc::new(Notify::new());
+            runtime.spawn(seal_when_idle(tx.downgrade(), unsealed.clone(), stats.clone()));
+            unsealed
+        });
+        if !store.sealed()
+            && let Some(unsealed) = &idle
+        {
+            unsealed.notify_one();
+        }
         std::thread::Builder::new()
             .name("witness-writer".into())
-            .spawn(move || run(store, signer, rx, &thread_stats))
+            .spawn(move || run(store, signer, rx, &thread_stats, idle.as_deref()))
             .map_err(|e| {
                 IfError::format(ErrorCode::SystemError, format_args!("cannot start the witness writer: {e}"))
             })?;
@@ -163,7 +185,32 @@ impl std::future::Future for Commit {
     }
 }
 
-fn run(mut store: Store, signer: Option<CheckpointSigner>, mut rx: mpsc::Receiver<Request>, stats: &Stats) {
+/// Asks the writer to seal once it has committed nothing for [`SEAL_AFTER`] since it said it was
+/// unsealed; ends with the writer.
+async fn seal_when_idle(writer: mpsc::WeakSender<Request>, unsealed: Arc<Notify>, stats: Arc<Stats>) {
+    loop {
+        unsealed.notified().await;
+        loop {
+            let seen = stats.commits.load(Ordering::Relaxed);
+            tokio::time::sleep(SEAL_AFTER).await;
+            if stats.commits.load(Ordering::Relaxed) == seen {
+                break;
+            }
+        }
+        let Some(writer) = writer.upgrade() else { return };
+        if writer.send(Request::Seal).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn run(
+    mut store: Store,
+    signer: Option<CheckpointSigner>,
+    mut rx: mpsc::Receiver<Request>,
+    stats: &Stats,
+    idle: Option<&Notify>,
+) {
     let mut closed = None;
     while closed.is_none()
         && let Some(first) = rx.blocking_recv()
@@ -179,6 +226,7 @@ fn run(mut store: Store, signer: Option<CheckpointSigner>, mut rx: mpsc::Receive
         let mut waiters = Vec::new();
         let mut checkpoints = Vec::new();
         let mut jobs = Vec::new();
+        let mut seal = false;
         for r in group {
             match r {
                 Request::Append(items, done) => {
@@ -187,6 +235,7 @@ fn run(mut store: Store, signer: Option<CheckpointSigner>, mut rx: mpsc::Receive
                 }
                 Request::Checkpoint(done) => checkpoints.push(done),
                 Request::Use(job) => jobs.push(job),
+                Request::Seal => seal = true,
                 Request::Close(done) => closed = Some(done),
             }
         }
@@ -207,6 +256,22 @@ fn run(mut store: Store, signer: Option<CheckpointSigner>, mut rx: mpsc::Receive
         for job in jobs {
             job(&mut store);
         }
+        if store.sealed() {
+            continue;
+        }
+        // A seal asked for while appends arrived waits for the next idle: they were the burst going on.
+        if closed.is_some() || idle.is_none() || (seal && batch.is_empty()) {
+            match store.seal() {
+                Ok(()) => _ = stats.seals.fetch_add(1, Ordering::Relaxed),
+                Err(e) => tracing::warn!(error = %e, "the witness log could not be sealed"),
+            }
+        } else if let Some(unsealed) = idle {
+            unsealed.notify_one();
+        }
+    }
+    if let Some(unsealed) = idle {
+        // Wakes the idle timer, which then finds the writer gone.
+        unsealed.notify_one();
     }
     drop(store);
     if let Some(done) = closed {
