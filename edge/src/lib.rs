@@ -11,7 +11,8 @@
 //! 1. Pure pieces with no I/O: [`clock`], [`backoff`] (every retry schedule), [`redact`] (the secrets
 //!    net), [`budget`], `identity` (the watch over the agent's own status topic), `rejections` (which
 //!    refusals are recorded one by one).
-//! 2. Files and keys: [`files`] (bounded reads), [`keyfile`], [`tls`], [`vault`].
+//! 2. Files and keys: [`files`] (bounded reads), [`keyfile`], [`tls`], [`vault`], [`stages`] (where a
+//!    command's time goes, for the path benchmark).
 //! 3. The durable log: [`witness`] (records, the file format, the store and its durability contract,
 //!    the group-commit writer, readers, proofs, the verifier).
 //! 4. What runs: [`capability`] (the trait and a dry run's plan), [`drivers`] (the device protocols
@@ -53,6 +54,7 @@ pub mod preflight;
 pub mod redact;
 pub(crate) mod rejections;
 pub mod reply;
+pub mod stages;
 pub mod tls;
 pub mod vault;
 pub mod witness;

@@ -1,7 +1,8 @@
 //! The agent's path measured end to end on one machine, in one run on the same broker:
 //! raw Mosquitto QoS 1 throughput against throughput through the agent (verify + durable witness),
 //! publish -> reply latency at a paced 1k msgs/s, group commit against one commit per record, and the
-//! agent's resident memory idle and loaded.
+//! agent's resident memory idle and loaded. Then the paced run again with the agent recording each
+//! command's stage times (`IF_EDGE_STAGES`, [`if_edge::stages`]), broken down stage by stage.
 //!
 //! `cargo build --release --workspace --bins && cargo bench -p if-tests --bench agent_path`
 
@@ -215,7 +216,9 @@ fn main() {
     let probe = Probe::connect(&broker, &agent.site, &agent.name);
     let through_agent = throughput(&probe, sign(N));
     let loaded = if_tests::rss_kib(pid).expect("VmRSS");
+    let written = written_bytes(pid);
     let lat = paced_latency(&probe, sign(paced));
+    let per_command = written_bytes(pid).saturating_sub(written) as f64 / paced as f64;
 
     println!("machine: {} cpus", std::thread::available_parallelism().map_or(0, |n| n.get()));
     println!("raw Mosquitto QoS 1 ({N} x {frame_len} B):   {raw:>9.0} msgs/s");
@@ -226,7 +229,69 @@ fn main() {
     print_latency("echo latency at 1k msgs/s", &echo_lat);
     print_latency("agent latency at 1k msgs/s", &lat);
     println!("if-edge RSS: idle {:.1} MiB, after the load {:.1} MiB", idle as f64 / 1024.0, loaded as f64 / 1024.0);
+    println!("bytes the agent wrote to the disk per command at 1k msgs/s: {per_command:.0}");
     agent.stop();
+    stage_breakdown(&broker, &mut agent, &sign(paced));
     flush_latency();
     group_commit();
+}
+
+/// Bytes the process has caused to be written to storage (`write_bytes` of `/proc/PID/io`).
+fn written_bytes(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    io.lines().find_map(|l| l.strip_prefix("write_bytes: ")?.trim().parse().ok()).unwrap_or(0)
+}
+
+/// The paced run again, with the agent recording its stage times: p50 and p99 of each stage's share.
+fn stage_breakdown(broker: &Broker, agent: &mut Agent, frames: &[Vec<u8>]) {
+    let file = agent.home().join("stages.csv");
+    agent.env.push((if_edge::stages::ENV.into(), file.display().to_string()));
+    agent.start();
+    let probe = Probe::connect(broker, &agent.site, &agent.name);
+    let (lat, published, answered) = if_tests::bench::paced(&probe, frames.to_vec());
+    agent.stop();
+    agent.env.retain(|(k, _)| k != if_edge::stages::ENV);
+    print_latency("agent latency at 1k msgs/s, stage times on", &lat);
+    let text = std::fs::read_to_string(&file).expect("the agent wrote its stage times");
+    let times: std::collections::HashMap<String, Vec<u128>> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut cols = l.split(',');
+            let id = cols.next()?.to_string();
+            Some((id, cols.map(|c| c.parse().unwrap_or(0)).collect()))
+        })
+        .collect();
+    let names = [
+        "MQTT in",
+        "verify + admit",
+        "wait for the commit before",
+        "RECEIVED commit",
+        "ack + start",
+        "capability",
+        "outcome commit",
+        "sign + publish reply",
+        "MQTT out",
+    ];
+    let mut shares: Vec<Vec<Duration>> = vec![Vec::new(); names.len()];
+    for (i, frame) in frames.iter().enumerate() {
+        let id = if_protocol::json::frame_to_json(frame).expect("frame").body.id.to_string();
+        let Some(t) = times.get(&id).filter(|t| t.len() == 8 && t.iter().all(|v| *v > 0)) else { continue };
+        if answered[i] == 0 {
+            continue;
+        }
+        let points: Vec<u128> = std::iter::once(published[i]).chain(t.iter().copied()).chain([answered[i]]).collect();
+        for (s, w) in points.windows(2).enumerate() {
+            shares[s].push(Duration::from_micros(w[1].saturating_sub(w[0]) as u64));
+        }
+    }
+    println!("stage breakdown at 1k msgs/s ({} commands with every stage):", shares[0].len());
+    for (name, mut d) in names.iter().zip(shares) {
+        d.sort();
+        if d.is_empty() {
+            continue;
+        }
+        let p = |q| if_tests::bench::percentile(&d, q).as_secs_f64() * 1e3;
+        println!("  {name:<28} p50 {:.3} ms, p99 {:.3} ms", p(0.5), p(0.99));
+    }
 }

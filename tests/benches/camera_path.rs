@@ -106,7 +106,7 @@ fn main() {
             rig.frame("zoom", Hazards::NONE, &[("direction", text("tele")), ("speed", ArgValue::Int((i % 8) as i64))])
         })
         .collect();
-    let (answered, published) = paced(&rig.probe, frames);
+    let (answered, published, _) = paced(&rig.probe, frames);
     // The camera's commands in the order sent (one number each; a number sent again is counted once).
     let mut commands: Vec<(u128, u32)> = seen.lock().expect("seen")[before..].to_vec();
     commands.dedup_by_key(|(_, seq)| *seq);

@@ -103,7 +103,7 @@ fn main() {
     let frames: Vec<Vec<u8>> = (0..n)
         .map(|i| rig.frame("set_text", Hazards::NONE, &[("Input", ArgValue::Int(1)), ("Value", ArgValue::Int(i))]))
         .collect();
-    let (lat, published) = paced(&rig.probe, frames);
+    let (lat, published, _) = paced(&rig.probe, frames);
     let mut to_device: Vec<Duration> = sim
         .received_at()
         .iter()

@@ -15,16 +15,21 @@ pub fn paced_latency(probe: &Probe, frames: Vec<Vec<u8>>) -> Vec<Duration> {
     paced(probe, frames).0
 }
 
-/// Sends the frames paced at 1k msgs/s; returns the sorted publish -> answer times and when each frame
-/// was published (microseconds since the Unix epoch, in frame order), to set against a device's record.
-pub fn paced(probe: &Probe, frames: Vec<Vec<u8>>) -> (Vec<Duration>, Vec<u128>) {
+/// Sends the frames paced at 1k msgs/s; returns the sorted publish -> answer times, and when each frame
+/// was published and answered (microseconds since the Unix epoch, in frame order; 0 for no answer), to
+/// set against a device's record or the agent's stage times.
+pub fn paced(probe: &Probe, frames: Vec<Vec<u8>>) -> (Vec<Duration>, Vec<u128>, Vec<u128>) {
     let n = frames.len();
     let mut published = Vec::with_capacity(n);
+    let mut answered = vec![0; n];
     let mut sent = Vec::with_capacity(n);
     let mut lat = Vec::with_capacity(n);
-    let record = |m: crate::probe::Msg, sent: &[Instant], lat: &mut Vec<Duration>| {
+    let mut record = |m: crate::probe::Msg, sent: &[Instant], lat: &mut Vec<Duration>| {
         if let Some(i) = m.correlation.as_deref().and_then(|c| c.try_into().ok()).map(u64::from_be_bytes) {
             lat.push(m_time(sent, i as usize));
+            if let Some(at) = answered.get_mut(i as usize) {
+                *at = unix_us();
+            }
         }
     };
     let start = Instant::now();
@@ -50,7 +55,7 @@ pub fn paced(probe: &Probe, frames: Vec<Vec<u8>>) -> (Vec<Duration>, Vec<u128>) 
         record(m, &sent, &mut lat);
     }
     lat.sort();
-    (lat, published)
+    (lat, published, answered)
 }
 
 /// Now, in microseconds since the Unix epoch.

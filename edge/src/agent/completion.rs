@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 
 use super::{Ctx, Done, lock};
 use crate::reply::{DeadLetter, Reply};
+use crate::stages::{Stage, Stages};
 use crate::witness::record::{Entry, Kind};
 use crate::witness::store::{Append, CachedReply, ReplyUpdate};
 
@@ -43,6 +44,9 @@ pub(super) async fn complete(ctx: Ctx, mut done: mpsc::UnboundedReceiver<Done>) 
         let batch: Vec<Append> =
             group.iter().zip(&replies).zip(&keep).map(|((d, r), keep)| outcome_append(d, r, *keep)).collect();
         write_outcomes(&ctx, &mut unwritten, batch).await;
+        if let Some(stages) = &ctx.stages {
+            stages.mark(group.iter().map(|d| d.id), Stage::Witnessed, Stages::now());
+        }
         let executed = group.iter().filter(|d| d.outcome.is_ok()).count();
         ctx.health.executed.fetch_add(executed as u64, Ordering::Relaxed);
         ctx.health.log_size.store(ctx.witness.stats().size.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -50,7 +54,11 @@ pub(super) async fn complete(ctx: Ctx, mut done: mpsc::UnboundedReceiver<Done>) 
         let policy_changed =
             group.iter().any(|d| d.outcome.is_ok() && d.entry.capability == crate::policy::commands::POLICY_CAPABILITY);
         for (d, reply) in group.into_iter().zip(replies) {
+            let id = d.id;
             answer(&ctx, d, reply).await;
+            if let Some(stages) = &ctx.stages {
+                stages.mark([id], Stage::Replied, Stages::now());
+            }
         }
         if policy_changed {
             ctx.status_soon();

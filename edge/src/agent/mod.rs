@@ -130,6 +130,8 @@ struct Ctx {
     status_due: Arc<tokio::sync::Notify>,
     /// The service manager, when one supervises the agent.
     notifier: crate::notify::Notifier,
+    /// Each command's stage times, when the path benchmark asks for them.
+    stages: Option<Arc<crate::stages::Stages>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -300,6 +302,9 @@ pub async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>
     drop(inbound);
     if tokio::time::timeout(STEP, ctx.witness.close()).await.is_err() {
         tracing::error!("the witness writer did not stop in time; the file is closed when the process ends");
+    }
+    if let Some(Err(e)) = ctx.stages.as_deref().map(crate::stages::Stages::write) {
+        tracing::warn!(error = %e, "the stage times could not be written");
     }
     Ok(())
 }

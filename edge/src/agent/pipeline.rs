@@ -22,6 +22,7 @@ use super::{Ctx, Done, MAX_BURST, Route, WAITING_ROUTES, lock};
 use crate::builtin::policy::Forget;
 use crate::ingress::{Accepted, Decision, Inbound, Refused};
 use crate::reply::DeadLetter;
+use crate::stages::{Stage, Stages};
 use crate::witness::record::{Entry, Kind};
 use crate::witness::store::{Append, Pending};
 use crate::witness::writer::Commit;
@@ -122,11 +123,19 @@ pub(super) async fn ingress_loop(ctx: Ctx, inbound: &mut mpsc::UnboundedReceiver
         if burst.is_empty() {
             continue;
         }
+        let taken = ctx.stages.is_some().then(Stages::now);
         let now_ms = ctx.now_ms();
         // Decided while the previous burst's commit is on the disk; written only after it returned.
         let accepted = handle_burst(&ctx, burst, now_ms).await;
+        let decided = ctx.stages.is_some().then(Stages::now);
         let accepted = finish(&ctx, &mut committing, accepted, &done).await;
         if !accepted.is_empty() {
+            if let Some(stages) = &ctx.stages {
+                let ids = || accepted.iter().map(|(_, a)| a.body.id);
+                stages.mark(ids(), Stage::Taken, taken.unwrap_or_default());
+                stages.mark(ids(), Stage::Decided, decided.unwrap_or_default());
+                stages.mark(ids(), Stage::Submitted, Stages::now());
+            }
             let commit = ctx.witness.submit(received_records(&ctx, &accepted, now_ms)).await;
             committing = Some(Committing { accepted, commit });
         }
@@ -261,9 +270,15 @@ async fn settle(
 ) -> Admitted {
     match result {
         Ok(indices) => {
+            if let Some(stages) = &ctx.stages {
+                stages.mark(accepted.iter().map(|(_, a)| a.body.id), Stage::Durable, Stages::now());
+            }
             for ((p, a), received) in accepted.into_iter().zip(indices) {
                 ctx.ack(&p).await;
                 let route = ctx.route(&p, Some(&a.body.sender));
+                if let Some(stages) = &ctx.stages {
+                    stages.mark([a.body.id], Stage::Started, Stages::now());
+                }
                 start(ctx, *a, received, route, done.clone());
             }
             behind
@@ -312,8 +327,13 @@ fn start(ctx: &Ctx, a: Accepted, received: u64, route: Option<Route>, done: mpsc
     let (id, seq, digest) = (a.body.id, a.body.seq, a.digest);
     let entry = Entry::of_body(&a.body, 0);
     let running = a.capability.take(a.body);
+    let stages = ctx.stages.clone();
     tokio::spawn(async move {
-        let outcome = running.await.map(|mut v| {
+        let outcome = running.await;
+        if let Some(stages) = &stages {
+            stages.mark([id], Stage::Ran, Stages::now());
+        }
+        let outcome = outcome.map(|mut v| {
             crate::redact::redact_json(&mut v);
             v
         });
