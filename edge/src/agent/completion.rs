@@ -94,6 +94,8 @@ pub(super) async fn answer(ctx: &Ctx, d: Done, bytes: Vec<u8>) {
     if let Some(err) = d.outcome.as_ref().err() {
         ctx.dead_letter(DeadLetter::new(err, Some(d.id), Some(&d.entry.sender), &[])).await;
     }
+    // Answered: its room goes back for the next burst.
+    drop(d.slot);
 }
 
 pub(super) fn reply_for(d: &Done) -> Reply {

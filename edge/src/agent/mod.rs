@@ -109,6 +109,8 @@ struct Done {
     route: Route,
     outcome: Result<serde_json::Value, IfError>,
     now_ms: u64,
+    /// Its share of the room for running commands, given back once it is answered.
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 #[derive(Debug, Clone)]
@@ -130,6 +132,8 @@ struct Ctx {
     status_due: Arc<tokio::sync::Notify>,
     /// The service manager, when one supervises the agent.
     notifier: crate::notify::Notifier,
+    /// Room for the commands inside the agent at once (`pipeline::MAX_RUNNING`).
+    running: Arc<tokio::sync::Semaphore>,
     /// Each command's stage times, when the path benchmark asks for them.
     stages: Option<Arc<crate::stages::Stages>>,
 }

@@ -9,13 +9,18 @@
 //! after a lost commit runs, and admission order is the order of the log. N+1's refusals were decided
 //! against N's admissions and stand if N's commit fails: a sender refused a sequence number as taken
 //! may sign again above the newest, as its reply says.
+//!
+//! At most [`MAX_RUNNING`] accepted commands are inside the agent at once, from their admission until
+//! their reply is out: a burst is taken only when there is room for a whole one. Past that the agent
+//! acknowledges nothing more, and the broker holds the rest (it sends at most `receive_maximum`
+//! unacknowledged), so a flood costs the agent a bounded amount of memory, not one per command queued.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use if_protocol::{ErrorCode, IfError};
 use rumqttc::v5::mqttbytes::v5::Publish;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::refusals::{refuse, refused_entry, witness_rejections};
 use super::{Ctx, Done, MAX_BURST, Route, WAITING_ROUTES, lock};
@@ -39,13 +44,44 @@ pub(super) struct Inputs {
     pub(super) stop: tokio_util::sync::CancellationToken,
 }
 
-/// Accepted commands whose RECEIVED records are on their way to the disk.
-type Admitted = Vec<(Publish, Box<Accepted>)>;
+/// Most accepted commands inside the agent at once, from admission until their reply is out.
+pub(super) const MAX_RUNNING: usize = 1024;
+
+/// The room for [`MAX_RUNNING`] commands.
+pub(super) fn room() -> std::sync::Arc<Semaphore> {
+    std::sync::Arc::new(Semaphore::new(MAX_RUNNING))
+}
+
+/// Accepted commands whose RECEIVED records are on their way to the disk, with a permit of the room
+/// for each of them.
+struct Admitted {
+    commands: Vec<(Publish, Box<Accepted>)>,
+    room: Option<OwnedSemaphorePermit>,
+}
+
+impl Admitted {
+    fn none() -> Admitted {
+        Admitted { commands: Vec::new(), room: None }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.commands.is_empty()
+    }
+}
 
 /// A burst's RECEIVED commit in progress, with the commands that wait on it.
 struct Committing {
     accepted: Admitted,
     commit: Commit,
+}
+
+/// The next publish, once there is room for a whole burst behind it.
+async fn next_with_room(
+    inbound: &mut mpsc::UnboundedReceiver<Publish>,
+    room: &std::sync::Arc<Semaphore>,
+) -> Option<(Publish, OwnedSemaphorePermit)> {
+    let permit = room.clone().acquire_many_owned(MAX_BURST as u32).await.ok()?;
+    inbound.recv().await.map(|p| (p, permit))
 }
 
 /// Resolves when the commit in progress returns; never while there is none.
@@ -85,13 +121,13 @@ pub(super) async fn ingress_loop(ctx: Ctx, inbound: &mut mpsc::UnboundedReceiver
             biased;
             result = committed(&mut committing) => {
                 if let Some(c) = committing.take() {
-                    settle(&ctx, c.accepted, result, Vec::new(), &done).await;
+                    settle(&ctx, c.accepted, result, Admitted::none(), &done).await;
                 }
                 continue;
             }
             () = stop.cancelled() => break,
             Some(f) = forgets.recv() => {
-                finish(&ctx, &mut committing, Vec::new(), &done).await;
+                finish(&ctx, &mut committing, Admitted::none(), &done).await;
                 forget(&ctx, f).await;
                 continue;
             }
@@ -103,11 +139,12 @@ pub(super) async fn ingress_loop(ctx: Ctx, inbound: &mut mpsc::UnboundedReceiver
                 }
                 continue;
             }
-            p = inbound.recv() => match p {
+            p = next_with_room(inbound, &ctx.running) => match p {
                 Some(p) => p,
                 None => break,
             },
         };
+        let (first, mut room) = first;
         let mut burst = Vec::new();
         let mut next = Some(first);
         while let Some(p) = next.take() {
@@ -126,12 +163,15 @@ pub(super) async fn ingress_loop(ctx: Ctx, inbound: &mut mpsc::UnboundedReceiver
         let taken = ctx.stages.is_some().then(Stages::now);
         let now_ms = ctx.now_ms();
         // Decided while the previous burst's commit is on the disk; written only after it returned.
-        let accepted = handle_burst(&ctx, burst, now_ms).await;
+        let commands = handle_burst(&ctx, burst, now_ms).await;
+        // The room of the refused goes back at once.
+        let accepted = Admitted { room: room.split(commands.len()), commands };
+        drop(room);
         let decided = ctx.stages.is_some().then(Stages::now);
         let accepted = finish(&ctx, &mut committing, accepted, &done).await;
         if !accepted.is_empty() {
             if let Some(stages) = &ctx.stages {
-                let ids = || accepted.iter().map(|(_, a)| a.body.id);
+                let ids = || accepted.commands.iter().map(|(_, a)| a.body.id);
                 stages.mark(ids(), Stage::Taken, taken.unwrap_or_default());
                 stages.mark(ids(), Stage::Decided, decided.unwrap_or_default());
                 stages.mark(ids(), Stage::Submitted, Stages::now());
@@ -140,11 +180,11 @@ pub(super) async fn ingress_loop(ctx: Ctx, inbound: &mut mpsc::UnboundedReceiver
             committing = Some(Committing { accepted, commit });
         }
     }
-    finish(&ctx, &mut committing, Vec::new(), &done).await;
+    finish(&ctx, &mut committing, Admitted::none(), &done).await;
 }
 
 /// Decides a burst: answers its refusals, duplicates and copies at once, and returns what was admitted.
-async fn handle_burst(ctx: &Ctx, burst: Vec<Publish>, now_ms: u64) -> Admitted {
+async fn handle_burst(ctx: &Ctx, burst: Vec<Publish>, now_ms: u64) -> Vec<(Publish, Box<Accepted>)> {
     let decisions = {
         let inbound: Vec<Inbound<'_>> = burst
             .iter()
@@ -233,6 +273,7 @@ async fn forget(ctx: &Ctx, f: Forget) {
 /// and pending reply route, for one commit.
 fn received_records(ctx: &Ctx, accepted: &Admitted, now_ms: u64) -> Vec<Append> {
     accepted
+        .commands
         .iter()
         .map(|(p, a)| {
             let mut entry = Entry::of_body(&a.body, now_ms);
@@ -271,15 +312,17 @@ async fn settle(
     match result {
         Ok(indices) => {
             if let Some(stages) = &ctx.stages {
-                stages.mark(accepted.iter().map(|(_, a)| a.body.id), Stage::Durable, Stages::now());
+                stages.mark(accepted.commands.iter().map(|(_, a)| a.body.id), Stage::Durable, Stages::now());
             }
-            for ((p, a), received) in accepted.into_iter().zip(indices) {
+            let Admitted { commands, mut room } = accepted;
+            for ((p, a), received) in commands.into_iter().zip(indices) {
                 ctx.ack(&p).await;
                 let route = ctx.route(&p, Some(&a.body.sender));
                 if let Some(stages) = &ctx.stages {
                     stages.mark([a.body.id], Stage::Started, Stages::now());
                 }
-                start(ctx, *a, received, route, done.clone());
+                let slot = room.as_mut().and_then(|r| r.split(1));
+                start(ctx, *a, received, route, slot, done.clone());
             }
             behind
         }
@@ -287,7 +330,7 @@ async fn settle(
             let code = if e.code() == ErrorCode::StorageFull { e.code() } else { ErrorCode::WitnessUnavailable };
             let e = IfError::format(code, format_args!("nothing was executed: {}", e.detail()));
             // Undone in the reverse of admission: the later burst first.
-            let refused: Admitted = accepted.into_iter().chain(behind).collect();
+            let refused: Vec<_> = accepted.commands.into_iter().chain(behind.commands).collect();
             let copies: Vec<_> = {
                 let mut state = lock(&ctx.state);
                 refused
@@ -314,14 +357,21 @@ async fn settle(
                     }
                 }
             }
-            Vec::new()
+            Admitted::none()
         }
     }
 }
 
 /// Hands one accepted command to its capability now (so a device gets commands in the order they were
 /// admitted), and awaits its outcome on a task of its own.
-fn start(ctx: &Ctx, a: Accepted, received: u64, route: Option<Route>, done: mpsc::UnboundedSender<Done>) {
+fn start(
+    ctx: &Ctx,
+    a: Accepted,
+    received: u64,
+    route: Option<Route>,
+    slot: Option<OwnedSemaphorePermit>,
+    done: mpsc::UnboundedSender<Done>,
+) {
     let clock = ctx.clock.clone();
     let fallback = Route { topic: ctx.topics.reply_for(&a.body.sender), correlation: None };
     let (id, seq, digest) = (a.body.id, a.body.seq, a.digest);
@@ -339,6 +389,6 @@ fn start(ctx: &Ctx, a: Accepted, received: u64, route: Option<Route>, done: mpsc
         });
         let now_ms = lock(&clock).now_ms();
         let route = route.unwrap_or(fallback);
-        let _ = done.send(Done { id, seq, entry, digest, received, route, outcome, now_ms });
+        let _ = done.send(Done { id, seq, entry, digest, received, route, outcome, now_ms, slot });
     });
 }

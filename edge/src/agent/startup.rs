@@ -192,6 +192,7 @@ pub(super) fn start(loaded: &Loaded) -> Result<Started, IfError> {
         sampler: Arc::new(Mutex::new(Rejections::new(config.witness.rejected_per_s))),
         status_due,
         notifier: crate::notify::Notifier::from_env(),
+        running: super::pipeline::room(),
         stages: crate::stages::Stages::from_env(),
     };
     let (birth_health, birth_state, birth_signer, birth_topic) =
