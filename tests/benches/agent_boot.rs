@@ -1,9 +1,10 @@
 //! Start-to-serving time of the real agent against the size of its witness log: from `if-edge run` to
 //! its signed `online` status on the broker, with logs of 10k, 1M and 10M records written through the
 //! store's API (`if_tests::bench::fill_log`; a checkpoint every 1000 records, in the agent's own key),
-//! after a clean stop and after `kill -9` (redb's open after a crash). Beside it, the full check of the
+//! after a clean stop and after `kill -9` between commands (once the writer has sealed the file, 5x
+//! `SEAL_AFTER` after the start; redb's open after a crash). Beside it, the full check of the
 //! same file (`ifctl witness verify`), which reads every record, and the bytes per record on disk. And
-//! what saving redb's allocator state in every commit (quick repair, which keeps the open after a crash
+//! what saving redb's allocator state in a commit (quick repair, which keeps the open after a crash
 //! short) costs a commit: one-record durable commits with and without it, on the same disk.
 //!
 //! `cargo build --release --workspace --bins && cargo bench -p if-tests --bench agent_boot`
@@ -57,8 +58,8 @@ fn crash_after_a_plain_commit(path: &str) -> ! {
     std::process::abort()
 }
 
-/// How long redb's open takes to repair the agent's file after a plain commit and a crash: what every
-/// start after a power loss would cost without the allocator state in each commit.
+/// How long redb's open takes to repair the agent's file after a plain commit and a crash: what a start
+/// after a crash inside a burst costs (the appends of a burst save no allocator state).
 fn repair_without_quick_repair(agent: &Agent) -> Duration {
     let path = agent.db();
     let status = std::process::Command::new(std::env::current_exe().expect("bench binary"))
@@ -94,7 +95,7 @@ fn main() {
     let broker = Broker::start();
     println!(
         "records     write s  bytes/rec  start clean ms (best, worst of 3)  start after kill -9 ms  full check s  \
-         repair without quick repair s"
+         repair after a crash inside a burst s"
     );
     for n in [10_000u64, 1_000_000, 10_000_000].into_iter().filter(|n| *n <= max) {
         let mut agent = Agent::init(&broker, &[]);
@@ -110,6 +111,7 @@ fn main() {
         let mut crashed = Vec::new();
         for _ in 0..3 {
             agent.start();
+            std::thread::sleep(5 * if_edge::witness::writer::SEAL_AFTER);
             agent.kill9();
             crashed.push(start(&mut agent));
             agent.stop();
