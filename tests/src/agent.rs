@@ -363,6 +363,12 @@ impl Agent {
             .map(|l| serde_json::from_str(l).expect("export line is JSON"))
             .collect()
     }
+
+    /// How many `edge.ping` commands the log says ran (EXECUTED records).
+    pub fn executed_pings(&self) -> usize {
+        let ping = |r: &&serde_json::Value| r["kind"] == "EXECUTED" && r["capability"] == "if://capability/edge.ping";
+        self.export().iter().filter(ping).count()
+    }
 }
 
 fn now_ms() -> u64 {

@@ -74,10 +74,6 @@ fn assert_no_echo(case: &str, dlq: &Msg, payload: &[u8]) {
     }
 }
 
-fn executed(agent: &Agent) -> usize {
-    agent.export().iter().filter(|r| r["kind"] == "EXECUTED" && r["capability"] == "if://capability/edge.ping").count()
-}
-
 /// A frame whose body is not canonical (one byte after the end) but correctly signed.
 fn non_canonical(t: &Talent, body: &EnvelopeBody) -> Vec<u8> {
     let mut bytes = frame::encode_body(body).expect("encode").to_vec();
@@ -186,7 +182,7 @@ fn hostile_input_is_refused_with_its_code_and_nothing_runs() {
 
     assert!(rig.agent.is_running(), "the agent stayed up");
     rig.agent.stop();
-    assert_eq!(executed(&rig.agent), legit, "only the legitimate commands ran");
+    assert_eq!(rig.agent.executed_pings(), legit, "only the legitimate commands ran");
     let verify = rig.agent.verify_witness();
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
     let log = rig.agent.log();

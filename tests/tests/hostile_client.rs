@@ -20,10 +20,6 @@ fn p(path: &std::path::Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
 
-fn executed_pings(agent: &Agent) -> usize {
-    agent.export().iter().filter(|r| r["kind"] == "EXECUTED" && r["capability"] == "if://capability/edge.ping").count()
-}
-
 /// Two agents of one fleet with the same trust root, both knowing `desk`.
 fn two_agents(broker: &Broker, desk: &Talent) -> (Agent, Agent) {
     let mut a1 = Agent::init(broker, &[desk]);
@@ -77,8 +73,8 @@ fn a_frame_captured_on_one_agent_is_refused_by_another_before_anything_happens()
     assert_eq!(reply.json()["ok"], true, "a frame for a3 runs on a3: {}", reply.json());
     a1.stop();
     a3.stop();
-    assert_eq!(executed_pings(&a1), 1);
-    assert_eq!(executed_pings(&a3), 1, "only the ping addressed to a3 ran on a3");
+    assert_eq!(a1.executed_pings(), 1);
+    assert_eq!(a3.executed_pings(), 1, "only the ping addressed to a3 ran on a3");
     let refused = a3.export().into_iter().filter(|r| r["kind"] == "REJECTED" && r["code"] == "IF_ERR_109").count();
     assert_eq!(refused, 2, "both refusals are witnessed on a3");
 }
@@ -314,7 +310,7 @@ fn the_agent_answers_only_under_the_senders_reply_topic_whatever_the_response_to
     let ran = a1.export().iter().filter(|r| r["kind"] == "EXECUTED").count();
     assert_eq!(ran, 2, "the talent add at start and the one real ping: {ran}");
     assert!(!a1.export().iter().any(|r| r["kind"] == "POLICY" && r["code"].is_string()), "no pushed reply was parsed");
-    assert_eq!(executed_pings(&a3), 0);
+    assert_eq!(a3.executed_pings(), 0);
 }
 
 #[test]

@@ -43,10 +43,6 @@ fn floods_past_the_room_for_running_commands_are_answered_whole_and_give_all_of_
         assert_eq!(answered.len(), ROUND, "round {round}: every command of the flood ran and was answered");
     }
     agent.stop();
-    let executed = agent
-        .export()
-        .iter()
-        .filter(|r| r["kind"] == "EXECUTED" && r["capability"] == "if://capability/edge.ping")
-        .count();
+    let executed = agent.executed_pings();
     assert_eq!(executed, 2 * ROUND, "each ran once");
 }

@@ -198,10 +198,6 @@ fn a_number_refused_as_too_old_is_signed_again_once_and_said() {
     let out = ifctl(&["--seq", "7"]);
     assert_eq!(out.status.code(), Some(11), "{}", String::from_utf8_lossy(&out.stderr));
     agent.stop();
-    let pings = agent
-        .export()
-        .iter()
-        .filter(|r| r["kind"] == "EXECUTED" && r["capability"] == "if://capability/edge.ping")
-        .count();
+    let pings = agent.executed_pings();
     assert_eq!(pings, 3, "the command signed again ran once");
 }
