@@ -1,8 +1,8 @@
 //! Start-to-serving time of the real agent against the size of its witness log: from `if-edge run` to
 //! its signed `online` status on the broker, with logs of 10k, 1M and 10M records written through the
 //! store's API (`if_tests::bench::fill_log`; a checkpoint every 1000 records, in the agent's own key),
-//! after a clean stop and after `kill -9` between commands (once the writer has sealed the file, 5x
-//! `SEAL_AFTER` after the start; redb's open after a crash). Beside it, the full check of the
+//! after a clean stop and after `kill -9` between commands (5x `FOLD_AFTER` after the start; redb's
+//! open after a crash, and the journal's records folded in). Beside it, the full check of the
 //! same file (`ifctl witness verify`), which reads every record, and the bytes per record on disk. And
 //! what saving redb's allocator state in a commit (quick repair, which keeps the open after a crash
 //! short) costs a commit: one-record durable commits with and without it, on the same disk.
@@ -111,7 +111,7 @@ fn main() {
         let mut crashed = Vec::new();
         for _ in 0..3 {
             agent.start();
-            std::thread::sleep(5 * if_edge::witness::writer::SEAL_AFTER);
+            std::thread::sleep(5 * if_edge::witness::writer::FOLD_AFTER);
             agent.kill9();
             crashed.push(start(&mut agent));
             agent.stop();

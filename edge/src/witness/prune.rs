@@ -26,7 +26,8 @@ use super::record::Record;
 use super::schema::{
     ANCHORED, CHECKPOINTS, HEAD, NODES, PENDING, Pruned, RECORDS, TRACES, encode, read_pruned, unavailable,
 };
-use super::store::{Store, begin};
+use super::store::Store;
+use super::tables::begin;
 
 /// The lowest tree level whose nodes stay below the boundary: subtrees of one bundle (256 leaves) and up.
 const KEPT_LEVEL: u8 = 8;
@@ -89,7 +90,7 @@ impl Store {
     /// them). Returns the new boundary, or `None` when nothing was pruned.
     pub fn prune(&mut self, target: u64, max: u64) -> Result<Option<Pruned>, IfError> {
         let newest = self.last_checkpoint_size();
-        let db = self.db()?;
+        let db = self.tables()?;
         let txn = begin(db)?;
         let pruned = {
             let mut head = txn.open_table(HEAD).map_err(|e| unavailable("table", e))?;
@@ -149,9 +150,11 @@ pub struct Compacted {
     pub took: Duration,
 }
 
-/// Compacts the witness file at `path`, which no process may have open (the agent stopped): redb moves
-/// the pages in use to the front and cuts the file after them. Durable when it returns.
+/// Compacts the witness file at `path`, which no process may have open (the agent stopped): what a crash
+/// left in the journal is folded in, then redb moves the pages in use to the front and cuts the file
+/// after them. Durable when it returns.
 pub fn compact(path: &Path) -> Result<Compacted, IfError> {
+    drop(Store::open_existing(path)?);
     let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).map_err(|e| unavailable("size", e));
     let before = len(path)?;
     let started = Instant::now();

@@ -13,14 +13,20 @@
 //! records whose entry bundles the archive acknowledged), `nodes` ((last leaf, level) -> root of every
 //! perfect subtree of 2^[`STORED_LEVEL`] leaves or more, written with the record that
 //! completes it) and `traces` ((trace token, index) of every record with a trace).
+//!
+//! Beside the file, the journal (`<name>.journal`, [`super::journal`]) holds appends the tables do not
+//! have yet, as frames of [`Append`]s in postcard. A change to what an `Append` holds is a new frame
+//! version (the frame's magic, `IFJ1`), and a version reads the frames of every earlier one: a journal a
+//! crash left behind is folded in after an upgrade.
 
+use if_protocol::replay::ReplayWindow;
 use if_protocol::witness::Hash;
 use if_protocol::witness::merkle::CompactTree;
 use if_protocol::{ErrorCode, IfError};
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::record::Entry;
+use super::record::{Entry, Kind};
 
 pub const RECORDS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("records");
 pub const HEAD: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("head");
@@ -64,6 +70,60 @@ pub(super) fn read_pruned(table: &impl ReadableTable<&'static str, &'static [u8]
     match table.get("pruned").map_err(|e| unavailable("read", e))? {
         Some(v) => decode(v.value(), "pruned").map(Some),
         None => Ok(None),
+    }
+}
+
+/// One record to append, with the state changes committed with it. A journal frame holds these as
+/// postcard: a change here is a new frame version (see above).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Append {
+    /// The record's kind.
+    pub kind: Kind,
+    /// The record's content (`wall_ms` is raised to the log's last time if the clock went back).
+    pub entry: Entry,
+    /// New replay window state for a sender.
+    pub replay: Option<(String, ReplayWindow)>,
+    /// Marks this record as an open RECEIVED.
+    pub pending: Option<Pending>,
+    /// Closes the open RECEIVED with this index.
+    pub settles: Option<u64>,
+    /// Caches the reply for (sender, seq); older entries of the sender below `keep_from` are dropped.
+    pub reply: Option<ReplyUpdate>,
+    /// Stores a policy document under a key (see `crate::policy`).
+    pub policy: Option<(String, Vec<u8>)>,
+    /// A provider's spending after this record's charge.
+    pub budget: Option<(String, crate::budget::Spent)>,
+    /// Forgets a sender's replay window and cached replies (a policy reset of its sequence numbers).
+    pub forget: Option<String>,
+}
+
+/// A reply to cache, and how far back the sender's cache reaches.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplyUpdate {
+    /// The sender.
+    pub sender: String,
+    /// The sequence number answered.
+    pub seq: u64,
+    /// The reply.
+    pub cached: CachedReply,
+    /// Cached replies of this sender with a lower seq are dropped (they are below the replay window).
+    pub keep_from: u64,
+}
+
+impl Append {
+    /// A record with no side effects.
+    pub fn record(kind: Kind, entry: Entry) -> Self {
+        Append {
+            kind,
+            entry,
+            replay: None,
+            pending: None,
+            settles: None,
+            reply: None,
+            policy: None,
+            budget: None,
+            forget: None,
+        }
     }
 }
 

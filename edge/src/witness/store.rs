@@ -1,30 +1,43 @@
-//! The witness log on disk: one redb file, its tables and its durability contract.
+//! The witness log on disk: one redb file with its tables, the journal beside it, and the durability
+//! contract.
 //!
 //! Contract: [`Store::append`] writes a whole batch of records, and the state changes that belong to them
-//! (replay windows, open RECEIVED entries, cached replies, a checkpoint), in **one** redb write transaction
-//! committed with `Durability::Immediate`. When it returns `Ok`, every record in the batch survives a crash
-//! or power loss; when it returns `Err`, none of them exists and the in-memory head is unchanged. After an
-//! I/O error redb refuses further writes on the same handle, so the store reopens the file (which repairs
-//! it) before the next batch.
+//! (replay windows, open RECEIVED entries, cached replies, a checkpoint), as **one** frame of the journal
+//! ([`super::journal`]) in one write and one flush. When it returns `Ok`, every record in the batch
+//! survives a crash or power loss; when it returns `Err`, none of them exists and the in-memory head is
+//! unchanged.
 //!
-//! An append is one flush (a plain commit). Every other commit, and [`Store::seal`], saves redb's
-//! allocator state in a second flush (quick repair): opening the file after a crash that followed one of
-//! those is as quick as after a clean stop, however large the file. A crash after a plain append and
-//! before the next seal costs redb's walk of the whole file at the next open instead (0.2 s a million
-//! records, docs/BENCHMARKS.md); nothing committed is lost either way. The writer seals when it goes idle
-//! ([`super::writer`]), so a crash between commands opens quickly and a burst pays one flush a commit.
+//! The journal's records reach the tables in folds, each **one** redb transaction: a segment of the
+//! journal that holds [`FOLD_AT`] bytes goes to the folding thread ([`Store::hand_off`],
+//! [`super::fold`]) while appends go on in the other segment; and everything is folded, here, when the
+//! writer has been idle 50 ms, before anything reads the tables (a snapshot, a query, the start,
+//! pruning), and when the store closes ([`Store::fold`]). A batch larger than a segment is written to
+//! the tables directly, after a fold, in one transaction of its own. Folding is idempotent (every row a
+//! fold writes is the state after its records), so a fold that failed is done again; until it succeeds,
+//! appends are refused with its error, and nothing runs unwitnessed.
+//!
+//! Every redb commit saves redb's allocator state (quick repair), so opening the file after a crash is
+//! as quick as after a clean stop, however large the file. Opening it then reads the journal: the frames
+//! of both segments that follow the tables' head, each linked to the record before it, are folded in
+//! before anything else happens. A torn last frame was never acknowledged and is left out; an intact
+//! frame of the same run beyond a broken one, or a frame that does not follow the log, means the journal
+//! was damaged, and the store refuses to open.
 //!
 //! The tables and what their rows hold are the file format, in [`super::schema`]. A sender's replay
 //! window and its cached replies go together when a policy command resets its sequence numbers. A log
 //! written before `nodes` and `traces` existed gets both when it is next opened for writing, in one
 //! transaction. Records arrive finished: what they say (and that no secret is in it) is the caller's.
 //!
-//! One file, though long: every table here is written in the one transaction of [`Store::append`], and
-//! the durability contract above holds only if all of them are read and written in one place.
+//! The rows a fold writes are [`super::tables`]'s; every read and write of the tables outside a fold goes
+//! through this store, which folds first.
+//!
+//! One file, though long: the head, the journal's segments, the records on their way to the tables and
+//! the folding thread's answer change together in every operation here, and the contract above holds
+//! only if they are changed in one place.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 
 use ed25519_dalek::SigningKey;
 use if_protocol::replay::ReplayWindow;
@@ -32,18 +45,17 @@ use if_protocol::witness::Hash;
 use if_protocol::witness::checkpoint::{Checkpoint, sign_checkpoint};
 use if_protocol::witness::merkle::CompactTree;
 use if_protocol::{ErrorCode, IfError};
-use redb::{
-    Database, ReadableDatabase as _, ReadableTable, ReadableTableMetadata as _, TableDefinition, TableHandle as _,
-    WriteTransaction,
-};
+use redb::{Database, ReadableDatabase as _, ReadableTable, TableDefinition, TableHandle as _};
 
+use super::fold::{Folded, Folder};
+use super::journal::{self, Journal, SEGMENT_BYTES};
 use super::reader::{Reader, Snapshot};
-use super::record::{Entry, Kind, Record};
 use super::schema::{
-    ANCHORED, BUDGETS, CHECKPOINTS, HEAD, HeadState, NODES, PENDING, POLICY, RECORDS, REPLAY, REPLIES, STORED_LEVEL,
-    TRACES, corrupt, decode, encode, read_head, unavailable,
+    ANCHORED, BUDGETS, CHECKPOINTS, HEAD, HeadState, NODES, PENDING, POLICY, RECORDS, REPLAY, REPLIES, corrupt, decode,
+    read_head, unavailable,
 };
-pub use super::schema::{CachedReply, Pending};
+pub use super::schema::{Append, CachedReply, Pending, ReplyUpdate};
+use super::tables::{Batch, begin, commit, index_existing, prepare};
 
 /// A command a restart left without an outcome, with the reply its sender is owed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,59 +64,6 @@ pub struct Interrupted {
     pub pending: Pending,
     /// The reply (also cached for redeliveries).
     pub reply: Vec<u8>,
-}
-
-/// One record to append, with the state changes committed with it.
-#[derive(Debug, Clone)]
-pub struct Append {
-    /// The record's kind.
-    pub kind: Kind,
-    /// The record's content (`wall_ms` is raised to the log's last time if the clock went back).
-    pub entry: Entry,
-    /// New replay window state for a sender.
-    pub replay: Option<(String, ReplayWindow)>,
-    /// Marks this record as an open RECEIVED.
-    pub pending: Option<Pending>,
-    /// Closes the open RECEIVED with this index.
-    pub settles: Option<u64>,
-    /// Caches the reply for (sender, seq); older entries of the sender below `keep_from` are dropped.
-    pub reply: Option<ReplyUpdate>,
-    /// Stores a policy document under a key (see `crate::policy`).
-    pub policy: Option<(String, Vec<u8>)>,
-    /// A provider's spending after this record's charge.
-    pub budget: Option<(String, crate::budget::Spent)>,
-    /// Forgets a sender's replay window and cached replies (a policy reset of its sequence numbers).
-    pub forget: Option<String>,
-}
-
-/// A reply to cache, and how far back the sender's cache reaches.
-#[derive(Debug, Clone)]
-pub struct ReplyUpdate {
-    /// The sender.
-    pub sender: String,
-    /// The sequence number answered.
-    pub seq: u64,
-    /// The reply.
-    pub cached: CachedReply,
-    /// Cached replies of this sender with a lower seq are dropped (they are below the replay window).
-    pub keep_from: u64,
-}
-
-impl Append {
-    /// A record with no side effects.
-    pub fn record(kind: Kind, entry: Entry) -> Self {
-        Append {
-            kind,
-            entry,
-            replay: None,
-            pending: None,
-            settles: None,
-            reply: None,
-            policy: None,
-            budget: None,
-            forget: None,
-        }
-    }
 }
 
 /// Signs checkpoints with the agent's identity key.
@@ -118,37 +77,57 @@ pub struct CheckpointSigner {
     pub every: u64,
 }
 
+/// A journal segment is handed to the folding thread once it holds this many bytes of frames.
+pub const FOLD_AT: u64 = SEGMENT_BYTES / 4;
+
+/// The journal segment that is not taking frames, while its records go to the tables.
+#[derive(Debug)]
+enum Behind {
+    /// The folding thread has them; its answer comes here.
+    Folding(mpsc::Receiver<Folded>),
+    /// Their fold failed: they are folded again, here, before anything else is written.
+    Failed(Batch, HeadState),
+    /// The folding thread stopped with them: they are in the journal alone, for the next open to fold.
+    Lost,
+}
+
 /// The open witness log.
 #[derive(Debug)]
 pub struct Store {
     path: PathBuf,
     cache_bytes: usize,
     db: Option<Arc<Database>>,
+    /// The head with every record appended, in the tables or only in the journal.
     head: HeadState,
     tree: CompactTree,
+    /// `None` for a log opened for inspection: its appends go to the tables directly.
+    journal: Option<Journal>,
+    /// Records in the active journal segment, not yet in the tables.
+    active: Batch,
+    /// The other segment's records, when they are not in the tables yet.
+    behind: Option<Behind>,
+    folder: Option<Folder>,
+    /// Why the last fold failed; appends are refused until one succeeds.
+    fold_failed: Option<IfError>,
     disk: Option<super::disk::Gauge>,
-    /// The last commit saved the allocator state (see the contract above).
-    sealed: bool,
 }
 
 impl Store {
-    /// Opens (or creates) the log at `path` with redb's page cache capped at `cache_bytes`.
+    /// Opens (or creates) the log at `path` with redb's page cache capped at `cache_bytes`, and folds in
+    /// what its journal holds beyond the tables.
     pub fn open(path: &Path, cache_bytes: usize) -> Result<Store, IfError> {
-        let mut store = Store {
-            path: path.to_path_buf(),
-            cache_bytes,
-            db: None,
-            head: HeadState::default(),
-            tree: CompactTree::new(),
-            disk: None,
-            sealed: false,
-        };
+        let mut store = Store::new(path, cache_bytes);
         store.reopen()?;
+        let (mut journal, contents) = Journal::open(&Journal::path_of(path))?;
+        store.recover(&contents)?;
+        journal.ready()?;
+        store.journal = Some(journal);
+        store.folder = Some(Folder::spawn()?);
         Ok(store)
     }
 
-    /// Opens an existing log without creating anything (for inspection and verification). A log left by a
-    /// crash is repaired by redb on open.
+    /// Opens an existing log without creating anything (for inspection and verification). A journal left
+    /// by a crash is folded into the tables; appends to this store go to the tables directly.
     pub fn open_existing(path: &Path) -> Result<Store, IfError> {
         if !path.is_file() {
             return Err(IfError::format(
@@ -160,22 +139,40 @@ impl Store {
             .set_cache_size(16 << 20)
             .open(path)
             .map_err(|e| unavailable(&format!("{} cannot be opened", path.display()), e))?;
-        let (head, tree) = {
+        let mut store = Store::new(path, 16 << 20);
+        {
             let txn = db.begin_read().map_err(|e| unavailable("read", e))?;
             let table = txn.open_table(HEAD).map_err(|e| corrupt(format_args!("not a witness log: {e}")))?;
-            read_head(&table)?
-        };
-        Ok(Store {
-            path: path.to_path_buf(),
-            cache_bytes: 16 << 20,
-            db: Some(Arc::new(db)),
-            head,
-            tree,
-            disk: None,
-            sealed: true,
-        })
+            (store.head, store.tree) = read_head(&table)?;
+        }
+        store.db = Some(Arc::new(db));
+        let journal = Journal::path_of(path);
+        if journal.is_file() {
+            let (_, contents) = Journal::open(&journal)?;
+            store.recover(&contents)?;
+        }
+        Ok(store)
     }
 
+    fn new(path: &Path, cache_bytes: usize) -> Store {
+        Store {
+            path: path.to_path_buf(),
+            cache_bytes,
+            db: None,
+            head: HeadState::default(),
+            tree: CompactTree::new(),
+            journal: None,
+            active: Batch::default(),
+            behind: None,
+            folder: None,
+            fold_failed: None,
+            disk: None,
+        }
+    }
+
+    /// Opens the file (redb repairs it if it must) and makes the tables a new log lacks. The head in
+    /// memory stays, with the records that wait to be folded, unless the tables are ahead of it: a commit
+    /// that reported an error had reached the disk.
     fn reopen(&mut self) -> Result<(), IfError> {
         self.db = None;
         let db = Database::builder()
@@ -192,7 +189,10 @@ impl Store {
             txn.open_table(POLICY).map_err(|e| unavailable("table", e))?;
             txn.open_table(BUDGETS).map_err(|e| unavailable("table", e))?;
             let table = txn.open_table(HEAD).map_err(|e| unavailable("table", e))?;
-            (self.head, self.tree) = read_head(&table)?;
+            let (head, tree) = read_head(&table)?;
+            if head.size > self.head.size || (head.size == self.head.size && head.boot > self.head.boot) {
+                (self.head, self.tree) = (head, tree);
+            }
         }
         let indexed = txn.list_tables().map_err(|e| unavailable("read", e))?.any(|t| t.name() == NODES.name());
         if !indexed {
@@ -200,27 +200,172 @@ impl Store {
         }
         txn.commit().map_err(|e| unavailable("commit", e))?;
         self.db = Some(Arc::new(db));
-        self.sealed = true;
         Ok(())
     }
 
-    /// Saves redb's allocator state in a commit of its own unless the last commit saved it, so that the
-    /// open after a crash from here on needs no repair. On error the store reopens on next use.
-    pub fn seal(&mut self) -> Result<(), IfError> {
-        if self.sealed {
+    /// Takes the journal's frames that follow the tables' head, from both segments in the order of their
+    /// records, and folds them in.
+    fn recover(&mut self, contents: &[u8]) -> Result<(), IfError> {
+        let segments = journal::read(contents);
+        let mut frames: Vec<&journal::Frame> = segments.iter().flat_map(|s| &s.frames).collect();
+        frames.sort_by_key(|f| f.first);
+        let mut head = self.head.clone();
+        let mut tree = self.tree.clone();
+        let mut batch = Batch::default();
+        for frame in frames {
+            if frame.end() <= head.size {
+                // Folded before the crash, or older still.
+                continue;
+            }
+            if frame.first != head.size || frame.prev != head.last_leaf {
+                return Err(corrupt(format_args!(
+                    "journal frame at byte {} (records {}..{}) does not follow record {} of the log",
+                    frame.offset,
+                    frame.first,
+                    frame.end(),
+                    head.size
+                )));
+            }
+            let body = frame.body()?;
+            batch.items.extend(prepare(&mut head, &mut tree, body.appends)?);
+            if let Some(note) = body.checkpoint {
+                head.last_checkpoint = head.size;
+                batch.notes.push((head.size, note));
+            }
+        }
+        if let Some(first) = segments.iter().find_map(|s| s.intact_after(head.size)) {
+            return Err(corrupt(format_args!(
+                "the journal holds record {first} beyond a damaged frame: records before it were lost"
+            )));
+        }
+        if batch.is_empty() {
             return Ok(());
         }
-        let result = self.db().and_then(|db| begin(db)?.commit().map_err(|e| unavailable("commit", e)));
-        match result {
-            Ok(()) => self.sealed = true,
-            Err(_) => self.db = None,
-        }
+        tracing::info!(records = batch.items.len(), "witness log: records from the journal folded in");
+        head.peaks = tree.peaks().to_vec();
+        (self.active, self.head, self.tree) = (batch, head, tree);
+        self.fold()
+    }
+
+    /// Folds every record of the journal into the tables, here, after the folding thread's work: when
+    /// this returns `Ok`, the tables hold the whole log. On error the records stay in the journal, appends
+    /// are refused, and the file is reopened on next use.
+    pub fn fold(&mut self) -> Result<(), IfError> {
+        let result = self.catch_up(true).and_then(|()| {
+            if self.active.is_empty() {
+                return Ok(());
+            }
+            let batch = std::mem::take(&mut self.active);
+            let head = self.head.clone();
+            match self.transact(|db| commit(db, &batch, &head)) {
+                Ok(()) => {
+                    if let Some(journal) = &mut self.journal {
+                        journal.reset();
+                    }
+                    Ok(())
+                }
+                Err(e) => {
+                    self.active = batch;
+                    Err(e)
+                }
+            }
+        });
+        self.fold_failed = result.as_ref().err().cloned();
         result
     }
 
-    /// Whether the last commit saved the allocator state ([`Store::seal`]).
-    pub fn sealed(&self) -> bool {
-        self.sealed
+    /// Hands the active segment's records to the folding thread, once its last fold is done, and makes
+    /// the other segment active: appends go on while the tables catch up.
+    pub fn hand_off(&mut self) -> Result<(), IfError> {
+        self.catch_up(true)?;
+        if self.active.is_empty() {
+            return Ok(());
+        }
+        if self.journal.is_none() || self.folder.is_none() {
+            return self.fold();
+        }
+        self.db()?;
+        let db = self.db.clone().ok_or_else(|| unavailable("", "not open"))?;
+        let batch = std::mem::take(&mut self.active);
+        let Some(folder) = &self.folder else { return Err(super::fold::gone()) };
+        match folder.fold(db, batch, self.head.clone()) {
+            Ok(answer) => {
+                self.behind = Some(Behind::Folding(answer));
+                if let Some(journal) = &mut self.journal {
+                    journal.switch();
+                }
+                Ok(())
+            }
+            Err(failed) => {
+                let (e, batch, _) = *failed;
+                self.active = batch;
+                Err(e)
+            }
+        }
+    }
+
+    /// Settles the segment behind: takes the folding thread's answer (waiting for it when `wait`), and
+    /// folds here what failed there. `Ok` when nothing is behind any more, or it is still folding.
+    fn catch_up(&mut self, wait: bool) -> Result<(), IfError> {
+        let answer = match self.behind.take() {
+            None => return Ok(()),
+            Some(Behind::Lost) => {
+                self.behind = Some(Behind::Lost);
+                return Err(super::fold::gone());
+            }
+            Some(Behind::Folding(answer)) => {
+                let got =
+                    if wait { answer.recv().map_err(|_| mpsc::TryRecvError::Disconnected) } else { answer.try_recv() };
+                match got {
+                    Ok(folded) => folded,
+                    Err(mpsc::TryRecvError::Empty) => {
+                        self.behind = Some(Behind::Folding(answer));
+                        return Ok(());
+                    }
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        self.behind = Some(Behind::Lost);
+                        return Err(super::fold::gone());
+                    }
+                }
+            }
+            Some(Behind::Failed(batch, head)) => match self.transact(|db| commit(db, &batch, &head)) {
+                Ok(()) => Ok(()),
+                Err(e) => Err(Box::new((e, batch, head))),
+            },
+        };
+        match answer {
+            Ok(()) => Ok(()),
+            Err(failed) => {
+                let (e, batch, head) = *failed;
+                // The file may have to be reopened: the folding thread let go of it before it answered.
+                self.db = None;
+                self.behind = Some(Behind::Failed(batch, head));
+                self.fold_failed = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether the tables hold every record (nothing waits in the journal).
+    pub fn folded(&self) -> bool {
+        self.active.is_empty() && self.behind.is_none()
+    }
+
+    /// Whether the active segment holds enough to hand to the folding thread, which is free.
+    pub fn fold_due(&mut self) -> bool {
+        if let Err(e) = self.catch_up(false) {
+            tracing::error!(error = %e, "the witness journal could not be folded into the log");
+        }
+        self.behind.is_none() && self.journal.as_ref().is_some_and(|j| j.used() >= FOLD_AT)
+    }
+
+    /// Runs `f` on the open file; on error the file is reopened on next use.
+    fn transact(&mut self, f: impl FnOnce(&Database) -> Result<(), IfError>) -> Result<(), IfError> {
+        let result = self.db().and_then(f);
+        if result.is_err() {
+            self.db = None;
+        }
+        result
     }
 
     pub(super) fn db(&mut self) -> Result<&Database, IfError> {
@@ -228,6 +373,12 @@ impl Store {
             self.reopen()?;
         }
         self.db.as_deref().ok_or_else(|| unavailable("", "not open"))
+    }
+
+    /// The tables with every record in them: a fold first.
+    pub(super) fn tables(&mut self) -> Result<&Database, IfError> {
+        self.fold()?;
+        self.db()
     }
 
     /// Judges every batch against `room` before it is written, reporting to `stats`
@@ -253,7 +404,7 @@ impl Store {
         self.tree.root()
     }
 
-    /// The stored tree state (size and peaks), as the head says.
+    /// The tree state (size and peaks) with every record appended.
     pub fn tree(&self) -> &CompactTree {
         &self.tree
     }
@@ -278,18 +429,50 @@ impl Store {
         self.head.last_checkpoint
     }
 
-    /// Appends `batch` in one durable transaction, signing a checkpoint in it when one is due, and
-    /// returns the index of each record. On error nothing was written and the store reopens on next use.
+    /// Appends `batch` durably, signing a checkpoint with it when one is due, and returns the index of
+    /// each record. On error nothing was written.
     pub fn append(&mut self, batch: &[Append], signer: Option<&CheckpointSigner>) -> Result<Vec<u64>, IfError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
         if let Some(gauge) = &mut self.disk {
             // Refused before anything is written; the file is fine, so it is not reopened.
             gauge.admit(&self.path)?;
         }
-        let result = self.try_append(batch, signer, false);
-        if result.is_err() {
-            self.db = None;
+        if self.fold_failed.is_some() {
+            self.fold()?;
         }
-        result
+        let mut head = self.head.clone();
+        let mut tree = self.tree.clone();
+        let (first, prev) = (head.size, head.last_leaf);
+        let mut next = Batch { items: prepare(&mut head, &mut tree, batch.iter().cloned())?, notes: Vec::new() };
+        if let Some(s) = signer
+            && head.size - head.last_checkpoint >= s.every.max(1)
+        {
+            next.notes.push((head.size, sign(s, head.size, tree.root())?));
+            head.last_checkpoint = head.size;
+        }
+        head.peaks = tree.peaks().to_vec();
+        let indices = next.items.iter().map(|p| p.index).collect();
+        if self.journal.is_some() {
+            let appends: Vec<&Append> = next.items.iter().map(|p| &p.item).collect();
+            let frame = journal::encode(first, &prev, &appends, next.notes.first().map(|(_, n)| n.as_str()))?;
+            if self.journal.as_ref().is_some_and(|j| !j.fits(frame.len())) {
+                self.hand_off()?;
+            }
+            if let Some(journal) = self.journal.as_mut().filter(|j| j.fits(frame.len())) {
+                journal.write(&frame)?;
+                self.active.items.append(&mut next.items);
+                self.active.notes.append(&mut next.notes);
+                (self.head, self.tree) = (head, tree);
+                return Ok(indices);
+            }
+        }
+        // Larger than a journal segment, or a log open for inspection: to the tables, after the rest.
+        self.fold()?;
+        self.transact(|db| commit(db, &next, &head))?;
+        (self.head, self.tree) = (head, tree);
+        Ok(indices)
     }
 
     /// Signs a checkpoint now if records were added since the last one.
@@ -297,113 +480,36 @@ impl Store {
         if self.head.size == self.head.last_checkpoint {
             return Ok(false);
         }
-        let result = self.try_append(&[], Some(signer), true);
-        if result.is_err() {
-            self.db = None;
-        }
-        result.map(|_| true)
-    }
-
-    fn try_append(
-        &mut self,
-        batch: &[Append],
-        signer: Option<&CheckpointSigner>,
-        force_checkpoint: bool,
-    ) -> Result<Vec<u64>, IfError> {
+        self.fold()?;
         let mut head = self.head.clone();
-        let mut tree = self.tree.clone();
-        let db = self.db()?;
-        let txn = begin_plain(db)?;
-        let mut indices = Vec::with_capacity(batch.len());
-        {
-            let mut records = txn.open_table(RECORDS).map_err(|e| unavailable("table", e))?;
-            let mut replay = txn.open_table(REPLAY).map_err(|e| unavailable("table", e))?;
-            let mut pending = txn.open_table(PENDING).map_err(|e| unavailable("table", e))?;
-            let mut replies = txn.open_table(REPLIES).map_err(|e| unavailable("table", e))?;
-            let mut index = Index::open(&txn)?;
-            for item in batch {
-                let mut entry = item.entry.clone();
-                entry.wall_ms = entry.wall_ms.max(head.last_wall_ms);
-                entry.boot = head.boot;
-                let record = Record { index: head.size, kind: item.kind, entry, prev: head.last_leaf };
-                let leaf = record.to_leaf()?;
-                records.insert(record.index, leaf.as_slice()).map_err(|e| unavailable("write", e))?;
-                head.last_leaf = Record::leaf_hash(&leaf);
-                index.add(&mut tree, &record, head.last_leaf)?;
-                head.last_wall_ms = record.entry.wall_ms;
-                indices.push(record.index);
-                head.size += 1;
-                if let Some((sender, window)) = &item.replay {
-                    replay.insert(sender.as_str(), encode(window)?.as_slice()).map_err(|e| unavailable("write", e))?;
-                }
-                if let Some(p) = &item.pending {
-                    pending.insert(record.index, encode(p)?.as_slice()).map_err(|e| unavailable("write", e))?;
-                }
-                if let Some(index) = item.settles {
-                    pending.remove(index).map_err(|e| unavailable("write", e))?;
-                }
-                if let Some(r) = &item.reply {
-                    replies
-                        .insert((r.sender.as_str(), r.seq), encode(&r.cached)?.as_slice())
-                        .map_err(|e| unavailable("write", e))?;
-                    replies
-                        .retain_in((r.sender.as_str(), 0)..(r.sender.as_str(), r.keep_from), |_, _| false)
-                        .map_err(|e| unavailable("write", e))?;
-                }
-                if let Some((provider, spent)) = &item.budget {
-                    let mut budgets = txn.open_table(BUDGETS).map_err(|e| unavailable("table", e))?;
-                    budgets
-                        .insert(provider.as_str(), encode(spent)?.as_slice())
-                        .map_err(|e| unavailable("write", e))?;
-                }
-                if let Some((key, value)) = &item.policy {
-                    let mut policy = txn.open_table(POLICY).map_err(|e| unavailable("table", e))?;
-                    policy.insert(key.as_str(), value.as_slice()).map_err(|e| unavailable("write", e))?;
-                }
-                if let Some(sender) = &item.forget {
-                    replay.remove(sender.as_str()).map_err(|e| unavailable("write", e))?;
-                    replies
-                        .retain_in((sender.as_str(), 0)..=(sender.as_str(), u64::MAX), |_, _| false)
-                        .map_err(|e| unavailable("write", e))?;
-                }
-            }
-            let due = signer.is_some_and(|s| head.size - head.last_checkpoint >= s.every.max(1));
-            if let Some(signer) = signer.filter(|_| (due || force_checkpoint) && head.size > head.last_checkpoint) {
-                let note = sign(signer, head.size, tree.root())?;
-                let mut cps = txn.open_table(CHECKPOINTS).map_err(|e| unavailable("table", e))?;
-                cps.insert(head.size, note.as_str()).map_err(|e| unavailable("write", e))?;
-                head.last_checkpoint = head.size;
-            }
-            head.peaks = tree.peaks().to_vec();
-            let mut head_table = txn.open_table(HEAD).map_err(|e| unavailable("table", e))?;
-            head_table.insert("head", encode(&head)?.as_slice()).map_err(|e| unavailable("write", e))?;
-        }
-        txn.commit().map_err(|e| unavailable("commit", e))?;
+        let notes = vec![(head.size, sign(signer, head.size, self.tree.root())?)];
+        head.last_checkpoint = head.size;
+        self.transact(|db| commit(db, &Batch { items: Vec::new(), notes }, &head))?;
         self.head = head;
-        self.tree = tree;
-        self.sealed = false;
-        Ok(indices)
+        Ok(true)
     }
 
     /// Starts a run: bumps the boot counter and writes `batch` (the run's BOOT record and an INTERRUPTED
-    /// for each open RECEIVED, as [`super::boot`] makes them) in the same transaction. On error nothing
-    /// was written and the counter is as it was.
+    /// for each open RECEIVED, as [`super::boot`] makes them) in the same transaction, to the tables: the
+    /// run's frames are replayed with its boot counter. On error nothing was written and the counter is
+    /// as it was.
     pub fn boot(&mut self, batch: &[Append]) -> Result<(), IfError> {
-        self.head.boot = self.head.boot.wrapping_add(1);
+        self.fold()?;
+        let mut head = self.head.clone();
+        let mut tree = self.tree.clone();
+        head.boot = head.boot.wrapping_add(1);
         // A run's first records are written whatever the disk budget: the agent then serves its status
         // (saying the log is full) and refuses commands, instead of not starting.
-        let gauge = self.disk.take();
-        let result = self.append(batch, None);
-        self.disk = gauge;
-        if result.is_err() {
-            self.head.boot = self.head.boot.wrapping_sub(1);
-        }
-        result.map(|_| ())
+        let items = prepare(&mut head, &mut tree, batch.iter().cloned())?;
+        head.peaks = tree.peaks().to_vec();
+        self.transact(|db| commit(db, &Batch { items, notes: Vec::new() }, &head))?;
+        (self.head, self.tree) = (head, tree);
+        Ok(())
     }
 
     /// The open RECEIVED records.
     pub fn pending(&mut self) -> Result<Vec<(u64, Pending)>, IfError> {
-        let txn = self.db()?.begin_read().map_err(|e| unavailable("read", e))?;
+        let txn = self.tables()?.begin_read().map_err(|e| unavailable("read", e))?;
         let table = txn.open_table(PENDING).map_err(|e| unavailable("table", e))?;
         let mut out = Vec::new();
         for row in table.iter().map_err(|e| unavailable("read", e))? {
@@ -415,7 +521,7 @@ impl Store {
 
     /// Every sender's replay window.
     pub fn replay_windows(&mut self) -> Result<HashMap<String, ReplayWindow>, IfError> {
-        let txn = self.db()?.begin_read().map_err(|e| unavailable("read", e))?;
+        let txn = self.tables()?.begin_read().map_err(|e| unavailable("read", e))?;
         let table = txn.open_table(REPLAY).map_err(|e| unavailable("table", e))?;
         let mut out = HashMap::new();
         for row in table.iter().map_err(|e| unavailable("read", e))? {
@@ -431,7 +537,7 @@ impl Store {
 
     /// Every cached reply, by (sender, seq).
     pub fn replies(&mut self) -> Result<HashMap<(String, u64), CachedReply>, IfError> {
-        let txn = self.db()?.begin_read().map_err(|e| unavailable("read", e))?;
+        let txn = self.tables()?.begin_read().map_err(|e| unavailable("read", e))?;
         let table = txn.open_table(REPLIES).map_err(|e| unavailable("table", e))?;
         let mut out = HashMap::new();
         for row in table.iter().map_err(|e| unavailable("read", e))? {
@@ -463,7 +569,7 @@ impl Store {
 
     /// The rows of a table keyed by text; a table that does not exist yet has none.
     fn keyed_rows(&mut self, def: TableDefinition<'_, &str, &[u8]>) -> Result<Vec<(String, Vec<u8>)>, IfError> {
-        let txn = self.db()?.begin_read().map_err(|e| unavailable("read", e))?;
+        let txn = self.tables()?.begin_read().map_err(|e| unavailable("read", e))?;
         let table = match txn.open_table(def) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -484,7 +590,7 @@ impl Store {
 
     /// A handle for reading the log from another thread while this store keeps writing.
     pub fn reader(&mut self) -> Result<Reader, IfError> {
-        self.db()?;
+        self.tables()?;
         self.db.clone().map(Reader::new).ok_or_else(|| unavailable("", "not open"))
     }
 
@@ -506,16 +612,15 @@ impl Store {
 
     /// Sets `key` of the `anchored` table to `value` unless it is already larger.
     fn raise(&mut self, key: &str, value: u64) -> Result<(), IfError> {
-        let db = self.db()?;
-        let txn = begin(db)?;
-        {
+        self.fold()?;
+        self.transact(|db| {
+            let txn = begin(db)?;
             let mut table = txn.open_table(ANCHORED).map_err(|e| unavailable("table", e))?;
             let now = table.get(key).map_err(|e| unavailable("read", e))?.map_or(0, |v| v.value());
             table.insert(key, now.max(value)).map_err(|e| unavailable("write", e))?;
-        }
-        txn.commit().map_err(|e| unavailable("commit", e))?;
-        self.sealed = true;
-        Ok(())
+            drop(table);
+            txn.commit().map_err(|e| unavailable("commit", e))
+        })
     }
 
     /// Every stored checkpoint note, by tree size.
@@ -524,64 +629,14 @@ impl Store {
     }
 }
 
-/// The tree nodes and trace entries a transaction adds with its records.
-struct Index<'t> {
-    nodes: redb::Table<'t, (u64, u8), Hash>,
-    traces: redb::Table<'t, (u128, u64), ()>,
-}
-
-impl<'t> Index<'t> {
-    fn open(txn: &'t WriteTransaction) -> Result<Self, IfError> {
-        let nodes = txn.open_table(NODES).map_err(|e| unavailable("table", e))?;
-        let traces = txn.open_table(TRACES).map_err(|e| unavailable("table", e))?;
-        Ok(Index { nodes, traces })
-    }
-
-    /// Pushes `record`'s leaf hash onto `tree`, storing every subtree root it completes and its trace.
-    fn add(&mut self, tree: &mut CompactTree, record: &Record, leaf: Hash) -> Result<(), IfError> {
-        for n in tree.push_nodes(leaf).iter().filter(|n| n.level >= STORED_LEVEL) {
-            self.nodes.insert((n.last, n.level), n.hash).map_err(|e| unavailable("write", e))?;
+impl Drop for Store {
+    /// Folds what the journal holds, so that a store closed cleanly leaves every record in the tables; if
+    /// that fails, the next open folds it.
+    fn drop(&mut self) {
+        if let Err(e) = self.fold() {
+            tracing::warn!(error = %e, "the witness journal was left to the next open");
         }
-        if let Some(trace) = record.entry.trace {
-            self.traces.insert((trace.as_u128(), record.index), ()).map_err(|e| unavailable("write", e))?;
-        }
-        Ok(())
     }
-}
-
-/// Builds the tree nodes and the trace index of a log written before they were kept, from its records.
-fn index_existing(txn: &WriteTransaction) -> Result<(), IfError> {
-    let records = txn.open_table(RECORDS).map_err(|e| unavailable("table", e))?;
-    let mut index = Index::open(txn)?;
-    let mut tree = CompactTree::new();
-    let count = records.len().map_err(|e| unavailable("read", e))?;
-    for row in records.iter().map_err(|e| unavailable("read", e))? {
-        let (k, v) = row.map_err(|e| unavailable("read", e))?;
-        let record =
-            Record::from_leaf(v.value()).map_err(|e| corrupt(format_args!("record {}: {}", k.value(), e.detail())))?;
-        index.add(&mut tree, &record, Record::leaf_hash(v.value()))?;
-    }
-    if count > 0 {
-        tracing::info!(records = count, "witness log: tree nodes and trace index built");
-    }
-    Ok(())
-}
-
-/// A write transaction durable when `commit` returns, with redb's allocator state saved in it (quick
-/// repair), so that opening the file after a crash or power loss loads that state instead of walking the
-/// whole file. It costs a second flush.
-pub(super) fn begin(db: &Database) -> Result<WriteTransaction, IfError> {
-    let mut txn = begin_plain(db)?;
-    txn.set_quick_repair(true);
-    Ok(txn)
-}
-
-/// A write transaction durable when `commit` returns, in one flush: an append's.
-fn begin_plain(db: &Database) -> Result<WriteTransaction, IfError> {
-    let mut txn = db.begin_write().map_err(|e| unavailable("transaction", e))?;
-    txn.set_durability(redb::Durability::Immediate).map_err(|e| unavailable("durability", e))?;
-    txn.set_quick_repair(false);
-    Ok(txn)
 }
 
 fn sign(signer: &CheckpointSigner, size: u64, root: Hash) -> Result<String, IfError> {

@@ -1,16 +1,17 @@
 //! Group commit: one writer thread owns the log; every append waits for a durable commit.
 //!
 //! Callers send batches of [`Append`]s and await the result. The writer takes the first request, drains
-//! every request queued behind it, and commits all of them in one transaction and one fsync, then wakes
-//! every waiter with its own indices. A failed commit fails every request in it; nothing of it is kept,
-//! and the next request reopens the file. A request is answered only after its commit returned, so an
+//! every request queued behind it, and commits all of them as one journal frame and one flush
+//! ([`Store::append`]), then wakes every waiter with its own indices. A failed commit fails every request
+//! in it; nothing of it is kept. A request is answered only after its commit returned, so an
 //! acknowledgement built on it never runs ahead of the disk. Every record passes the redaction net
 //! ([`crate::redact`]) on its way to the store.
 //!
-//! Appends commit in one flush each; once the writer has committed nothing for [`SEAL_AFTER`], it seals
-//! the log ([`Store::seal`]) so that a crash while it is idle costs no repair at the next open. A burst
-//! pays one flush a commit, and only a crash inside it costs the repair. Without a tokio runtime to time
-//! the idle, it seals after every group instead.
+//! After answering, once the active journal segment holds [`super::store::FOLD_AT`] bytes, the writer
+//! hands it to the store's folding thread ([`Store::hand_off`]) and goes on in the other; once it has
+//! committed nothing for [`FOLD_AFTER`], it folds the rest itself ([`Store::fold`]). A burst pays one
+//! flush a commit, and the tables catch up beside it. Without a tokio runtime to time the idle, it folds
+//! after every group instead.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,7 +32,7 @@ enum Request {
     Append(Vec<Append>, Done),
     Checkpoint(oneshot::Sender<bool>),
     Use(Job),
-    Seal,
+    Fold,
     Close(oneshot::Sender<()>),
 }
 
@@ -44,8 +45,8 @@ pub struct Stats {
     pub commits: AtomicU64,
     /// Transactions that failed.
     pub failures: AtomicU64,
-    /// Seals committed ([`Store::seal`]).
-    pub seals: AtomicU64,
+    /// Folds of the journal into the tables ([`Store::fold`]).
+    pub folds: AtomicU64,
 }
 
 /// The handle used to append; cheap to clone.
@@ -61,7 +62,7 @@ impl std::fmt::Debug for Request {
             Request::Append(b, _) => write!(f, "Append({})", b.len()),
             Request::Checkpoint(_) => write!(f, "Checkpoint"),
             Request::Use(_) => write!(f, "Use"),
-            Request::Seal => write!(f, "Seal"),
+            Request::Fold => write!(f, "Fold"),
             Request::Close(_) => write!(f, "Close"),
         }
     }
@@ -74,8 +75,8 @@ fn gone() -> IfError {
 /// Most appends merged into one transaction.
 const MAX_GROUP: usize = 4096;
 
-/// How long the writer commits nothing before it seals the log.
-pub const SEAL_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
+/// How long the writer commits nothing before it folds the journal into the tables.
+pub const FOLD_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl Witness {
     /// Starts the writer thread; it ends when every handle is dropped, or at [`Witness::close`].
@@ -85,14 +86,14 @@ impl Witness {
         stats.size.store(store.size(), Ordering::Relaxed);
         let thread_stats = stats.clone();
         let idle = tokio::runtime::Handle::try_current().ok().map(|runtime| {
-            let unsealed = Arc::new(Notify::new());
-            runtime.spawn(seal_when_idle(tx.downgrade(), unsealed.clone(), stats.clone()));
-            unsealed
+            let unfolded = Arc::new(Notify::new());
+            runtime.spawn(fold_when_idle(tx.downgrade(), unfolded.clone(), stats.clone()));
+            unfolded
         });
-        if !store.sealed()
-            && let Some(unsealed) = &idle
+        if !store.folded()
+            && let Some(unfolded) = &idle
         {
-            unsealed.notify_one();
+            unfolded.notify_one();
         }
         std::thread::Builder::new()
             .name("witness-writer".into())
@@ -185,20 +186,20 @@ impl std::future::Future for Commit {
     }
 }
 
-/// Asks the writer to seal once it has committed nothing for [`SEAL_AFTER`] since it said it was
-/// unsealed; ends with the writer.
-async fn seal_when_idle(writer: mpsc::WeakSender<Request>, unsealed: Arc<Notify>, stats: Arc<Stats>) {
+/// Asks the writer to fold once it has committed nothing for [`FOLD_AFTER`] since it said the journal
+/// held something; ends with the writer.
+async fn fold_when_idle(writer: mpsc::WeakSender<Request>, unfolded: Arc<Notify>, stats: Arc<Stats>) {
     loop {
-        unsealed.notified().await;
+        unfolded.notified().await;
         loop {
             let seen = stats.commits.load(Ordering::Relaxed);
-            tokio::time::sleep(SEAL_AFTER).await;
+            tokio::time::sleep(FOLD_AFTER).await;
             if stats.commits.load(Ordering::Relaxed) == seen {
                 break;
             }
         }
         let Some(writer) = writer.upgrade() else { return };
-        if writer.send(Request::Seal).await.is_err() {
+        if writer.send(Request::Fold).await.is_err() {
             return;
         }
     }
@@ -226,7 +227,7 @@ fn run(
         let mut waiters = Vec::new();
         let mut checkpoints = Vec::new();
         let mut jobs = Vec::new();
-        let mut seal = false;
+        let mut fold = false;
         for r in group {
             match r {
                 Request::Append(items, done) => {
@@ -235,7 +236,7 @@ fn run(
                 }
                 Request::Checkpoint(done) => checkpoints.push(done),
                 Request::Use(job) => jobs.push(job),
-                Request::Seal => seal = true,
+                Request::Fold => fold = true,
                 Request::Close(done) => closed = Some(done),
             }
         }
@@ -256,22 +257,31 @@ fn run(
         for job in jobs {
             job(&mut store);
         }
-        if store.sealed() {
+        if store.folded() {
             continue;
         }
-        // A seal asked for while appends arrived waits for the next idle: they were the burst going on.
-        if closed.is_some() || idle.is_none() || (seal && batch.is_empty()) {
-            match store.seal() {
-                Ok(()) => _ = stats.seals.fetch_add(1, Ordering::Relaxed),
-                Err(e) => tracing::warn!(error = %e, "the witness log could not be sealed"),
-            }
-        } else if let Some(unsealed) = idle {
-            unsealed.notify_one();
+        // A fold asked for while appends arrived waits for the next idle: they were the burst going on.
+        let result = if closed.is_some() || idle.is_none() || (fold && batch.is_empty()) {
+            Some(store.fold())
+        } else if store.fold_due() {
+            // In a burst: the folding thread takes the segment, and appends go on in the other.
+            Some(store.hand_off())
+        } else {
+            None
+        };
+        match result {
+            Some(Ok(())) => _ = stats.folds.fetch_add(1, Ordering::Relaxed),
+            // The next append tries again first, and is refused while it fails.
+            Some(Err(e)) => tracing::error!(error = %e, "the witness journal could not be folded into the log"),
+            None => {}
+        }
+        if let Some(unfolded) = idle.filter(|_| !store.folded()) {
+            unfolded.notify_one();
         }
     }
-    if let Some(unsealed) = idle {
+    if let Some(unfolded) = idle {
         // Wakes the idle timer, which then finds the writer gone.
-        unsealed.notify_one();
+        unfolded.notify_one();
     }
     drop(store);
     if let Some(done) = closed {
