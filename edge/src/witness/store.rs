@@ -7,11 +7,11 @@
 //! survives a crash or power loss; when it returns `Err`, none of them exists and the in-memory head is
 //! unchanged.
 //!
-//! The journal's records reach the tables in folds, each **one** redb transaction: a segment of the
-//! journal that holds [`FOLD_AT`] bytes goes to the folding thread ([`Store::hand_off`],
-//! [`super::fold`]) while appends go on in the other segment; and everything is folded, here, when the
-//! writer has been idle 50 ms, before anything reads the tables (a snapshot, a query, the start,
-//! pruning), and when the store closes ([`Store::fold`]). A batch larger than a segment is written to
+//! The journal's records reach the tables in folds, each **one** redb transaction: the active segment
+//! of the journal goes to the folding thread ([`Store::hand_off`], [`super::fold`]) once it holds
+//! [`FOLD_AT`] bytes or the writer has been idle 50 ms, while appends go on in the other segment; and
+//! everything is folded, here, before anything reads the tables (a snapshot, a query, the start,
+//! pruning) and when the store closes ([`Store::fold`]). A batch larger than a segment is written to
 //! the tables directly, after a fold, in one transaction of its own. Folding is idempotent (every row a
 //! fold writes is the state after its records), so a fold that failed is done again; until it succeeds,
 //! appends are refused with its error, and nothing runs unwitnessed.
@@ -48,7 +48,7 @@ use if_protocol::{ErrorCode, IfError};
 use redb::{Database, ReadableDatabase as _, ReadableTable, TableDefinition, TableHandle as _};
 
 use super::fold::{Folded, Folder};
-use super::journal::{self, Journal, SEGMENT_BYTES};
+use super::journal::{self, Journal};
 use super::reader::{Reader, Snapshot};
 use super::schema::{
     ANCHORED, BUDGETS, CHECKPOINTS, HEAD, HeadState, NODES, PENDING, POLICY, RECORDS, REPLAY, REPLIES, corrupt, decode,
@@ -77,8 +77,11 @@ pub struct CheckpointSigner {
     pub every: u64,
 }
 
-/// A journal segment is handed to the folding thread once it holds this many bytes of frames.
-pub const FOLD_AT: u64 = SEGMENT_BYTES / 4;
+/// A journal segment is handed to the folding thread once it holds this many bytes of frames (about
+/// 20 commands): a fold's pages and flushes then hold up the journal's own flush a little and often,
+/// rather than for milliseconds at once (docs/BENCHMARKS.md). Under a flood the folds grow by
+/// themselves, as a segment fills while the fold before it commits.
+pub const FOLD_AT: u64 = 64 << 10;
 
 /// The journal segment that is not taking frames, while its records go to the tables.
 #[derive(Debug)]

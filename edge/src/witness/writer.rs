@@ -7,11 +7,11 @@
 //! acknowledgement built on it never runs ahead of the disk. Every record passes the redaction net
 //! ([`crate::redact`]) on its way to the store.
 //!
-//! After answering, once the active journal segment holds [`super::store::FOLD_AT`] bytes, the writer
-//! hands it to the store's folding thread ([`Store::hand_off`]) and goes on in the other; once it has
-//! committed nothing for [`FOLD_AFTER`], it folds the rest itself ([`Store::fold`]). A burst pays one
-//! flush a commit, and the tables catch up beside it. Without a tokio runtime to time the idle, it folds
-//! after every group instead.
+//! After answering, once the active journal segment holds [`super::store::FOLD_AT`] bytes, or once it has
+//! committed nothing for [`FOLD_AFTER`], the writer hands the segment to the store's folding thread
+//! ([`Store::hand_off`]) and goes on in the other: a burst pays one flush a commit, the tables catch up
+//! beside it, and an append never waits for a fold it did not need. Closing folds everything, here
+//! ([`Store::fold`]). Without a tokio runtime to time the idle, it folds after every group instead.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -260,11 +260,12 @@ fn run(
         if store.folded() {
             continue;
         }
-        // A fold asked for while appends arrived waits for the next idle: they were the burst going on.
-        let result = if closed.is_some() || idle.is_none() || (fold && batch.is_empty()) {
+        // The folding thread takes the active segment once it is due, or once the writer is idle (a fold
+        // asked for while appends arrived waits for the next idle: they were the burst going on); either
+        // way appends go on in the other segment at once.
+        let result = if closed.is_some() || idle.is_none() {
             Some(store.fold())
-        } else if store.fold_due() {
-            // In a burst: the folding thread takes the segment, and appends go on in the other.
+        } else if (fold && batch.is_empty()) || store.fold_due() {
             Some(store.hand_off())
         } else {
             None
