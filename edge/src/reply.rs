@@ -8,12 +8,13 @@
 use if_protocol::error::ErrorReport;
 use if_protocol::{ErrorCode, IfError};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::witness::record::Entry;
 
 /// The answer to one envelope.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Reply {
     /// The envelope's id, when it could be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -26,9 +27,9 @@ pub struct Reply {
     pub seq: Option<u64>,
     /// Whether the command ran and succeeded.
     pub ok: bool,
-    /// What the capability answered, on success.
+    /// What the capability answered, on success, as the JSON text it was encoded to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<serde_json::Value>,
+    pub result: Option<Box<RawValue>>,
     /// The error, on failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorReport>,
@@ -42,13 +43,13 @@ pub struct Reply {
 
 impl Reply {
     /// A success that answers no envelope (a pushed policy document).
-    pub fn result(result: serde_json::Value) -> Self {
+    pub fn result(result: &serde_json::Value) -> Self {
         Reply {
             id: None,
             sender: None,
             seq: None,
             ok: true,
-            result: Some(result),
+            result: serde_json::value::to_raw_value(result).ok(),
             error: None,
             witness: None,
             next_seq: None,
@@ -56,7 +57,7 @@ impl Reply {
     }
 
     /// A success.
-    pub fn ok(id: Uuid, sender: &str, seq: u64, result: serde_json::Value) -> Self {
+    pub fn ok(id: Uuid, sender: &str, seq: u64, result: Box<RawValue>) -> Self {
         Reply {
             id: Some(id),
             sender: Some(sender.into()),
@@ -197,7 +198,18 @@ mod tests {
         assert_eq!(v["error"]["code"], "IF_ERR_103");
         assert_eq!(v["error"]["name"], "REPLAY_DETECTED");
         let back: Reply = serde_json::from_slice(&r.to_bytes()).expect("parse");
-        assert_eq!(back, r);
+        assert_eq!(back.to_bytes(), r.to_bytes());
+    }
+
+    #[test]
+    fn an_answer_is_carried_as_the_json_text_it_was_encoded_to() {
+        let answer = serde_json::value::to_raw_value(&serde_json::json!({ "pong": true, "n": [1, 2] })).expect("raw");
+        let r = Reply::ok(Uuid::nil(), "desk", 7, answer);
+        let text = String::from_utf8(r.to_bytes()).expect("utf8");
+        assert!(text.contains(r#""result":{"n":[1,2],"pong":true}"#), "{text}");
+        let back: Reply = serde_json::from_slice(text.as_bytes()).expect("parse");
+        assert_eq!(back.result.map(|r| r.get().to_string()).as_deref(), Some(r#"{"n":[1,2],"pong":true}"#));
+        assert_eq!(back.seq, Some(7));
     }
 
     #[test]

@@ -15,7 +15,7 @@ fn log(path: &std::path::Path, n: u64, detail: usize) -> Store {
         let detail = format!("{i:08}").repeat(detail / 8 + 1)[..detail].to_string();
         Append::record(Kind::Executed, Entry { wall_ms: i, count: 1, detail, ..Entry::default() })
     };
-    store.append(&(0..n).map(record).collect::<Vec<_>>(), None).expect("append");
+    store.append((0..n).map(record).collect::<Vec<_>>(), None).expect("append");
     store
 }
 

@@ -37,7 +37,7 @@ fn log(path: &std::path::Path, n: u64, every: u64) {
                 Append::record(Kind::Executed, Entry { wall_ms: j, trace: t, count: 1, ..Entry::default() })
             })
             .collect();
-        store.append(&batch, Some(&s)).expect("append");
+        store.append(batch, Some(&s)).expect("append");
         i += k;
     }
 }

@@ -99,7 +99,7 @@ fn crashed_in_a_burst(name: &str) -> (tempfile::TempDir, PathBuf) {
 fn appended_without_a_fold(path: &Path) -> ! {
     let mut store = Store::open(path, 1 << 20).expect("open");
     for _ in 0..4 {
-        store.append(&records(RECORDS / 4), None).expect("append");
+        store.append(records(RECORDS / 4), None).expect("append");
     }
     assert!(!store.folded());
     std::process::abort();
@@ -124,7 +124,7 @@ fn a_crash_in_a_burst_keeps_every_append_that_returned_and_needs_no_repair() {
     // The next start finds the same frames again, now below the log's head: nothing is added twice.
     let mut store = Store::open(&path, 1 << 20).expect("open again");
     assert_eq!(store.size(), RECORDS);
-    store.append(&records(1), None).expect("append");
+    store.append(records(1), None).expect("append");
     assert_eq!(if_edge::witness::verify::verify(&mut store, None, None).expect("verifies").size, RECORDS + 1);
 }
 
@@ -145,8 +145,8 @@ fn inspection_folds_what_a_crash_left_in_the_journal() {
 fn a_crash_after_a_fold_adds_nothing_twice() {
     if let Some(path) = child() {
         let mut store = Store::open(&path, 1 << 20).expect("open");
-        store.append(&records(RECORDS / 2), None).expect("append");
-        store.append(&records(RECORDS / 2), None).expect("append");
+        store.append(records(RECORDS / 2), None).expect("append");
+        store.append(records(RECORDS / 2), None).expect("append");
         store.fold().expect("fold");
         // The folded frames are still in the journal; one more after them would overwrite the first.
         std::process::abort();
@@ -165,12 +165,12 @@ fn a_crash_after_a_fold_adds_nothing_twice() {
 fn a_crash_while_a_segment_is_folding_keeps_both_segments_records_in_order() {
     if let Some(path) = child() {
         let mut store = Store::open(&path, 1 << 20).expect("open");
-        store.append(&records(RECORDS / 2), None).expect("append");
+        store.append(records(RECORDS / 2), None).expect("append");
         // The folding thread takes the first segment; the next appends go into the second at once,
         // whether or not that fold has committed when the crash comes.
         store.hand_off().expect("hand off");
-        store.append(&records(RECORDS / 4), None).expect("append");
-        store.append(&records(RECORDS / 4), None).expect("append");
+        store.append(records(RECORDS / 4), None).expect("append");
+        store.append(records(RECORDS / 4), None).expect("append");
         std::process::abort();
     }
     let dir = tempfile::tempdir().expect("dir");
@@ -208,21 +208,21 @@ fn a_fold_that_fails_refuses_appends_until_it_succeeds_and_loses_nothing() {
             .block_on(async { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ)) })
             .expect("SIGXFSZ");
         let mut store = Store::open(&path, 1 << 20).expect("open");
-        store.append(&records(10), None).expect("append");
+        store.append(records(10), None).expect("append");
         store.fold().expect("fold");
         // The first segment's first frames still fit under the limit; the tables' pages and the second
         // segment (from 2 MiB) do not.
         limit_file_size("65536");
-        store.append(&records(10), None).expect("into the journal");
+        store.append(records(10), None).expect("into the journal");
         store.hand_off().expect("handed to the folding thread");
         let full = |e: if_protocol::IfError| assert_eq!(e.code(), ErrorCode::StorageFull, "{e}");
-        full(store.append(&records(10), None).expect_err("the second segment cannot be written"));
-        full(store.append(&records(10), None).expect_err("nor the end mark that voids the failed write"));
+        full(store.append(records(10), None).expect_err("the second segment cannot be written"));
+        full(store.append(records(10), None).expect_err("nor the end mark that voids the failed write"));
         full(store.fold().expect_err("the tables cannot grow"));
-        full(store.append(&records(10), None).expect_err("refused while the fold fails"));
+        full(store.append(records(10), None).expect_err("refused while the fold fails"));
         assert_eq!(store.size(), 20, "nothing refused was counted");
         limit_file_size("unlimited");
-        store.append(&records(10), None).expect("the fold went through first, then the append");
+        store.append(records(10), None).expect("the fold went through first, then the append");
         assert_eq!(store.size(), 30);
         std::process::abort();
     }
@@ -284,7 +284,7 @@ fn a_journal_that_does_not_follow_the_log_stops_the_open() {
     let other = path.with_file_name("other.redb");
     {
         let mut store = Store::open(&other, 1 << 20).expect("other");
-        store.append(&records(1), None).expect("append");
+        store.append(records(1), None).expect("append");
         store.fold().expect("fold");
     }
     let mut log = Store::open(&path, 1 << 20).expect("open");
@@ -297,9 +297,9 @@ fn a_journal_that_does_not_follow_the_log_stops_the_open() {
     drop(log);
     // A frame at this log's head that links to another record is refused.
     let mut frame_log = Store::open(&other, 1 << 20).expect("other");
-    frame_log.append(&records(RECORDS - 1), None).expect("append");
+    frame_log.append(records(RECORDS - 1), None).expect("append");
     frame_log.fold().expect("fold");
-    frame_log.append(&records(1), None).expect("the frame of record 40");
+    frame_log.append(records(1), None).expect("the frame of record 40");
     drop(frame_log);
     std::fs::copy(Journal::path_of(&other), Journal::path_of(&path)).expect("copy");
     let e = Store::open(&path, 1 << 20).expect_err("a frame of another log");

@@ -48,7 +48,7 @@ fn appends_survive_reopen_and_verify() {
     {
         let mut store = Store::open(&path, 1 << 20).expect("open");
         boot::start(&mut store, 1, "test", interrupted_reply).expect("boot");
-        let idx = store.append(&[received("desk", 1), received("desk", 2)], Some(&s)).expect("append");
+        let idx = store.append(vec![received("desk", 1), received("desk", 2)], Some(&s)).expect("append");
         assert_eq!(idx, vec![1, 2]);
         assert_eq!(store.last_checkpoint_size(), 3, "a checkpoint is due after 3 records");
     }
@@ -73,10 +73,10 @@ fn boot_interrupts_open_received_records_once() {
     let path = dir.path().join("w.redb");
     let mut store = Store::open(&path, 1 << 20).expect("open");
     boot::start(&mut store, 1, "first", interrupted_reply).expect("boot");
-    store.append(&[received("desk", 1), received("desk", 2)], None).expect("append");
+    store.append(vec![received("desk", 1), received("desk", 2)], None).expect("append");
     let mut settle = Append::record(Kind::Executed, entry("desk", 1));
     settle.settles = Some(1);
-    store.append(&[settle], None).expect("settle");
+    store.append(vec![settle], None).expect("settle");
     drop(store);
     let mut store = Store::open(&path, 1 << 20).expect("reopen");
     let interrupted = boot::start(&mut store, 2, "second", interrupted_reply).expect("boot");
@@ -114,7 +114,7 @@ fn a_tampered_record_is_found_by_index() {
     let mut store = Store::open(&path, 1 << 20).expect("open");
     boot::start(&mut store, 1, "x", interrupted_reply).expect("boot");
     for seq in 1..=5 {
-        store.append(&[received("desk", seq)], None).expect("append");
+        store.append(vec![received("desk", seq)], None).expect("append");
     }
     drop(store);
     // Rewrite record 3 with another sender, as someone with access to the file could.

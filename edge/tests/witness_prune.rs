@@ -25,7 +25,7 @@ fn log(path: &std::path::Path) -> Store {
     let record =
         |i: u64| Append::record(Kind::Executed, Entry { wall_ms: i, trace: Some(trace_of(i)), ..Entry::default() });
     for (from, to) in [(0, 2000), (2000, 2560), (2560, SIZE)] {
-        store.append(&(from..to).map(record).collect::<Vec<_>>(), None).expect("append");
+        store.append((from..to).map(record).collect::<Vec<_>>(), None).expect("append");
         assert!(store.checkpoint_now(&signer).expect("checkpoint"));
     }
     store

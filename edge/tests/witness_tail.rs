@@ -26,11 +26,11 @@ fn log(path: &std::path::Path, signed: u64, after: u64) {
         Append::record(Kind::Executed, Entry { wall_ms: i, trace, count: 1, ..Entry::default() })
     };
     for chunk in (0..signed).collect::<Vec<_>>().chunks(100) {
-        store.append(&chunk.iter().map(|&i| record(i)).collect::<Vec<_>>(), None).expect("append");
+        store.append(chunk.iter().map(|&i| record(i)).collect::<Vec<_>>(), None).expect("append");
     }
     assert!(store.checkpoint_now(&signer).expect("checkpoint"));
     let tail: Vec<Append> = (signed..signed + after).map(record).collect();
-    store.append(&tail, None).expect("append tail");
+    store.append(tail, None).expect("append tail");
 }
 
 fn start_check(path: &std::path::Path) -> Result<Checked, Fault> {
@@ -82,7 +82,7 @@ fn the_check_reads_only_the_records_after_the_newest_checkpoint() {
     // With no checkpoint yet, every record is read.
     let path = dir.path().join("unsigned.redb");
     let mut store = Store::open(&path, 1 << 20).expect("open");
-    store.append(&[Append::record(Kind::Boot, Entry::default())], None).expect("append");
+    store.append(vec![Append::record(Kind::Boot, Entry::default())], None).expect("append");
     drop(store);
     assert_eq!(start_check(&path).expect("passes"), Checked { from: 0, size: 1, read: 1 });
 }
@@ -148,7 +148,7 @@ fn a_lost_or_foreign_checkpoint_or_a_changed_head_stops_the_start() {
     log(&foreign, 300, 2);
     let other = CheckpointSigner { key: SigningKey::from_bytes(&[1; 32]), origin: ORIGIN.into(), every: 1 };
     let mut store = Store::open(&foreign, 1 << 20).expect("open");
-    store.append(&[Append::record(Kind::Boot, Entry::default())], Some(&other)).expect("append");
+    store.append(vec![Append::record(Kind::Boot, Entry::default())], Some(&other)).expect("append");
     drop(store);
     assert_eq!(fails_at(start_check(&foreign)), 303, "signed by another key");
 

@@ -1,8 +1,9 @@
 //! The agent's path measured end to end on one machine, in one run on the same broker:
 //! raw Mosquitto QoS 1 throughput against throughput through the agent (verify + durable witness),
 //! publish -> reply latency at a paced 1k msgs/s, group commit against one commit per record, and the
-//! agent's resident memory idle and loaded. Then the paced run again with the agent recording each
-//! command's stage times (`IF_EDGE_STAGES`, [`if_edge::stages`]), broken down stage by stage.
+//! agent's resident memory idle and loaded, with the environment the packaged systemd unit gives it.
+//! Then the paced run again with the agent recording each command's stage times (`IF_EDGE_STAGES`,
+//! [`if_edge::stages`]), broken down stage by stage.
 //!
 //! `cargo build --release --workspace --bins && cargo bench -p if-tests --bench agent_path`
 
@@ -83,7 +84,7 @@ fn group_commit() {
     let n = 500u64;
     let start = Instant::now();
     for i in 0..n {
-        store.append(&[Append::record(Kind::Received, entry(i))], None).expect("append");
+        store.append(vec![Append::record(Kind::Received, entry(i))], None).expect("append");
     }
     let single = n as f64 / start.elapsed().as_secs_f64();
     drop(store);
@@ -201,6 +202,8 @@ fn main() {
     let broker = Broker::start();
     let desk = Talent::new("desk");
     let mut agent = Agent::init(&broker, &[&desk]);
+    // As the packaged unit runs it (its allocator settings).
+    agent.env.extend(Agent::service_environment());
     agent.start();
     let pid = agent.pid().expect("pid");
     std::thread::sleep(Duration::from_secs(1));

@@ -43,6 +43,18 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// The environment the packaged systemd unit (`packaging/if-edge.service`) gives the agent, to run it
+    /// as a box does: `(name, value)` of each `Environment=` assignment.
+    pub fn service_environment() -> Vec<(String, String)> {
+        let unit = crate::workspace().join("packaging/if-edge.service");
+        let text = std::fs::read_to_string(&unit).expect("the packaged unit");
+        text.lines()
+            .filter_map(|l| l.strip_prefix("Environment="))
+            .flat_map(str::split_whitespace)
+            .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect()
+    }
+
     /// `if-edge init` against `broker`, with a trust root whose policy key adds `talents` at the first
     /// start (with `ifctl talent add`, as an operator would).
     pub fn init(broker: &Broker, talents: &[&Talent]) -> Agent {

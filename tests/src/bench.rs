@@ -122,7 +122,7 @@ pub fn fill_log_sized(
                 Append::record(Kind::Executed, Entry { trace: Some(trace), ..entry.clone() })
             })
             .collect();
-        store.append(&batch, Some(signer)).expect("append");
+        store.append(batch, Some(signer)).expect("append");
         at += k;
     }
 }

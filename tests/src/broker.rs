@@ -62,7 +62,7 @@ impl Broker {
     }
 
     fn site_config(&self, agent_port: u16) -> String {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").join("packaging");
+        let root = crate::workspace().join("packaging");
         let dropin = std::fs::read_to_string(root.join("mosquitto/if-edge.conf")).expect("the drop-in");
         let acl = root.join("mosquitto/if-edge.acl");
         let dropin = dropin

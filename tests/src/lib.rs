@@ -33,6 +33,11 @@ pub fn memory_kib(pid: u32, field: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix(" kB")?.trim().parse().ok())
 }
 
+/// The workspace's root directory.
+pub fn workspace() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf()
+}
+
 /// Path of a workspace binary in the target directory the tests were built into.
 ///
 /// Panics with the command to run when the binary has not been built, or was built before the newest
@@ -70,7 +75,7 @@ pub fn cross_image(triple_profile_name: &str, build: &str) -> PathBuf {
     let path = target.join(triple_profile_name);
     assert!(path.is_file(), "{} is missing: run `{build}` (tools/test.sh does)", path.display());
     let built = std::fs::metadata(&path).and_then(|m| m.modified()).expect("the image's time");
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf();
+    let root = workspace();
     let deps = std::fs::read_to_string(path.with_extension("d")).unwrap_or_default();
     let sources = deps.split_once(": ").map_or("", |(_, d)| d).split_whitespace().map(PathBuf::from);
     let newer = sources

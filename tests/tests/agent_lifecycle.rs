@@ -92,7 +92,7 @@ fn a_command_left_without_outcome_is_reported_interrupted_at_boot_and_never_run(
     });
     {
         let mut store = Store::open(&agent.db(), 4 << 20).expect("open the log");
-        store.append(&[received], None).expect("append RECEIVED");
+        store.append(vec![received], None).expect("append RECEIVED");
     }
 
     agent.start();

@@ -54,7 +54,9 @@ pub async fn list(target: &Target, wait: Duration, json: bool) -> Result<(), IfE
 
 /// What a dry run answered: `(code, name, message)` of each problem, and what would be sent.
 pub fn problems(reply: &if_edge::reply::Reply) -> Vec<(String, String, String)> {
-    let Some(r) = &reply.result else { return Vec::new() };
+    let Some(r) = reply.result.as_ref().and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok()) else {
+        return Vec::new();
+    };
     r["problems"]
         .as_array()
         .into_iter()

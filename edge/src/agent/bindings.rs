@@ -116,7 +116,7 @@ async fn run(ctx: &Ctx, b: &Binding, record: Option<u64>) {
             return tracing::error!(binding = %b.name, error = %e, "a bound press was not run: nothing was executed");
         }
     };
-    let outcome = capability.execute(&body).await;
+    let outcome = super::completion::compact(capability.execute(&body).await);
     if outcome.is_ok() {
         ctx.health.executed.fetch_add(1, Ordering::Relaxed);
     }

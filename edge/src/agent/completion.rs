@@ -41,9 +41,13 @@ pub(super) async fn complete(ctx: Ctx, mut done: mpsc::UnboundedReceiver<Done>) 
             let a = &state.ingress.admission;
             group.iter().map(|d| (a.keep_from(&d.entry.sender), a.caches(&d.entry.sender, d.seq))).collect()
         };
-        let batch: Vec<Append> =
-            group.iter().zip(&replies).zip(&keep).map(|((d, r), keep)| outcome_append(d, r, *keep)).collect();
-        write_outcomes(&ctx, &mut unwritten, batch).await;
+        let outcomes = || -> Vec<Append> {
+            group.iter().zip(&replies).zip(&keep).map(|((d, r), keep)| outcome_append(d, r, *keep)).collect()
+        };
+        if !write_outcomes(&ctx, &mut unwritten, outcomes()).await {
+            // Made again rather than copied before every write: a write that fails is rare.
+            unwritten.extend(outcomes());
+        }
         if let Some(stages) = &ctx.stages {
             stages.mark(group.iter().map(|d| d.id), Stage::Witnessed, Stages::now());
         }
@@ -69,13 +73,21 @@ pub(super) async fn complete(ctx: Ctx, mut done: mpsc::UnboundedReceiver<Done>) 
     }
 }
 
-/// Writes the outcomes still owed plus `batch`; on failure keeps all of them for the next try.
-pub(super) async fn write_outcomes(ctx: &Ctx, unwritten: &mut Vec<Append>, batch: Vec<Append>) {
-    let mut all = std::mem::take(unwritten);
+/// Writes the outcomes still owed, then `batch`, in one commit; false when it failed, and then the owed
+/// ones are kept for the next try (`batch` is the caller's to keep).
+pub(super) async fn write_outcomes(ctx: &Ctx, unwritten: &mut Vec<Append>, batch: Vec<Append>) -> bool {
+    let owed = unwritten.len();
+    let mut all = unwritten.clone();
     all.extend(batch);
-    if let Err(e) = ctx.witness.append(all.clone()).await {
-        tracing::error!(error = %e, owed = all.len(), "outcome records could not be written; retrying");
-        *unwritten = all;
+    match ctx.witness.append(all).await {
+        Ok(_) => {
+            unwritten.clear();
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, owed, "outcome records could not be written; retrying");
+            false
+        }
     }
 }
 
@@ -119,11 +131,24 @@ pub(super) fn outcome_append(d: &Done, reply: &[u8], (keep_from, cache): (u64, b
     item
 }
 
+/// A capability's answer, redacted, as the compact JSON text its reply and its record carry: encoded
+/// once, and kilobytes smaller than the value's tree while it waits for its outcome record (a ping's
+/// answer holds the whole health report).
+pub(super) fn compact(
+    outcome: Result<serde_json::Value, if_protocol::IfError>,
+) -> Result<Box<serde_json::value::RawValue>, if_protocol::IfError> {
+    let mut v = outcome?;
+    crate::redact::redact_json(&mut v);
+    serde_json::value::to_raw_value(&v).map_err(|e| {
+        if_protocol::IfError::format(if_protocol::ErrorCode::SystemError, format_args!("encoding an answer: {e}"))
+    })
+}
+
 /// The EXECUTED or FAILED record of the command `entry` describes ([`Entry::of_body`]), closing
 /// RECEIVED record `received`.
 pub(super) fn outcome(
     mut entry: Entry,
-    outcome: &Result<serde_json::Value, if_protocol::IfError>,
+    outcome: &Result<Box<serde_json::value::RawValue>, if_protocol::IfError>,
     digest: [u8; 32],
     received: u64,
     now_ms: u64,
@@ -132,7 +157,7 @@ pub(super) fn outcome(
     entry.digest = Some(digest);
     let kind = match outcome {
         Ok(v) => {
-            entry.detail = truncate(&v.to_string(), 512);
+            entry.detail = truncate(v.get(), 512);
             Kind::Executed
         }
         Err(e) => {

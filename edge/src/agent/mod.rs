@@ -107,7 +107,8 @@ struct Done {
     digest: [u8; 32],
     received: u64,
     route: Route,
-    outcome: Result<serde_json::Value, IfError>,
+    /// The capability's answer as compact JSON ([`completion::compact`]), or why it failed.
+    outcome: Result<Box<serde_json::value::RawValue>, IfError>,
     now_ms: u64,
     /// Its share of the room for running commands, given back once it is answered.
     slot: Option<tokio::sync::OwnedSemaphorePermit>,

@@ -383,10 +383,7 @@ fn start(
         if let Some(stages) = &stages {
             stages.mark([id], Stage::Ran, Stages::now());
         }
-        let outcome = outcome.map(|mut v| {
-            crate::redact::redact_json(&mut v);
-            v
-        });
+        let outcome = super::completion::compact(outcome);
         let now_ms = lock(&clock).now_ms();
         let route = route.unwrap_or(fallback);
         let _ = done.send(Done { id, seq, entry, digest, received, route, outcome, now_ms, slot });

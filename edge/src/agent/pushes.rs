@@ -60,7 +60,7 @@ pub(super) async fn policy_loop(ctx: Ctx, mut pushed: mpsc::UnboundedReceiver<Pu
                     }
                 };
                 tracing::info!("{summary}");
-                Some(Reply::result(serde_json::json!({ "policy": summary })))
+                Some(Reply::result(&serde_json::json!({ "policy": summary })))
             }
             Err(e) => {
                 ctx.health.rejected.fetch_add(1, Ordering::Relaxed);

@@ -148,7 +148,9 @@ impl Default for AdmissionSection {
 pub struct WitnessSection {
     /// The redb file.
     pub path: PathBuf,
-    /// redb page cache, MiB (redb's own default is 1 GiB; the log is append-mostly and needs little).
+    /// redb page cache, MiB (redb's own default is 1 GiB). The tables are written in folds beside the
+    /// command path and read by queries and proofs: 1 MiB holds the pages a fold touches, and a 4 MiB
+    /// cache left about 2 MiB more resident after a flood (docs/BENCHMARKS.md).
     pub cache_mb: u32,
     /// Sign a checkpoint after this many records...
     pub checkpoint_every: u64,
@@ -179,7 +181,7 @@ impl Default for WitnessSection {
     fn default() -> Self {
         WitnessSection {
             path: PathBuf::from("data/witness.redb"),
-            cache_mb: 4,
+            cache_mb: 1,
             checkpoint_every: 1000,
             checkpoint_interval_s: 60,
             rejected_per_s: 20,

@@ -76,14 +76,14 @@ fn settle(
     match offer {
         Ok(None) => Ok(()),
         Ok(Some(change)) => {
-            store.append(&[record(Ok(&change), source, now_ms)], None)?;
+            store.append(vec![record(Ok(&change), source, now_ms)], None)?;
             tracing::info!(source, "{}", change.summary);
             policy.apply(change);
             Ok(())
         }
         Err(e) => {
             tracing::error!(source, code = %e.code(), "policy document refused: {}", e.detail());
-            store.append(&[record(Err(&e), source, now_ms)], None)?;
+            store.append(vec![record(Err(&e), source, now_ms)], None)?;
             policy.refused(source, &e);
             Ok(())
         }

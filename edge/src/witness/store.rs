@@ -434,7 +434,7 @@ impl Store {
 
     /// Appends `batch` durably, signing a checkpoint with it when one is due, and returns the index of
     /// each record. On error nothing was written.
-    pub fn append(&mut self, batch: &[Append], signer: Option<&CheckpointSigner>) -> Result<Vec<u64>, IfError> {
+    pub fn append(&mut self, batch: Vec<Append>, signer: Option<&CheckpointSigner>) -> Result<Vec<u64>, IfError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -448,7 +448,7 @@ impl Store {
         let mut head = self.head.clone();
         let mut tree = self.tree.clone();
         let (first, prev) = (head.size, head.last_leaf);
-        let mut next = Batch { items: prepare(&mut head, &mut tree, batch.iter().cloned())?, notes: Vec::new() };
+        let mut next = Batch { items: prepare(&mut head, &mut tree, batch)?, notes: Vec::new() };
         if let Some(s) = signer
             && head.size - head.last_checkpoint >= s.every.max(1)
         {

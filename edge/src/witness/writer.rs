@@ -240,8 +240,9 @@ fn run(
                 Request::Close(done) => closed = Some(done),
             }
         }
-        if !batch.is_empty() {
-            let result = store.append(&batch, signer.as_ref());
+        let appended = !batch.is_empty();
+        if appended {
+            let result = store.append(batch, signer.as_ref());
             count(stats, &result, store.size());
             answer(waiters, result);
         }
@@ -265,7 +266,7 @@ fn run(
         // way appends go on in the other segment at once.
         let result = if closed.is_some() || idle.is_none() {
             Some(store.fold())
-        } else if (fold && batch.is_empty()) || store.fold_due() {
+        } else if (fold && !appended) || store.fold_due() {
             Some(store.hand_off())
         } else {
             None

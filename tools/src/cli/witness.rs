@@ -96,7 +96,8 @@ pub(crate) async fn run(command: &WitnessCommand, cli: &Cli, s: &settings::Setti
             if let Some(e) = &reply.error {
                 return Err(IfError::from(e));
             }
-            let result = reply.result.unwrap_or_default();
+            let result: serde_json::Value =
+                reply.result.and_then(|r| serde_json::from_str(r.get()).ok()).unwrap_or_default();
             for r in result["records"].as_array().into_iter().flatten() {
                 println!("{}", witness::show_line(r, json));
             }
