@@ -38,14 +38,16 @@ fn records(n: u64) -> Vec<Append> {
         .collect()
 }
 
-/// Runs test `name` of this binary as a child with `CHILD` set to `path`; it must abort.
+/// Runs test `name` of this binary as a child with `CHILD` set to `path`; it must end by its abort, not
+/// by a failed assertion (whose unwinding would close the store cleanly).
 fn crash_child(name: &str, path: &Path) {
+    use std::os::unix::process::ExitStatusExt as _;
     let status = Command::new(std::env::current_exe().expect("test binary"))
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
         .env(CHILD, path)
         .status()
         .expect("child");
-    assert!(!status.success(), "the child aborted: {status}");
+    assert_eq!(status.signal(), Some(libc::SIGABRT), "the child aborted: {status}");
 }
 
 /// Opens the file as redb would at the agent's next start, and says whether redb repaired it.
@@ -161,8 +163,10 @@ fn a_crash_after_a_fold_adds_nothing_twice() {
     assert_eq!(if_edge::witness::verify::verify(&mut store, None, None).expect("verifies").size, RECORDS);
 }
 
+/// The crash comes while the first segment's fold runs or just after it committed: either way the log is
+/// the same.
 #[test]
-fn a_crash_while_a_segment_is_folding_keeps_both_segments_records_in_order() {
+fn a_crash_after_a_hand_off_keeps_both_segments_records_in_order() {
     if let Some(path) = child() {
         let mut store = Store::open(&path, 1 << 20).expect("open");
         store.append(records(RECORDS / 2), None).expect("append");
@@ -175,7 +179,7 @@ fn a_crash_while_a_segment_is_folding_keeps_both_segments_records_in_order() {
     }
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("witness.redb");
-    crash_child("a_crash_while_a_segment_is_folding_keeps_both_segments_records_in_order", &path);
+    crash_child("a_crash_after_a_hand_off_keeps_both_segments_records_in_order", &path);
     assert!(!repaired_on_open(&path));
     let in_second = {
         let bytes = std::fs::read(Journal::path_of(&path)).expect("journal");
@@ -280,7 +284,7 @@ fn a_journal_that_does_not_follow_the_log_stops_the_open() {
         appended_without_a_fold(&path);
     }
     let (_dir, path) = crashed_in_a_burst("a_journal_that_does_not_follow_the_log_stops_the_open");
-    // Another log of the same length, whose records differ: its journal is put beside this one.
+    // Another log, whose records differ: its journal is put beside this one.
     let other = path.with_file_name("other.redb");
     {
         let mut store = Store::open(&other, 1 << 20).expect("other");
@@ -316,7 +320,6 @@ async fn the_writer_folds_when_it_goes_idle_and_when_it_closes() {
     witness.append(records(3)).await.expect("append");
     assert!(folded_within(&witness, Duration::from_secs(30)).await, "folded once idle");
     let folds = witness.stats().folds.load(Ordering::Relaxed);
-    assert!(folds >= 1, "by a fold of its own");
     witness.append(records(3)).await.expect("append");
     witness.close().await;
     assert!(witness.stats().folds.load(Ordering::Relaxed) > folds, "closing folds what the last append left");

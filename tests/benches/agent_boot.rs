@@ -1,8 +1,9 @@
 //! Start-to-serving time of the real agent against the size of its witness log: from `if-edge run` to
 //! its signed `online` status on the broker, with logs of 10k, 1M and 10M records written through the
 //! store's API (`if_tests::bench::fill_log`; a checkpoint every 1000 records, in the agent's own key),
-//! after a clean stop and after `kill -9` between commands (5x `FOLD_AFTER` after the start; redb's
-//! open after a crash, and the journal's records folded in). Beside it, the full check of the
+//! after a clean stop, after `kill -9` between commands (5x `FOLD_AFTER` after the start), and after a
+//! crash that left 1536 records in the journal (a child process appends them through the store and
+//! aborts), which the start folds in. Beside it, the full check of the
 //! same file (`ifctl witness verify`), which reads every record, and the bytes per record on disk. And
 //! what saving redb's allocator state in a commit (quick repair, which keeps the open after a crash
 //! short) costs a commit: one-record durable commits with and without it, on the same disk.
@@ -45,38 +46,43 @@ fn commits(dir: &std::path::Path, quick_repair: bool, n: usize) -> (f64, f64) {
     (ms(took[n / 2]), ms(took[n * 99 / 100]))
 }
 
-/// In a child process: one durable commit without the allocator state into the file at `path`, then an
-/// abort, as a power loss after a plain commit leaves it.
-fn crash_after_a_plain_commit(path: &str) -> ! {
-    let db = redb::Database::create(path).expect("db");
-    let mut txn = db.begin_write().expect("txn");
-    txn.set_durability(redb::Durability::Immediate).expect("durability");
-    txn.set_quick_repair(false);
-    let table: redb::TableDefinition<'_, u64, u64> = redb::TableDefinition::new("bench");
-    txn.open_table(table).expect("table").insert(0, 0).expect("insert");
-    txn.commit().expect("commit");
+/// In a child process: about one journal segment of appends (2 MiB of frames) through the store, then an
+/// abort, as a crash in the middle of a burst leaves the log: the next start folds them in.
+fn crash_with_a_journal_to_fold(path: &str) -> ! {
+    use if_edge::witness::record::{Entry, Kind};
+    use if_edge::witness::store::{Append, Store};
+    let mut store = Store::open(std::path::Path::new(path), 1 << 20).expect("open");
+    let why = "x".repeat(1000);
+    for batch in 0..JOURNAL_BATCHES {
+        let items = (0..32)
+            .map(|i| {
+                Append::record(Kind::Executed, Entry { wall_ms: batch * 32 + i, why: why.clone(), ..Entry::default() })
+            })
+            .collect();
+        store.append(items, None).expect("append");
+    }
     std::process::abort()
 }
 
-/// How long redb's open takes to repair the agent's file after a plain commit and a crash: what a start
-/// after a crash inside a burst costs (the appends of a burst save no allocator state).
-fn repair_without_quick_repair(agent: &Agent) -> Duration {
-    let path = agent.db();
+/// Batches of 32 records of about 1.1 KB each (1.7 MB of frames, in one segment) that
+/// [`crash_with_a_journal_to_fold`] appends.
+const JOURNAL_BATCHES: u64 = 48;
+
+/// Starts the agent on a log that a crash left with a journal to fold, and how long that took.
+fn start_with_a_journal_to_fold(agent: &mut Agent) -> Duration {
     let status = std::process::Command::new(std::env::current_exe().expect("bench binary"))
-        .env(CRASH, &path)
+        .env(CRASH, agent.db())
         .status()
         .expect("child");
     assert!(!status.success(), "the child aborted");
-    let begun = Instant::now();
-    drop(redb::Database::open(&path).expect("repaired"));
-    begun.elapsed()
+    start(agent)
 }
 
-const CRASH: &str = "IF_BENCH_CRASH_AFTER_PLAIN_COMMIT";
+const CRASH: &str = "IF_BENCH_CRASH_WITH_A_JOURNAL";
 
 fn main() {
     if let Ok(path) = std::env::var(CRASH) {
-        crash_after_a_plain_commit(&path);
+        crash_with_a_journal_to_fold(&path);
     }
     let max: u64 = std::env::var("IF_BENCH_BOOT_MAX").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000_000);
     let dir = tempfile::tempdir().expect("dir");
@@ -95,7 +101,7 @@ fn main() {
     let broker = Broker::start();
     println!(
         "records     write s  bytes/rec  start clean ms (best, worst of 3)  start after kill -9 ms  full check s  \
-         repair after a crash inside a burst s"
+         start with 1536 records in the journal ms"
     );
     for n in [10_000u64, 1_000_000, 10_000_000].into_iter().filter(|n| *n <= max) {
         let mut agent = Agent::init(&broker, &[]);
@@ -120,16 +126,18 @@ fn main() {
         let out = agent.verify_witness();
         assert!(out.status.success(), "the log verifies: {}", String::from_utf8_lossy(&out.stderr));
         let check_s = checked.elapsed().as_secs_f64();
-        let repair_s = repair_without_quick_repair(&agent).as_secs_f64();
+        let journal = start_with_a_journal_to_fold(&mut agent);
+        agent.stop();
         let best = |v: &[Duration]| v.iter().min().copied().unwrap_or_default();
         let worst = |v: &[Duration]| v.iter().max().copied().unwrap_or_default();
         println!(
             "{n:>10}  {write_s:>7.1}  {bytes:>9.0}  {:>10.0} {:>10.0}                  {:>6.0} {:>6.0}        \
-             {check_s:>8.1}  {repair_s:>8.2}",
+             {check_s:>8.1}  {:>8.0}",
             ms(best(&clean)),
             ms(worst(&clean)),
             ms(best(&crashed)),
             ms(worst(&crashed)),
+            ms(journal),
         );
     }
 }

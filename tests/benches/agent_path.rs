@@ -6,6 +6,7 @@
 //! [`if_edge::stages`]), broken down stage by stage.
 //!
 //! `cargo build --release --workspace --bins && cargo bench -p if-tests --bench agent_path`
+//! (`IF_BENCH_AGENT=path/to/if-edge` runs another build of the agent in its place.)
 
 use std::time::{Duration, Instant};
 
@@ -221,7 +222,10 @@ fn main() {
     drop(echo);
 
     let probe = Probe::connect(&broker, &agent.site, &agent.name);
-    let through_agent = throughput(&probe, sign(N));
+    let frames = sign(N);
+    let cpu = cpu_seconds(pid);
+    let through_agent = throughput(&probe, frames);
+    let cpu_per_command = (cpu_seconds(pid) - cpu) / N as f64;
     let loaded = if_tests::rss_kib(pid).expect("VmRSS");
     let written = written_bytes(pid);
     let lat = paced_latency(&probe, sign(paced));
@@ -233,6 +237,7 @@ fn main() {
     println!("through the agent (verify + witness):      {through_agent:>9.0} msgs/s");
     println!("ratio agent / raw:                         {:>9.2}", through_agent / raw);
     println!("ratio agent / echo:                        {:>9.2}", through_agent / through_echo);
+    println!("agent CPU per command in the flood:        {:>9.1} us", cpu_per_command * 1e6);
     print_latency("echo latency at 1k msgs/s", &echo_lat);
     print_latency("agent latency at 1k msgs/s", &lat);
     println!("if-edge RSS: idle {:.1} MiB, after the load {:.1} MiB", idle as f64 / 1024.0, loaded as f64 / 1024.0);
@@ -241,6 +246,15 @@ fn main() {
     stage_breakdown(&broker, &mut agent, &sign(paced));
     flush_latency();
     group_commit();
+}
+
+/// User and system CPU time the process has used, seconds (`/proc/PID/stat`, in the kernel's 100 Hz ticks).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name in parentheses: state is field 3, utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: u64 = rest.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<u64>().ok()).sum();
+    ticks as f64 / 100.0
 }
 
 /// Bytes the process has handed to `write` calls, files and sockets (`wchar` of `/proc/PID/io`).

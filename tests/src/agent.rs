@@ -15,6 +15,9 @@ use crate::broker::Broker;
 use crate::signal;
 use crate::talent::Talent;
 
+/// An `if-edge` a bench runs in place of the workspace's own build (`IF_BENCH_AGENT=path`).
+pub const OTHER_BUILD: &str = "IF_BENCH_AGENT";
+
 /// An agent directory and, while running, its process.
 #[derive(Debug)]
 pub struct Agent {
@@ -265,7 +268,8 @@ impl Agent {
                 c.args(args);
                 c
             }
-            None => Command::new(crate::bin("if-edge")),
+            // A bench may run another build of the agent, to compare two in one session.
+            None => Command::new(std::env::var_os(OTHER_BUILD).map_or_else(|| crate::bin("if-edge"), PathBuf::from)),
         };
         let child = cmd
             .arg("run")

@@ -4,15 +4,18 @@
 //! A redb commit of the log's tables writes a few pages per table it touches, the table tree, the freed
 //! list and the header, then flushes: 0.3-0.4 ms where the disk's own flush takes 0.12 ms
 //! (docs/BENCHMARKS.md), and every command waits for two. The journal is one file of fixed size,
-//! zero-filled when it is made, so a write into it allocates nothing and changes no file-system
-//! metadata, and its flush is the disk's alone. [`super::store`] writes each batch into it as one frame
-//! and later folds the frames into the tables in one transaction (its contract says when).
+//! zero-filled when it is made, so on a file system that writes in place (ext4, XFS) a write into it
+//! allocates nothing and changes no metadata, and its flush is the disk's alone. [`super::store`] writes
+//! each batch into it as one frame and later folds the frames into the tables in one transaction (its
+//! contract says when).
 //!
 //! The file is two segments of equal size. Frames go into the active one; when the store hands a
 //! segment's records to its folding thread, the other segment becomes active, so appends go on while
 //! the fold commits. A segment is written again only once its records are in the tables.
 //!
-//! A frame, little-endian, padded with zeros to a multiple of 8 bytes:
+//! A frame, little-endian, starts on a 4 KiB boundary and is padded with zeros to the next one, so that
+//! a write never touches a block of a frame already acknowledged (a torn write on flash without power-
+//! loss protection can damage the whole block it was writing):
 //!
 //! ```text
 //! "IFJ1" | payload length u32 | CRC-32C u32 of everything after it | records u32
@@ -50,6 +53,8 @@ const MAGIC: [u8; 4] = *b"IFJ1";
 const HEADER: usize = 56;
 /// The zero bytes written after every frame.
 const END: usize = 8;
+/// Where frames start: file-system blocks.
+const ALIGN: usize = 4096;
 const CRC32C: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
 
 /// A batch as the journal holds it (the payload of a frame), borrowed for writing.
@@ -116,7 +121,7 @@ pub fn encode(first: u64, prev: &Hash, appends: &[&Append], checkpoint: Option<&
     out[24..56].copy_from_slice(prev);
     let crc = CRC32C.checksum(&out[12..]);
     out[8..12].copy_from_slice(&crc.to_le_bytes());
-    out.resize(out.len().next_multiple_of(8) + END, 0);
+    out.resize(out.len().next_multiple_of(ALIGN) + END, 0);
     Ok(out)
 }
 
@@ -132,22 +137,21 @@ fn frame_at(buf: &[u8], offset: usize) -> Option<Frame> {
     if CRC32C.checksum(checked) != word(8) {
         return None;
     }
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&header[16..24]);
     let mut prev = [0u8; 32];
     prev.copy_from_slice(&header[24..56]);
-    Some(Frame {
-        offset,
-        first: u64::from_le_bytes(first),
-        records: word(12),
-        prev,
-        payload: checked[HEADER - 12..].to_vec(),
-    })
+    Some(Frame { offset, first: first_of(header), records: word(12), prev, payload: checked[HEADER - 12..].to_vec() })
+}
+
+/// The index of the first record in a frame's `header`.
+fn first_of(header: &[u8]) -> u64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&header[16..24]);
+    u64::from_le_bytes(first)
 }
 
 /// The length `frame` takes in the file, end mark excluded.
 fn span(frame: &Frame) -> usize {
-    (HEADER + frame.payload.len()).next_multiple_of(8)
+    (HEADER + frame.payload.len()).next_multiple_of(ALIGN)
 }
 
 /// One segment of the file as read back.
@@ -165,20 +169,20 @@ impl Segment<'_> {
     /// `at_least` on: a frame of the current run after a broken one.
     pub fn intact_after(&self, at_least: u64) -> Option<u64> {
         let buf = self.bytes;
-        let mut offset = self.stop.next_multiple_of(8);
+        let mut offset = self.stop.next_multiple_of(ALIGN);
         while offset.checked_add(HEADER)? <= buf.len() {
             let header = &buf[offset..offset + HEADER];
             if header[0..4] == MAGIC {
-                let mut first = [0u8; 8];
-                first.copy_from_slice(&header[16..24]);
-                // Older frames hold lower indices; only a candidate of this run is worth its CRC.
-                if u64::from_le_bytes(first) >= at_least
+                let first = first_of(header);
+                // Older frames hold lower indices, and a segment holds fewer records than bytes: only a
+                // candidate of this run is worth its CRC.
+                if (at_least..at_least.saturating_add(SEGMENT_BYTES)).contains(&first)
                     && let Some(frame) = frame_at(buf, offset)
                 {
                     return Some(frame.first);
                 }
             }
-            offset += 8;
+            offset += ALIGN;
         }
         None
     }
@@ -215,14 +219,18 @@ pub struct Journal {
     active: u64,
     /// Where the next frame goes, from the active segment's start.
     tail: u64,
-    /// A write failed at `tail`: its bytes must be overwritten by an end mark before anything else.
-    torn: bool,
+    /// A write failed at this offset of the file: its bytes must be overwritten by an end mark before
+    /// anything else is written.
+    torn: Option<u64>,
 }
 
 impl Journal {
-    /// The journal of the log at `log`: the same name with `.journal` for its extension.
+    /// The journal of the log at `log`: its whole file name with `.journal` after it, so that no log's
+    /// journal is another file's name.
     pub fn path_of(log: &Path) -> PathBuf {
-        log.with_extension("journal")
+        let mut name = log.as_os_str().to_os_string();
+        name.push(".journal");
+        PathBuf::from(name)
     }
 
     /// Opens the journal at `path` (made empty when there is none) and returns it with its contents. It
@@ -241,7 +249,7 @@ impl Journal {
         }
         let mut contents = vec![0u8; len as usize];
         file.read_exact_at(&mut contents, 0).map_err(|e| unavailable("journal read", e))?;
-        Ok((Journal { file, path: path.to_path_buf(), len, ready: false, active: 0, tail: 0, torn: false }, contents))
+        Ok((Journal { file, path: path.to_path_buf(), len, ready: false, active: 0, tail: 0, torn: None }, contents))
     }
 
     /// Once what the file held is in the tables: a file of another size than `JOURNAL_BYTES` (a new one)
@@ -256,14 +264,14 @@ impl Journal {
     }
 
     /// Writes the zeros rather than setting the length: blocks a write must first allocate would make its
-    /// flush a file-system commit as well.
+    /// flush a file-system commit as well. Blocks the file has are written over, not given back first.
     fn restart(&mut self) -> Result<(), IfError> {
         let fail = |e: std::io::Error| unavailable(&format!("journal {}", self.path.display()), e);
-        self.file.set_len(0).map_err(fail)?;
         let zeros = vec![0u8; 1 << 20];
         for at in (0..JOURNAL_BYTES).step_by(zeros.len()) {
             self.file.write_all_at(&zeros, at).map_err(fail)?;
         }
+        self.file.set_len(JOURNAL_BYTES).map_err(fail)?;
         self.file.sync_all().map_err(fail)?;
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             File::open(dir).and_then(|d| d.sync_all()).map_err(fail)?;
@@ -287,7 +295,9 @@ impl Journal {
     }
 
     /// Writes an encoded frame after the others and flushes it: durable when this returns `Ok`. On error
-    /// nothing of it will ever be read back (its bytes are overwritten before the next write).
+    /// its bytes are overwritten by an end mark, now or before the next write, which fails until they
+    /// are: nothing of it is read back, unless the process ends before it could be voided (see
+    /// [`super::store`]).
     pub fn write(&mut self, frame: &[u8]) -> Result<(), IfError> {
         self.mend()?;
         if !self.fits(frame.len()) {
@@ -300,7 +310,7 @@ impl Journal {
                 Ok(())
             }
             Err(e) => {
-                self.torn = true;
+                self.torn = Some(self.at());
                 // Mended now if it can be; otherwise before the next write, which fails until it is.
                 let _ = self.mend();
                 Err(unavailable("journal write", e))
@@ -308,14 +318,15 @@ impl Journal {
         }
     }
 
-    /// Overwrites what a failed write may have left at the tail with an end mark, durably.
+    /// Overwrites what a failed write may have left with an end mark, durably, wherever the next frame
+    /// goes meanwhile. Until it succeeds every write fails.
     fn mend(&mut self) -> Result<(), IfError> {
-        if self.torn {
+        if let Some(at) = self.torn {
             self.file
-                .write_all_at(&[0u8; END], self.at())
+                .write_all_at(&[0u8; END], at)
                 .and_then(|()| self.file.sync_data())
                 .map_err(|e| unavailable("journal repair", e))?;
-            self.torn = false;
+            self.torn = None;
         }
         Ok(())
     }
@@ -366,7 +377,7 @@ mod tests {
     }
 
     #[test]
-    fn frames_read_back_in_order_until_the_end_mark() {
+    fn frames_read_back_in_order_each_on_its_own_blocks_until_the_end_mark() {
         let buf = laid(&[frame(0, 3), frame(3, 2), frame(5, 1)]);
         let [first, second] = read(&buf);
         assert_eq!(first.frames.iter().map(|f| (f.first, f.records)).collect::<Vec<_>>(), [(0, 3), (3, 2), (5, 1)]);
@@ -376,7 +387,8 @@ mod tests {
         assert_eq!(body.appends.len(), 2);
         assert_eq!(body.appends[0].entry.wall_ms, 3);
         assert_eq!(body.checkpoint.as_deref(), Some("note"));
-        assert_eq!(first.stop % 8, 0);
+        assert!(first.frames.iter().all(|f| f.offset % ALIGN == 0), "no write touches an acknowledged block");
+        assert_eq!((first.frames[1].offset, first.stop % ALIGN), (ALIGN, 0));
         assert!(buf[first.stop..first.stop + END].iter().all(|b| *b == 0), "stopped at the end mark");
         assert_eq!(first.intact_after(0), None);
     }
@@ -440,6 +452,14 @@ mod tests {
         assert_eq!(segment.frames[0].body().expect_err("count").code(), ErrorCode::InvalidProof);
         assert!(read(&[0xffu8; 300])[0].frames.is_empty());
         assert_eq!(read(&[0u8; 3])[0].intact_after(0), None);
+    }
+
+    #[test]
+    fn a_journal_is_named_after_the_whole_file_name_of_its_log() {
+        let of = |log: &str| Journal::path_of(Path::new(log));
+        assert_eq!(of("data/witness.redb"), Path::new("data/witness.redb.journal"));
+        assert_ne!(of("w.redb"), of("w.db"), "two logs never share a journal");
+        assert_ne!(of("witness.journal"), Path::new("witness.journal"), "nor is a journal its own log");
     }
 
     #[test]

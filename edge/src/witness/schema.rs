@@ -5,16 +5,16 @@
 //! writing).
 //!
 //! Tables: `records` (index -> leaf bytes, [`super::record`]), `head` (`head`: tree size, peaks, last leaf
-//! hash, last wall time, boot counter, last checkpoint; `pruned`: [`Pruned`]), `replay` (sender -> replay window), `pending` (RECEIVED
-//! index -> [`Pending`]), `replies` ((sender, seq) -> [`CachedReply`]), `checkpoints` (tree size -> signed
-//! note), `policy` (key -> signed trust root, manifest, talent or grant, written only with its POLICY
-//! record), `budgets` (provider -> spending in the current period, written with the RECEIVED record that
-//! charged it), `anchored` (`acked`: the largest checkpoint the upstream acknowledged; `archived`: the
-//! records whose entry bundles the archive acknowledged), `nodes` ((last leaf, level) -> root of every
-//! perfect subtree of 2^[`STORED_LEVEL`] leaves or more, written with the record that
+//! hash, last wall time, boot counter, last checkpoint; `pruned`: [`Pruned`]), `replay` (sender -> replay
+//! window), `pending` (RECEIVED index -> [`Pending`]), `replies` ((sender, seq) -> [`CachedReply`]),
+//! `checkpoints` (tree size -> signed note), `policy` (key -> signed trust root, manifest, talent or grant,
+//! written only with its POLICY record), `budgets` (provider -> spending in the current period, written with
+//! the RECEIVED record that charged it), `anchored` (`acked`: the largest checkpoint the upstream
+//! acknowledged; `archived`: the records whose entry bundles the archive acknowledged), `nodes` ((last leaf,
+//! level) -> root of every perfect subtree of 2^[`STORED_LEVEL`] leaves or more, written with the record that
 //! completes it) and `traces` ((trace token, index) of every record with a trace).
 //!
-//! Beside the file, the journal (`<name>.journal`, [`super::journal`]) holds appends the tables do not
+//! Beside the file, the journal (`<file name>.journal`, [`super::journal`]) holds appends the tables do not
 //! have yet, as frames of [`Append`]s in postcard. A change to what an `Append` holds is a new frame
 //! version (the frame's magic, `IFJ1`), and a version reads the frames of every earlier one: a journal a
 //! crash left behind is folded in after an upgrade.

@@ -5,7 +5,10 @@
 //! (replay windows, open RECEIVED entries, cached replies, a checkpoint), as **one** frame of the journal
 //! ([`super::journal`]) in one write and one flush. When it returns `Ok`, every record in the batch
 //! survives a crash or power loss; when it returns `Err`, none of them exists and the in-memory head is
-//! unchanged.
+//! unchanged. (One exception, as with any flush that fails: if the frame's bytes were written but its
+//! flush failed, and voiding them failed too, every later append fails; if the process ends before the
+//! void succeeds, the next start may find the frame. A RECEIVED record in it is then INTERRUPTED at that
+//! start and never run.)
 //!
 //! The journal's records reach the tables in folds, each **one** redb transaction: the active segment
 //! of the journal goes to the folding thread ([`Store::hand_off`], [`super::fold`]) once it holds
@@ -77,11 +80,11 @@ pub struct CheckpointSigner {
     pub every: u64,
 }
 
-/// A journal segment is handed to the folding thread once it holds this many bytes of frames (about
-/// 20 commands): a fold's pages and flushes then hold up the journal's own flush a little and often,
-/// rather than for milliseconds at once (docs/BENCHMARKS.md). Under a flood the folds grow by
-/// themselves, as a segment fills while the fold before it commits.
-pub const FOLD_AT: u64 = 64 << 10;
+/// A journal segment is handed to the folding thread once it holds this many bytes of frames (32 frames
+/// of a block each, 16 commands at a steady pace): a fold's pages and flushes then hold up the
+/// journal's own flush a little and often, rather than for milliseconds at once (docs/BENCHMARKS.md).
+/// Under a flood the folds grow by themselves, as a segment fills while the fold before it commits.
+pub const FOLD_AT: u64 = 128 << 10;
 
 /// The journal segment that is not taking frames, while its records go to the tables.
 #[derive(Debug)]
@@ -123,8 +126,12 @@ impl Store {
         store.reopen()?;
         let (mut journal, contents) = Journal::open(&Journal::path_of(path))?;
         store.recover(&contents)?;
-        journal.ready()?;
-        store.journal = Some(journal);
+        match journal.ready() {
+            Ok(()) => store.journal = Some(journal),
+            // A journal that cannot be made (a full disk at the first start) leaves appends to the
+            // tables, one commit each: the agent starts, and its disk gauge says why it is slow or full.
+            Err(e) => tracing::warn!(error = %e, "witness journal unavailable; appends commit to the log directly"),
+        }
         store.folder = Some(Folder::spawn()?);
         Ok(store)
     }
@@ -289,9 +296,8 @@ impl Store {
         }
         self.db()?;
         let db = self.db.clone().ok_or_else(|| unavailable("", "not open"))?;
-        let batch = std::mem::take(&mut self.active);
-        let Some(folder) = &self.folder else { return Err(super::fold::gone()) };
-        match folder.fold(db, batch, self.head.clone()) {
+        let Some(folder) = &self.folder else { return self.fold() };
+        match folder.fold(db, std::mem::take(&mut self.active), self.head.clone()) {
             Ok(answer) => {
                 self.behind = Some(Behind::Folding(answer));
                 if let Some(journal) = &mut self.journal {
@@ -300,9 +306,11 @@ impl Store {
                 Ok(())
             }
             Err(failed) => {
+                // The thread is gone: folds are done here from now on.
                 let (e, batch, _) = *failed;
-                self.active = batch;
-                Err(e)
+                tracing::error!(error = %e, "the witness fold thread stopped; folding on the writer");
+                (self.active, self.folder) = (batch, None);
+                self.fold()
             }
         }
     }
@@ -314,6 +322,7 @@ impl Store {
             None => return Ok(()),
             Some(Behind::Lost) => {
                 self.behind = Some(Behind::Lost);
+                self.fold_failed = Some(super::fold::gone());
                 return Err(super::fold::gone());
             }
             Some(Behind::Folding(answer)) => {
@@ -327,6 +336,7 @@ impl Store {
                     }
                     Err(mpsc::TryRecvError::Disconnected) => {
                         self.behind = Some(Behind::Lost);
+                        self.fold_failed = Some(super::fold::gone());
                         return Err(super::fold::gone());
                     }
                 }
