@@ -8,7 +8,8 @@
 //! - A crash after a fold (older frames still in the journal) adds nothing twice.
 //! - A torn last frame is left out; a damaged frame with records of the run after it, or a frame that
 //!   does not follow the log, stops the open.
-//! - The writer folds when it goes idle and when it closes.
+//! - The writer folds when it goes idle and when it closes; a full read folds first, a folded read does
+//!   not.
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -335,4 +336,16 @@ async fn a_read_sees_every_append_before_it() {
     let size = witness.read(|log| log.size()).await.expect("read");
     assert_eq!(size, 5, "the snapshot folded the journal first");
     witness.close().await;
+}
+
+#[test]
+fn a_folded_read_leaves_the_journal_to_the_folds() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut store = Store::open(&dir.path().join("witness.redb"), 1 << 20).expect("open");
+    store.append(records(5), None).expect("append");
+    let folded = store.folded_reader().expect("reader").snapshot().expect("snapshot").size().expect("size");
+    assert_eq!(folded, 0, "the tables as the last fold left them");
+    assert!(!store.folded(), "the records still wait in the journal");
+    assert_eq!(store.reader().expect("reader").snapshot().expect("snapshot").size().expect("size"), 5);
+    assert!(store.folded(), "a full read folds first");
 }

@@ -341,7 +341,14 @@ async fn prune(witness: Witness, keep: crate::witness::prune::Keep, health: Arc<
     loop {
         tick.tick().await;
         let now = crate::clock::Clock::system_ms();
-        let Ok(target) = witness.read(move |log| crate::witness::prune::limit(log, &keep, now)).await else { continue };
+        // Read as the folds left the tables, and nothing is written unless something can go: a round with
+        // nothing to prune costs the appends no fold.
+        let read =
+            witness.read_folded(move |log| Ok((crate::witness::prune::limit(log, &keep, now)?, log.first_kept()?)));
+        let Ok((target, kept)) = read.await else { continue };
+        if target <= kept {
+            continue;
+        }
         let mut moved = None;
         loop {
             let told = health.clone();

@@ -204,7 +204,7 @@ pub async fn run(up: Uplink, witness: Witness, health: Arc<Health>, stop: tokio_
         let (agent, round) = (up.agent.clone(), connected);
         let edge_done = archiving.progress.edge_done;
         let bundles_due = up.archive && round && archiving.due(health.anchored.load(Ordering::Relaxed));
-        let read = witness.read(move |log| {
+        let read = witness.read_folded(move |log| {
             let (acked, waiting) = super::backlog(log)?;
             let pending = if round && waiting > 0 { super::pending(log, &agent)?.1 } else { Vec::new() };
             let bundles = if bundles_due { archive::pending(log, &agent, edge_done)? } else { Vec::new() };

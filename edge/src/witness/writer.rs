@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use if_protocol::{ErrorCode, IfError};
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::reader::Snapshot;
+use super::reader::{Reader, Snapshot};
 use super::store::{Append, CheckpointSigner, Store};
 
 /// Where a request's indices (or the commit error) go.
@@ -158,7 +158,25 @@ impl Witness {
         &self,
         f: impl FnOnce(&Snapshot) -> Result<T, IfError> + Send + 'static,
     ) -> Result<T, IfError> {
-        let reader = self.with_store(|store| store.reader()).await?;
+        self.read_on(Store::reader, f).await
+    }
+
+    /// Like [`Witness::read`], on the tables as the folds left them ([`Store::folded_reader`]): for a
+    /// reader that polls in the background (the uplink each second, the retention), which a view a fold
+    /// behind serves as well, and which must not hold the appends up while a fold commits on the writer.
+    pub async fn read_folded<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Snapshot) -> Result<T, IfError> + Send + 'static,
+    ) -> Result<T, IfError> {
+        self.read_on(Store::folded_reader, f).await
+    }
+
+    async fn read_on<T: Send + 'static>(
+        &self,
+        open: fn(&mut Store) -> Result<Reader, IfError>,
+        f: impl FnOnce(&Snapshot) -> Result<T, IfError> + Send + 'static,
+    ) -> Result<T, IfError> {
+        let reader = self.with_store(open).await?;
         tokio::task::spawn_blocking(move || f(&reader.snapshot()?))
             .await
             .map_err(|e| IfError::format(ErrorCode::SystemError, format_args!("witness read: {e}")))?
