@@ -14,12 +14,12 @@ use if_edge::witness::record::{Entry, Kind};
 use if_edge::witness::store::{Append, Store};
 use if_edge::witness::writer::Witness;
 use if_tests::agent::Agent;
-use if_tests::bench::{paced_latency, print_latency};
+use if_tests::bench::{flush_latency, paced_latency, percentile, print_goal, print_latency, spawn_echo};
 use if_tests::broker::Broker;
 use if_tests::probe::Probe;
 use if_tests::talent::Talent;
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 
 const N: usize = 5000;
@@ -58,24 +58,6 @@ fn raw_mosquitto(port: u16, n: usize, size: usize) -> f64 {
         }
         n as f64 / start.elapsed().as_secs_f64()
     })
-}
-
-/// The disk's flush latency: a 4 KiB write and `fdatasync`, 500 times; the floor under each durable commit.
-fn flush_latency() {
-    use std::io::Write as _;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut f = std::fs::File::create(dir.path().join("flush")).expect("file");
-    let page = [0u8; 4096];
-    let mut lat: Vec<Duration> = (0..500)
-        .map(|_| {
-            let t = Instant::now();
-            f.write_all(&page).expect("write");
-            f.sync_data().expect("fdatasync");
-            t.elapsed()
-        })
-        .collect();
-    lat.sort();
-    print_latency("4 KiB write + fdatasync, same disk", &lat);
 }
 
 fn group_commit() {
@@ -147,42 +129,6 @@ fn group_commit() {
     print_latency("witness append at 2k appends/s, each awaited", &lat);
 }
 
-/// An MQTT echo in place of the agent: answers every command on its response topic, QoS 1, with no
-/// verification and no witness. It is the floor the agent's own figures are read against.
-fn spawn_echo(port: u16, topics: &if_protocol::topics::Topics) -> tokio::runtime::Runtime {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
-    let mut o = MqttOptions::new("echo", "127.0.0.1", port);
-    o.set_max_packet_size(Some(256 * 1024)).set_outgoing_inflight_upper_limit(1000);
-    let mut net = rumqttc::NetworkOptions::new();
-    net.set_tcp_nodelay(true);
-    o.set_network_options(net);
-    let cmd = topics.cmd.clone();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    rt.spawn(async move {
-        let (client, mut events) = AsyncClient::new(o, 10_000);
-        client.subscribe(cmd, QoS::AtLeastOnce).await.expect("subscribe");
-        loop {
-            match events.poll().await {
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    let _ = ready_tx.send(());
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let props = p.properties.unwrap_or_default();
-                    let Some(topic) = props.response_topic else { continue };
-                    let reply =
-                        PublishProperties { correlation_data: props.correlation_data, ..PublishProperties::default() };
-                    let _ =
-                        client.try_publish_with_properties(topic, QoS::AtLeastOnce, false, p.payload.clone(), reply);
-                }
-                Ok(_) => {}
-                Err(_) => return,
-            }
-        }
-    });
-    ready_rx.recv_timeout(Duration::from_secs(10)).expect("echo subscribed");
-    rt
-}
-
 /// Sends every frame at once (with the probe's response topic) and waits for every answer; msgs/s.
 fn throughput(probe: &Probe, frames: Vec<Vec<u8>>) -> f64 {
     let n = frames.len();
@@ -243,8 +189,21 @@ fn main() {
     println!("if-edge RSS: idle {:.1} MiB, after the load {:.1} MiB", idle as f64 / 1024.0, loaded as f64 / 1024.0);
     println!("bytes the agent wrote (files and sockets) per command at 1k msgs/s: {per_command:.0}");
     agent.stop();
+    let flush = flush_latency();
+    print_latency("4 KiB write + fdatasync, same disk", &flush);
+    let (echo_p99, flush_p99) = (percentile(&echo_lat, 0.99), percentile(&flush, 0.99));
+    print_goal(
+        "agent latency at 1k msgs/s",
+        percentile(&lat, 0.99),
+        "echo p99 + 2 x fdatasync p99",
+        echo_p99 + flush_p99 * 2,
+    );
+    println!(
+        "goal: agent / echo under the flood >= 0.90: {:.2}, {}",
+        through_agent / through_echo,
+        if through_agent / through_echo >= 0.9 { "met" } else { "not met" }
+    );
     stage_breakdown(&broker, &mut agent, &sign(paced));
-    flush_latency();
     group_commit();
 }
 

@@ -2,8 +2,8 @@
 //! authorize, RECEIVED durable) -> the lane -> the vmix-tcp driver -> the vMix simulator, paced at 1k
 //! commands/s with the lane's rate limit lifted. Two figures: publish -> the simulator receives the
 //! `FUNCTION` line (from the simulator's own timestamps; each command carries its number), and publish
-//! -> answered -> EXECUTED durable -> reply. Then the lane's own cost per command, in process, against
-//! calling the driver directly.
+//! -> answered -> EXECUTED durable -> reply, held against an MQTT echo and the disk's flush measured in
+//! the same run. Then the lane's own cost per command, in process, against calling the driver directly.
 //!
 //! `cargo build --release --workspace --bins && cargo bench -p if-tests --bench device_path`
 
@@ -14,8 +14,9 @@ use if_edge::capability::{Capability, OutcomeFuture, Plan};
 use if_edge::drivers::{Driver, HealthFuture};
 use if_edge::lane::{Lane, LaneSpec};
 use if_protocol::envelope::{ArgValue, EnvelopeBody, Hazards};
-use if_tests::bench::{paced, print_latency};
+use if_tests::bench::{flush_latency, paced, paced_latency, percentile, print_goal, print_latency, spawn_echo};
 use if_tests::device::{self, DeviceRig, Limits, code};
+use if_tests::probe::Probe;
 use if_tests::sim::Sim;
 
 const VMIX: &str = "if://capability/vmix.switcher";
@@ -100,6 +101,15 @@ fn main() {
     });
     assert!(ready.is_some(), "the driver connected");
     let n = 2000;
+    // The floors, in the same run: an MQTT echo in the agent's place (one way is half its round trip),
+    // and the disk's flush.
+    let echo_probe = Probe::connect(&rig.broker, &rig.agent.site, "echo");
+    let echo = spawn_echo(rig.broker.port, &echo_probe.topics);
+    let echo_frames: Vec<Vec<u8>> =
+        (0..n).map(|i| rig.frame("set_text", Hazards::NONE, &[("Value", ArgValue::Int(i))])).collect();
+    let echo_lat = paced_latency(&echo_probe, echo_frames);
+    drop(echo);
+    let flush = flush_latency();
     let frames: Vec<Vec<u8>> = (0..n)
         .map(|i| rig.frame("set_text", Hazards::NONE, &[("Input", ArgValue::Int(1)), ("Value", ArgValue::Int(i))]))
         .collect();
@@ -118,6 +128,16 @@ fn main() {
     print_latency("publish -> vMix simulator receives the FUNCTION, paced 1k cmds/s", &to_device);
     print_latency("publish -> vMix simulator answered -> reply, paced 1k cmds/s", &lat);
     println!("the simulator received {} of {n} numbered FUNCTION lines", to_device.len());
+    print_latency("echo latency at 1k msgs/s", &echo_lat);
+    print_latency("4 KiB write + fdatasync, same disk", &flush);
+    if !to_device.is_empty() {
+        print_goal(
+            "publish -> device",
+            percentile(&to_device, 0.99),
+            "echo p99 / 2 + fdatasync p99",
+            percentile(&echo_lat, 0.99) / 2 + percentile(&flush, 0.99),
+        );
+    }
     rig.agent.stop();
     lane_overhead();
 }

@@ -1,7 +1,12 @@
-//! Figures for the bench binaries: paced publish -> answer latency and percentiles; and logs of any size,
-//! made with the store's API.
+//! Figures for the bench binaries: paced publish -> answer latency and percentiles, the floors they are
+//! read against (an MQTT echo, the disk's flush) and the goals set on them; and logs of any size, made
+//! with the store's API.
 
 use std::time::{Duration, Instant};
+
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 
 use crate::probe::Probe;
 
@@ -76,6 +81,74 @@ pub fn print_latency(label: &str, lat: &[Duration]) {
         ms(percentile(lat, 0.5)),
         ms(percentile(lat, 0.99)),
         ms(lat[lat.len() - 1])
+    );
+}
+
+/// An MQTT echo in place of the agent: answers every command on its response topic, QoS 1, with no
+/// verification and no witness. It is the floor the agent's own figures are read against.
+pub fn spawn_echo(port: u16, topics: &if_protocol::topics::Topics) -> tokio::runtime::Runtime {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
+    let mut o = MqttOptions::new("echo", "127.0.0.1", port);
+    o.set_max_packet_size(Some(256 * 1024)).set_outgoing_inflight_upper_limit(1000);
+    let mut net = rumqttc::NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    o.set_network_options(net);
+    let cmd = topics.cmd.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    rt.spawn(async move {
+        let (client, mut events) = AsyncClient::new(o, 10_000);
+        client.subscribe(cmd, QoS::AtLeastOnce).await.expect("subscribe");
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    let _ = ready_tx.send(());
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let props = p.properties.unwrap_or_default();
+                    let Some(topic) = props.response_topic else { continue };
+                    let reply =
+                        PublishProperties { correlation_data: props.correlation_data, ..PublishProperties::default() };
+                    let _ =
+                        client.try_publish_with_properties(topic, QoS::AtLeastOnce, false, p.payload.clone(), reply);
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    ready_rx.recv_timeout(Duration::from_secs(10)).expect("echo subscribed");
+    rt
+}
+
+/// The disk's flush latency: a 4 KiB write and `fdatasync`, 500 times, sorted; the floor under each
+/// durable commit.
+pub fn flush_latency() -> Vec<Duration> {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut f = std::fs::File::create(dir.path().join("flush")).expect("file");
+    let page = [0u8; 4096];
+    let mut lat: Vec<Duration> = (0..500)
+        .map(|_| {
+            let t = Instant::now();
+            f.write_all(&page).expect("write");
+            f.sync_data().expect("fdatasync");
+            t.elapsed()
+        })
+        .collect();
+    lat.sort();
+    lat
+}
+
+/// Prints a latency goal of the form `1.5 x (floor)` beside what was measured, with their ratio.
+pub fn print_goal(label: &str, measured: Duration, floor_text: &str, floor: Duration) {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let goal = floor.mul_f64(1.5);
+    println!(
+        "goal: {label} p99 {:.2} ms <= 1.5 x ({floor_text}) = {:.2} ms: {:.2}x the goal, {}",
+        ms(measured),
+        ms(goal),
+        measured.as_secs_f64() / goal.as_secs_f64().max(1e-9),
+        if measured <= goal { "met" } else { "not met" }
     );
 }
 
