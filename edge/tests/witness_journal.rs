@@ -91,8 +91,12 @@ fn child() -> Option<PathBuf> {
     std::env::var(CHILD).ok().map(PathBuf::from)
 }
 
-/// A crash after `RECORDS` appends of the store alone (no fold), as a crash in the middle of a burst.
+/// A crash after `RECORDS` appends of the store alone (no fold), as a crash in the middle of a burst:
+/// test `name` calls it first, and in its child it appends and aborts there.
 fn crashed_in_a_burst(name: &str) -> (tempfile::TempDir, PathBuf) {
+    if let Some(path) = child() {
+        appended_without_a_fold(&path);
+    }
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("witness.redb");
     crash_child(name, &path);
@@ -110,9 +114,6 @@ fn appended_without_a_fold(path: &Path) -> ! {
 
 #[test]
 fn a_crash_in_a_burst_keeps_every_append_that_returned_and_needs_no_repair() {
-    if let Some(path) = child() {
-        appended_without_a_fold(&path);
-    }
     let (_dir, path) = crashed_in_a_burst("a_crash_in_a_burst_keeps_every_append_that_returned_and_needs_no_repair");
     assert!(!repaired_on_open(&path), "the tables were last committed with the allocator state");
     assert_eq!(in_tables(&path), 0, "the records were in the journal only");
@@ -133,9 +134,6 @@ fn a_crash_in_a_burst_keeps_every_append_that_returned_and_needs_no_repair() {
 
 #[test]
 fn inspection_folds_what_a_crash_left_in_the_journal() {
-    if let Some(path) = child() {
-        appended_without_a_fold(&path);
-    }
     let (_dir, path) = crashed_in_a_burst("inspection_folds_what_a_crash_left_in_the_journal");
     let mut store = Store::open_existing(&path).expect("open");
     assert_eq!(store.size(), RECORDS);
@@ -255,9 +253,6 @@ fn damage_frame(path: &Path, frame: usize) {
 
 #[test]
 fn a_torn_last_frame_is_left_out() {
-    if let Some(path) = child() {
-        appended_without_a_fold(&path);
-    }
     let (_dir, path) = crashed_in_a_burst("a_torn_last_frame_is_left_out");
     damage_frame(&path, 3);
     let mut store = Store::open(&path, 1 << 20).expect("open");
@@ -267,9 +262,6 @@ fn a_torn_last_frame_is_left_out() {
 
 #[test]
 fn a_damaged_frame_with_later_records_after_it_stops_the_open() {
-    if let Some(path) = child() {
-        appended_without_a_fold(&path);
-    }
     let (_dir, path) = crashed_in_a_burst("a_damaged_frame_with_later_records_after_it_stops_the_open");
     damage_frame(&path, 1);
     let e = Store::open(&path, 1 << 20).expect_err("records 20..40 would be lost");
@@ -281,9 +273,6 @@ fn a_damaged_frame_with_later_records_after_it_stops_the_open() {
 
 #[test]
 fn a_journal_that_does_not_follow_the_log_stops_the_open() {
-    if let Some(path) = child() {
-        appended_without_a_fold(&path);
-    }
     let (_dir, path) = crashed_in_a_burst("a_journal_that_does_not_follow_the_log_stops_the_open");
     // Another log, whose records differ: its journal is put beside this one.
     let other = path.with_file_name("other.redb");
