@@ -10,6 +10,7 @@ pub mod proof;
 pub mod prune;
 pub mod reader;
 pub mod record;
+mod restore;
 pub mod schema;
 pub mod store;
 mod tables;

@@ -32,29 +32,27 @@
 //! transaction. Records arrive finished: what they say (and that no secret is in it) is the caller's.
 //!
 //! The rows a fold writes are [`super::tables`]'s; every read and write of the tables outside a fold goes
-//! through this store, which folds first.
+//! through this store, which folds first. What a run starts from is read back in [`super::restore`].
 //!
 //! One file, though long: the head, the journal's segments, the records on their way to the tables and
 //! the folding thread's answer change together in every operation here, and the contract above holds
 //! only if they are changed in one place.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 
 use ed25519_dalek::SigningKey;
-use if_protocol::replay::ReplayWindow;
 use if_protocol::witness::Hash;
 use if_protocol::witness::checkpoint::{Checkpoint, sign_checkpoint};
 use if_protocol::witness::merkle::CompactTree;
 use if_protocol::{ErrorCode, IfError};
-use redb::{Database, ReadableDatabase as _, ReadableTable, TableDefinition, TableHandle as _};
+use redb::{Database, ReadableDatabase as _, ReadableTable, TableHandle as _};
 
 use super::fold::{Folded, Folder};
 use super::journal::{self, Journal};
 use super::reader::{Reader, Snapshot};
 use super::schema::{
-    ANCHORED, BUDGETS, CHECKPOINTS, HEAD, HeadState, NODES, PENDING, POLICY, RECORDS, REPLAY, REPLIES, corrupt, decode,
+    ANCHORED, BUDGETS, CHECKPOINTS, HEAD, HeadState, NODES, PENDING, POLICY, RECORDS, REPLAY, REPLIES, corrupt,
     read_head, unavailable,
 };
 pub use super::schema::{Append, CachedReply, Pending, ReplyUpdate};
@@ -520,47 +518,6 @@ impl Store {
         Ok(())
     }
 
-    /// The open RECEIVED records.
-    pub fn pending(&mut self) -> Result<Vec<(u64, Pending)>, IfError> {
-        let txn = self.tables()?.begin_read().map_err(|e| unavailable("read", e))?;
-        let table = txn.open_table(PENDING).map_err(|e| unavailable("table", e))?;
-        let mut out = Vec::new();
-        for row in table.iter().map_err(|e| unavailable("read", e))? {
-            let (k, v) = row.map_err(|e| unavailable("read", e))?;
-            out.push((k.value(), decode(v.value(), "pending entry")?));
-        }
-        Ok(out)
-    }
-
-    /// Every sender's replay window.
-    pub fn replay_windows(&mut self) -> Result<HashMap<String, ReplayWindow>, IfError> {
-        let txn = self.tables()?.begin_read().map_err(|e| unavailable("read", e))?;
-        let table = txn.open_table(REPLAY).map_err(|e| unavailable("table", e))?;
-        let mut out = HashMap::new();
-        for row in table.iter().map_err(|e| unavailable("read", e))? {
-            let (k, v) = row.map_err(|e| unavailable("read", e))?;
-            let window: ReplayWindow = decode(v.value(), "replay window")?;
-            if !window.is_well_formed() {
-                return Err(corrupt(format_args!("replay window of {} is malformed", k.value())));
-            }
-            out.insert(k.value().to_string(), window);
-        }
-        Ok(out)
-    }
-
-    /// Every cached reply, by (sender, seq).
-    pub fn replies(&mut self) -> Result<HashMap<(String, u64), CachedReply>, IfError> {
-        let txn = self.tables()?.begin_read().map_err(|e| unavailable("read", e))?;
-        let table = txn.open_table(REPLIES).map_err(|e| unavailable("table", e))?;
-        let mut out = HashMap::new();
-        for row in table.iter().map_err(|e| unavailable("read", e))? {
-            let (k, v) = row.map_err(|e| unavailable("read", e))?;
-            let (sender, seq) = k.value();
-            out.insert((sender.to_string(), seq), decode(v.value(), "cached reply")?);
-        }
-        Ok(out)
-    }
-
     /// Calls `f` with each record's leaf bytes in order, from `start`.
     pub fn for_each_leaf(
         &mut self,
@@ -568,32 +525,6 @@ impl Store {
         f: impl FnMut(u64, &[u8]) -> Result<(), IfError>,
     ) -> Result<(), IfError> {
         self.snapshot()?.for_each_leaf(start, f)
-    }
-
-    /// Every stored policy document, by key. A log written before policy existed has none.
-    pub fn policy(&mut self) -> Result<Vec<(String, Vec<u8>)>, IfError> {
-        self.keyed_rows(POLICY)
-    }
-
-    /// Every provider's persisted spending. A log written before budgets existed has none.
-    pub fn budgets(&mut self) -> Result<HashMap<String, crate::budget::Spent>, IfError> {
-        self.keyed_rows(BUDGETS)?.into_iter().map(|(k, v)| Ok((k, decode(&v, "budget")?))).collect()
-    }
-
-    /// The rows of a table keyed by text; a table that does not exist yet has none.
-    fn keyed_rows(&mut self, def: TableDefinition<'_, &str, &[u8]>) -> Result<Vec<(String, Vec<u8>)>, IfError> {
-        let txn = self.tables()?.begin_read().map_err(|e| unavailable("read", e))?;
-        let table = match txn.open_table(def) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(unavailable("table", e)),
-        };
-        let mut out = Vec::new();
-        for row in table.iter().map_err(|e| unavailable("read", e))? {
-            let (k, v) = row.map_err(|e| unavailable("read", e))?;
-            out.push((k.value().to_string(), v.value().to_vec()));
-        }
-        Ok(out)
     }
 
     /// The size of the largest checkpoint the upstream acknowledged (0: none yet).
